@@ -1,0 +1,185 @@
+using System.Text.Json.Serialization;
+
+namespace Adaptive.Core.Api.V1Alpha1;
+
+/// <summary>
+/// The InferencePipeline custom resource, group <see cref="Group"/>, version v1alpha1. These classes carry
+/// no Kubernetes client dependency: the operator wraps them, the CLI reads them from files.
+/// Property names map one to one (camelCase) to the CRD schema in crds/.
+/// </summary>
+public sealed class InferencePipeline
+{
+    public const string Group = "adaptive.dev";
+    public const string Version = "v1alpha1";
+    public const string KindName = "InferencePipeline";
+    public const string Plural = "inferencepipelines";
+    public const string ApiVersionString = Group + "/" + Version;
+
+    [JsonPropertyName("apiVersion")] public string ApiVersion { get; set; } = ApiVersionString;
+    [JsonPropertyName("kind")] public string Kind { get; set; } = KindName;
+    [JsonPropertyName("metadata")] public ObjectMetadata Metadata { get; set; } = new();
+    [JsonPropertyName("spec")] public InferencePipelineSpec Spec { get; set; } = new();
+    [JsonPropertyName("status")] public InferencePipelineStatus? Status { get; set; }
+}
+
+/// <summary>The few metadata fields a manifest file needs; the operator uses the full Kubernetes metadata.</summary>
+public sealed class ObjectMetadata
+{
+    [JsonPropertyName("name")] public string Name { get; set; } = "";
+    [JsonPropertyName("namespace")] public string? Namespace { get; set; }
+    [JsonPropertyName("labels")] public Dictionary<string, string>? Labels { get; set; }
+    [JsonPropertyName("annotations")] public Dictionary<string, string>? Annotations { get; set; }
+}
+
+public sealed class InferencePipelineSpec
+{
+    /// <summary>End-to-end latency objective of the whole pipeline, in milliseconds.</summary>
+    [JsonPropertyName("sloMs")] public double SloMs { get; set; }
+
+    [JsonPropertyName("objective")] public ObjectiveSpec Objective { get; set; } = new();
+
+    /// <summary>The most the pipeline may cost, in the unit of the classes' costPerReplica; none when absent.</summary>
+    [JsonPropertyName("budget")] public double? Budget { get; set; }
+
+    [JsonPropertyName("hardwareClasses")] public List<HardwareClassSpec> HardwareClasses { get; set; } = [];
+
+    /// <summary>The stages in the order a request passes through them.</summary>
+    [JsonPropertyName("stages")] public List<StageSpec> Stages { get; set; } = [];
+
+    [JsonPropertyName("adaptation")] public AdaptationSpec Adaptation { get; set; } = new();
+}
+
+public sealed class ObjectiveSpec
+{
+    /// <summary><c>sum</c>, <c>average</c> or <c>product</c> of the stage accuracies.</summary>
+    [JsonPropertyName("accuracyMethod")] public string AccuracyMethod { get; set; } = "sum";
+
+    [JsonPropertyName("weights")] public WeightsSpec Weights { get; set; } = new();
+}
+
+/// <summary>α, β, γ, δ of α·accuracy − β·cost − γ·batch − δ·loading.</summary>
+public sealed class WeightsSpec
+{
+    [JsonPropertyName("accuracy")] public double Accuracy { get; set; } = 1;
+    [JsonPropertyName("cost")] public double Cost { get; set; }
+    [JsonPropertyName("batch")] public double Batch { get; set; }
+    [JsonPropertyName("loading")] public double Loading { get; set; }
+}
+
+/// <summary>A kind of node the model servers can run on, e.g. a CPU pool or a GPU pool.</summary>
+public sealed class HardwareClassSpec
+{
+    [JsonPropertyName("name")] public string Name { get; set; } = "";
+    [JsonPropertyName("costPerReplica")] public double CostPerReplica { get; set; }
+
+    /// <summary>The most replicas of this pipeline on the class, over all stages; unlimited when absent.</summary>
+    [JsonPropertyName("maxReplicas")] public int? MaxReplicas { get; set; }
+
+    [JsonPropertyName("nodeSelector")] public Dictionary<string, string>? NodeSelector { get; set; }
+    [JsonPropertyName("tolerations")] public List<TolerationSpec>? Tolerations { get; set; }
+
+    /// <summary>Resources of one replica on this class; a variant's profile may override them.</summary>
+    [JsonPropertyName("resources")] public ResourcesSpec? Resources { get; set; }
+}
+
+public sealed class TolerationSpec
+{
+    [JsonPropertyName("key")] public string? Key { get; set; }
+    [JsonPropertyName("operator")] public string? Operator { get; set; }
+    [JsonPropertyName("value")] public string? Value { get; set; }
+    [JsonPropertyName("effect")] public string? Effect { get; set; }
+    [JsonPropertyName("tolerationSeconds")] public long? TolerationSeconds { get; set; }
+}
+
+/// <summary>Kubernetes resource quantities, e.g. <c>cpu: "2"</c>, <c>memory: 4Gi</c>, <c>nvidia.com/gpu: "1"</c>.</summary>
+public sealed class ResourcesSpec
+{
+    [JsonPropertyName("requests")] public Dictionary<string, string>? Requests { get; set; }
+    [JsonPropertyName("limits")] public Dictionary<string, string>? Limits { get; set; }
+}
+
+public sealed class StageSpec
+{
+    [JsonPropertyName("name")] public string Name { get; set; } = "";
+
+    /// <summary><c>single</c>: one variant at a time (IPA); <c>mixed</c>: a set of variants sharing the load (InfAdapter).</summary>
+    [JsonPropertyName("mode")] public string Mode { get; set; } = "single";
+
+    /// <summary>The batch sizes the stage may use.</summary>
+    [JsonPropertyName("batchSizes")] public List<int> BatchSizes { get; set; } = [1];
+
+    [JsonPropertyName("minReplicas")] public int MinReplicas { get; set; } = 1;
+    [JsonPropertyName("maxReplicas")] public int MaxReplicas { get; set; }
+
+    /// <summary>How long the model server may hold a request waiting for a batch to fill.</summary>
+    [JsonPropertyName("maxQueueDelayMs")] public double? MaxQueueDelayMs { get; set; }
+
+    [JsonPropertyName("variants")] public List<VariantSpec> Variants { get; set; } = [];
+}
+
+public sealed class VariantSpec
+{
+    [JsonPropertyName("name")] public string Name { get; set; } = "";
+
+    /// <summary>Where the model server loads the ONNX model from.</summary>
+    [JsonPropertyName("modelUri")] public string ModelUri { get; set; } = "";
+
+    /// <summary>The variant's accuracy, as a fraction (e.g. ImageNet top-1 0.7613).</summary>
+    [JsonPropertyName("accuracy")] public double Accuracy { get; set; }
+
+    /// <summary>How the variant performs on each hardware class it may run on.</summary>
+    [JsonPropertyName("profiles")] public List<VariantProfileSpec> Profiles { get; set; } = [];
+}
+
+public sealed class VariantProfileSpec
+{
+    [JsonPropertyName("hardwareClass")] public string HardwareClass { get; set; } = "";
+
+    /// <summary>Seconds a new replica takes to load the model before it can serve.</summary>
+    [JsonPropertyName("loadTimeSeconds")] public double LoadTimeSeconds { get; set; }
+
+    /// <summary>Overrides the class's cost per replica for this variant (e.g. a larger memory request).</summary>
+    [JsonPropertyName("costPerReplica")] public double? CostPerReplica { get; set; }
+
+    /// <summary>Overrides the class's resources per replica for this variant.</summary>
+    [JsonPropertyName("resources")] public ResourcesSpec? Resources { get; set; }
+
+    /// <summary>ONNX Runtime intra-op threads per replica; the model server's default when absent.</summary>
+    [JsonPropertyName("threads")] public int? Threads { get; set; }
+
+    [JsonPropertyName("batches")] public List<BatchProfileSpec> Batches { get; set; } = [];
+}
+
+/// <summary>One replica at one batch size: the time a batch takes and the requests per second it sustains.</summary>
+public sealed class BatchProfileSpec
+{
+    [JsonPropertyName("batch")] public int Batch { get; set; }
+    [JsonPropertyName("latencyMs")] public double LatencyMs { get; set; }
+    [JsonPropertyName("throughputRps")] public double ThroughputRps { get; set; }
+}
+
+public sealed class AdaptationSpec
+{
+    /// <summary>Seconds between adaptation decisions.</summary>
+    [JsonPropertyName("intervalSeconds")] public int IntervalSeconds { get; set; } = 30;
+
+    /// <summary>How the next interval's peak load is predicted: <c>last-value</c>, <c>moving-max</c>, <c>ewma-trend</c>.</summary>
+    [JsonPropertyName("forecaster")] public string Forecaster { get; set; } = "moving-max";
+
+    /// <summary>How long a lower load must last before replicas are removed, against flapping.</summary>
+    [JsonPropertyName("scaleDownCooldownSeconds")] public int ScaleDownCooldownSeconds { get; set; } = 120;
+
+    /// <summary>The search time the planner may spend on one decision.</summary>
+    [JsonPropertyName("plannerTimeLimitSeconds")] public double PlannerTimeLimitSeconds { get; set; } = 5;
+
+    [JsonPropertyName("metrics")] public MetricsSourceSpec Metrics { get; set; } = new();
+}
+
+public sealed class MetricsSourceSpec
+{
+    /// <summary>The Prometheus to query; the operator's configured one when absent.</summary>
+    [JsonPropertyName("prometheusUrl")] public string? PrometheusUrl { get; set; }
+
+    /// <summary>Seconds of arrival-rate history the forecaster looks at.</summary>
+    [JsonPropertyName("historySeconds")] public int HistorySeconds { get; set; } = 600;
+}

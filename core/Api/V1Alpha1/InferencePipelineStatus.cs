@@ -1,0 +1,65 @@
+using System.Text.Json.Serialization;
+
+namespace Adaptive.Core.Api.V1Alpha1;
+
+/// <summary>What runs now and why, written by the operator.</summary>
+public sealed class InferencePipelineStatus
+{
+    [JsonPropertyName("observedGeneration")] public long? ObservedGeneration { get; set; }
+    [JsonPropertyName("conditions")] public List<PipelineCondition> Conditions { get; set; } = [];
+
+    /// <summary>The running configuration, stage by stage.</summary>
+    [JsonPropertyName("stages")] public List<StageStatus> Stages { get; set; } = [];
+
+    /// <summary>One line for <c>kubectl get</c>: each stage's variants and replicas, e.g. <c>classify=resnet50x3+resnet18x1</c>.</summary>
+    [JsonPropertyName("summary")] public string? Summary { get; set; }
+
+    [JsonPropertyName("predictedLoadRps")] public double? PredictedLoadRps { get; set; }
+    [JsonPropertyName("observedLoadRps")] public double? ObservedLoadRps { get; set; }
+    [JsonPropertyName("expectedAccuracy")] public double? ExpectedAccuracy { get; set; }
+    [JsonPropertyName("expectedCost")] public double? ExpectedCost { get; set; }
+    [JsonPropertyName("expectedLatencyMs")] public double? ExpectedLatencyMs { get; set; }
+
+    /// <summary>The planner's verdict on the last decision: <c>optimal</c>, <c>feasible</c> or <c>infeasible</c>.</summary>
+    [JsonPropertyName("planStatus")] public string? PlanStatus { get; set; }
+
+    [JsonPropertyName("lastDecisionTime")] public DateTimeOffset? LastDecisionTime { get; set; }
+    [JsonPropertyName("solveTimeMs")] public double? SolveTimeMs { get; set; }
+}
+
+/// <summary>A status condition as Kubernetes conventions define it.</summary>
+public sealed class PipelineCondition
+{
+    public const string Ready = "Ready";
+    public const string Adapting = "Adapting";
+    public const string Degraded = "Degraded";
+    public const string SloFeasible = "SLOFeasible";
+
+    [JsonPropertyName("type")] public string Type { get; set; } = "";
+
+    /// <summary><c>True</c>, <c>False</c> or <c>Unknown</c>.</summary>
+    [JsonPropertyName("status")] public string Status { get; set; } = "Unknown";
+
+    [JsonPropertyName("reason")] public string Reason { get; set; } = "";
+    [JsonPropertyName("message")] public string Message { get; set; } = "";
+    [JsonPropertyName("observedGeneration")] public long? ObservedGeneration { get; set; }
+    [JsonPropertyName("lastTransitionTime")] public DateTimeOffset LastTransitionTime { get; set; }
+}
+
+public sealed class StageStatus
+{
+    [JsonPropertyName("name")] public string Name { get; set; } = "";
+    [JsonPropertyName("allocations")] public List<AllocationStatus> Allocations { get; set; } = [];
+    [JsonPropertyName("latencyMs")] public double? LatencyMs { get; set; }
+}
+
+public sealed class AllocationStatus
+{
+    [JsonPropertyName("variant")] public string Variant { get; set; } = "";
+    [JsonPropertyName("hardwareClass")] public string HardwareClass { get; set; } = "";
+    [JsonPropertyName("replicas")] public int Replicas { get; set; }
+    [JsonPropertyName("batch")] public int Batch { get; set; }
+
+    /// <summary>Requests per second routed to this allocation.</summary>
+    [JsonPropertyName("shareRps")] public double ShareRps { get; set; }
+}

@@ -1,0 +1,147 @@
+using System.Text.RegularExpressions;
+using Adaptive.Core.Planning;
+
+namespace Adaptive.Core.Api.V1Alpha1;
+
+/// <summary>
+/// Checks what the CRD schema cannot (references between fields, uniqueness, a batch size nothing is
+/// profiled for) and, for manifests read from files where no API server applied the schema, the rest too.
+/// Throws a <see cref="PlanningInputException"/> naming the first field at fault.
+/// </summary>
+public static partial class InferencePipelineValidator
+{
+    public static readonly IReadOnlySet<string> AccuracyMethods = new HashSet<string> { "sum", "average", "product" };
+    public static readonly IReadOnlySet<string> Modes = new HashSet<string> { "single", "mixed" };
+    public static readonly IReadOnlySet<string> Forecasters = new HashSet<string> { "last-value", "moving-max", "ewma-trend" };
+
+    // Names become parts of Deployment and Service names.
+    [GeneratedRegex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+    private static partial Regex DnsLabel();
+
+    public static void Validate(InferencePipeline pipeline)
+    {
+        Name(pipeline.Metadata.Name, "metadata.name", 253);
+        var spec = pipeline.Spec;
+        Positive(spec.SloMs, "spec.sloMs");
+        OneOf(spec.Objective.AccuracyMethod, AccuracyMethods, "spec.objective.accuracyMethod");
+        var w = spec.Objective.Weights;
+        NonNegative(w.Accuracy, "spec.objective.weights.accuracy");
+        NonNegative(w.Cost, "spec.objective.weights.cost");
+        NonNegative(w.Batch, "spec.objective.weights.batch");
+        NonNegative(w.Loading, "spec.objective.weights.loading");
+        if (spec.Budget is { } budget) NonNegative(budget, "spec.budget");
+
+        NotEmpty(spec.HardwareClasses, "spec.hardwareClasses");
+        Unique(spec.HardwareClasses.Select(c => c.Name), "spec.hardwareClasses", "hardware class");
+        for (int c = 0; c < spec.HardwareClasses.Count; c++)
+        {
+            var hardwareClass = spec.HardwareClasses[c];
+            string at = $"spec.hardwareClasses[{c}]";
+            Name(hardwareClass.Name, $"{at}.name", 63);
+            NonNegative(hardwareClass.CostPerReplica, $"{at}.costPerReplica");
+            if (hardwareClass.MaxReplicas is { } max) AtLeast(max, 0, $"{at}.maxReplicas");
+        }
+        var classes = spec.HardwareClasses.Select(c => c.Name).ToHashSet();
+
+        NotEmpty(spec.Stages, "spec.stages");
+        Unique(spec.Stages.Select(s => s.Name), "spec.stages", "stage");
+        for (int s = 0; s < spec.Stages.Count; s++) Stage(spec.Stages[s], $"spec.stages[{s}]", classes);
+
+        var adaptation = spec.Adaptation;
+        AtLeast(adaptation.IntervalSeconds, 1, "spec.adaptation.intervalSeconds");
+        OneOf(adaptation.Forecaster, Forecasters, "spec.adaptation.forecaster");
+        AtLeast(adaptation.ScaleDownCooldownSeconds, 0, "spec.adaptation.scaleDownCooldownSeconds");
+        Positive(adaptation.PlannerTimeLimitSeconds, "spec.adaptation.plannerTimeLimitSeconds");
+        AtLeast(adaptation.Metrics.HistorySeconds, adaptation.IntervalSeconds, "spec.adaptation.metrics.historySeconds");
+    }
+
+    static void Stage(StageSpec stage, string at, HashSet<string> classes)
+    {
+        Name(stage.Name, $"{at}.name", 63);
+        OneOf(stage.Mode, Modes, $"{at}.mode");
+        NotEmpty(stage.BatchSizes, $"{at}.batchSizes");
+        for (int b = 0; b < stage.BatchSizes.Count; b++) AtLeast(stage.BatchSizes[b], 1, $"{at}.batchSizes[{b}]");
+        Unique(stage.BatchSizes.Select(b => b.ToString()), $"{at}.batchSizes", "batch size");
+        AtLeast(stage.MinReplicas, 1, $"{at}.minReplicas");
+        AtLeast(stage.MaxReplicas, stage.MinReplicas, $"{at}.maxReplicas");
+        if (stage.MaxQueueDelayMs is { } delay) NonNegative(delay, $"{at}.maxQueueDelayMs");
+
+        NotEmpty(stage.Variants, $"{at}.variants");
+        Unique(stage.Variants.Select(v => v.Name), $"{at}.variants", "variant");
+        for (int v = 0; v < stage.Variants.Count; v++)
+        {
+            var variant = stage.Variants[v];
+            string vat = $"{at}.variants[{v}]";
+            Name(variant.Name, $"{vat}.name", 63);
+            if (string.IsNullOrWhiteSpace(variant.ModelUri)) throw new PlanningInputException($"{vat}.modelUri", "is required");
+            if (variant.Accuracy is < 0 or > 1 || double.IsNaN(variant.Accuracy))
+                throw new PlanningInputException($"{vat}.accuracy", $"must be a fraction between 0 and 1, got {variant.Accuracy}");
+            NotEmpty(variant.Profiles, $"{vat}.profiles");
+            Unique(variant.Profiles.Select(p => p.HardwareClass), $"{vat}.profiles", "hardware class");
+            for (int p = 0; p < variant.Profiles.Count; p++) Profile(variant.Profiles[p], $"{vat}.profiles[{p}]", classes);
+        }
+        for (int b = 0; b < stage.BatchSizes.Count; b++)
+        {
+            int batch = stage.BatchSizes[b];
+            if (!stage.Variants.SelectMany(v => v.Profiles).SelectMany(p => p.Batches).Any(x => x.Batch == batch))
+                throw new PlanningInputException($"{at}.batchSizes[{b}]", $"batch size {batch} has no profile in any variant of the stage");
+        }
+    }
+
+    static void Profile(VariantProfileSpec profile, string at, HashSet<string> classes)
+    {
+        if (!classes.Contains(profile.HardwareClass))
+            throw new PlanningInputException($"{at}.hardwareClass",
+                $"unknown hardware class '{profile.HardwareClass}'; spec.hardwareClasses has: {string.Join(", ", classes.Order())}");
+        NonNegative(profile.LoadTimeSeconds, $"{at}.loadTimeSeconds");
+        if (profile.CostPerReplica is { } cost) NonNegative(cost, $"{at}.costPerReplica");
+        if (profile.Threads is { } threads) AtLeast(threads, 1, $"{at}.threads");
+        NotEmpty(profile.Batches, $"{at}.batches");
+        Unique(profile.Batches.Select(b => b.Batch.ToString()), $"{at}.batches", "batch");
+        for (int b = 0; b < profile.Batches.Count; b++)
+        {
+            var point = profile.Batches[b];
+            AtLeast(point.Batch, 1, $"{at}.batches[{b}].batch");
+            NonNegative(point.LatencyMs, $"{at}.batches[{b}].latencyMs");
+            Positive(point.ThroughputRps, $"{at}.batches[{b}].throughputRps");
+        }
+    }
+
+    static void Name(string name, string field, int maxLength)
+    {
+        if (string.IsNullOrEmpty(name)) throw new PlanningInputException(field, "is required");
+        if (name.Length > maxLength || !DnsLabel().IsMatch(name))
+            throw new PlanningInputException(field, $"'{name}' must be lower-case letters, digits and '-', at most {maxLength} characters");
+    }
+
+    static void Positive(double value, string field)
+    {
+        if (!(value > 0) || !double.IsFinite(value)) throw new PlanningInputException(field, $"must be greater than 0, got {value}");
+    }
+
+    static void NonNegative(double value, string field)
+    {
+        if (!(value >= 0) || !double.IsFinite(value)) throw new PlanningInputException(field, $"must not be negative, got {value}");
+    }
+
+    static void AtLeast(int value, int minimum, string field)
+    {
+        if (value < minimum) throw new PlanningInputException(field, $"must be at least {minimum}, got {value}");
+    }
+
+    static void OneOf(string value, IReadOnlySet<string> allowed, string field)
+    {
+        if (!allowed.Contains(value)) throw new PlanningInputException(field, $"must be one of {string.Join(", ", allowed)}, got '{value}'");
+    }
+
+    static void NotEmpty<T>(List<T>? list, string field)
+    {
+        if (list is not { Count: > 0 }) throw new PlanningInputException(field, "must not be empty");
+    }
+
+    static void Unique(IEnumerable<string> names, string field, string what)
+    {
+        if (names.GroupBy(n => n).FirstOrDefault(g => g.Count() > 1) is { } twice)
+            throw new PlanningInputException(field, $"{what} '{twice.Key}' appears more than once");
+    }
+}

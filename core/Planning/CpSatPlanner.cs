@@ -1,0 +1,103 @@
+using System.Diagnostics;
+using System.Globalization;
+using Google.OrTools.Sat;
+
+namespace Adaptive.Core.Planning;
+
+/// <param name="TimeLimit">
+/// Search effort before answering with the best found (<see cref="PlanStatus.Feasible"/>). It is CP-SAT's
+/// deterministic time, so the same problem gets the same answer on any machine; wall time is capped at
+/// three times it as a safety net.
+/// </param>
+/// <param name="Workers">CP-SAT search workers; more than one interleaves them, which stays deterministic.</param>
+public sealed record PlannerOptions(TimeSpan TimeLimit, int Workers = 1)
+{
+    public static PlannerOptions Default { get; } = new(TimeSpan.FromSeconds(10));
+}
+
+/// <summary>
+/// Turns a planning problem into a configuration with Google OR-Tools CP-SAT: per stage the variant (or
+/// set of variants), hardware class, batch size, replicas and load shares that maximise
+/// α·accuracy − β·cost − γ·batch − δ·loading within the latency SLO, the load, the budget and the
+/// hardware limits. Infeasible problems get the highest-capacity configuration within the bounds.
+/// </summary>
+public sealed class CpSatPlanner(PlannerOptions? options = null)
+{
+    readonly PlannerOptions options = options ?? PlannerOptions.Default;
+
+    public PlanResult Plan(PlanningProblem problem)
+    {
+        var clock = Stopwatch.StartNew();
+        var model = new PlanningModel(problem, PlanningGoal.Objective);
+        var (status, solver) = model.TriviallyInfeasible ? (CpSolverStatus.Infeasible, null) : Solve(model);
+        List<PipelinePlan> pipelines;
+        PlanStatus planStatus;
+        if (solver != null && status is CpSolverStatus.Optimal or CpSolverStatus.Feasible)
+        {
+            planStatus = status == CpSolverStatus.Optimal ? PlanStatus.Optimal : PlanStatus.Feasible;
+            pipelines = problem.Pipelines.Select((p, i) => ReadPlan(p, model.Pipelines[i], solver)).ToList();
+        }
+        else
+        {
+            // Proven infeasible, or no configuration found in time: either way nothing meets the constraints
+            // that we know of, so answer with the fallback.
+            planStatus = PlanStatus.Infeasible;
+            pipelines = Fallback(problem);
+        }
+        solver?.Dispose();
+        double? total = planStatus == PlanStatus.Infeasible ? null : pipelines.Sum(p => p.Objective!.Value);
+        return new PlanResult(planStatus, total, clock.Elapsed.TotalMilliseconds, pipelines);
+    }
+
+    (CpSolverStatus, CpSolver) Solve(PlanningModel model)
+    {
+        var solver = new CpSolver
+        {
+            StringParameters = string.Create(CultureInfo.InvariantCulture,
+                $"num_workers:{options.Workers} interleave_search:{(options.Workers > 1 ? "true" : "false")} random_seed:0 " +
+                $"max_deterministic_time:{options.TimeLimit.TotalSeconds} max_time_in_seconds:{3 * options.TimeLimit.TotalSeconds}"),
+        };
+        var status = solver.Solve(model.Model);
+        if (status == CpSolverStatus.ModelInvalid)
+            throw new InvalidOperationException($"the planner built an invalid CP-SAT model: {model.Model.Validate()}");
+        return (status, solver);
+    }
+
+    static PipelinePlan ReadPlan(PipelineProblem pipeline, IReadOnlyList<StageVariables> stages, CpSolver solver)
+    {
+        var plans = new List<StagePlan>();
+        foreach (var stage in stages)
+        {
+            var chosen = stage.Options.Where(o => solver.BooleanValue(o.Active)).ToList();
+            var replicas = chosen.Select(o => (int)solver.Value(o.Replicas)).ToList();
+            var allocations = stage.LatencyBudgetNs is { } budget
+                ? ShareSplitter.Split(pipeline.ArrivalRate, stage.Stage.MinReplicas, (double)solver.Value(budget) / FixedPoint.NsPerMs,
+                    chosen.Select((o, i) => new ShareSplitter.Candidate(o.Variant, o.Hardware.Class, o.Point, replicas[i],
+                        (double)solver.Value(o.Share!) / FixedPoint.ShareUnitsPerRps)).ToList())
+                : chosen.Select((o, i) => new Allocation(o.Variant.Name, o.Hardware.Class, replicas[i], o.Point.Batch, pipeline.ArrivalRate)).ToList();
+            plans.Add(new StagePlan(stage.Stage.Name, allocations));
+        }
+        return new PipelinePlan(pipeline.Name, PlanEvaluator.Evaluate(pipeline, plans).Objective, plans);
+    }
+
+    /// <summary>The highest-capacity configuration within the replica bounds and hardware limits.</summary>
+    List<PipelinePlan> Fallback(PlanningProblem problem)
+    {
+        var model = new PlanningModel(problem, PlanningGoal.Capacity);
+        var (status, solver) = model.TriviallyInfeasible ? (CpSolverStatus.Infeasible, null) : Solve(model);
+        using var _ = solver;
+        bool found = solver != null && status is CpSolverStatus.Optimal or CpSolverStatus.Feasible;
+        return problem.Pipelines.Select((pipeline, p) => new PipelinePlan(pipeline.Name, null,
+            model.Pipelines[p].Select(stage => new StagePlan(stage.Stage.Name, found
+                ? SplitByCapacity(pipeline.ArrivalRate, stage.Options.Where(o => solver!.BooleanValue(o.Active))
+                    .Select(o => (o, (int)solver!.Value(o.Replicas))).ToList())
+                : [])).ToList())).ToList();
+    }
+
+    static List<Allocation> SplitByCapacity(double load, List<(StageOption Option, int Replicas)> chosen)
+    {
+        double capacity = chosen.Sum(c => c.Replicas * c.Option.Point.Throughput);
+        return chosen.Select(c => new Allocation(c.Option.Variant.Name, c.Option.Hardware.Class, c.Replicas, c.Option.Point.Batch,
+            load * c.Replicas * c.Option.Point.Throughput / capacity)).ToList();
+    }
+}

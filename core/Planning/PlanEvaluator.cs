@@ -1,0 +1,82 @@
+namespace Adaptive.Core.Planning;
+
+/// <summary>What a configuration is expected to deliver, by the planning semantics of FORMAT.md.</summary>
+public sealed record PlanMetrics(
+    IReadOnlyList<double> StageLatencyMs,
+    double LatencyMs,
+    double Accuracy,
+    double Cost,
+    int BatchTerm,
+    double LoadingTerm,
+    double Objective);
+
+/// <summary>
+/// Computes the metrics of a pipeline's configuration. The planner reports its objective with it and the
+/// operator its expected accuracy, cost and latency, so both speak of the same numbers.
+/// </summary>
+public static class PlanEvaluator
+{
+    public static PlanMetrics Evaluate(PipelineProblem pipeline, IReadOnlyList<StagePlan> stages)
+    {
+        var stageLatencies = new List<double>();
+        var stageAccuracies = new List<double>();
+        double cost = 0;
+        int batchTerm = 0;
+        foreach (var (stage, plan) in pipeline.Stages.Zip(stages))
+        {
+            double latency = 0, accuracy = 0;
+            int maxBatch = 0;
+            foreach (var a in plan.Allocations)
+            {
+                var variant = stage.Variants.First(v => v.Name == a.Variant);
+                var hardware = variant.Hardware.First(h => h.Class == a.Hardware);
+                var point = hardware.At(a.Batch)
+                    ?? throw new ArgumentException($"stage '{stage.Name}': {a.Variant} on {a.Hardware} has no profile at batch {a.Batch}");
+                latency = Math.Max(latency, point.LatencyMs + BatchFillMs(a.Batch, a.Share));
+                accuracy += a.Share / pipeline.ArrivalRate * variant.Accuracy;
+                cost += a.Replicas * hardware.CostPerReplica;
+                maxBatch = Math.Max(maxBatch, a.Batch);
+            }
+            stageLatencies.Add(latency);
+            stageAccuracies.Add(accuracy);
+            batchTerm += maxBatch;
+        }
+        double pipelineAccuracy = pipeline.AccuracyMethod switch
+        {
+            AccuracyMethod.Sum => stageAccuracies.Sum(),
+            AccuracyMethod.Average => stageAccuracies.Average(),
+            AccuracyMethod.Product => stageAccuracies.Aggregate(1.0, (p, a) => p * a),
+            _ => throw new ArgumentOutOfRangeException(nameof(pipeline)),
+        };
+        double loading = LoadingTerm(pipeline, stages);
+        var w = pipeline.Weights;
+        double objective = w.Accuracy * pipelineAccuracy - w.Cost * cost - w.Batch * batchTerm - w.Loading * loading;
+        return new PlanMetrics(stageLatencies, stageLatencies.Sum(), pipelineAccuracy, cost, batchTerm, loading, objective);
+    }
+
+    /// <summary>Time to fill a batch of <paramref name="batch"/> requests arriving at <paramref name="rate"/> per second.</summary>
+    public static double BatchFillMs(int batch, double rate) => 1000.0 * (batch - 1) / rate;
+
+    /// <summary>
+    /// The largest load time among the (stage, variant, hardware) whose replicas grow against the running
+    /// configuration, relative to the largest load time in the pipeline; 0 without a running configuration.
+    /// </summary>
+    static double LoadingTerm(PipelineProblem pipeline, IReadOnlyList<StagePlan> stages)
+    {
+        if (pipeline.Current.Count == 0 || pipeline.MaxLoadTimeS <= 0) return 0;
+        double largest = 0;
+        foreach (var (stage, plan) in pipeline.Stages.Zip(stages))
+        {
+            foreach (var group in plan.Allocations.GroupBy(a => (a.Variant, a.Hardware)))
+            {
+                int running = pipeline.Current
+                    .Where(c => c.Stage == stage.Name && c.Variant == group.Key.Variant && c.Hardware == group.Key.Hardware)
+                    .Sum(c => c.Replicas);
+                if (group.Sum(a => a.Replicas) <= running) continue;
+                var hardware = stage.Variants.First(v => v.Name == group.Key.Variant).Hardware.First(h => h.Class == group.Key.Hardware);
+                largest = Math.Max(largest, hardware.LoadTimeS);
+            }
+        }
+        return largest / pipeline.MaxLoadTimeS;
+    }
+}

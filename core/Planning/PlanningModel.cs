@@ -1,0 +1,373 @@
+using Google.OrTools.Sat;
+
+namespace Adaptive.Core.Planning;
+
+/// <summary>What the CP-SAT model is asked to find.</summary>
+enum PlanningGoal
+{
+    /// <summary>The best configuration by the objective that meets the SLO, throughput, budget and limits.</summary>
+    Objective,
+
+    /// <summary>
+    /// The infeasible fallback: the configuration with the most capacity relative to the load that fits the
+    /// replica bounds and hardware limits, ignoring the SLO and the budget.
+    /// </summary>
+    Capacity,
+}
+
+/// <summary>One (variant, hardware, batch) a stage may run, with its decision variables.</summary>
+sealed class StageOption
+{
+    public required VariantProblem Variant { get; init; }
+    public required HardwareProfile Hardware { get; init; }
+    public required ProfilePoint Point { get; init; }
+    public required BoolVar Active { get; init; }
+
+    /// <summary>Replicas: a constant times <see cref="Active"/> where the load fixes them, else a variable.</summary>
+    public required LinearExpr Replicas { get; init; }
+
+    /// <summary>Requests per second routed here, in share units; only in mixed stages of the objective goal.</summary>
+    public IntVar? Share { get; init; }
+}
+
+sealed class StageVariables(StageProblem stage, List<StageOption> options, IntVar? latencyBudgetNs)
+{
+    public StageProblem Stage { get; } = stage;
+    public List<StageOption> Options { get; } = options;
+
+    /// <summary>The latency the stage may use, in ns; only mixed stages of the objective goal have one.</summary>
+    public IntVar? LatencyBudgetNs { get; } = latencyBudgetNs;
+}
+
+/// <summary>
+/// The integer program for one planning problem, in CP-SAT. Single stages have their replicas fixed by the
+/// load (the fewest that sustain it), so they are pure choices; mixed stages have a replica count and a
+/// share per option. The objective is scaled to integers by <see cref="objectiveScale"/>.
+/// </summary>
+sealed class PlanningModel
+{
+    readonly CpModel model = new();
+    readonly PlanningGoal goal;
+    readonly List<(LinearExpr Expr, double Coefficient)> objectiveTerms = [];
+    readonly double objectiveScale;
+
+    public IReadOnlyList<IReadOnlyList<StageVariables>> Pipelines { get; }
+
+    /// <summary>Whether some stage has no option at all; then there is nothing for CP-SAT to search.</summary>
+    public bool TriviallyInfeasible { get; }
+
+    public PlanningModel(PlanningProblem problem, PlanningGoal goal)
+    {
+        this.goal = goal;
+        objectiveScale = ObjectiveScale(problem);
+        var pipelines = new List<IReadOnlyList<StageVariables>>();
+        foreach (var pipeline in problem.Pipelines)
+        {
+            var stages = pipeline.Stages.Select(s => AddStage(pipeline, s)).ToList();
+            pipelines.Add(stages);
+            if (stages.Any(s => s.Options.Count == 0)) TriviallyInfeasible = true;
+        }
+        Pipelines = pipelines;
+        if (TriviallyInfeasible) return;
+
+        for (int p = 0; p < problem.Pipelines.Count; p++)
+        {
+            var pipeline = problem.Pipelines[p];
+            AddHardwareLimits(pipeline.HardwareLimits, pipelines[p]);
+            if (goal == PlanningGoal.Objective)
+            {
+                AddLatencyConstraint(pipeline, pipelines[p]);
+                AddBudget(pipeline, pipelines[p]);
+                AddObjectiveTerms(pipeline, pipelines[p]);
+            }
+        }
+        AddHardwareLimits(problem.SharedHardwareLimits, pipelines.SelectMany(p => p).ToList());
+        if (goal == PlanningGoal.Capacity) MaximiseWorstCapacityRatio(problem);
+        else model.Maximize(ScaledObjective());
+    }
+
+    public CpModel Model => model;
+
+    StageVariables AddStage(PipelineProblem pipeline, StageProblem stage)
+    {
+        bool shared = stage.Mode == StageMode.Mixed && goal == PlanningGoal.Objective;
+        long sloNs = FixedPoint.SloNs(pipeline.SloMs);
+        long loadUnits = FixedPoint.ShareUnits(pipeline.ArrivalRate);
+        var options = new List<StageOption>();
+        foreach (var variant in stage.Variants)
+        foreach (var hardware in variant.Hardware)
+        foreach (int batch in stage.BatchSizes)
+        {
+            if (hardware.At(batch) is not { } point) continue;
+            // Taking the whole load is the fastest a batch can fill; an option too slow even then never fits.
+            double fastest = point.LatencyMs + PlanEvaluator.BatchFillMs(batch, pipeline.ArrivalRate);
+            if (goal == PlanningGoal.Objective && FixedPoint.LatencyNs(fastest) > sloNs) continue;
+
+            var active = model.NewBoolVar($"{stage.Name}/{variant.Name}/{hardware.Class}/b{batch}");
+            LinearExpr replicas;
+            IntVar? share = null;
+            if (goal == PlanningGoal.Objective && stage.Mode == StageMode.Single)
+            {
+                int needed = Math.Max(stage.MinReplicas, FixedPoint.ReplicasFor(pipeline.ArrivalRate, point.Throughput));
+                if (needed > stage.MaxReplicas) continue;
+                replicas = LinearExpr.Term(active, needed);
+            }
+            else
+            {
+                var count = model.NewIntVar(0, stage.MaxReplicas, $"{active.Name()}/replicas");
+                model.Add(count >= active);
+                model.Add(count <= stage.MaxReplicas * active);
+                replicas = count;
+                if (shared)
+                {
+                    share = model.NewIntVar(0, loadUnits, $"{active.Name()}/share");
+                    model.Add(share >= active);
+                    model.Add(share <= loadUnits * active);
+                    model.Add(share <= FixedPoint.ThroughputUnits(point.Throughput) * count);
+                }
+            }
+            options.Add(new StageOption { Variant = variant, Hardware = hardware, Point = point, Active = active, Replicas = replicas, Share = share });
+        }
+
+        var actives = options.Select(o => o.Active).ToList();
+        if (stage.Mode == StageMode.Single) model.AddExactlyOne(actives);
+        else
+        {
+            model.AddAtLeastOne(actives);
+            foreach (var sameModel in options.GroupBy(o => (o.Variant, o.Hardware)))
+                model.AddAtMostOne(sameModel.Select(o => o.Active));
+        }
+        var total = LinearExpr.Sum(options.Select(o => o.Replicas));
+        model.Add(total >= stage.MinReplicas);
+        model.Add(total <= stage.MaxReplicas);
+        if (shared) model.Add(LinearExpr.Sum(options.Select(o => o.Share!)) == loadUnits);
+
+        var latencyBudget = shared ? model.NewIntVar(0, sloNs, $"{stage.Name}/latency") : null;
+        return new StageVariables(stage, options, latencyBudget);
+    }
+
+    /// <summary>
+    /// Σ stage latency ≤ SLO. A single stage's latency is fixed by its choice. A mixed stage gets a latency
+    /// budget that each active option must meet: its batch latency plus the time to fill a batch at its
+    /// share, 1e9·(b−1)/share ns, which is bilinear in (budget, share).
+    /// </summary>
+    void AddLatencyConstraint(PipelineProblem pipeline, IReadOnlyList<StageVariables> stages)
+    {
+        long sloNs = FixedPoint.SloNs(pipeline.SloMs);
+        var stageLatencies = new List<LinearExpr>();
+        foreach (var stage in stages)
+        {
+            if (stage.LatencyBudgetNs is not { } budget)
+            {
+                stageLatencies.Add(LinearExpr.WeightedSum(
+                    stage.Options.Select(o => o.Active),
+                    stage.Options.Select(o => FixedPoint.LatencyNs(o.Point.LatencyMs + PlanEvaluator.BatchFillMs(o.Point.Batch, pipeline.ArrivalRate)))));
+                continue;
+            }
+            stageLatencies.Add(budget);
+            foreach (var o in stage.Options)
+            {
+                long latencyNs = FixedPoint.LatencyNs(o.Point.LatencyMs);
+                if (o.Point.Batch == 1)
+                {
+                    model.Add(budget >= latencyNs).OnlyEnforceIf(o.Active);
+                    continue;
+                }
+                var slack = model.NewIntVar(0, sloNs, $"{o.Active.Name()}/fill-budget");
+                model.Add(slack == budget - latencyNs).OnlyEnforceIf(o.Active);
+                model.Add(slack == 0).OnlyEnforceIf(o.Active.Not());
+                var product = model.NewIntVar(0, sloNs * FixedPoint.ShareUnits(pipeline.ArrivalRate), $"{o.Active.Name()}/fill-product");
+                model.AddMultiplicationEquality(product, slack, o.Share!);
+                long fillNsTimesShare = 1_000_000_000L * (o.Point.Batch - 1) * FixedPoint.ShareUnitsPerRps;
+                model.Add(product >= fillNsTimesShare * o.Active);
+            }
+        }
+        // Slack left in the SLO can only help a mixed stage (a longer budget lowers the share it needs),
+        // so with one present the budgets take all of it; that also fixes a lone stage's budget to the SLO.
+        if (stages.Any(s => s.LatencyBudgetNs is not null)) model.Add(LinearExpr.Sum(stageLatencies) == sloNs);
+        else model.Add(LinearExpr.Sum(stageLatencies) <= sloNs);
+    }
+
+    void AddBudget(PipelineProblem pipeline, IReadOnlyList<StageVariables> stages)
+    {
+        if (pipeline.Budget is not { } budget) return;
+        var options = stages.SelectMany(s => s.Options).ToList();
+        model.Add(LinearExpr.WeightedSum(options.Select(o => o.Replicas), options.Select(o => FixedPoint.CostUnits(o.Hardware.CostPerReplica)))
+                  <= FixedPoint.BudgetUnits(budget));
+    }
+
+    void AddHardwareLimits(IReadOnlyDictionary<string, int> limits, IReadOnlyList<StageVariables> stages)
+    {
+        foreach (var (hardwareClass, limit) in limits)
+        {
+            var onClass = stages.SelectMany(s => s.Options).Where(o => o.Hardware.Class == hardwareClass).Select(o => o.Replicas).ToList();
+            if (onClass.Count > 0) model.Add(LinearExpr.Sum(onClass) <= limit);
+        }
+    }
+
+    void AddObjectiveTerms(PipelineProblem pipeline, IReadOnlyList<StageVariables> stages)
+    {
+        var w = pipeline.Weights;
+        if (w.Accuracy > 0) AddAccuracyTerms(pipeline, stages);
+        foreach (var o in stages.SelectMany(s => s.Options))
+            objectiveTerms.Add((o.Replicas, -w.Cost * o.Hardware.CostPerReplica));
+        if (w.Batch > 0)
+        {
+            foreach (var stage in stages)
+            {
+                var largest = model.NewIntVar(0, stage.Stage.BatchSizes.Max(), $"{stage.Stage.Name}/batch");
+                model.AddMaxEquality(largest, stage.Options.Select(o => LinearExpr.Term(o.Active, o.Point.Batch)));
+                objectiveTerms.Add((largest, -w.Batch));
+            }
+        }
+        if (w.Loading > 0 && pipeline.Current.Count > 0 && pipeline.MaxLoadTimeS > 0) AddLoadingTerm(pipeline, stages);
+    }
+
+    void AddAccuracyTerms(PipelineProblem pipeline, IReadOnlyList<StageVariables> stages)
+    {
+        if (pipeline.AccuracyMethod == AccuracyMethod.Product)
+        {
+            AddAccuracyProduct(pipeline, stages);
+            return;
+        }
+        double weight = pipeline.Weights.Accuracy / (pipeline.AccuracyMethod == AccuracyMethod.Average ? stages.Count : 1);
+        double loadUnits = FixedPoint.ShareUnits(pipeline.ArrivalRate);
+        foreach (var o in stages.SelectMany(s => s.Options))
+        {
+            if (o.Share is { } share) objectiveTerms.Add((share, weight * o.Variant.Accuracy / loadUnits));
+            else objectiveTerms.Add((o.Active, weight * o.Variant.Accuracy));
+        }
+    }
+
+    /// <summary>
+    /// Π stage accuracy, as a chain P₁ = A₁, Pₖ ≤ Pₖ₋₁·Aₖ / scale over accuracies normalised by each stage's
+    /// best. Every link is an upper bound that maximisation makes tight. A single stage's product is linear
+    /// (Pₖ₋₁ gated by each option's choice); a mixed stage's share-weighted accuracy needs a true product.
+    /// </summary>
+    void AddAccuracyProduct(PipelineProblem pipeline, IReadOnlyList<StageVariables> stages)
+    {
+        const long scale = FixedPoint.ProductScale;
+        double best = stages.Select(s => s.Stage.Variants.Max(v => v.Accuracy)).Aggregate(1.0, (p, a) => p * a);
+        if (best <= 0) return; // some stage can only have accuracy 0: the product is 0 whatever is chosen
+        long loadUnits = FixedPoint.ShareUnits(pipeline.ArrivalRate);
+        LinearExpr? previous = null;
+        foreach (var stage in stages)
+        {
+            double stageBest = stage.Stage.Variants.Max(v => v.Accuracy);
+            long Normalised(StageOption o) => (long)Math.Round(scale * o.Variant.Accuracy / stageBest);
+            string name = stage.Stage.Name;
+            var product = model.NewIntVar(0, scale, $"{name}/accuracy-product");
+            if (stage.LatencyBudgetNs is null)
+            {
+                if (previous is null)
+                {
+                    model.Add(product <= LinearExpr.WeightedSum(stage.Options.Select(o => o.Active), stage.Options.Select(Normalised)));
+                }
+                else
+                {
+                    var gated = new List<LinearExpr>();
+                    foreach (var o in stage.Options)
+                    {
+                        var carried = model.NewIntVar(0, scale, $"{o.Active.Name()}/carried-product");
+                        model.Add(carried <= previous);
+                        model.Add(carried <= scale * o.Active);
+                        gated.Add(carried);
+                    }
+                    model.Add(scale * product <= LinearExpr.WeightedSum(gated, stage.Options.Select(Normalised)));
+                }
+            }
+            else
+            {
+                var accuracy = model.NewIntVar(0, scale, $"{name}/accuracy");
+                model.Add(loadUnits * accuracy <= LinearExpr.WeightedSum(stage.Options.Select(o => o.Share!), stage.Options.Select(Normalised)));
+                if (previous is null) model.Add(product == accuracy);
+                else
+                {
+                    var both = model.NewIntVar(0, scale * scale, $"{name}/accuracy-times-previous");
+                    model.AddMultiplicationEquality(both, previous, accuracy);
+                    model.Add(scale * product <= both);
+                }
+            }
+            previous = product;
+        }
+        objectiveTerms.Add((previous!, pipeline.Weights.Accuracy * best / scale));
+    }
+
+    /// <summary>
+    /// δ · (largest load time among the growing (stage, variant, hardware)) / (largest load time overall).
+    /// A grow flag is forced on when replicas exceed the running count; maximisation keeps the rest off.
+    /// </summary>
+    void AddLoadingTerm(PipelineProblem pipeline, IReadOnlyList<StageVariables> stages)
+    {
+        long Ms(double s) => (long)Math.Round(s * 1000);
+        var loading = model.NewIntVar(0, Ms(pipeline.MaxLoadTimeS), $"{pipeline.Name}/loading");
+        foreach (var stage in stages)
+        foreach (var sameModel in stage.Options.GroupBy(o => (o.Variant, o.Hardware)))
+        {
+            var (variant, hardware) = sameModel.Key;
+            int running = pipeline.Current
+                .Where(c => c.Stage == stage.Stage.Name && c.Variant == variant.Name && c.Hardware == hardware.Class)
+                .Sum(c => c.Replicas);
+            var grows = model.NewBoolVar($"{stage.Stage.Name}/{variant.Name}/{hardware.Class}/grows");
+            model.Add(LinearExpr.Sum(sameModel.Select(o => o.Replicas)) <= running + stage.Stage.MaxReplicas * grows);
+            model.Add(loading >= Ms(hardware.LoadTimeS) * grows);
+        }
+        objectiveTerms.Add((loading, -pipeline.Weights.Loading / Ms(pipeline.MaxLoadTimeS)));
+    }
+
+    /// <summary>Fallback: maximise the smallest (stage capacity / load) over every stage of every pipeline.</summary>
+    void MaximiseWorstCapacityRatio(PlanningProblem problem)
+    {
+        const long permille = 1000;
+        var stages = problem.Pipelines.SelectMany((pipeline, p) => Pipelines[p].Select(stage => (
+            Stage: stage,
+            LoadUnits: Math.Max(1, FixedPoint.ShareUnits(pipeline.ArrivalRate)),
+            Capacities: stage.Options.Select(o => FixedPoint.ThroughputUnits(o.Point.Throughput) * permille).ToList()))).ToList();
+        long largest = stages.Max(s => s.Capacities.Max() * s.Stage.Stage.MaxReplicas / s.LoadUnits + 1);
+        var ratio = model.NewIntVar(0, largest, "capacity-ratio");
+        foreach (var (stage, loadUnits, capacities) in stages)
+            model.Add(loadUnits * ratio <= LinearExpr.WeightedSum(stage.Options.Select(o => o.Replicas), capacities));
+        model.Maximize(ratio);
+    }
+
+    LinearExpr ScaledObjective()
+    {
+        var builder = LinearExpr.NewBuilder();
+        foreach (var (expr, coefficient) in objectiveTerms)
+        {
+            long scaled = (long)Math.Round(coefficient * objectiveScale);
+            if (scaled != 0) builder.AddTerm(expr, scaled);
+        }
+        return builder;
+    }
+
+    /// <summary>
+    /// Integer objective units per objective unit: as fine as int64 arithmetic inside CP-SAT comfortably
+    /// allows for the largest objective this problem can reach, and fine enough for the accuracy product.
+    /// </summary>
+    static double ObjectiveScale(PlanningProblem problem)
+    {
+        const double resolution = 1e12;
+        double bound = 0, smallestProduct = double.PositiveInfinity;
+        foreach (var p in problem.Pipelines)
+        {
+            var w = p.Weights;
+            var best = p.Stages.Select(s => s.Variants.Select(v => v.Accuracy).DefaultIfEmpty(0).Max()).ToList();
+            double accuracy = p.AccuracyMethod switch
+            {
+                AccuracyMethod.Sum => best.Sum(),
+                AccuracyMethod.Average => best.Average(),
+                _ => best.Aggregate(1.0, (x, a) => x * a),
+            };
+            if (p.AccuracyMethod == AccuracyMethod.Product && w.Accuracy * accuracy > 0)
+                smallestProduct = Math.Min(smallestProduct, w.Accuracy * accuracy);
+            double cost = p.Stages.Sum(s => s.MaxReplicas * s.Variants.SelectMany(v => v.Hardware).Select(h => h.CostPerReplica).DefaultIfEmpty(0).Max());
+            double batch = p.Stages.Sum(s => s.BatchSizes.DefaultIfEmpty(1).Max());
+            bound += w.Accuracy * accuracy + w.Cost * cost + w.Batch * batch + w.Loading;
+        }
+        // A product's coefficient multiplies a variable of ProductScale units; keep it well above 1.
+        double scale = resolution / Math.Max(bound, 1e-9);
+        if (double.IsFinite(smallestProduct)) scale = Math.Min(Math.Max(scale, resolution / smallestProduct), 1e17 / Math.Max(bound, 1e-9));
+        return scale;
+    }
+}

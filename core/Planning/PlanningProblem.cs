@@ -1,0 +1,73 @@
+namespace Adaptive.Core.Planning;
+
+/// <summary>
+/// One adaptation decision, frozen: one or more pipelines that plan together because they share
+/// hardware limits. This is the planner's input language; the exchange format (FORMAT.md) and the
+/// InferencePipeline resource are both translated into it.
+/// </summary>
+public sealed record PlanningProblem(
+    string Name,
+    IReadOnlyList<PipelineProblem> Pipelines,
+    IReadOnlyDictionary<string, int> SharedHardwareLimits)
+{
+    public static PlanningProblem Single(PipelineProblem pipeline) =>
+        new(pipeline.Name, [pipeline], new Dictionary<string, int>());
+}
+
+public sealed record PipelineProblem(
+    string Name,
+    double SloMs,
+    double ArrivalRate,
+    AccuracyMethod AccuracyMethod,
+    ObjectiveWeights Weights,
+    double? Budget,
+    IReadOnlyDictionary<string, int> HardwareLimits,
+    IReadOnlyList<StageProblem> Stages,
+    IReadOnlyList<RunningAllocation> Current)
+{
+    /// <summary>The largest model load time in the pipeline: the loading term's unit.</summary>
+    public double MaxLoadTimeS => Stages.SelectMany(s => s.Variants).SelectMany(v => v.Hardware)
+        .Select(h => h.LoadTimeS).DefaultIfEmpty(0).Max();
+}
+
+public enum AccuracyMethod { Sum, Average, Product }
+
+public enum StageMode
+{
+    /// <summary>One active variant per stage (IPA).</summary>
+    Single,
+    /// <summary>A set of variants serving the stage at once, the load split between them (InfAdapter).</summary>
+    Mixed,
+}
+
+/// <summary>α, β, γ, δ of the objective α·accuracy − β·cost − γ·batch − δ·loading.</summary>
+public sealed record ObjectiveWeights(double Accuracy, double Cost, double Batch, double Loading);
+
+public sealed record StageProblem(
+    string Name,
+    StageMode Mode,
+    int MinReplicas,
+    int MaxReplicas,
+    IReadOnlyList<int> BatchSizes,
+    IReadOnlyList<VariantProblem> Variants);
+
+public sealed record VariantProblem(string Name, double Accuracy, IReadOnlyList<HardwareProfile> Hardware);
+
+/// <summary>How one variant performs on one hardware class.</summary>
+public sealed record HardwareProfile(
+    string Class,
+    double CostPerReplica,
+    double LoadTimeS,
+    IReadOnlyList<ProfilePoint> Profile)
+{
+    public ProfilePoint? At(int batch) => Profile.FirstOrDefault(p => p.Batch == batch);
+}
+
+/// <summary>
+/// <paramref name="LatencyMs"/>: time one replica takes to process one batch of this size;
+/// <paramref name="Throughput"/>: requests per second one replica sustains at this batch size.
+/// </summary>
+public sealed record ProfilePoint(int Batch, double LatencyMs, double Throughput);
+
+/// <summary>What runs now, for the loading term.</summary>
+public sealed record RunningAllocation(string Stage, string Variant, string Hardware, int Replicas, int Batch);
