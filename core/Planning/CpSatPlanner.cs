@@ -94,10 +94,18 @@ public sealed class CpSatPlanner(PlannerOptions? options = null)
                 : [])).ToList())).ToList();
     }
 
+    /// <summary>Shares in proportion to capacity; the last takes what rounding leaves, so they add up to the load.</summary>
     static List<Allocation> SplitByCapacity(double load, List<(StageOption Option, int Replicas)> chosen)
     {
         double capacity = chosen.Sum(c => c.Replicas * c.Option.Point.Throughput);
-        return chosen.Select(c => new Allocation(c.Option.Variant.Name, c.Option.Hardware.Class, c.Replicas, c.Option.Point.Batch,
-            load * c.Replicas * c.Option.Point.Throughput / capacity)).ToList();
+        var allocations = new List<Allocation>();
+        double given = 0;
+        foreach (var (option, replicas) in chosen)
+        {
+            double share = allocations.Count == chosen.Count - 1 ? load - given : load * replicas * option.Point.Throughput / capacity;
+            given += share;
+            allocations.Add(new Allocation(option.Variant.Name, option.Hardware.Class, replicas, option.Point.Batch, share));
+        }
+        return allocations;
     }
 }

@@ -315,7 +315,10 @@ sealed class PlanningModel
         objectiveTerms.Add((loading, -pipeline.Weights.Loading / Ms(pipeline.MaxLoadTimeS)));
     }
 
-    /// <summary>Fallback: maximise the smallest (stage capacity / load) over every stage of every pipeline.</summary>
+    /// <summary>
+    /// Fallback: maximise the smallest (stage capacity / load) over every stage of every pipeline, then the
+    /// sum of them, so that no stage is left below what the bounds allow.
+    /// </summary>
     void MaximiseWorstCapacityRatio(PlanningProblem problem)
     {
         const long permille = 1000;
@@ -324,10 +327,17 @@ sealed class PlanningModel
             LoadUnits: Math.Max(1, FixedPoint.ShareUnits(pipeline.ArrivalRate)),
             Capacities: stage.Options.Select(o => FixedPoint.ThroughputUnits(o.Point.Throughput) * permille).ToList()))).ToList();
         long largest = stages.Max(s => s.Capacities.Max() * s.Stage.Stage.MaxReplicas / s.LoadUnits + 1);
-        var ratio = model.NewIntVar(0, largest, "capacity-ratio");
+        var worst = model.NewIntVar(0, largest, "worst-capacity-ratio");
+        var ratios = new List<IntVar>();
         foreach (var (stage, loadUnits, capacities) in stages)
+        {
+            var ratio = model.NewIntVar(0, largest, $"{stage.Stage.Name}/capacity-ratio");
             model.Add(loadUnits * ratio <= LinearExpr.WeightedSum(stage.Options.Select(o => o.Replicas), capacities));
-        model.Maximize(ratio);
+            model.Add(worst <= ratio);
+            ratios.Add(ratio);
+        }
+        // One step of the worst ratio outweighs any sum of the others.
+        model.Maximize(LinearExpr.Term(worst, largest * stages.Count + 1) + LinearExpr.Sum(ratios));
     }
 
     LinearExpr ScaledObjective()
