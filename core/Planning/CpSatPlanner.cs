@@ -5,9 +5,8 @@ using Google.OrTools.Sat;
 namespace Adaptive.Core.Planning;
 
 /// <param name="TimeLimit">
-/// Search effort before answering with the best found (<see cref="PlanStatus.Feasible"/>). It is CP-SAT's
-/// deterministic time, so the same problem gets the same answer on any machine; wall time is capped at
-/// three times it as a safety net.
+/// Wall-clock search time before answering with the best configuration found (<see cref="PlanStatus.Feasible"/>).
+/// A search that finishes within it (optimal or infeasible) gives the same answer on every run.
 /// </param>
 /// <param name="Workers">CP-SAT search workers; more than one interleaves them, which stays deterministic.</param>
 public sealed record PlannerOptions(TimeSpan TimeLimit, int Workers = 1)
@@ -55,7 +54,7 @@ public sealed class CpSatPlanner(PlannerOptions? options = null)
         {
             StringParameters = string.Create(CultureInfo.InvariantCulture,
                 $"num_workers:{options.Workers} interleave_search:{(options.Workers > 1 ? "true" : "false")} random_seed:0 " +
-                $"max_deterministic_time:{options.TimeLimit.TotalSeconds} max_time_in_seconds:{3 * options.TimeLimit.TotalSeconds}"),
+                $"max_time_in_seconds:{options.TimeLimit.TotalSeconds}"),
         };
         var status = solver.Solve(model.Model);
         if (status == CpSolverStatus.ModelInvalid)

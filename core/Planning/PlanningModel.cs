@@ -241,8 +241,10 @@ sealed class PlanningModel
 
     /// <summary>
     /// Π stage accuracy, as a chain P₁ = A₁, Pₖ ≤ Pₖ₋₁·Aₖ / scale over accuracies normalised by each stage's
-    /// best. Every link is an upper bound that maximisation makes tight. A single stage's product is linear
-    /// (Pₖ₋₁ gated by each option's choice); a mixed stage's share-weighted accuracy needs a true product.
+    /// best. Every link is an upper bound that maximisation makes tight. A single stage's link is linear
+    /// (Pₖ₋₁ gated by each option's choice); a mixed stage's share-weighted accuracy is linear only as the
+    /// chain's first link, so mixed stages go first and only a second mixed stage needs a true product,
+    /// which CP-SAT proves far more slowly.
     /// </summary>
     void AddAccuracyProduct(PipelineProblem pipeline, IReadOnlyList<StageVariables> stages)
     {
@@ -251,7 +253,7 @@ sealed class PlanningModel
         if (best <= 0) return; // some stage can only have accuracy 0: the product is 0 whatever is chosen
         long loadUnits = FixedPoint.ShareUnits(pipeline.ArrivalRate);
         LinearExpr? previous = null;
-        foreach (var stage in stages)
+        foreach (var stage in stages.OrderBy(s => s.LatencyBudgetNs is null))
         {
             double stageBest = stage.Stage.Variants.Max(v => v.Accuracy);
             long Normalised(StageOption o) => (long)Math.Round(scale * o.Variant.Accuracy / stageBest);
@@ -278,7 +280,8 @@ sealed class PlanningModel
             }
             else
             {
-                var accuracy = model.NewIntVar(0, scale, $"{name}/accuracy");
+                // A share-weighted accuracy is at least the stage's worst; the tighter domain tightens the product.
+                var accuracy = model.NewIntVar(stage.Options.Min(Normalised), scale, $"{name}/accuracy");
                 model.Add(loadUnits * accuracy <= LinearExpr.WeightedSum(stage.Options.Select(o => o.Share!), stage.Options.Select(Normalised)));
                 if (previous is null) model.Add(product == accuracy);
                 else

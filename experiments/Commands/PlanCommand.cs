@@ -16,7 +16,7 @@ public static class PlanCommand
     {
         var file = new Argument<FileInfo>("file") { Description = "A planning problem (JSON, exchange format) or an InferencePipeline manifest (.yaml)" };
         var rate = new Option<double?>("--rate") { Description = "Arrival rate to plan a manifest for, requests per second" };
-        var timeLimit = new Option<double>("--time-limit") { Description = "Planner search time in seconds (deterministic time)", DefaultValueFactory = _ => 10 };
+        var timeLimit = new Option<double>("--time-limit") { Description = "Planner search time limit, seconds", DefaultValueFactory = _ => 10 };
         var command = new Command("plan", "Plan one configuration and print it as JSON") { file, rate, timeLimit };
         command.SetAction(parse => Run(parse.GetValue(file)!, parse.GetValue(rate), parse.GetValue(timeLimit)));
         return command;

@@ -1,5 +1,6 @@
 using Adaptive.Core.Api.V1Alpha1;
 using Adaptive.Core.Planning;
+using System.Text.RegularExpressions;
 using YamlDotNet.Core;
 using YamlDotNet.Serialization;
 using YamlDotNet.Serialization.NamingConventions;
@@ -7,7 +8,7 @@ using YamlDotNet.Serialization.NamingConventions;
 namespace Adaptive.Experiments.Manifests;
 
 /// <summary>Reads an InferencePipeline manifest (YAML or JSON) as <c>kubectl apply -f</c> would take it.</summary>
-public static class ManifestReader
+public static partial class ManifestReader
 {
     static readonly IDeserializer Yaml = new DeserializerBuilder()
         .WithNamingConvention(CamelCaseNamingConvention.Instance)
@@ -23,9 +24,7 @@ public static class ManifestReader
         }
         catch (YamlException e)
         {
-            // YamlDotNet wraps the real complaint (an unknown field, a word where a number belongs) one level down.
-            string problem = (e.InnerException ?? e).Message;
-            throw new PlanningInputException($"line {e.Start.Line}, column {e.Start.Column}", problem);
+            throw new PlanningInputException($"line {e.Start.Line}, column {e.Start.Column}", Explain(e));
         }
         if (pipeline == null) throw new PlanningInputException("(document)", "is empty");
         if (pipeline.Kind != InferencePipeline.KindName)
@@ -35,4 +34,17 @@ public static class ManifestReader
         InferencePipelineValidator.Validate(pipeline);
         return pipeline;
     }
+
+    /// <summary>YamlDotNet's complaint, in the manifest's terms rather than our C# type names.</summary>
+    static string Explain(YamlException e)
+    {
+        // The real complaint (an unknown field, a word where a number belongs) is often one level down.
+        string message = (e.InnerException ?? e).Message;
+        if (UnknownProperty().Match(message) is { Success: true } unknown) return $"unknown field '{unknown.Groups[1].Value}'";
+        if (message.StartsWith("No node deserializer", StringComparison.Ordinal)) return "this value does not have the shape the field needs";
+        return message;
+    }
+
+    [GeneratedRegex("Property '(.+)' not found on type")]
+    private static partial Regex UnknownProperty();
 }

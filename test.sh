@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what the tests need, then runs them.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# The manifest validator is shared material (../shared is read-only): copy it into .tools/ and install
+# its npm dependencies there. Tests that need it skip, saying why, where ../shared is absent.
+if [ -d ../shared/tools/k8s-validate ]; then
+  if ! command -v npm >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  rm -rf .tools/k8s-validate && mkdir -p .tools
+  cp -r ../shared/tools/k8s-validate .tools/ && chmod -R u+w .tools/k8s-validate
+  (cd .tools/k8s-validate && npm ci --no-audit --no-fund --silent)
+fi
+
+dotnet test Adaptive.sln -c Release
