@@ -173,19 +173,41 @@ sealed class PlanningModel
                     model.Add(budget >= latencyNs).OnlyEnforceIf(o.Active);
                     continue;
                 }
-                var slack = model.NewIntVar(0, sloNs, $"{o.Active.Name()}/fill-budget");
+                long largestSlack = sloNs - latencyNs;
+                var slack = model.NewIntVar(0, largestSlack, $"{o.Active.Name()}/fill-budget");
                 model.Add(slack == budget - latencyNs).OnlyEnforceIf(o.Active);
                 model.Add(slack == 0).OnlyEnforceIf(o.Active.Not());
-                var product = model.NewIntVar(0, sloNs * FixedPoint.ShareUnits(pipeline.ArrivalRate), $"{o.Active.Name()}/fill-product");
+                long loadUnits = FixedPoint.ShareUnits(pipeline.ArrivalRate);
+                var product = model.NewIntVar(0, largestSlack * loadUnits, $"{o.Active.Name()}/fill-product");
                 model.AddMultiplicationEquality(product, slack, o.Share!);
                 long fillNsTimesShare = 1_000_000_000L * (o.Point.Batch - 1) * FixedPoint.ShareUnitsPerRps;
                 model.Add(product >= fillNsTimesShare * o.Active);
+                AddFillTangents(o, slack, fillNsTimesShare, fillNsTimesShare / loadUnits, largestSlack);
             }
         }
         // Slack left in the SLO can only help a mixed stage (a longer budget lowers the share it needs),
         // so with one present the budgets take all of it; that also fixes a lone stage's budget to the SLO.
         if (stages.Any(s => s.LatencyBudgetNs is not null)) model.Add(LinearExpr.Sum(stageLatencies) == sloNs);
         else model.Add(LinearExpr.Sum(stageLatencies) <= sloNs);
+    }
+
+    /// <summary>
+    /// share·slack ≥ C is convex, but CP-SAT relaxes a product loosely and then cannot prove optimality.
+    /// Tangents of share = C/slack at a few points are linear, implied by it, and make the relaxation tight:
+    /// t₀·share + ⌈C/t₀⌉·slack ≥ 2C·active (both sides are 0 for an inactive option).
+    /// </summary>
+    void AddFillTangents(StageOption o, IntVar slack, long c, long smallestSlack, long largestSlack)
+    {
+        const int tangents = 8;
+        if (largestSlack <= 0) return;
+        double low = Math.Max(1, smallestSlack), ratio = Math.Pow(largestSlack / low, 1.0 / (tangents - 1));
+        for (int i = 0; i < tangents; i++)
+        {
+            long t0 = (long)Math.Round(low * Math.Pow(ratio, i));
+            if (t0 <= 0 || t0 > largestSlack) continue;
+            long slope = c / t0 + (c % t0 == 0 ? 0 : 1);
+            model.Add(t0 * o.Share! + slope * slack >= 2 * c * o.Active);
+        }
     }
 
     void AddBudget(PipelineProblem pipeline, IReadOnlyList<StageVariables> stages)

@@ -1,8 +1,122 @@
 using System.CommandLine;
+using System.Globalization;
+using Adaptive.Core.Planning;
+using Adaptive.Experiments.Bench;
+using Spectre.Console;
 
 namespace Adaptive.Experiments.Commands;
 
+/// <summary>
+/// <c>adaptive bench planner</c>: the planner's solve time over a grid of pipeline sizes (stages × variants
+/// per stage × hardware classes × stage mode), p50 and p99 per cell over random instances, written as CSV
+/// and PNG plots.
+/// </summary>
 public static class BenchPlannerCommand
 {
-    public static Command Create() => new("planner", "Planner solve time over a grid of pipeline sizes");
+    public static Command Create()
+    {
+        var stages = new Option<int[]>("--stages") { Description = "Stage counts", DefaultValueFactory = _ => [1, 2, 3, 5, 9, 12, 16, 20], AllowMultipleArgumentsPerToken = true };
+        var variants = new Option<int[]>("--variants") { Description = "Variants per stage", DefaultValueFactory = _ => [1, 2, 3, 5, 9, 12, 16, 20], AllowMultipleArgumentsPerToken = true };
+        var repeats = new Option<int>("--repeats") { Description = "Random instances per cell", DefaultValueFactory = _ => 20 };
+        var maxReplicas = new Option<int>("--max-replicas") { Description = "Replica bound per stage", DefaultValueFactory = _ => 30 };
+        var timeLimit = new Option<double>("--time-limit") { Description = "Planner time limit per solve, seconds", DefaultValueFactory = _ => 10 };
+        var output = new Option<DirectoryInfo>("--out") { Description = "Where the CSV and plots go", DefaultValueFactory = _ => new DirectoryInfo("bench-results") };
+        var command = new Command("planner", "Planner solve time over a grid of pipeline sizes") { stages, variants, repeats, maxReplicas, timeLimit, output };
+        command.SetAction(parse => Run(parse.GetValue(stages)!, parse.GetValue(variants)!, parse.GetValue(repeats), parse.GetValue(maxReplicas),
+            parse.GetValue(timeLimit), parse.GetValue(output)!));
+        return command;
+    }
+
+    sealed record Cell(int Stages, int Variants, int HardwareClasses, StageMode Mode, List<double> SolveMs, Dictionary<PlanStatus, int> Statuses)
+    {
+        public double Percentile(double p)
+        {
+            var sorted = SolveMs.Order().ToList();
+            double rank = p * (sorted.Count - 1);
+            int low = (int)Math.Floor(rank), high = (int)Math.Ceiling(rank);
+            return sorted[low] + (sorted[high] - sorted[low]) * (rank - low);
+        }
+    }
+
+    static int Run(int[] stageCounts, int[] variantCounts, int repeats, int maxReplicas, double timeLimitSeconds, DirectoryInfo output)
+    {
+        if (repeats < 1 || maxReplicas < 1 || stageCounts.Any(s => s < 1) || variantCounts.Any(v => v < 1) || !(timeLimitSeconds > 0))
+        {
+            Console.Error.WriteLine("adaptive bench planner: --stages, --variants, --repeats, --max-replicas and --time-limit must be positive");
+            return ExitCodes.InvalidInput;
+        }
+        var planner = new CpSatPlanner(new PlannerOptions(TimeSpan.FromSeconds(timeLimitSeconds)));
+        // The first solve loads CP-SAT's native library; keep it out of the numbers.
+        planner.Plan(PlanningProblem.Single(SyntheticPipelines.Build(2, 2, 1, StageMode.Single, maxReplicas, new Random(0))));
+
+        var grid = (from mode in new[] { StageMode.Single, StageMode.Mixed }
+                    from classes in new[] { 1, 2 }
+                    from s in stageCounts
+                    from v in variantCounts
+                    select (Mode: mode, Classes: classes, Stages: s, Variants: v)).ToList();
+        var cells = new List<Cell>();
+        AnsiConsole.Progress().Start(progress =>
+        {
+            var task = progress.AddTask("solving", maxValue: grid.Count * repeats);
+            foreach (var (mode, classes, s, v) in grid)
+            {
+                var cell = new Cell(s, v, classes, mode, [], []);
+                for (int r = 0; r < repeats; r++)
+                {
+                    var random = new Random(HashCode.Combine(s, v, classes, mode, r));
+                    var result = planner.Plan(PlanningProblem.Single(SyntheticPipelines.Build(s, v, classes, mode, maxReplicas, random)));
+                    cell.SolveMs.Add(result.SolveMs);
+                    cell.Statuses[result.Status] = cell.Statuses.GetValueOrDefault(result.Status) + 1;
+                    task.Increment(1);
+                }
+                cells.Add(cell);
+            }
+        });
+
+        output.Create();
+        WriteCsv(cells, Path.Combine(output.FullName, "planner.csv"));
+        foreach (var mode in new[] { StageMode.Single, StageMode.Mixed })
+            PlotP99(cells.Where(c => c.Mode == mode).ToList(), mode, Path.Combine(output.FullName, $"planner-{mode.ToString().ToLowerInvariant()}.png"));
+        PrintTable(cells);
+        AnsiConsole.MarkupLine($"[grey]wrote {Markup.Escape(output.FullName)}/planner.csv and planner-*.png[/]");
+        return ExitCodes.Ok;
+    }
+
+    static void WriteCsv(List<Cell> cells, string path)
+    {
+        var lines = new List<string> { "mode,hardwareClasses,stages,variants,runs,p50Ms,p99Ms,maxMs,optimal,feasible,infeasible" };
+        lines.AddRange(cells.Select(c => string.Join(',',
+            c.Mode.ToString().ToLowerInvariant(), c.HardwareClasses, c.Stages, c.Variants, c.SolveMs.Count,
+            F(c.Percentile(0.5)), F(c.Percentile(0.99)), F(c.SolveMs.Max()),
+            c.Statuses.GetValueOrDefault(PlanStatus.Optimal), c.Statuses.GetValueOrDefault(PlanStatus.Feasible), c.Statuses.GetValueOrDefault(PlanStatus.Infeasible))));
+        File.WriteAllLines(path, lines);
+    }
+
+    static void PlotP99(List<Cell> cells, StageMode mode, string path)
+    {
+        var plot = new ScottPlot.Plot();
+        foreach (var group in cells.GroupBy(c => (c.HardwareClasses, c.Variants)))
+        {
+            var points = group.OrderBy(c => c.Stages).ToList();
+            var line = plot.Add.Scatter(points.Select(c => (double)c.Stages).ToArray(), points.Select(c => Math.Log10(c.Percentile(0.99))).ToArray());
+            line.LegendText = $"{group.Key.Variants} variants, {group.Key.HardwareClasses} class{(group.Key.HardwareClasses > 1 ? "es" : "")}";
+            if (group.Key.HardwareClasses > 1) line.LinePattern = ScottPlot.LinePattern.Dashed;
+        }
+        plot.Title($"CP-SAT planner, {mode.ToString().ToLowerInvariant()} stages: p99 solve time");
+        plot.XLabel("stages");
+        plot.YLabel("log10(p99 solve time, ms)");
+        plot.ShowLegend(ScottPlot.Edge.Right);
+        plot.SavePng(path, 1100, 650);
+    }
+
+    static void PrintTable(List<Cell> cells)
+    {
+        var table = new Table().AddColumns("mode", "classes", "stages", "variants", "p50 ms", "p99 ms", "optimal/feasible/infeasible");
+        foreach (var c in cells)
+            table.AddRow(c.Mode.ToString().ToLowerInvariant(), $"{c.HardwareClasses}", $"{c.Stages}", $"{c.Variants}", F(c.Percentile(0.5)), F(c.Percentile(0.99)),
+                $"{c.Statuses.GetValueOrDefault(PlanStatus.Optimal)}/{c.Statuses.GetValueOrDefault(PlanStatus.Feasible)}/{c.Statuses.GetValueOrDefault(PlanStatus.Infeasible)}");
+        AnsiConsole.Write(table);
+    }
+
+    static string F(double value) => value.ToString("0.0", CultureInfo.InvariantCulture);
 }
