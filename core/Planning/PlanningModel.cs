@@ -51,6 +51,9 @@ sealed class PlanningModel
     readonly List<(LinearExpr Expr, double Coefficient)> objectiveTerms = [];
     readonly double objectiveScale;
 
+    /// <summary>Classes with a replica limit anywhere in the problem; options on them differ even at equal cost.</summary>
+    readonly HashSet<string> limitedClasses;
+
     public IReadOnlyList<IReadOnlyList<StageVariables>> Pipelines { get; }
 
     /// <summary>Whether some stage has no option at all; then there is nothing for CP-SAT to search.</summary>
@@ -60,6 +63,7 @@ sealed class PlanningModel
     {
         this.goal = goal;
         objectiveScale = ObjectiveScale(problem);
+        limitedClasses = problem.SharedHardwareLimits.Keys.Concat(problem.Pipelines.SelectMany(p => p.HardwareLimits.Keys)).ToHashSet();
         var pipelines = new List<IReadOnlyList<StageVariables>>();
         foreach (var pipeline in problem.Pipelines)
         {
@@ -88,12 +92,15 @@ sealed class PlanningModel
 
     public CpModel Model => model;
 
+    sealed record Candidate(VariantProblem Variant, HardwareProfile Hardware, ProfilePoint Point, int FixedReplicas);
+
     StageVariables AddStage(PipelineProblem pipeline, StageProblem stage)
     {
         bool shared = stage.Mode == StageMode.Mixed && goal == PlanningGoal.Objective;
+        bool fixedReplicas = stage.Mode == StageMode.Single && goal == PlanningGoal.Objective;
         long sloNs = FixedPoint.SloNs(pipeline.SloMs);
         long loadUnits = FixedPoint.ShareUnits(pipeline.ArrivalRate);
-        var options = new List<StageOption>();
+        var candidates = new List<Candidate>();
         foreach (var variant in stage.Variants)
         foreach (var hardware in variant.Hardware)
         foreach (int batch in stage.BatchSizes)
@@ -102,16 +109,19 @@ sealed class PlanningModel
             // Taking the whole load is the fastest a batch can fill; an option too slow even then never fits.
             double fastest = point.LatencyMs + PlanEvaluator.BatchFillMs(batch, pipeline.ArrivalRate);
             if (goal == PlanningGoal.Objective && FixedPoint.LatencyNs(fastest) > sloNs) continue;
+            int needed = Math.Max(stage.MinReplicas, FixedPoint.ReplicasFor(pipeline.ArrivalRate, point.Throughput));
+            if (fixedReplicas && needed > stage.MaxReplicas) continue;
+            candidates.Add(new Candidate(variant, hardware, point, needed));
+        }
+        if (fixedReplicas) candidates = WithoutDominated(pipeline, stage, candidates);
 
-            var active = model.NewBoolVar($"{stage.Name}/{variant.Name}/{hardware.Class}/b{batch}");
+        var options = new List<StageOption>();
+        foreach (var (variant, hardware, point, needed) in candidates)
+        {
+            var active = model.NewBoolVar($"{stage.Name}/{variant.Name}/{hardware.Class}/b{point.Batch}");
             LinearExpr replicas;
             IntVar? share = null;
-            if (goal == PlanningGoal.Objective && stage.Mode == StageMode.Single)
-            {
-                int needed = Math.Max(stage.MinReplicas, FixedPoint.ReplicasFor(pipeline.ArrivalRate, point.Throughput));
-                if (needed > stage.MaxReplicas) continue;
-                replicas = LinearExpr.Term(active, needed);
-            }
+            if (fixedReplicas) replicas = LinearExpr.Term(active, needed);
             else
             {
                 var count = model.NewIntVar(0, stage.MaxReplicas, $"{active.Name()}/replicas");
@@ -144,6 +154,37 @@ sealed class PlanningModel
 
         var latencyBudget = shared ? model.NewIntVar(0, sloNs, $"{stage.Name}/latency") : null;
         return new StageVariables(stage, options, latencyBudget);
+    }
+
+    /// <summary>
+    /// A single stage's option is dropped when another is at least as good in everything the objective and
+    /// the constraints see (accuracy, latency, cost, batch, model loading, replicas on a limited class) and
+    /// better in something, or equal and listed first. The optimum is unchanged; the model gets smaller.
+    /// </summary>
+    List<Candidate> WithoutDominated(PipelineProblem pipeline, StageProblem stage, List<Candidate> candidates)
+    {
+        var w = pipeline.Weights;
+        bool loading = w.Loading > 0 && pipeline.Current.Count > 0;
+        double Latency(Candidate c) => c.Point.LatencyMs + PlanEvaluator.BatchFillMs(c.Point.Batch, pipeline.ArrivalRate);
+        double Cost(Candidate c) => c.FixedReplicas * c.Hardware.CostPerReplica;
+        double Loading(Candidate c) => loading && c.FixedReplicas > pipeline.Current
+            .Where(r => r.Stage == stage.Name && r.Variant == c.Variant.Name && r.Hardware == c.Hardware.Class).Sum(r => r.Replicas)
+            ? c.Hardware.LoadTimeS : 0;
+        var keys = candidates.Select(c => (Accuracy: c.Variant.Accuracy, Latency: Latency(c), Cost: Cost(c),
+            Batch: w.Batch > 0 ? c.Point.Batch : 0, Loading: Loading(c))).ToList();
+
+        bool SameOrFewerReplicas(Candidate better, Candidate worse) =>
+            better.Hardware.Class == worse.Hardware.Class
+                ? better.FixedReplicas <= worse.FixedReplicas
+                : !limitedClasses.Contains(better.Hardware.Class) && !limitedClasses.Contains(worse.Hardware.Class);
+        bool Dominates(int a, int b)
+        {
+            var (x, y) = (keys[a], keys[b]);
+            if (x.Accuracy < y.Accuracy || x.Latency > y.Latency || x.Cost > y.Cost || x.Batch > y.Batch || x.Loading > y.Loading) return false;
+            if (!SameOrFewerReplicas(candidates[a], candidates[b])) return false;
+            return x != y || a < b;
+        }
+        return candidates.Where((_, b) => !Enumerable.Range(0, candidates.Count).Any(a => a != b && Dominates(a, b))).ToList();
     }
 
     /// <summary>
@@ -237,6 +278,11 @@ sealed class PlanningModel
         {
             foreach (var stage in stages)
             {
+                if (stage.Stage.Mode == StageMode.Single)
+                {
+                    foreach (var o in stage.Options) objectiveTerms.Add((o.Active, -w.Batch * o.Point.Batch));
+                    continue;
+                }
                 var largest = model.NewIntVar(0, stage.Stage.BatchSizes.Max(), $"{stage.Stage.Name}/batch");
                 model.AddMaxEquality(largest, stage.Options.Select(o => LinearExpr.Term(o.Active, o.Point.Batch)));
                 objectiveTerms.Add((largest, -w.Batch));
