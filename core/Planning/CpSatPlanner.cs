@@ -8,8 +8,7 @@ namespace Adaptive.Core.Planning;
 /// Wall-clock search time before answering with the best configuration found (<see cref="PlanStatus.Feasible"/>).
 /// A search that finishes within it (optimal or infeasible) gives the same answer on every run.
 /// </param>
-/// <param name="Workers">CP-SAT search workers; more than one interleaves them, which stays deterministic.</param>
-public sealed record PlannerOptions(TimeSpan TimeLimit, int Workers = 1)
+public sealed record PlannerOptions(TimeSpan TimeLimit)
 {
     public static PlannerOptions Default { get; } = new(TimeSpan.FromSeconds(10));
 }
@@ -53,7 +52,8 @@ public sealed class CpSatPlanner(PlannerOptions? options = null)
         var solver = new CpSolver
         {
             StringParameters = string.Create(CultureInfo.InvariantCulture,
-                $"num_workers:{options.Workers} interleave_search:{(options.Workers > 1 ? "true" : "false")} random_seed:0 " +
+                // One worker: the search is sequential, so the same problem gets the same answer.
+                $"num_workers:1 random_seed:0 " +
                 $"max_time_in_seconds:{options.TimeLimit.TotalSeconds}"),
         };
         var status = solver.Solve(model.Model);

@@ -16,13 +16,15 @@ public static class BenchPlannerCommand
     public static Command Create()
     {
         var stages = new Option<int[]>("--stages") { Description = "Stage counts", DefaultValueFactory = _ => [1, 2, 3, 5, 9, 12, 16, 20], AllowMultipleArgumentsPerToken = true };
+        var mixedStages = new Option<int[]>("--mixed-stages") { Description = "Stage counts for pipelines of mixed stages (their search is much harder)", DefaultValueFactory = _ => [1, 2, 3], AllowMultipleArgumentsPerToken = true };
         var variants = new Option<int[]>("--variants") { Description = "Variants per stage", DefaultValueFactory = _ => [1, 2, 3, 5, 9, 12, 16, 20], AllowMultipleArgumentsPerToken = true };
+        var modes = new Option<StageMode[]>("--modes") { Description = "Stage modes to measure: Single, Mixed", DefaultValueFactory = _ => [StageMode.Single, StageMode.Mixed], AllowMultipleArgumentsPerToken = true };
         var repeats = new Option<int>("--repeats") { Description = "Random instances per cell", DefaultValueFactory = _ => 20 };
         var maxReplicas = new Option<int>("--max-replicas") { Description = "Replica bound per stage", DefaultValueFactory = _ => 30 };
         var timeLimit = new Option<double>("--time-limit") { Description = "Planner time limit per solve, seconds", DefaultValueFactory = _ => 10 };
         var output = new Option<DirectoryInfo>("--out") { Description = "Where the CSV and plots go", DefaultValueFactory = _ => new DirectoryInfo("bench-results") };
-        var command = new Command("planner", "Planner solve time over a grid of pipeline sizes") { stages, variants, repeats, maxReplicas, timeLimit, output };
-        command.SetAction(parse => Run(parse.GetValue(stages)!, parse.GetValue(variants)!, parse.GetValue(repeats), parse.GetValue(maxReplicas),
+        var command = new Command("planner", "Planner solve time over a grid of pipeline sizes") { stages, mixedStages, variants, modes, repeats, maxReplicas, timeLimit, output };
+        command.SetAction(parse => Run(parse.GetValue(stages)!, parse.GetValue(mixedStages)!, parse.GetValue(variants)!, parse.GetValue(modes)!, parse.GetValue(repeats), parse.GetValue(maxReplicas),
             parse.GetValue(timeLimit), parse.GetValue(output)!));
         return command;
     }
@@ -38,20 +40,20 @@ public static class BenchPlannerCommand
         }
     }
 
-    static int Run(int[] stageCounts, int[] variantCounts, int repeats, int maxReplicas, double timeLimitSeconds, DirectoryInfo output)
+    static int Run(int[] stageCounts, int[] mixedStageCounts, int[] variantCounts, StageMode[] modes, int repeats, int maxReplicas, double timeLimitSeconds, DirectoryInfo output)
     {
-        if (repeats < 1 || maxReplicas < 1 || stageCounts.Any(s => s < 1) || variantCounts.Any(v => v < 1) || !(timeLimitSeconds > 0))
+        if (repeats < 1 || maxReplicas < 1 || stageCounts.Concat(mixedStageCounts).Any(s => s < 1) || variantCounts.Any(v => v < 1) || !(timeLimitSeconds > 0))
         {
-            Console.Error.WriteLine("adaptive bench planner: --stages, --variants, --repeats, --max-replicas and --time-limit must be positive");
+            Console.Error.WriteLine("adaptive bench planner: --stages, --mixed-stages, --variants, --repeats, --max-replicas and --time-limit must be positive");
             return ExitCodes.InvalidInput;
         }
         var planner = new CpSatPlanner(new PlannerOptions(TimeSpan.FromSeconds(timeLimitSeconds)));
         // The first solve loads CP-SAT's native library; keep it out of the numbers.
         planner.Plan(PlanningProblem.Single(SyntheticPipelines.Build(2, 2, 1, StageMode.Single, maxReplicas, new Random(0))));
 
-        var grid = (from mode in new[] { StageMode.Single, StageMode.Mixed }
+        var grid = (from mode in modes.Distinct()
                     from classes in new[] { 1, 2 }
-                    from s in stageCounts
+                    from s in mode == StageMode.Single ? stageCounts : mixedStageCounts
                     from v in variantCounts
                     select (Mode: mode, Classes: classes, Stages: s, Variants: v)).ToList();
         var cells = new List<Cell>();
@@ -75,7 +77,7 @@ public static class BenchPlannerCommand
 
         output.Create();
         WriteCsv(cells, Path.Combine(output.FullName, "planner.csv"));
-        foreach (var mode in new[] { StageMode.Single, StageMode.Mixed })
+        foreach (var mode in modes.Distinct())
             PlotP99(cells.Where(c => c.Mode == mode).ToList(), mode, Path.Combine(output.FullName, $"planner-{mode.ToString().ToLowerInvariant()}.png"));
         PrintTable(cells);
         AnsiConsole.MarkupLine($"[grey]wrote {Markup.Escape(output.FullName)}/planner.csv and planner-*.png[/]");
