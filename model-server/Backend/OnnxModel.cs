@@ -1,0 +1,213 @@
+using System.Diagnostics;
+using Adaptive.ModelServer.Protocol;
+using Microsoft.ML.OnnxRuntime;
+using TensorElementType = Microsoft.ML.OnnxRuntime.Tensors.TensorElementType;
+using SessionOptions = Microsoft.ML.OnnxRuntime.SessionOptions;
+
+namespace Adaptive.ModelServer.Backend;
+
+/// <summary>Where a model runs. <c>Auto</c> takes CUDA when the runtime has it and falls back to the CPU.</summary>
+public enum Device { Auto, Cpu, Cuda }
+
+public sealed record RuntimeOptions(int IntraOpThreads, int InterOpThreads, Device Device);
+
+/// <summary>A model input or output as the model declares it; -1 marks a dynamic dimension.</summary>
+public sealed record TensorSpec(string Name, TensorDataType DataType, long[] Shape);
+
+/// <summary>
+/// One ONNX model in an ONNX Runtime session: the backend the batcher calls with whole batches.
+/// Requests of a batch are concatenated along the first (batch) dimension, run once, and the
+/// outputs split back by rows.
+/// </summary>
+public sealed class OnnxModel : IDisposable
+{
+    readonly InferenceSession session;
+    readonly string[] inputNames;
+    readonly string[] outputNames;
+
+    public IReadOnlyList<TensorSpec> Inputs { get; }
+    public IReadOnlyList<TensorSpec> Outputs { get; }
+    /// <summary>True when every input and output has a dynamic first dimension, so requests can be stacked.</summary>
+    public bool SupportsBatching { get; }
+    public string ExecutionProvider { get; }
+    public TimeSpan LoadTime { get; }
+
+    OnnxModel(InferenceSession session, string executionProvider, TimeSpan loadTime)
+    {
+        this.session = session;
+        ExecutionProvider = executionProvider;
+        LoadTime = loadTime;
+        Inputs = [.. session.InputMetadata.Select(kv => Spec(kv.Key, kv.Value))];
+        Outputs = [.. session.OutputMetadata.Select(kv => Spec(kv.Key, kv.Value))];
+        inputNames = [.. Inputs.Select(i => i.Name)];
+        outputNames = [.. Outputs.Select(o => o.Name)];
+        SupportsBatching = Inputs.Concat(Outputs).All(s => s.Shape.Length > 0 && s.Shape[0] < 0);
+    }
+
+    public static OnnxModel Load(string path, RuntimeOptions runtime, Action<string> warn)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"model file {path} does not exist", path);
+        var started = Stopwatch.GetTimestamp();
+        using var options = new SessionOptions
+        {
+            IntraOpNumThreads = runtime.IntraOpThreads,
+            InterOpNumThreads = runtime.InterOpThreads,
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+        };
+        string provider = "CPUExecutionProvider";
+        if (runtime.Device != Device.Cpu)
+        {
+            try
+            {
+                options.AppendExecutionProvider_CUDA(0);
+                provider = "CUDAExecutionProvider";
+            }
+            catch (Exception e) when (e is OnnxRuntimeException or EntryPointNotFoundException or DllNotFoundException)
+            {
+                if (runtime.Device == Device.Cuda) warn($"CUDA was requested but is not available ({e.Message.Split('\n')[0]}); running on the CPU");
+                else warn($"no CUDA execution provider ({e.Message.Split('\n')[0]}); running on the CPU");
+            }
+        }
+        InferenceSession session;
+        try
+        {
+            session = new InferenceSession(path, options);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new InvalidDataException($"{path} is not a model ONNX Runtime can load: {e.Message}", e);
+        }
+        var model = new OnnxModel(session, provider, Stopwatch.GetElapsedTime(started));
+        var unsupported = session.InputMetadata.Concat(session.OutputMetadata).Where(kv => ToDataType(kv.Value) is null).Select(kv => kv.Key).ToList();
+        if (unsupported.Count > 0)
+        {
+            model.Dispose();
+            throw new InvalidDataException($"{path}: tensors {string.Join(", ", unsupported)} have element types this server does not serve ({TensorDataTypes.Supported})");
+        }
+        return model;
+    }
+
+    /// <summary>Checks a request against the model's inputs and outputs; throws a 400 naming the problem.</summary>
+    public void Validate(InferRequest request)
+    {
+        foreach (var input in request.Inputs)
+        {
+            var spec = Inputs.FirstOrDefault(s => s.Name == input.Name)
+                ?? throw Bad($"unknown input '{input.Name}'; the model's inputs are {string.Join(", ", inputNames)}");
+            if (input.DataType != spec.DataType)
+                throw Bad($"input '{input.Name}' has datatype {input.DataType.ToProtocolName()}, the model expects {spec.DataType.ToProtocolName()}");
+            if (input.Shape.Length != spec.Shape.Length || input.Shape.Where((d, i) => spec.Shape[i] >= 0 && spec.Shape[i] != d).Any())
+                throw Bad($"input '{input.Name}' has shape {Tensor.FormatShape(input.Shape)}, the model expects {Tensor.FormatShape(spec.Shape)} (-1: any size)");
+        }
+        var names = request.Inputs.Select(i => i.Name).ToList();
+        var duplicate = names.GroupBy(n => n).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null) throw Bad($"input '{duplicate.Key}' is given more than once");
+        var missing = inputNames.Except(names).ToList();
+        if (missing.Count > 0) throw Bad($"missing input{(missing.Count > 1 ? "s" : "")} {string.Join(", ", missing.Select(m => $"'{m}'"))}");
+        long rows = request.Inputs[0].Rows;
+        if (rows < 1) throw Bad("the batch dimension (the first of the shape) must be at least 1");
+        if (request.Inputs.Any(i => i.Rows != rows)) throw Bad("all inputs must have the same batch size (first dimension)");
+        foreach (var output in request.RequestedOutputs ?? [])
+            if (!outputNames.Contains(output)) throw Bad($"unknown output '{output}'; the model's outputs are {string.Join(", ", outputNames)}");
+    }
+
+    /// <summary>Runs a batch of validated requests with one session call (one per request if the model cannot batch).</summary>
+    public IReadOnlyList<IReadOnlyList<Tensor>> Run(IReadOnlyList<InferRequest> batch)
+    {
+        if (!SupportsBatching || batch.Count == 1) return [.. batch.Select(r => RunStacked([r])[0])];
+        return RunStacked(batch);
+    }
+
+    IReadOnlyList<IReadOnlyList<Tensor>> RunStacked(IReadOnlyList<InferRequest> batch)
+    {
+        long totalRows = batch.Sum(r => r.Rows);
+        var inputValues = new List<OrtValue>(inputNames.Length);
+        try
+        {
+            foreach (var spec in Inputs)
+            {
+                var parts = batch.Select(r => r.Inputs.First(i => i.Name == spec.Name)).ToList();
+                long[] shape = [.. parts[0].Shape];
+                if (shape.Length > 0) shape[0] = totalRows;
+                inputValues.Add(CreateValue(spec.DataType, Concatenate(spec.DataType, parts, Tensor.ElementCount(shape)), shape));
+            }
+            using var runOptions = new RunOptions();
+            using var results = session.Run(runOptions, inputNames, inputValues, outputNames);
+            var perRequest = batch.Select(_ => new List<Tensor>(outputNames.Length)).ToList();
+            for (int o = 0; o < outputNames.Length; o++)
+                Split(outputNames[o], Outputs[o].DataType, results[o], batch, totalRows, perRequest);
+            return perRequest;
+        }
+        finally
+        {
+            foreach (var value in inputValues) value.Dispose();
+        }
+    }
+
+    static Array Concatenate(TensorDataType type, List<Tensor> parts, long total)
+    {
+        if (parts.Count == 1) return parts[0].Data;
+        var data = type.NewArray(total);
+        long offset = 0;
+        foreach (var part in parts)
+        {
+            Array.Copy(part.Data, 0, data, offset, part.Data.LongLength);
+            offset += part.Data.LongLength;
+        }
+        return data;
+    }
+
+    static OrtValue CreateValue(TensorDataType type, Array data, long[] shape) => type switch
+    {
+        TensorDataType.Fp32 => OrtValue.CreateTensorValueFromMemory((float[])data, shape),
+        TensorDataType.Fp64 => OrtValue.CreateTensorValueFromMemory((double[])data, shape),
+        TensorDataType.Int32 => OrtValue.CreateTensorValueFromMemory((int[])data, shape),
+        TensorDataType.Int64 => OrtValue.CreateTensorValueFromMemory((long[])data, shape),
+        _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
+    };
+
+    /// <summary>Copies each request's rows of one output into its own tensor.</summary>
+    static void Split(string name, TensorDataType type, OrtValue value, IReadOnlyList<InferRequest> batch, long totalRows, List<List<Tensor>> perRequest)
+    {
+        long[] shape = value.GetTensorTypeAndShape().Shape;
+        if (batch.Count > 1 && (shape.Length == 0 || shape[0] != totalRows))
+            throw new InvalidOperationException($"output '{name}' has shape {Tensor.FormatShape(shape)}, which does not keep the batch dimension {totalRows}");
+        long rowElements = shape.Length == 0 || shape[0] == 0 ? 0 : Tensor.ElementCount(shape) / shape[0];
+        long offset = 0;
+        for (int r = 0; r < batch.Count; r++)
+        {
+            long rows = batch.Count == 1 && shape.Length > 0 ? shape[0] : batch[r].Rows;
+            long[] partShape = [.. shape];
+            if (partShape.Length > 0) partShape[0] = rows;
+            long count = batch.Count == 1 ? Tensor.ElementCount(shape) : rows * rowElements;
+            perRequest[r].Add(new Tensor(name, type, partShape, Slice(type, value, offset, count)));
+            offset += count;
+        }
+    }
+
+    static Array Slice(TensorDataType type, OrtValue value, long offset, long count) => type switch
+    {
+        TensorDataType.Fp32 => value.GetTensorDataAsSpan<float>().Slice((int)offset, (int)count).ToArray(),
+        TensorDataType.Fp64 => value.GetTensorDataAsSpan<double>().Slice((int)offset, (int)count).ToArray(),
+        TensorDataType.Int32 => value.GetTensorDataAsSpan<int>().Slice((int)offset, (int)count).ToArray(),
+        TensorDataType.Int64 => value.GetTensorDataAsSpan<long>().Slice((int)offset, (int)count).ToArray(),
+        _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
+    };
+
+    static TensorSpec Spec(string name, NodeMetadata metadata) =>
+        new(name, ToDataType(metadata) ?? TensorDataType.Fp32, [.. metadata.Dimensions.Select(d => (long)d)]);
+
+    static TensorDataType? ToDataType(NodeMetadata metadata) =>
+        !metadata.IsTensor ? null : metadata.ElementDataType switch
+        {
+            TensorElementType.Float => TensorDataType.Fp32,
+            TensorElementType.Double => TensorDataType.Fp64,
+            TensorElementType.Int32 => TensorDataType.Int32,
+            TensorElementType.Int64 => TensorDataType.Int64,
+            _ => null,
+        };
+
+    static ProtocolException Bad(string message) => new(StatusCodes.Status400BadRequest, message);
+
+    public void Dispose() => session.Dispose();
+}

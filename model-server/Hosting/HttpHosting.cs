@@ -1,0 +1,83 @@
+using System.Buffers;
+using System.Net;
+using Adaptive.ModelServer.Protocol;
+using Microsoft.Extensions.Hosting;
+
+namespace Adaptive.ModelServer.Hosting;
+
+/// <summary>The web host both modes share: Kestrel with limits, one-line logs, drain on SIGTERM, health endpoints.</summary>
+public static class HttpHosting
+{
+    public static WebApplicationBuilder CreateBuilder(HttpOptions options)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+            o.UseUtcTimestamp = true;
+        });
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Information);
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.Limits.MaxRequestBodySize = options.MaxBodyBytes;
+            kestrel.Limits.MaxRequestHeadersTotalSize = 32 * 1024;
+            kestrel.Listen(IPAddress.Parse(options.Host), options.Port);
+        });
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainDelay + options.DrainTimeout);
+        builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton<Readiness>();
+        builder.Services.AddHostedService<DrainOnStop>();
+        return builder;
+    }
+
+    /// <summary>The Open Inference Protocol's health endpoints; ready while <paramref name="ready"/> holds and the process is not draining.</summary>
+    public static void MapHealth(WebApplication app, Func<bool> ready)
+    {
+        var readiness = app.Services.GetRequiredService<Readiness>();
+        app.MapGet("/v2/health/live", () => Results.Json(new { live = true }));
+        app.MapGet("/v2/health/ready", () =>
+        {
+            bool isReady = ready() && !readiness.IsDraining;
+            return Results.Json(new { ready = isReady }, statusCode: isReady ? 200 : 503);
+        });
+    }
+
+    /// <summary>Reads the whole body, within Kestrel's size limit; too large a body is a 413 naming the limit.</summary>
+    public static async Task<ArraySegment<byte>> ReadBodyAsync(HttpContext context)
+    {
+        long limit = context.RequestServices.GetRequiredService<HttpOptions>().MaxBodyBytes;
+        if (context.Request.ContentLength > limit) throw TooLarge(limit);
+        using var buffer = new MemoryStream((int)Math.Min(context.Request.ContentLength ?? 16 * 1024, limit));
+        try
+        {
+            await context.Request.Body.CopyToAsync(buffer, context.RequestAborted);
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            throw TooLarge(limit);
+        }
+        return new ArraySegment<byte>(buffer.GetBuffer(), 0, (int)buffer.Length);
+    }
+
+    static ProtocolException TooLarge(long limit) =>
+        new(StatusCodes.Status413PayloadTooLarge, $"the request body is larger than the {limit}-byte limit");
+
+    /// <summary>An error in the protocol's format, <c>{"error": "..."}</c>, with Retry-After when given.</summary>
+    public static Task WriteErrorAsync(HttpContext context, int statusCode, string message, TimeSpan? retryAfter = null)
+    {
+        context.Response.StatusCode = statusCode;
+        if (retryAfter is { } wait)
+            context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return context.Response.WriteAsJsonAsync(new { error = message });
+    }
+
+    public static async Task WriteJsonAsync(HttpContext context, ArrayBufferWriter<byte> body)
+    {
+        context.Response.ContentType = "application/json";
+        context.Response.ContentLength = body.WrittenCount;
+        await context.Response.Body.WriteAsync(body.WrittenMemory, context.RequestAborted);
+    }
+}

@@ -1,0 +1,43 @@
+using Prometheus;
+
+namespace Adaptive.ModelServer.Metrics;
+
+/// <summary>
+/// The router's metrics. <c>adaptive_pipeline_requests_total</c> is the pipeline's arrival counter the
+/// operator forecasts from (its rate), and the duration histogram its end-to-end latency.
+/// </summary>
+public sealed class RouterMetrics
+{
+    static readonly double[] LatencyBuckets = [.. Histogram.ExponentialBuckets(0.0005, 2, 16)];
+
+    readonly Counter requests;
+    readonly Histogram duration;
+    readonly Counter stageRequests;
+    readonly Counter reloads;
+
+    public Gauge InFlight { get; }
+    public Gauge ConfigGeneration { get; }
+
+    public RouterMetrics(CollectorRegistry registry)
+    {
+        var factory = Prometheus.Metrics.WithCustomRegistry(registry);
+        requests = factory.CreateCounter("adaptive_pipeline_requests_total", "Pipeline requests by outcome (ok, bad_request, rejected, timeout, error)", "pipeline", "outcome");
+        duration = factory.CreateHistogram("adaptive_pipeline_request_duration_seconds", "End-to-end latency of pipeline requests through the router",
+            new HistogramConfiguration { LabelNames = ["pipeline"], Buckets = LatencyBuckets });
+        stageRequests = factory.CreateCounter("adaptive_pipeline_stage_requests_total", "Requests the router sent to each stage's variants, by HTTP status class", "pipeline", "stage", "variant", "code");
+        reloads = factory.CreateCounter("adaptive_router_config_reloads_total", "Configuration reloads by result (success, failure)", "result");
+        InFlight = factory.CreateGauge("adaptive_router_inflight_requests", "Pipeline requests in progress");
+        ConfigGeneration = factory.CreateGauge("adaptive_router_config_generation", "How many configurations the router has loaded");
+    }
+
+    public void Request(string pipeline, string outcome, double seconds)
+    {
+        requests.WithLabels(pipeline, outcome).Inc();
+        duration.WithLabels(pipeline).Observe(seconds);
+    }
+
+    public void StageRequest(string pipeline, string stage, string variant, int statusCode) =>
+        stageRequests.WithLabels(pipeline, stage, variant, $"{statusCode / 100}xx").Inc();
+
+    public void Reload(bool success) => reloads.WithLabels(success ? "success" : "failure").Inc();
+}

@@ -1,0 +1,95 @@
+using System.CommandLine;
+using Adaptive.ModelServer.Backend;
+using Adaptive.ModelServer.Hosting;
+using Adaptive.ModelServer.Routing;
+using Adaptive.ModelServer.Scheduling;
+using Adaptive.ModelServer.Serving;
+using static Adaptive.ModelServer.Hosting.EnvironmentOptions;
+
+// adaptive-server serve | router: both read flags, or the ADAPTIVE_* environment variables the
+// operator sets on its pods, and exit 2 with one line naming the bad setting.
+var host = Create("--host", "Address to listen on", "0.0.0.0");
+var port = Create("--port", "Port to listen on", 8080);
+var maxBody = Create("--max-body-bytes", "Largest request body accepted", 64L * 1024 * 1024);
+var timeout = Create("--request-timeout-ms", "Deadline of each request from its arrival", 1000.0);
+var drainDelay = Create("--drain-delay-ms", "After SIGTERM, keep serving while not ready for this long", 5000.0);
+var drainTimeout = Create("--drain-timeout-ms", "Then wait at most this long for requests in flight", 30000.0);
+
+var modelPath = Required("--model", "ONNX model file");
+var modelName = Required("--name", "Model name clients call (/v2/models/{name}); the pipeline stage");
+var variant = Create("--variant", "Variant name for the metrics' variant label (default: the model name)", "");
+var maxBatch = Create("--max-batch", "Most rows per ONNX Runtime call", 8);
+var maxDelay = Create("--max-queue-delay-ms", "Longest the oldest request waits for its batch to fill", 5.0);
+var queueCapacity = Create("--queue-capacity", "Most requests waiting; more are refused with 429", 256);
+var intraThreads = Create("--intra-op-threads", "ONNX Runtime threads within an operator (0: one per core)", 0);
+var interThreads = Create("--inter-op-threads", "ONNX Runtime threads across operators", 1);
+var device = Create("--device", "auto (CUDA when present, else CPU), cpu or cuda", Device.Auto);
+
+var config = Required("--config", "Router configuration file (JSON), reloaded when it changes");
+var pollInterval = Create("--config-poll-ms", "How often to check the configuration file for changes", 2000.0);
+var maxInFlight = Create("--max-inflight", "Most pipeline requests in progress; more are refused with 429", 1024);
+
+Option[] common = [host, port, maxBody, timeout, drainDelay, drainTimeout];
+var serve = new Command("serve", "Serve one ONNX model variant over the Open Inference Protocol with dynamic batching");
+foreach (var option in common.Concat([modelPath, modelName, variant, maxBatch, maxDelay, queueCapacity, intraThreads, interThreads, device])) serve.Options.Add(option);
+var router = new Command("router", "Route pipeline requests through the stages, splitting each stage's load among its variants by weight");
+foreach (var option in common.Concat([config, pollInterval, maxInFlight])) router.Options.Add(option);
+
+serve.SetAction(parse => Run(() =>
+{
+    Check(parse.GetValue(maxBatch) >= 1, "--max-batch must be at least 1");
+    Check(parse.GetValue(maxDelay) >= 0, "--max-queue-delay-ms must not be negative");
+    Check(parse.GetValue(queueCapacity) >= 1, "--queue-capacity must be at least 1");
+    Check(parse.GetValue(intraThreads) >= 0, "--intra-op-threads must not be negative");
+    Check(parse.GetValue(interThreads) >= 1, "--inter-op-threads must be at least 1");
+    string name = parse.GetValue(modelName)!;
+    var options = new ModelServerOptions(Http(parse), parse.GetValue(modelPath)!, name,
+        parse.GetValue(variant) is { Length: > 0 } v ? v : name,
+        new BatchingOptions(parse.GetValue(maxBatch), TimeSpan.FromMilliseconds(parse.GetValue(maxDelay)), parse.GetValue(queueCapacity)),
+        new RuntimeOptions(parse.GetValue(intraThreads), parse.GetValue(interThreads), parse.GetValue(device)));
+    return ModelServerApp.Build(options);
+}));
+router.SetAction(parse => Run(() =>
+{
+    Check(parse.GetValue(pollInterval) >= 10, "--config-poll-ms must be at least 10");
+    Check(parse.GetValue(maxInFlight) >= 1, "--max-inflight must be at least 1");
+    return RouterApp.Build(new RouterOptions(Http(parse), parse.GetValue(config)!,
+        TimeSpan.FromMilliseconds(parse.GetValue(pollInterval)), parse.GetValue(maxInFlight)));
+}));
+
+var root = new RootCommand("adaptive-server: the Adaptive model server and pipeline router") { serve, router };
+var parsed = root.Parse(args);
+if (parsed.Errors.Count > 0)
+{
+    foreach (var error in parsed.Errors) Console.Error.WriteLine($"adaptive-server: {error.Message}");
+    return 2;
+}
+return parsed.Invoke();
+
+HttpOptions Http(ParseResult parse)
+{
+    Check(System.Net.IPAddress.TryParse(parse.GetValue(host), out _), $"--host must be an IP address, got '{parse.GetValue(host)}'");
+    Check(parse.GetValue(port) is >= 0 and <= 65535, $"--port must be between 0 and 65535, got {parse.GetValue(port)}");
+    Check(parse.GetValue(maxBody) >= 1024, "--max-body-bytes must be at least 1024");
+    Check(parse.GetValue(timeout) > 0, "--request-timeout-ms must be greater than 0");
+    Check(parse.GetValue(drainDelay) >= 0 && parse.GetValue(drainTimeout) >= 0, "--drain-delay-ms and --drain-timeout-ms must not be negative");
+    return new HttpOptions(parse.GetValue(host)!, parse.GetValue(port), parse.GetValue(maxBody),
+        TimeSpan.FromMilliseconds(parse.GetValue(timeout)), TimeSpan.FromMilliseconds(parse.GetValue(drainDelay)),
+        TimeSpan.FromMilliseconds(parse.GetValue(drainTimeout)));
+}
+
+static int Run(Func<WebApplication> build)
+{
+    WebApplication app;
+    try
+    {
+        app = build();
+    }
+    catch (Exception e) when (e is ConfigurationException or FileNotFoundException or InvalidDataException or RouterConfigException)
+    {
+        Console.Error.WriteLine($"adaptive-server: {e.Message}");
+        return 2;
+    }
+    app.Run();
+    return 0;
+}

@@ -1,0 +1,36 @@
+namespace Adaptive.ModelServer.Protocol;
+
+/// <summary>The tensor element types this server speaks, named as the Open Inference Protocol names them.</summary>
+public enum TensorDataType { Fp32, Fp64, Int32, Int64 }
+
+public static class TensorDataTypes
+{
+    public static string ToProtocolName(this TensorDataType type) => type switch
+    {
+        TensorDataType.Fp32 => "FP32",
+        TensorDataType.Fp64 => "FP64",
+        TensorDataType.Int32 => "INT32",
+        TensorDataType.Int64 => "INT64",
+        _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
+    };
+
+    public static TensorDataType? FromProtocolName(string name) => name switch
+    {
+        "FP32" => TensorDataType.Fp32,
+        "FP64" => TensorDataType.Fp64,
+        "INT32" => TensorDataType.Int32,
+        "INT64" => TensorDataType.Int64,
+        _ => null,
+    };
+
+    public const string Supported = "FP32, FP64, INT32, INT64";
+
+    public static Array NewArray(this TensorDataType type, long length) => type switch
+    {
+        TensorDataType.Fp32 => new float[length],
+        TensorDataType.Fp64 => new double[length],
+        TensorDataType.Int32 => new int[length],
+        TensorDataType.Int64 => new long[length],
+        _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
+    };
+}

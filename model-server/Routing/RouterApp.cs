@@ -1,0 +1,272 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net.Http.Headers;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Adaptive.ModelServer.Hosting;
+using Adaptive.ModelServer.Metrics;
+using Adaptive.ModelServer.Protocol;
+using Microsoft.Extensions.Hosting;
+using Prometheus;
+
+namespace Adaptive.ModelServer.Routing;
+
+/// <param name="ConfigPollInterval">How often the configuration file is compared with the one loaded.
+/// Polling the content, not file events, is what works with ConfigMap volumes, which swap a symlink.</param>
+/// <param name="MaxInFlight">Most pipeline requests in progress at once; more are refused with 429.</param>
+public sealed record RouterOptions(HttpOptions Http, string ConfigPath, TimeSpan ConfigPollInterval, int MaxInFlight);
+
+/// <summary>
+/// <c>adaptive-server router</c>: the pipeline's entry point. A request to <c>/v2/models/{pipeline}/infer</c>
+/// goes through the stages in order; at each stage one variant is chosen by weight, and the stage's
+/// outputs become the next stage's inputs (renamed, in order, to the inputs the next model declares).
+/// </summary>
+public static class RouterApp
+{
+    public static WebApplication Build(RouterOptions options)
+    {
+        var routes = new RouteTable(RouterConfig.Parse(ReadConfig(options.ConfigPath)));
+        var builder = HttpHosting.CreateBuilder(options.Http);
+        var registry = Prometheus.Metrics.NewCustomRegistry();
+        var metrics = new RouterMetrics(registry);
+        metrics.ConfigGeneration.Set(1);
+        builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton(routes);
+        builder.Services.AddSingleton(metrics);
+        builder.Services.AddHostedService<ConfigReloader>();
+        var app = builder.Build();
+
+        var http = new HttpClient(new SocketsHttpHandler
+        {
+            PooledConnectionLifetime = TimeSpan.FromMinutes(1), // see Service endpoint changes
+            ConnectTimeout = TimeSpan.FromSeconds(2),
+        })
+        {
+            Timeout = Timeout.InfiniteTimeSpan, // each request has its own deadline
+            MaxResponseContentBufferSize = options.Http.MaxBodyBytes,
+        };
+        app.Lifetime.ApplicationStopped.Register(http.Dispose);
+        var forwarder = new PipelineForwarder(options, routes, metrics, http);
+
+        HttpHosting.MapHealth(app, () => true);
+        app.MapMetrics("/metrics", registry);
+        app.MapGet("/v2/models/{name}/ready", (HttpContext context, string name, Readiness readiness) =>
+            name != routes.Current.Config.Pipeline
+                ? HttpHosting.WriteErrorAsync(context, StatusCodes.Status404NotFound, $"unknown pipeline '{name}'; this router serves '{routes.Current.Config.Pipeline}'")
+                : Results.Json(new { name, ready = !readiness.IsDraining }, statusCode: readiness.IsDraining ? 503 : 200).ExecuteAsync(context));
+        app.MapPost("/v2/models/{name}/infer", forwarder.Infer);
+        return app;
+    }
+
+    internal static string ReadConfig(string path)
+    {
+        try
+        {
+            return File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new RouterConfigException($"cannot read router configuration {path}: {e.Message}");
+        }
+    }
+}
+
+/// <summary>The configuration in use and a weighted chooser per stage, swapped whole on reload.</summary>
+public sealed class RouteTable(RouterConfig initial)
+{
+    public sealed record Routes(RouterConfig Config, IReadOnlyList<WeightedChooser> Choosers, long Generation);
+
+    volatile Routes current = Create(initial, 1);
+
+    public Routes Current => current;
+
+    public void Replace(RouterConfig config) => current = Create(config, current.Generation + 1);
+
+    static Routes Create(RouterConfig config, long generation) =>
+        new(config, [.. config.Stages.Select(s => new WeightedChooser(s.Variants))], generation);
+}
+
+/// <summary>Reloads the configuration when the file's content changes; a bad file keeps the last good configuration.</summary>
+sealed class ConfigReloader(RouterOptions options, RouteTable routes, RouterMetrics metrics, ILogger<ConfigReloader> log) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        string loaded = RouterApp.ReadConfig(options.ConfigPath);
+        using var timer = new PeriodicTimer(options.ConfigPollInterval);
+        while (await timer.WaitForNextTickAsync(stoppingToken))
+        {
+            string text;
+            try
+            {
+                text = RouterApp.ReadConfig(options.ConfigPath);
+                if (text == loaded) continue;
+                routes.Replace(RouterConfig.Parse(text));
+            }
+            catch (RouterConfigException e)
+            {
+                metrics.Reload(success: false);
+                log.LogError("Keeping configuration generation {Generation}: {Problem}", routes.Current.Generation, e.Message);
+                continue;
+            }
+            loaded = text;
+            metrics.Reload(success: true);
+            metrics.ConfigGeneration.Set(routes.Current.Generation);
+            log.LogInformation("Loaded configuration generation {Generation}: {Weights}", routes.Current.Generation,
+                string.Join("; ", routes.Current.Config.Stages.Select(s => $"{s.Name}: {string.Join(", ", s.Variants.Select(v => $"{v.Name}={v.Weight:G4}"))}")));
+        }
+    }
+}
+
+/// <summary>Sends one pipeline request through the stages; a stage's error ends it with that error, named.</summary>
+sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterMetrics metrics, HttpClient http)
+{
+    readonly ConcurrentDictionary<string, string[]> inputNames = new();
+    int inFlight;
+
+    sealed class StageFailure(int statusCode, string message, TimeSpan? retryAfter = null) : Exception(message)
+    {
+        public int StatusCode { get; } = statusCode;
+        public TimeSpan? RetryAfter { get; } = retryAfter;
+    }
+
+    public async Task Infer(HttpContext context, string name)
+    {
+        var route = routes.Current; // one configuration for the whole request
+        string pipeline = route.Config.Pipeline;
+        if (name != pipeline)
+        {
+            await HttpHosting.WriteErrorAsync(context, StatusCodes.Status404NotFound, $"unknown pipeline '{name}'; this router serves '{pipeline}'");
+            return;
+        }
+        long started = Stopwatch.GetTimestamp();
+        metrics.InFlight.Inc();
+        string outcome = "error";
+        try
+        {
+            if (Interlocked.Increment(ref inFlight) > options.MaxInFlight)
+                throw new StageFailure(StatusCodes.Status429TooManyRequests, $"the router has {options.MaxInFlight} requests in progress", TimeSpan.FromSeconds(1));
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+            deadline.CancelAfter(options.Http.RequestTimeout);
+            byte[] payload = [.. await HttpHosting.ReadBodyAsync(context)];
+            try
+            {
+                for (int s = 0; s < route.Config.Stages.Count; s++)
+                {
+                    var stage = route.Config.Stages[s];
+                    var variant = route.Choosers[s].Next();
+                    payload = await CallStage(pipeline, stage, variant, payload, deadline.Token);
+                    if (s + 1 < route.Config.Stages.Count)
+                    {
+                        var next = route.Config.Stages[s + 1];
+                        var nextVariant = next.Variants[0]; // every variant of a stage serves the same interface
+                        payload = NextStageRequest(payload, await InputNames(next, nextVariant, deadline.Token), stage.Name, next.Name);
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested)
+            {
+                throw new StageFailure(StatusCodes.Status504GatewayTimeout, $"the pipeline did not answer within {options.Http.RequestTimeout.TotalMilliseconds:F0} ms");
+            }
+            context.Response.ContentType = "application/json";
+            await context.Response.Body.WriteAsync(payload, context.RequestAborted);
+            outcome = "ok";
+        }
+        catch (ProtocolException e)
+        {
+            outcome = "bad_request";
+            await HttpHosting.WriteErrorAsync(context, e.StatusCode, e.Message);
+        }
+        catch (StageFailure e)
+        {
+            outcome = e.StatusCode switch
+            {
+                StatusCodes.Status429TooManyRequests or StatusCodes.Status503ServiceUnavailable => "rejected",
+                StatusCodes.Status504GatewayTimeout => "timeout",
+                >= 400 and < 500 => "bad_request",
+                _ => "error",
+            };
+            await HttpHosting.WriteErrorAsync(context, e.StatusCode, e.Message, e.RetryAfter);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref inFlight);
+            metrics.InFlight.Dec();
+            metrics.Request(pipeline, outcome, Stopwatch.GetElapsedTime(started).TotalSeconds);
+        }
+    }
+
+    async Task<byte[]> CallStage(string pipeline, StageRoute stage, VariantRoute variant, byte[] payload, CancellationToken cancellation)
+    {
+        string where = $"stage '{stage.Name}' (variant '{variant.Name}')";
+        using var content = new ByteArrayContent(payload);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        HttpResponseMessage response;
+        try
+        {
+            response = await http.PostAsync($"{variant.Endpoint.TrimEnd('/')}/v2/models/{stage.Name}/infer", content, cancellation);
+        }
+        catch (HttpRequestException e)
+        {
+            metrics.StageRequest(pipeline, stage.Name, variant.Name, StatusCodes.Status502BadGateway);
+            throw new StageFailure(StatusCodes.Status502BadGateway, $"{where} at {variant.Endpoint} is unreachable: {e.Message}");
+        }
+        using (response)
+        {
+            metrics.StageRequest(pipeline, stage.Name, variant.Name, (int)response.StatusCode);
+            byte[] body = await response.Content.ReadAsByteArrayAsync(cancellation);
+            if (response.IsSuccessStatusCode) return body;
+            int status = (int)response.StatusCode;
+            throw new StageFailure(status is >= 400 and < 600 ? status : StatusCodes.Status502BadGateway,
+                $"{where}: {ErrorMessage(body)}", response.Headers.RetryAfter?.Delta);
+        }
+    }
+
+    async Task<string[]> InputNames(StageRoute stage, VariantRoute variant, CancellationToken cancellation)
+    {
+        string url = $"{variant.Endpoint.TrimEnd('/')}/v2/models/{stage.Name}";
+        if (inputNames.TryGetValue(url, out var cached)) return cached;
+        try
+        {
+            using var metadata = await JsonDocument.ParseAsync(await http.GetStreamAsync(url, cancellation), cancellationToken: cancellation);
+            var names = metadata.RootElement.GetProperty("inputs").EnumerateArray().Select(i => i.GetProperty("name").GetString()!).ToArray();
+            return inputNames[url] = names;
+        }
+        catch (Exception e) when (e is HttpRequestException or JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            throw new StageFailure(StatusCodes.Status502BadGateway, $"cannot read the inputs of stage '{stage.Name}' from {url}: {e.Message}");
+        }
+    }
+
+    /// <summary>The response of one stage as the request of the next: its outputs, in order, renamed to the next model's inputs.</summary>
+    static byte[] NextStageRequest(byte[] response, string[] nextInputs, string stage, string nextStage)
+    {
+        var node = JsonNode.Parse(response)?.AsObject() ?? throw new StageFailure(StatusCodes.Status502BadGateway, $"stage '{stage}' answered with an empty body");
+        if (node["outputs"] is not JsonArray outputs || outputs.Count != nextInputs.Length)
+            throw new StageFailure(StatusCodes.Status502BadGateway,
+                $"stage '{stage}' returns {(node["outputs"] as JsonArray)?.Count ?? 0} outputs but stage '{nextStage}' takes {nextInputs.Length} inputs");
+        node.Remove("outputs");
+        for (int i = 0; i < outputs.Count; i++) outputs[i]!["name"] = nextInputs[i];
+        var request = new JsonObject { ["inputs"] = outputs };
+        if (node["id"] is { } id)
+        {
+            node.Remove("id");
+            request["id"] = id;
+        }
+        return JsonSerializer.SerializeToUtf8Bytes(request);
+    }
+
+    static string ErrorMessage(byte[] body)
+    {
+        try
+        {
+            using var json = JsonDocument.Parse(body);
+            if (json.RootElement.TryGetProperty("error", out var error) && error.ValueKind == JsonValueKind.String) return error.GetString()!;
+        }
+        catch (JsonException)
+        {
+            // not the protocol's error format: fall through to the raw text
+        }
+        string text = System.Text.Encoding.UTF8.GetString(body);
+        return text.Length > 200 ? text[..200] + "…" : text;
+    }
+}

@@ -1,0 +1,159 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Text.Json;
+using Adaptive.ModelServer.Backend;
+using Adaptive.ModelServer.Hosting;
+using Adaptive.ModelServer.Metrics;
+using Adaptive.ModelServer.Protocol;
+using Adaptive.ModelServer.Scheduling;
+using Prometheus;
+
+namespace Adaptive.ModelServer.Serving;
+
+/// <param name="ModelName">The name clients call (<c>/v2/models/{name}</c>): the pipeline's stage.</param>
+/// <param name="Variant">Which variant of the stage this is, for the metrics' <c>variant</c> label.</param>
+public sealed record ModelServerOptions(HttpOptions Http, string ModelPath, string ModelName, string Variant, BatchingOptions Batching, RuntimeOptions Runtime);
+
+/// <summary>
+/// <c>adaptive-server serve</c>: one model variant behind the Open Inference Protocol's REST endpoints,
+/// with a dynamic batcher between the HTTP requests and ONNX Runtime.
+/// </summary>
+public static class ModelServerApp
+{
+    const string Platform = "onnxruntime_onnx";
+
+    /// <summary>Loads the model and builds the web application; the caller runs it.</summary>
+    public static WebApplication Build(ModelServerOptions options)
+    {
+        var builder = HttpHosting.CreateBuilder(options.Http);
+        var app = builder.Build();
+        var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Adaptive.ModelServer");
+
+        var model = OnnxModel.Load(options.ModelPath, options.Runtime, warning => log.LogWarning("{Warning}", warning));
+        var batching = model.SupportsBatching ? options.Batching : options.Batching with { MaxBatchSize = 1 };
+        if (!model.SupportsBatching && options.Batching.MaxBatchSize > 1)
+            log.LogWarning("{Model} has a fixed first dimension, so requests cannot be stacked: max batch size 1", options.ModelPath);
+        log.LogInformation("Loaded {Model} as '{Name}' (variant {Variant}) on {Provider} in {LoadMs:F0} ms; max batch {MaxBatch}, max queue delay {DelayMs} ms",
+            options.ModelPath, options.ModelName, options.Variant, model.ExecutionProvider, model.LoadTime.TotalMilliseconds,
+            batching.MaxBatchSize, batching.MaxQueueDelay.TotalMilliseconds);
+
+        var registry = Prometheus.Metrics.NewCustomRegistry();
+        var metrics = new ModelMetrics(registry, options.ModelName, options.Variant);
+        metrics.LoadDuration.Set(model.LoadTime.TotalSeconds);
+        var batcher = new DynamicBatcher(new OnnxBackend(model), batching, metrics);
+        // After Kestrel has finished the requests in flight: the batcher has nothing left to run.
+        app.Lifetime.ApplicationStopped.Register(() =>
+        {
+            batcher.Dispose();
+            model.Dispose();
+        });
+
+        HttpHosting.MapHealth(app, () => true);
+        app.MapMetrics("/metrics", registry);
+        var endpoints = new ModelEndpoints(options, model, batching, batcher, metrics, log);
+        app.MapGet("/v2", () => Results.Json(new { name = "adaptive-server", version = "1", extensions = Array.Empty<string>() }));
+        app.MapGet("/v2/models/{name}", endpoints.Metadata);
+        app.MapGet("/v2/models/{name}/ready", endpoints.ModelReady);
+        app.MapPost("/v2/models/{name}/infer", endpoints.Infer);
+        return app;
+    }
+
+    sealed class OnnxBackend(OnnxModel model) : IBatchBackend
+    {
+        public IReadOnlyList<IReadOnlyList<Tensor>> Run(IReadOnlyList<InferRequest> batch) => model.Run(batch);
+    }
+
+    sealed class ModelEndpoints(ModelServerOptions options, OnnxModel model, BatchingOptions batching, DynamicBatcher batcher, ModelMetrics metrics, ILogger log)
+    {
+        public Task Metadata(HttpContext context, string name)
+        {
+            if (name != options.ModelName) return UnknownModel(context, name);
+            var body = new ArrayBufferWriter<byte>();
+            using (var json = new Utf8JsonWriter(body))
+            {
+                json.WriteStartObject();
+                json.WriteString("name", options.ModelName);
+                json.WriteStartArray("versions");
+                json.WriteStringValue("1");
+                json.WriteEndArray();
+                json.WriteString("platform", Platform);
+                WriteSpecs(json, "inputs", model.Inputs);
+                WriteSpecs(json, "outputs", model.Outputs);
+                json.WriteEndObject();
+            }
+            return HttpHosting.WriteJsonAsync(context, body);
+        }
+
+        static void WriteSpecs(Utf8JsonWriter json, string property, IEnumerable<TensorSpec> specs)
+        {
+            json.WriteStartArray(property);
+            foreach (var spec in specs)
+            {
+                json.WriteStartObject();
+                json.WriteString("name", spec.Name);
+                json.WriteString("datatype", spec.DataType.ToProtocolName());
+                InferResponseWriter.WriteShape(json, "shape", spec.Shape);
+                json.WriteEndObject();
+            }
+            json.WriteEndArray();
+        }
+
+        public Task ModelReady(HttpContext context, string name, Readiness readiness)
+        {
+            if (name != options.ModelName) return UnknownModel(context, name);
+            bool ready = !readiness.IsDraining;
+            context.Response.StatusCode = ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable;
+            return context.Response.WriteAsJsonAsync(new { name, ready });
+        }
+
+        public async Task Infer(HttpContext context, string name)
+        {
+            long started = Stopwatch.GetTimestamp();
+            metrics.InFlight.Inc();
+            try
+            {
+                if (name != options.ModelName)
+                {
+                    metrics.Count(Outcome.BadRequest);
+                    await UnknownModel(context, name);
+                    return;
+                }
+                var body = await HttpHosting.ReadBodyAsync(context);
+                var request = InferRequestReader.Parse(body);
+                model.Validate(request);
+                if (request.Rows > batching.MaxBatchSize)
+                    throw new ProtocolException(StatusCodes.Status400BadRequest, $"the request has {request.Rows} rows, more than the max batch size {batching.MaxBatchSize}");
+                var outputs = await batcher.Submit(request, options.Http.RequestTimeout);
+                var wanted = request.RequestedOutputs is { } names ? outputs.Where(o => names.Contains(o.Name)) : outputs;
+                var response = new ArrayBufferWriter<byte>();
+                InferResponseWriter.WriteResponse(response, options.ModelName, request.Id, wanted);
+                await HttpHosting.WriteJsonAsync(context, response);
+                metrics.Count(Outcome.Success);
+            }
+            catch (ProtocolException e)
+            {
+                metrics.Count(Outcome.BadRequest);
+                await HttpHosting.WriteErrorAsync(context, e.StatusCode, e.Message);
+            }
+            catch (RequestRejectedException e)
+            {
+                metrics.Count(e.Outcome);
+                await HttpHosting.WriteErrorAsync(context, StatusCodes.Status429TooManyRequests, e.Message, e.RetryAfter);
+            }
+            catch (Exception e) when (!context.RequestAborted.IsCancellationRequested)
+            {
+                metrics.Count(Outcome.Error);
+                log.LogError(e, "Inference failed for model {Model}", options.ModelName);
+                await HttpHosting.WriteErrorAsync(context, StatusCodes.Status500InternalServerError, $"inference failed: {e.Message}");
+            }
+            finally
+            {
+                metrics.InFlight.Dec();
+                metrics.RequestDuration.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+            }
+        }
+
+        Task UnknownModel(HttpContext context, string name) =>
+            HttpHosting.WriteErrorAsync(context, StatusCodes.Status404NotFound, $"unknown model '{name}'; this server serves '{options.ModelName}'");
+    }
+}
