@@ -71,7 +71,20 @@ public static class HttpHosting
         context.Response.StatusCode = statusCode;
         if (retryAfter is { } wait)
             context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (statusCode == StatusCodes.Status413PayloadTooLarge)
+            return WriteAndCloseAsync(context, message);
         return context.Response.WriteAsJsonAsync(new { error = message });
+    }
+
+    /// <summary>
+    /// The rest of an oversized body is never read, so the connection cannot carry another request: say
+    /// so, and flush the answer before Kestrel drops the connection.
+    /// </summary>
+    static async Task WriteAndCloseAsync(HttpContext context, string message)
+    {
+        context.Response.Headers.Connection = "close";
+        await context.Response.WriteAsJsonAsync(new { error = message });
+        await context.Response.CompleteAsync();
     }
 
     public static async Task WriteJsonAsync(HttpContext context, ArrayBufferWriter<byte> body)

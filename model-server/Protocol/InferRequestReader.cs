@@ -26,7 +26,7 @@ public static class InferRequestReader
                 switch (property)
                 {
                     case "id":
-                        if (reader.TokenType != JsonTokenType.String) throw Bad("'id' must be a string");
+                        if (reader.TokenType is not (JsonTokenType.String or JsonTokenType.Null)) throw Bad("'id' must be a string");
                         id = reader.GetString();
                         break;
                     case "inputs":

@@ -1,0 +1,117 @@
+using System.Net;
+using Adaptive.ModelServer.Backend;
+using Adaptive.ModelServer.Protocol;
+using Adaptive.Tests.Support;
+
+namespace Adaptive.Tests.Serving;
+
+[Collection("serving")]
+public sealed class ModelServerTests(TestModels models)
+{
+    static readonly CancellationToken Cancel = TestContext.Current.CancellationToken;
+
+    long[] ImageShape(int rows) => [rows, 3, TestModels.Resolution, TestModels.Resolution];
+
+    [Fact]
+    public async Task Metadata_comes_from_the_onnx_model()
+    {
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18));
+        string metadata = await server.Client.GetStringAsync("/v2/models/classify", Cancel);
+        Assert.Contains("\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[-1,3,32,32]}]", metadata);
+        Assert.Contains("\"outputs\":[{\"name\":\"logits\",\"datatype\":\"FP32\",\"shape\":[-1,1000]}]", metadata);
+        Assert.Equal(HttpStatusCode.OK, (await server.Client.GetAsync("/v2/health/ready", Cancel)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await server.Client.GetAsync("/v2/models/classify/ready", Cancel)).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await server.Client.GetAsync("/v2/models/other", Cancel)).StatusCode);
+    }
+
+    /// <summary>
+    /// Concurrent requests are stacked into batches (the histogram shows calls of several rows), and each
+    /// request still gets exactly the outputs ONNX Runtime gives for its own input alone.
+    /// </summary>
+    [Fact]
+    public async Task Concurrent_requests_are_batched_and_each_gets_its_own_outputs()
+    {
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, maxBatch: 8, maxQueueDelayMs: 100));
+        var inputs = Enumerable.Range(0, 8).Select(i => models.Images(1, seed: i)).ToArray();
+        var responses = await Task.WhenAll(inputs.Select(input =>
+            server.Client.PostAsync("/v2/models/classify/infer", V2.Json(V2.Request("input", ImageShape(1), input)), Cancel)));
+        Assert.All(responses, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+
+        using var reference = OnnxModel.Load(models.ResNet18, new RuntimeOptions(1, 1, Device.Cpu), _ => { });
+        for (int i = 0; i < inputs.Length; i++)
+        {
+            var alone = reference.Run([new InferRequest(null, [new Tensor("input", TensorDataType.Fp32, ImageShape(1), inputs[i])], null)]);
+            var expected = (float[])alone[0][0].Data;
+            var actual = await V2.Output(responses[i], "logits");
+            Assert.Equal(1000, actual.Length);
+            for (int k = 0; k < expected.Length; k++) Assert.Equal(expected[k], actual[k], 3);
+        }
+        double calls = await server.Metric("adaptive_model_batch_size_count{model=\"classify\",variant=\"resnet18\"}");
+        double rows = await server.Metric("adaptive_model_batch_size_sum{model=\"classify\",variant=\"resnet18\"}");
+        Assert.Equal(8, rows);
+        Assert.True(calls <= 4, $"8 concurrent requests within a 100 ms window took {calls} ONNX Runtime calls; expected batches");
+    }
+
+    [Fact]
+    public async Task A_request_with_several_rows_counts_them_against_the_max_batch_size()
+    {
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, maxBatch: 4));
+        var ok = await server.Client.PostAsync("/v2/models/classify/infer", V2.Json(V2.Request("input", ImageShape(3), models.Images(3, 1))), Cancel);
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        Assert.Equal(3000, (await V2.Output(ok, "logits")).Length);
+        var tooMany = await server.Client.PostAsync("/v2/models/classify/infer", V2.Json(V2.Request("input", ImageShape(5), models.Images(5, 1))), Cancel);
+        Assert.Equal(HttpStatusCode.BadRequest, tooMany.StatusCode);
+        Assert.Contains("5 rows, more than the max batch size 4", await V2.Error(tooMany));
+    }
+
+    [Fact]
+    public async Task Batches_never_exceed_the_max_batch_size_and_wait_no_longer_than_the_max_queue_delay()
+    {
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, maxBatch: 4, maxQueueDelayMs: 20));
+        string body = V2.Request("input", ImageShape(1), models.Images(1, 2));
+        await Task.WhenAll(Enumerable.Range(0, 24).Select(_ => server.Client.PostAsync("/v2/models/classify/infer", V2.Json(body), Cancel)));
+        const string labels = "{model=\"classify\",variant=\"resnet18\"";
+        Assert.Equal(24, await server.Metric($"adaptive_model_batch_size_sum{labels}}}"));
+        Assert.Equal(await server.Metric($"adaptive_model_batch_size_count{labels}}}"), await server.Metric($"adaptive_model_batch_size_bucket{labels},le=\"4\"}}"));
+
+        // A lone request waits for company no longer than the delay (plus scheduling slack), then runs alone.
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        var alone = await server.Client.PostAsync("/v2/models/classify/infer", V2.Json(body), Cancel);
+        Assert.Equal(HttpStatusCode.OK, alone.StatusCode);
+        Assert.InRange(started.ElapsedMilliseconds, 15, 1000);
+    }
+
+    /// <summary>
+    /// Overload: far more concurrent requests than the queue and the deadline allow. The server refuses the
+    /// excess at once with 429 and Retry-After, and the requests it accepts still finish within their deadline.
+    /// </summary>
+    [Fact]
+    public async Task Under_overload_excess_requests_are_refused_at_once_and_accepted_ones_meet_the_deadline()
+    {
+        const double deadlineMs = 250;
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, maxBatch: 4, maxQueueDelayMs: 2,
+            queueCapacity: 32, http: RunningServer.Http(requestTimeoutMs: deadlineMs)));
+        string body = V2.Request("input", ImageShape(1), models.Images(1, 3));
+        await server.Client.PostAsync("/v2/models/classify/infer", V2.Json(body), Cancel); // measures a batch
+
+        var results = await Task.WhenAll(Enumerable.Range(0, 400).Select(async _ =>
+        {
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            var response = await server.Client.PostAsync("/v2/models/classify/infer", V2.Json(body), Cancel);
+            return (response, watch.Elapsed.TotalMilliseconds);
+        }));
+        var rejected = results.Where(r => r.response.StatusCode == HttpStatusCode.TooManyRequests).ToList();
+        var served = results.Where(r => r.response.StatusCode == HttpStatusCode.OK).ToList();
+        Assert.Equal(results.Length, rejected.Count + served.Count);
+        Assert.NotEmpty(served);
+        Assert.True(rejected.Count > 100, $"only {rejected.Count} of 400 requests were refused");
+        Assert.All(rejected, r => Assert.True(r.response.Headers.RetryAfter?.Delta >= TimeSpan.FromSeconds(1)));
+        string refusal = await V2.Error(rejected[0].response);
+        Assert.True(refusal.Contains("queue is full") || refusal.Contains("miss its 250 ms deadline"), refusal);
+        double slowest = served.Max(r => r.Item2);
+        Assert.True(slowest < deadlineMs + 250, $"an accepted request took {slowest:F0} ms against a {deadlineMs} ms deadline");
+        Assert.Equal(0, await server.Metric("adaptive_model_requests_total{model=\"classify\",variant=\"resnet18\",outcome=\"error\"}"));
+        Assert.Equal(0, await server.Metric("adaptive_model_inflight_requests{model=\"classify\",variant=\"resnet18\"}"));
+        Assert.Equal(0, await server.Metric("adaptive_model_queue_depth{model=\"classify\",variant=\"resnet18\"}"));
+    }
+}
