@@ -1,9 +1,10 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.ComponentModel;
 
 namespace Adaptive.ModelServer.Hosting;
 
-/// <summary>A flag or environment variable that is missing or malformed; the message names it.</summary>
+/// <summary>A setting that is out of range; the message names it.</summary>
 public sealed class ConfigurationException(string message) : Exception(message);
 
 /// <summary>
@@ -20,7 +21,7 @@ public static class EnvironmentOptions
         return new Option<T>(flag)
         {
             Description = $"{description} [env {variable}; default {fallback}]",
-            DefaultValueFactory = _ => FromEnvironment(flag, variable, fallback),
+            DefaultValueFactory = result => FromEnvironment(result, flag, variable, fallback),
         };
     }
 
@@ -31,13 +32,16 @@ public static class EnvironmentOptions
         return new Option<string>(flag)
         {
             Description = $"{description} [env {variable}]",
-            DefaultValueFactory = _ => Environment.GetEnvironmentVariable(variable) is { Length: > 0 } value
-                ? value
-                : throw new ConfigurationException($"{flag} (or {variable}) is required"),
+            DefaultValueFactory = result =>
+            {
+                if (Environment.GetEnvironmentVariable(variable) is { Length: > 0 } value) return value;
+                result.AddError($"{flag} (or {variable}) is required");
+                return "";
+            },
         };
     }
 
-    static T FromEnvironment<T>(string flag, string variable, T fallback)
+    static T FromEnvironment<T>(ArgumentResult result, string flag, string variable, T fallback)
     {
         string? text = Environment.GetEnvironmentVariable(variable);
         if (string.IsNullOrEmpty(text)) return fallback;
@@ -47,7 +51,8 @@ public static class EnvironmentOptions
         }
         catch (Exception e) when (e is FormatException or NotSupportedException or ArgumentException)
         {
-            throw new ConfigurationException($"{variable}={text} is not a valid value for {flag} ({typeof(T).Name})");
+            result.AddError($"{variable}={text} is not a valid value for {flag} ({typeof(T).Name})");
+            return fallback;
         }
     }
 

@@ -1,0 +1,82 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+
+namespace Adaptive.Tests.Support;
+
+/// <summary>
+/// <c>adaptive-server</c> in its own process, as a pod runs it, so that tests can send it SIGTERM. Reads
+/// the port it bound from its log line, and kills it on dispose if it is still running.
+/// </summary>
+public sealed partial class ServerProcess : IDisposable
+{
+    readonly Process process;
+    readonly List<string> output = [];
+
+    public Uri? Address { get; private set; }
+    public string Output { get { lock (output) return string.Join('\n', output); } }
+
+    ServerProcess(Process process) => this.process = process;
+
+    public static ProcessStartInfo StartInfo(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "adaptive-server.dll"));
+        foreach (var arg in args) start.ArgumentList.Add(arg);
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
+        return start;
+    }
+
+    /// <summary>Starts the server and waits until it listens.</summary>
+    public static async Task<ServerProcess> Start(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null)
+    {
+        var server = new ServerProcess(Process.Start(StartInfo(args, environment))!);
+        var listening = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
+        void Collect(string? line)
+        {
+            if (line is null) return;
+            lock (server.output) server.output.Add(line);
+            if (ListeningLine().Match(line) is { Success: true } match) listening.TrySetResult(new Uri(match.Groups[1].Value));
+        }
+        server.process.OutputDataReceived += (_, e) => Collect(e.Data);
+        server.process.ErrorDataReceived += (_, e) => Collect(e.Data);
+        server.process.BeginOutputReadLine();
+        server.process.BeginErrorReadLine();
+        var started = await Task.WhenAny(listening.Task, server.process.WaitForExitAsync(), Task.Delay(TimeSpan.FromSeconds(60)));
+        if (started != listening.Task) throw new InvalidOperationException($"adaptive-server did not start:\n{server.Output}");
+        server.Address = listening.Task.Result;
+        return server;
+    }
+
+    /// <summary>Runs <c>adaptive-server</c> to completion (for its errors): exit code and everything it printed.</summary>
+    public static (int ExitCode, string Output) Run(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null)
+    {
+        using var process = Process.Start(StartInfo(args, environment))!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(TimeSpan.FromSeconds(60)))
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException("adaptive-server ran over 60 s");
+        }
+        return (process.ExitCode, stdout.Result + stderr.Result);
+    }
+
+    /// <summary>What Kubernetes sends a pod it removes.</summary>
+    public void Terminate() => Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!.WaitForExit();
+
+    public async Task<int> WaitForExit(TimeSpan timeout)
+    {
+        using var cancel = new CancellationTokenSource(timeout);
+        await process.WaitForExitAsync(cancel.Token);
+        return process.ExitCode;
+    }
+
+    public void Dispose()
+    {
+        if (!process.HasExited) process.Kill(entireProcessTree: true);
+        process.Dispose();
+    }
+
+    [GeneratedRegex(@"Now listening on: (http://\S+)")]
+    private static partial Regex ListeningLine();
+}
