@@ -7,6 +7,7 @@ var root = new RootCommand("adaptive: plan, profile, benchmark and replay ML inf
     PlanCommand.Create(),
     BenchCommand.Create(),
     ZooCommand.Create(),
+    ProfileCommand.Create(),
 };
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)

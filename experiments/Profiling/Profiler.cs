@@ -1,0 +1,112 @@
+using System.Diagnostics;
+using Adaptive.ModelServer.Backend;
+using Adaptive.ModelServer.Metrics;
+using Adaptive.ModelServer.Protocol;
+using Adaptive.ModelServer.Scheduling;
+
+namespace Adaptive.Experiments.Profiling;
+
+/// <summary>One batch size of one model: the time of one batch (p50, p99) and the rows per second a replica sustains.</summary>
+public sealed record BatchMeasurement(int Batch, double P50Ms, double P99Ms, double ThroughputRps, int Calls);
+
+public sealed record ModelProfile(string Name, string Path, double? Accuracy, double LoadTimeSeconds, int Threads, string ExecutionProvider, IReadOnlyList<BatchMeasurement> Batches);
+
+/// <param name="Duration">How long each batch size is measured, after a warm-up.</param>
+public sealed record ProfileOptions(IReadOnlyList<int> Batches, int Threads, Device Device, TimeSpan Duration, int WarmupCalls = 3);
+
+/// <summary>
+/// Measures a model the way a replica serves it: through the model server's dynamic batcher and ONNX
+/// Runtime backend, with enough single-row requests outstanding that every batch is full. The batch
+/// latency is the backend call's duration; the throughput is rows answered per second of wall time.
+/// </summary>
+public static class Profiler
+{
+    /// <summary>Metadata key under which the zoo records a model's published top-1 accuracy, in percent.</summary>
+    const string AccuracyMetadataKey = "published_top1";
+
+    public static ModelProfile Profile(string modelPath, ProfileOptions options, Action<string> warn, Action<BatchMeasurement>? measured = null)
+    {
+        using var model = OnnxModel.Load(modelPath, new RuntimeOptions(options.Threads, 1, options.Device), warn);
+        var inputs = SampleInputs(model, modelPath);
+        var results = new List<BatchMeasurement>();
+        foreach (int batch in options.Batches)
+        {
+            var measurement = Measure(model, inputs, batch, options);
+            results.Add(measurement);
+            measured?.Invoke(measurement);
+        }
+        double? accuracy = model.Metadata.TryGetValue(AccuracyMetadataKey, out var top1)
+            && double.TryParse(top1, System.Globalization.CultureInfo.InvariantCulture, out double percent) ? Math.Round(percent / 100, 5) : null;
+        return new ModelProfile(Path.GetFileNameWithoutExtension(modelPath), Path.GetFullPath(modelPath), accuracy,
+            Math.Round(model.LoadTime.TotalSeconds, 3), options.Threads, model.ExecutionProvider, results);
+    }
+
+    /// <summary>One row of random data for each input; only the batch dimension may be dynamic.</summary>
+    static IReadOnlyList<Tensor> SampleInputs(OnnxModel model, string path)
+    {
+        var random = new Random(0);
+        var tensors = new List<Tensor>();
+        foreach (var input in model.Inputs)
+        {
+            long[] shape = [.. input.Shape];
+            if (shape.Length > 0 && shape[0] < 0) shape[0] = 1;
+            if (shape.Skip(1).Any(d => d < 0))
+                throw new InvalidDataException($"{path}: input '{input.Name}' has shape {Tensor.FormatShape(input.Shape)}; the profiler needs every dimension but the first fixed");
+            var data = input.DataType.NewArray(Tensor.ElementCount(shape));
+            for (int i = 0; i < data.Length; i++) data.SetValue(Convert.ChangeType(random.NextDouble(), data.GetType().GetElementType()!, System.Globalization.CultureInfo.InvariantCulture), i);
+            tensors.Add(new Tensor(input.Name, input.DataType, shape, data));
+        }
+        return tensors;
+    }
+
+    static BatchMeasurement Measure(OnnxModel model, IReadOnlyList<Tensor> inputs, int batch, ProfileOptions options)
+    {
+        var backend = new TimedBackend(model);
+        var metrics = new ModelMetrics(Prometheus.Metrics.NewCustomRegistry(), "profile", "profile");
+        // A long queue delay and twice the batch outstanding: the batcher always finds a full batch.
+        using var batcher = new DynamicBatcher(backend, new BatchingOptions(batch, TimeSpan.FromSeconds(1), 4 * batch), metrics);
+        var request = new InferRequest(null, inputs, null);
+        var timeout = TimeSpan.FromMinutes(5);
+
+        RunClosedLoop(batcher, request, timeout, batch, () => backend.Calls.Count >= options.WarmupCalls);
+        backend.Calls.Clear();
+        long started = Stopwatch.GetTimestamp();
+        long rows = RunClosedLoop(batcher, request, timeout, batch, () => Stopwatch.GetElapsedTime(started) >= options.Duration && backend.Calls.Count >= 2);
+        double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+
+        var full = backend.Calls.Where(c => c.Rows == batch).Select(c => c.Milliseconds).Order().ToList();
+        return new BatchMeasurement(batch, Math.Round(Percentile(full, 0.50), 3), Math.Round(Percentile(full, 0.99), 3), Math.Round(rows / seconds, 3), full.Count);
+    }
+
+    /// <summary>Keeps 2×batch single-row requests outstanding until <paramref name="done"/>; returns the rows answered.</summary>
+    static long RunClosedLoop(DynamicBatcher batcher, InferRequest request, TimeSpan timeout, int batch, Func<bool> done)
+    {
+        long answered = 0;
+        var clients = Enumerable.Range(0, 2 * batch).Select(_ => Task.Run(async () =>
+        {
+            while (!done())
+            {
+                await batcher.Submit(request, timeout);
+                Interlocked.Increment(ref answered);
+            }
+        })).ToArray();
+        Task.WaitAll(clients);
+        return answered;
+    }
+
+    static double Percentile(List<double> sorted, double q) =>
+        sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(q * sorted.Count) - 1)];
+
+    sealed class TimedBackend(OnnxModel model) : IBatchBackend
+    {
+        public List<(long Rows, double Milliseconds)> Calls { get; } = [];
+
+        public IReadOnlyList<IReadOnlyList<Tensor>> Run(IReadOnlyList<InferRequest> batch)
+        {
+            long started = Stopwatch.GetTimestamp();
+            var outputs = model.Run(batch);
+            lock (Calls) Calls.Add((batch.Sum(r => r.Rows), Stopwatch.GetElapsedTime(started).TotalMilliseconds));
+            return outputs;
+        }
+    }
+}
