@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Adaptive.Experiments.Bench;
 using Adaptive.ModelServer.Backend;
 using Adaptive.ModelServer.Metrics;
 using Adaptive.ModelServer.Protocol;
@@ -75,7 +76,7 @@ public static class Profiler
         double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
 
         var full = backend.Calls.Where(c => c.Rows == batch).Select(c => c.Milliseconds).Order().ToList();
-        return new BatchMeasurement(batch, Math.Round(Percentile(full, 0.50), 3), Math.Round(Percentile(full, 0.99), 3), Math.Round(rows / seconds, 3), full.Count);
+        return new BatchMeasurement(batch, Math.Round(Percentiles.Of(full, 0.50), 3), Math.Round(Percentiles.Of(full, 0.99), 3), Math.Round(rows / seconds, 3), full.Count);
     }
 
     /// <summary>Keeps 2×batch single-row requests outstanding until <paramref name="done"/>; returns the rows answered.</summary>
@@ -93,9 +94,6 @@ public static class Profiler
         Task.WaitAll(clients);
         return answered;
     }
-
-    static double Percentile(List<double> sorted, double q) =>
-        sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(q * sorted.Count) - 1)];
 
     sealed class TimedBackend(OnnxModel model) : IBatchBackend
     {

@@ -50,12 +50,7 @@ public sealed class OnnxModel : IDisposable
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"model file {path} does not exist", path);
         var started = Stopwatch.GetTimestamp();
-        using var options = new SessionOptions
-        {
-            IntraOpNumThreads = runtime.IntraOpThreads,
-            InterOpNumThreads = runtime.InterOpThreads,
-            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
-        };
+        using var options = CreateSessionOptions(runtime);
         string provider = "CPUExecutionProvider";
         if (runtime.Device != Device.Cpu)
         {
@@ -89,6 +84,14 @@ public sealed class OnnxModel : IDisposable
         return model;
     }
 
+    /// <summary>The CPU session settings of a replica; the benchmark's raw baseline uses the same.</summary>
+    public static SessionOptions CreateSessionOptions(RuntimeOptions runtime) => new()
+    {
+        IntraOpNumThreads = runtime.IntraOpThreads,
+        InterOpNumThreads = runtime.InterOpThreads,
+        GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+    };
+
     /// <summary>Checks a request against the model's inputs and outputs; throws a 400 naming the problem.</summary>
     public void Validate(InferRequest request)
     {
@@ -110,7 +113,7 @@ public sealed class OnnxModel : IDisposable
         if (rows < 1) throw Bad("the batch dimension (the first of the shape) must be at least 1");
         if (request.Inputs.Any(i => i.Rows != rows)) throw Bad("all inputs must have the same batch size (first dimension)");
         foreach (var output in request.RequestedOutputs ?? [])
-            if (!outputNames.Contains(output)) throw Bad($"unknown output '{output}'; the model's outputs are {string.Join(", ", outputNames)}");
+            if (!outputNames.Contains(output.Name)) throw Bad($"unknown output '{output.Name}'; the model's outputs are {string.Join(", ", outputNames)}");
     }
 
     /// <summary>Runs a batch of validated requests with one session call (one per request if the model cannot batch).</summary>

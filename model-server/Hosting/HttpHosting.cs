@@ -19,7 +19,6 @@ public static class HttpHosting
             o.UseUtcTimestamp = true;
         });
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
-        builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Information);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Limits.MaxRequestBodySize = options.MaxBodyBytes;
@@ -87,9 +86,19 @@ public static class HttpHosting
         await context.Response.CompleteAsync();
     }
 
-    public static async Task WriteJsonAsync(HttpContext context, ArrayBufferWriter<byte> body)
+    /// <summary>An inference response: JSON, or a JSON header and binary tensor data when <paramref name="headerLength"/> is given.</summary>
+    public static Task WriteInferResponseAsync(HttpContext context, ArrayBufferWriter<byte> body, int? headerLength)
     {
-        context.Response.ContentType = "application/json";
+        if (headerLength is not { } length) return WriteJsonAsync(context, body);
+        context.Response.Headers[InferRequestReader.HeaderLengthHeader] = length.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return WriteBodyAsync(context, body, "application/octet-stream");
+    }
+
+    public static Task WriteJsonAsync(HttpContext context, ArrayBufferWriter<byte> body) => WriteBodyAsync(context, body, "application/json");
+
+    static async Task WriteBodyAsync(HttpContext context, ArrayBufferWriter<byte> body, string contentType)
+    {
+        context.Response.ContentType = contentType;
         context.Response.ContentLength = body.WrittenCount;
         await context.Response.Body.WriteAsync(body.WrittenMemory, context.RequestAborted);
     }

@@ -3,22 +3,32 @@ using System.Text.Json;
 namespace Adaptive.ModelServer.Protocol;
 
 /// <summary>
-/// Reads an Open Inference Protocol (KServe v2) inference request from its JSON body in one pass,
-/// straight into typed arrays. Every refusal is a 400 whose message names the offending field.
+/// Reads an Open Inference Protocol (KServe v2) inference request in one pass, straight into typed
+/// arrays. Supports the binary tensor data extension (Triton, KServe): when the body starts with a JSON
+/// header of <c>Inference-Header-Content-Length</c> bytes, inputs whose parameters give a
+/// <c>binary_data_size</c> take their raw bytes, in order, from what follows the header.
+/// Every refusal is a 400 whose message names the offending field.
 /// </summary>
 public static class InferRequestReader
 {
+    public const string HeaderLengthHeader = "Inference-Header-Content-Length";
     const int MaxDepth = 32;
 
-    public static InferRequest Parse(ReadOnlySpan<byte> json)
+    /// <param name="headerLength">The JSON header's length when the body carries binary data; null for an all-JSON body.</param>
+    public static InferRequest Parse(ReadOnlySpan<byte> body, int? headerLength = null)
     {
+        if (headerLength is < 0 || headerLength > body.Length)
+            throw Bad($"{HeaderLengthHeader} is {headerLength}, but the body has {body.Length} bytes");
+        var json = headerLength is { } length ? body[..length] : body;
+        var binary = new BinaryCursor(headerLength is { } start ? body.Length - start : 0);
         var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = MaxDepth });
         try
         {
             if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject) throw Bad("the request body must be a JSON object");
             string? id = null;
             List<Tensor>? inputs = null;
-            List<string>? outputs = null;
+            List<RequestedOutput>? outputs = null;
+            bool binaryOutput = false;
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
             {
                 string property = reader.GetString()!;
@@ -30,10 +40,13 @@ public static class InferRequestReader
                         id = reader.GetString();
                         break;
                     case "inputs":
-                        inputs = ReadInputs(ref reader, json.Length);
+                        inputs = ReadInputs(ref reader, json.Length, body[json.Length..], ref binary);
                         break;
                     case "outputs":
                         outputs = ReadRequestedOutputs(ref reader);
+                        break;
+                    case "parameters":
+                        binaryOutput = ReadBoolParameter(ref reader, "binary_data_output", "parameters") ?? false;
                         break;
                     default:
                         reader.Skip(); // "parameters" and extensions this server does not use
@@ -41,7 +54,9 @@ public static class InferRequestReader
                 }
             }
             if (inputs is null || inputs.Count == 0) throw Bad("'inputs' is required and must list at least one tensor");
-            return new InferRequest(id, inputs, outputs);
+            if (binary.Remaining != 0)
+                throw Bad($"{binary.Remaining} bytes of binary data follow the header that no input's binary_data_size claims");
+            return new InferRequest(id, inputs, outputs, binaryOutput);
         }
         catch (JsonException e)
         {
@@ -53,22 +68,30 @@ public static class InferRequestReader
         }
     }
 
-    static List<Tensor> ReadInputs(ref Utf8JsonReader reader, int bodyLength)
+    /// <summary>Where the next binary input starts in the bytes after the header.</summary>
+    struct BinaryCursor(int length)
+    {
+        public int Offset;
+        public readonly int Remaining => length - Offset;
+    }
+
+    static List<Tensor> ReadInputs(ref Utf8JsonReader reader, int jsonLength, ReadOnlySpan<byte> binaryData, ref BinaryCursor binary)
     {
         if (reader.TokenType != JsonTokenType.StartArray) throw Bad("'inputs' must be an array of tensors");
         var inputs = new List<Tensor>();
         while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
-            inputs.Add(ReadInput(ref reader, $"inputs[{inputs.Count}]", bodyLength));
+            inputs.Add(ReadInput(ref reader, $"inputs[{inputs.Count}]", jsonLength, binaryData, ref binary));
         return inputs;
     }
 
-    static Tensor ReadInput(ref Utf8JsonReader reader, string path, int bodyLength)
+    static Tensor ReadInput(ref Utf8JsonReader reader, string path, int jsonLength, ReadOnlySpan<byte> binaryData, ref BinaryCursor binary)
     {
         if (reader.TokenType != JsonTokenType.StartObject) throw Bad($"{path} must be an object with name, shape, datatype and data");
         string? name = null, datatype = null;
         long[]? shape = null;
         var data = default(Utf8JsonReader);
         bool hasData = false;
+        long? binarySize = null;
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
             string property = reader.GetString()!;
@@ -85,6 +108,9 @@ public static class InferRequestReader
                     break;
                 case "shape":
                     shape = ReadShape(ref reader, path);
+                    break;
+                case "parameters":
+                    binarySize = ReadBinarySize(ref reader, path);
                     break;
                 case "data":
                     // The data may come before the datatype and shape that say how to read it: remember
@@ -103,10 +129,21 @@ public static class InferRequestReader
         if (datatype is null) throw Bad($"{path}: datatype is required");
         var type = TensorDataTypes.FromProtocolName(datatype) ?? throw Bad($"{path}: datatype '{datatype}' is not supported; use one of {TensorDataTypes.Supported}");
         if (shape is null) throw Bad($"{path}: shape is required");
-        if (!hasData) throw Bad($"{path}: data is required");
         long count = Tensor.ElementCount(shape);
+        if (binarySize is { } size)
+        {
+            if (hasData) throw Bad($"{path}: give either data or parameters.binary_data_size, not both");
+            if (size != count * type.ElementSize())
+                throw Bad($"{path}: binary_data_size is {size} bytes, shape {Tensor.FormatShape(shape)} of {type.ToProtocolName()} needs {count * type.ElementSize()}");
+            if (size > binary.Remaining)
+                throw Bad($"{path}: binary_data_size is {size} bytes, but only {binary.Remaining} bytes of binary data are left");
+            var values = type.FromBytes(binaryData.Slice(binary.Offset, (int)size));
+            binary.Offset += (int)size;
+            return new Tensor(name, type, shape, values);
+        }
+        if (!hasData) throw Bad($"{path}: data is required");
         // Each element takes at least two bytes of JSON ("0,"), so a larger shape cannot be honest.
-        if (count > bodyLength / 2 + 1) throw Bad($"{path}: shape {Tensor.FormatShape(shape)} holds {count} elements, more than a {bodyLength}-byte body can carry");
+        if (count > jsonLength / 2 + 1) throw Bad($"{path}: shape {Tensor.FormatShape(shape)} holds {count} elements, more than a {jsonLength}-byte body can carry");
         return new Tensor(name, type, shape, ReadData(ref data, type, count, shape, path));
     }
 
@@ -175,24 +212,58 @@ public static class InferRequestReader
         }
     }
 
-    static List<string> ReadRequestedOutputs(ref Utf8JsonReader reader)
+    static List<RequestedOutput> ReadRequestedOutputs(ref Utf8JsonReader reader)
     {
         if (reader.TokenType != JsonTokenType.StartArray) throw Bad("'outputs' must be an array of objects with a name");
-        var names = new List<string>();
+        var outputs = new List<RequestedOutput>();
         while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
         {
-            if (reader.TokenType != JsonTokenType.StartObject) throw Bad($"outputs[{names.Count}] must be an object with a name");
+            string path = $"outputs[{outputs.Count}]";
+            if (reader.TokenType != JsonTokenType.StartObject) throw Bad($"{path} must be an object with a name");
             string? name = null;
+            bool? binary = null;
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
             {
                 string property = reader.GetString()!;
                 reader.Read();
                 if (property == "name" && reader.TokenType == JsonTokenType.String) name = reader.GetString();
+                else if (property == "parameters") binary = ReadBoolParameter(ref reader, "binary_data", $"{path}.parameters");
                 else reader.Skip();
             }
-            names.Add(string.IsNullOrEmpty(name) ? throw Bad($"outputs[{names.Count}].name is required") : name);
+            outputs.Add(new RequestedOutput(string.IsNullOrEmpty(name) ? throw Bad($"{path}.name is required") : name, binary));
         }
-        return names;
+        return outputs;
+    }
+
+    /// <summary>Reads a parameters object for one boolean parameter, skipping the others.</summary>
+    static bool? ReadBoolParameter(ref Utf8JsonReader reader, string parameter, string path)
+    {
+        if (reader.TokenType != JsonTokenType.StartObject) throw Bad($"{path} must be an object");
+        bool? value = null;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            string property = reader.GetString()!;
+            reader.Read();
+            if (property != parameter) reader.Skip();
+            else if (reader.TokenType is JsonTokenType.True or JsonTokenType.False) value = reader.GetBoolean();
+            else throw Bad($"{path}.{parameter} must be true or false");
+        }
+        return value;
+    }
+
+    static long? ReadBinarySize(ref Utf8JsonReader reader, string path)
+    {
+        if (reader.TokenType != JsonTokenType.StartObject) throw Bad($"{path}.parameters must be an object");
+        long? size = null;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            string property = reader.GetString()!;
+            reader.Read();
+            if (property != "binary_data_size") reader.Skip();
+            else if (reader.TokenType == JsonTokenType.Number && reader.TryGetInt64(out long bytes) && bytes >= 0) size = bytes;
+            else throw Bad($"{path}.parameters.binary_data_size must be a non-negative integer");
+        }
+        return size;
     }
 
     static ProtocolException Bad(string message) => new(StatusCodes.Status400BadRequest, message);

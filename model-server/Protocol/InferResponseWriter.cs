@@ -6,26 +6,46 @@ namespace Adaptive.ModelServer.Protocol;
 /// <summary>Writes Open Inference Protocol responses, metadata and errors as JSON.</summary>
 public static class InferResponseWriter
 {
-    public static void WriteResponse(IBufferWriter<byte> buffer, string modelName, string? id, IEnumerable<Tensor> outputs)
+    /// <summary>
+    /// Writes the response; outputs marked binary carry <c>parameters.binary_data_size</c> in the JSON and
+    /// their raw bytes after it, in order. Returns the JSON header's length when any output is binary (the
+    /// value of <c>Inference-Header-Content-Length</c>), null for an all-JSON response.
+    /// </summary>
+    public static int? WriteResponse(ArrayBufferWriter<byte> buffer, string modelName, string? id, IReadOnlyList<(Tensor Tensor, bool Binary)> outputs)
     {
-        using var json = new Utf8JsonWriter(buffer);
-        json.WriteStartObject();
-        json.WriteString("model_name", modelName);
-        if (id is not null) json.WriteString("id", id);
-        json.WriteStartArray("outputs");
-        foreach (var output in outputs)
+        using (var json = new Utf8JsonWriter(buffer))
         {
             json.WriteStartObject();
-            json.WriteString("name", output.Name);
-            json.WriteString("datatype", output.DataType.ToProtocolName());
-            WriteShape(json, "shape", output.Shape);
-            json.WriteStartArray("data");
-            WriteData(json, output);
+            json.WriteString("model_name", modelName);
+            if (id is not null) json.WriteString("id", id);
+            json.WriteStartArray("outputs");
+            foreach (var (output, binary) in outputs)
+            {
+                json.WriteStartObject();
+                json.WriteString("name", output.Name);
+                json.WriteString("datatype", output.DataType.ToProtocolName());
+                WriteShape(json, "shape", output.Shape);
+                if (binary)
+                {
+                    json.WriteStartObject("parameters");
+                    json.WriteNumber("binary_data_size", output.Bytes.Length);
+                    json.WriteEndObject();
+                }
+                else
+                {
+                    json.WriteStartArray("data");
+                    WriteData(json, output);
+                    json.WriteEndArray();
+                }
+                json.WriteEndObject();
+            }
             json.WriteEndArray();
             json.WriteEndObject();
         }
-        json.WriteEndArray();
-        json.WriteEndObject();
+        if (!outputs.Any(o => o.Binary)) return null;
+        int headerLength = buffer.WrittenCount;
+        foreach (var (output, _) in outputs.Where(o => o.Binary)) buffer.Write(output.Bytes);
+        return headerLength;
     }
 
     public static void WriteShape(Utf8JsonWriter json, string property, IEnumerable<long> shape)

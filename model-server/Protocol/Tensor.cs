@@ -16,10 +16,26 @@ public sealed record Tensor(string Name, TensorDataType DataType, long[] Shape, 
     }
 
     public static string FormatShape(IEnumerable<long> shape) => $"[{string.Join(",", shape)}]";
+
+    /// <summary>The tensor's elements as raw little-endian bytes, as the binary data extension carries them.</summary>
+    public ReadOnlySpan<byte> Bytes => Data switch
+    {
+        float[] f => System.Runtime.InteropServices.MemoryMarshal.AsBytes(f.AsSpan()),
+        double[] d => System.Runtime.InteropServices.MemoryMarshal.AsBytes(d.AsSpan()),
+        int[] i => System.Runtime.InteropServices.MemoryMarshal.AsBytes(i.AsSpan()),
+        long[] l => System.Runtime.InteropServices.MemoryMarshal.AsBytes(l.AsSpan()),
+        _ => throw new InvalidOperationException($"tensor '{Name}' holds {Data.GetType().Name}"),
+    };
 }
 
-/// <summary>An inference request: inputs, and optionally the outputs the client wants (all when null).</summary>
-public sealed record InferRequest(string? Id, IReadOnlyList<Tensor> Inputs, IReadOnlyList<string>? RequestedOutputs)
+/// <summary>An output the client asks for; <paramref name="Binary"/> overrides the request's binary_data_output.</summary>
+public sealed record RequestedOutput(string Name, bool? Binary);
+
+/// <summary>
+/// An inference request: inputs, the outputs the client wants (all when null), and whether outputs
+/// should come back as raw bytes (the binary tensor data extension) rather than JSON numbers.
+/// </summary>
+public sealed record InferRequest(string? Id, IReadOnlyList<Tensor> Inputs, IReadOnlyList<RequestedOutput>? RequestedOutputs, bool BinaryDataOutput = false)
 {
     public long Rows => Inputs.Count == 0 ? 0 : Inputs[0].Rows;
 }

@@ -23,6 +23,18 @@ public static class TensorDataTypes
         _ => null,
     };
 
+    public static int ElementSize(this TensorDataType type) => type is TensorDataType.Fp32 or TensorDataType.Int32 ? 4 : 8;
+
+    /// <summary>A typed array copied from raw little-endian bytes (the binary data extension).</summary>
+    public static Array FromBytes(this TensorDataType type, ReadOnlySpan<byte> bytes) => type switch
+    {
+        TensorDataType.Fp32 => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).ToArray(),
+        TensorDataType.Fp64 => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, double>(bytes).ToArray(),
+        TensorDataType.Int32 => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, int>(bytes).ToArray(),
+        TensorDataType.Int64 => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(bytes).ToArray(),
+        _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
+    };
+
     public const string Supported = "FP32, FP64, INT32, INT64";
 
     public static Array NewArray(this TensorDataType type, long length) => type switch

@@ -120,6 +120,9 @@ sealed class ConfigReloader(RouterOptions options, RouteTable routes, RouterMetr
 /// <summary>Sends one pipeline request through the stages; a stage's error ends it with that error, named.</summary>
 sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterMetrics metrics, HttpClient http)
 {
+    /// <summary>A request or response body; <see cref="HeaderLength"/> is set when binary tensor data follows a JSON header.</summary>
+    sealed record Message(byte[] Body, int? HeaderLength);
+
     readonly ConcurrentDictionary<string, string[]> inputNames = new();
     int inFlight;
 
@@ -147,7 +150,7 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
                 throw new StageFailure(StatusCodes.Status429TooManyRequests, $"the router has {options.MaxInFlight} requests in progress", TimeSpan.FromSeconds(1));
             using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
             deadline.CancelAfter(options.Http.RequestTimeout);
-            byte[] payload = [.. await HttpHosting.ReadBodyAsync(context)];
+            var payload = new Message([.. await HttpHosting.ReadBodyAsync(context)], ClientHeaderLength(context.Request));
             try
             {
                 for (int s = 0; s < route.Config.Stages.Count; s++)
@@ -167,8 +170,9 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
             {
                 throw new StageFailure(StatusCodes.Status504GatewayTimeout, $"the pipeline did not answer within {options.Http.RequestTimeout.TotalMilliseconds:F0} ms");
             }
-            context.Response.ContentType = "application/json";
-            await context.Response.Body.WriteAsync(payload, context.RequestAborted);
+            context.Response.ContentType = payload.HeaderLength is null ? "application/json" : "application/octet-stream";
+            if (payload.HeaderLength is { } length) context.Response.Headers[InferRequestReader.HeaderLengthHeader] = length.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            await context.Response.Body.WriteAsync(payload.Body, context.RequestAborted);
             outcome = "ok";
         }
         catch (ProtocolException e)
@@ -195,11 +199,20 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
         }
     }
 
-    async Task<byte[]> CallStage(string pipeline, StageRoute stage, VariantRoute variant, byte[] payload, CancellationToken cancellation)
+    static int? ClientHeaderLength(HttpRequest request)
+    {
+        if (!request.Headers.TryGetValue(InferRequestReader.HeaderLengthHeader, out var value)) return null;
+        return int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int length)
+            ? length
+            : throw new ProtocolException(StatusCodes.Status400BadRequest, $"{InferRequestReader.HeaderLengthHeader} must be a non-negative integer, got '{value}'");
+    }
+
+    async Task<Message> CallStage(string pipeline, StageRoute stage, VariantRoute variant, Message payload, CancellationToken cancellation)
     {
         string where = $"stage '{stage.Name}' (variant '{variant.Name}')";
-        using var content = new ByteArrayContent(payload);
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        using var content = new ByteArrayContent(payload.Body);
+        content.Headers.ContentType = new MediaTypeHeaderValue(payload.HeaderLength is null ? "application/json" : "application/octet-stream");
+        if (payload.HeaderLength is { } length) content.Headers.Add(InferRequestReader.HeaderLengthHeader, length.ToString(System.Globalization.CultureInfo.InvariantCulture));
         HttpResponseMessage response;
         try
         {
@@ -214,7 +227,12 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
         {
             metrics.StageRequest(pipeline, stage.Name, variant.Name, (int)response.StatusCode);
             byte[] body = await response.Content.ReadAsByteArrayAsync(cancellation);
-            if (response.IsSuccessStatusCode) return body;
+            if (response.IsSuccessStatusCode)
+            {
+                int? headerLength = response.Headers.TryGetValues(InferRequestReader.HeaderLengthHeader, out var values)
+                    && int.TryParse(values.First(), System.Globalization.CultureInfo.InvariantCulture, out int parsed) ? parsed : null;
+                return new Message(body, headerLength);
+            }
             int status = (int)response.StatusCode;
             throw new StageFailure(status is >= 400 and < 600 ? status : StatusCodes.Status502BadGateway,
                 $"{where}: {ErrorMessage(body)}", response.Headers.RetryAfter?.Delta);
@@ -237,10 +255,17 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
         }
     }
 
-    /// <summary>The response of one stage as the request of the next: its outputs, in order, renamed to the next model's inputs.</summary>
-    static byte[] NextStageRequest(byte[] response, string[] nextInputs, string stage, string nextStage)
+    /// <summary>
+    /// The response of one stage as the request of the next: its outputs, in order, renamed to the next
+    /// model's inputs. Binary outputs stay binary (their bytes follow the new header unchanged), and the
+    /// next stage is asked for binary outputs too, so the client gets the encoding it asked stage one for.
+    /// </summary>
+    static Message NextStageRequest(Message response, string[] nextInputs, string stage, string nextStage)
     {
-        var node = JsonNode.Parse(response)?.AsObject() ?? throw new StageFailure(StatusCodes.Status502BadGateway, $"stage '{stage}' answered with an empty body");
+        int headerLength = response.HeaderLength ?? response.Body.Length;
+        if (headerLength < 0 || headerLength > response.Body.Length)
+            throw new StageFailure(StatusCodes.Status502BadGateway, $"stage '{stage}' answered with a header longer than its body");
+        var node = JsonNode.Parse(response.Body.AsSpan(0, headerLength))?.AsObject() ?? throw new StageFailure(StatusCodes.Status502BadGateway, $"stage '{stage}' answered with an empty body");
         if (node["outputs"] is not JsonArray outputs || outputs.Count != nextInputs.Length)
             throw new StageFailure(StatusCodes.Status502BadGateway,
                 $"stage '{stage}' returns {(node["outputs"] as JsonArray)?.Count ?? 0} outputs but stage '{nextStage}' takes {nextInputs.Length} inputs");
@@ -252,7 +277,10 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
             node.Remove("id");
             request["id"] = id;
         }
-        return JsonSerializer.SerializeToUtf8Bytes(request);
+        if (response.HeaderLength is null) return new Message(JsonSerializer.SerializeToUtf8Bytes(request), null);
+        request["parameters"] = new JsonObject { ["binary_data_output"] = true };
+        byte[] header = JsonSerializer.SerializeToUtf8Bytes(request);
+        return new Message([.. header, .. response.Body.AsSpan(headerLength)], header.Length);
     }
 
     static string ErrorMessage(byte[] body)

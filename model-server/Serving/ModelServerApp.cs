@@ -119,15 +119,14 @@ public static class ModelServerApp
                     return;
                 }
                 var body = await HttpHosting.ReadBodyAsync(context);
-                var request = InferRequestReader.Parse(body);
+                var request = InferRequestReader.Parse(body, HeaderLength(context.Request));
                 model.Validate(request);
                 if (request.Rows > batching.MaxBatchSize)
                     throw new ProtocolException(StatusCodes.Status400BadRequest, $"the request has {request.Rows} rows, more than the max batch size {batching.MaxBatchSize}");
                 var outputs = await batcher.Submit(request, options.Http.RequestTimeout);
-                var wanted = request.RequestedOutputs is { } names ? outputs.Where(o => names.Contains(o.Name)) : outputs;
                 var response = new ArrayBufferWriter<byte>();
-                InferResponseWriter.WriteResponse(response, options.ModelName, request.Id, wanted);
-                await HttpHosting.WriteJsonAsync(context, response);
+                int? headerLength = InferResponseWriter.WriteResponse(response, options.ModelName, request.Id, Selected(request, outputs));
+                await HttpHosting.WriteInferResponseAsync(context, response, headerLength);
                 metrics.Count(Outcome.Success);
             }
             catch (ProtocolException e)
@@ -151,6 +150,20 @@ public static class ModelServerApp
                 metrics.InFlight.Dec();
                 metrics.RequestDuration.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
             }
+        }
+
+        /// <summary>The outputs the request asked for (all when it named none), each with its encoding.</summary>
+        static List<(Tensor, bool)> Selected(InferRequest request, IReadOnlyList<Tensor> outputs) =>
+            request.RequestedOutputs is { } wanted
+                ? [.. wanted.Select(w => (outputs.First(o => o.Name == w.Name), w.Binary ?? request.BinaryDataOutput))]
+                : [.. outputs.Select(o => (o, request.BinaryDataOutput))];
+
+        static int? HeaderLength(HttpRequest request)
+        {
+            if (!request.Headers.TryGetValue(InferRequestReader.HeaderLengthHeader, out var value)) return null;
+            return int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int length)
+                ? length
+                : throw new ProtocolException(StatusCodes.Status400BadRequest, $"{InferRequestReader.HeaderLengthHeader} must be a non-negative integer, got '{value}'");
         }
 
         Task UnknownModel(HttpContext context, string name) =>
