@@ -74,11 +74,12 @@ public static class BenchServerCommand
                 foreach (int batch in batches)
                 {
                     status.Status($"batch {batch}: raw InferenceSession.Run");
-                    var raw = MeasureRaw(path, batch, threads, duration);
-                    var rawSingle = batch == 1 ? raw : MeasureRaw(path, 1, threads, duration);
+                    using var rawBatch = new RawSession(path, batch, threads);
+                    using var rawSingle = new RawSession(path, 1, threads);
+                    var raw = rawBatch.RunFor(duration);
                     status.Status($"batch {batch}: server");
-                    foreach (var (encoding, saturated, lowLoad) in MeasureServer(path, batch, threads, duration).GetAwaiter().GetResult())
-                        rows.Add(new Row(batch, encoding, raw.RowsPerSecond, saturated.RowsPerSecond, rawSingle.P(0.5), lowLoad.P(0.5), saturated.P(0.5), saturated.P(0.99)));
+                    foreach (var (encoding, saturated, lowLoad, rawLowLoad) in MeasureServer(path, batch, threads, duration, rawSingle).GetAwaiter().GetResult())
+                        rows.Add(new Row(batch, encoding, raw.RowsPerSecond, saturated.RowsPerSecond, rawLowLoad.P(0.5), lowLoad.P(0.5), saturated.P(0.5), saturated.P(0.99)));
                 }
             });
             Report(rows, path, threads, seconds, output);
@@ -90,37 +91,60 @@ public static class BenchServerCommand
         }
     }
 
-    /// <summary>One thread calling Run on a [batch, ...] input back to back: the most a replica can do.</summary>
-    static Measured MeasureRaw(string path, int batch, int threads, TimeSpan duration)
+    /// <summary>One thread calling Run on a ready [batch, ...] input back to back: the most a replica can do.</summary>
+    sealed class RawSession : IDisposable
     {
-        using var options = OnnxModel.CreateSessionOptions(new RuntimeOptions(threads, 1, Device.Cpu));
-        using var session = new InferenceSession(path, options);
-        var (name, metadata) = session.InputMetadata.Single();
-        long[] shape = [batch, .. metadata.Dimensions.Skip(1).Select(d => (long)d)];
-        var data = new float[shape.Aggregate(1L, (a, b) => a * b)];
-        for (int i = 0; i < data.Length; i++) data[i] = i % 255 / 255f;
-        using var input = OrtValue.CreateTensorValueFromMemory(data, shape);
-        using var runOptions = new RunOptions();
-        string[] inputNames = [name], outputNames = [.. session.OutputMetadata.Keys];
-        OrtValue[] inputs = [input];
-        void RunOnce() { using var _ = session.Run(runOptions, inputNames, inputs, outputNames); }
+        readonly SessionOptions options;
+        readonly InferenceSession session;
+        readonly OrtValue input;
+        readonly RunOptions runOptions = new();
+        readonly string[] inputNames, outputNames;
+        readonly int batch;
 
-        var warmup = Stopwatch.StartNew();
-        while (warmup.Elapsed < TimeSpan.FromSeconds(1)) RunOnce();
-        var latencies = new List<double>();
-        var clock = Stopwatch.StartNew();
-        while (clock.Elapsed < duration)
+        public RawSession(string path, int batch, int threads)
         {
-            long started = Stopwatch.GetTimestamp();
-            RunOnce();
-            latencies.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            this.batch = batch;
+            options = OnnxModel.CreateSessionOptions(new RuntimeOptions(threads, 1, Device.Cpu));
+            session = new InferenceSession(path, options);
+            var (name, metadata) = session.InputMetadata.Single();
+            long[] shape = [batch, .. metadata.Dimensions.Skip(1).Select(d => (long)d)];
+            var data = new float[shape.Aggregate(1L, (a, b) => a * b)];
+            for (int i = 0; i < data.Length; i++) data[i] = i % 255 / 255f;
+            input = OrtValue.CreateTensorValueFromMemory(data, shape);
+            inputNames = [name];
+            outputNames = [.. session.OutputMetadata.Keys];
+            RunFor(TimeSpan.FromSeconds(1)); // warm-up
         }
-        latencies.Sort();
-        return new Measured(latencies.Count * batch / clock.Elapsed.TotalSeconds, latencies);
+
+        public Measured RunFor(TimeSpan duration)
+        {
+            var latencies = new List<double>();
+            var clock = Stopwatch.StartNew();
+            while (clock.Elapsed < duration)
+            {
+                long started = Stopwatch.GetTimestamp();
+                using (session.Run(runOptions, inputNames, [input], outputNames)) { }
+                latencies.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            }
+            latencies.Sort();
+            return new Measured(latencies.Count * batch / clock.Elapsed.TotalSeconds, latencies);
+        }
+
+        public void Dispose()
+        {
+            input.Dispose();
+            runOptions.Dispose();
+            session.Dispose();
+            options.Dispose();
+        }
     }
 
-    /// <summary>The server with max batch <paramref name="batch"/>, per encoding: saturated by 2×batch callers, then one caller at a time.</summary>
-    static async Task<List<(string Encoding, Measured Saturated, Measured LowLoad)>> MeasureServer(string path, int batch, int threads, TimeSpan duration)
+    /// <summary>
+    /// The server with max batch <paramref name="batch"/>, per encoding: saturated by 2×batch callers; then
+    /// one caller at a time, in rounds alternating with raw single-row Run, so that both low-load
+    /// latencies see the same machine (on a shared machine, minutes apart, they drift by milliseconds).
+    /// </summary>
+    static async Task<List<(string Encoding, Measured Saturated, Measured LowLoad, Measured RawLowLoad)>> MeasureServer(string path, int batch, int threads, TimeSpan duration, RawSession rawSingle)
     {
         var http = new HttpOptions("127.0.0.1", 0, 64L << 20, TimeSpan.FromSeconds(30), TimeSpan.Zero, TimeSpan.FromSeconds(10));
         // No queue delay (Triton's default): under saturation the queue holds full batches anyway, and a lone request is not held back.
@@ -130,13 +154,20 @@ public static class BenchServerCommand
         try
         {
             using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1024 }) { BaseAddress = new Uri(app.Urls.First()) };
-            var results = new List<(string, Measured, Measured)>();
+            const int rounds = 10;
+            var results = new List<(string, Measured, Measured, Measured)>();
             foreach (var body in RequestBodies(client))
             {
                 await Load(client, body, 2 * batch, TimeSpan.FromSeconds(1));
                 var saturated = await Load(client, body, 2 * batch, duration);
-                var lowLoad = await Load(client, body, 1, duration);
-                results.Add((body.Encoding, saturated, lowLoad));
+                var lowLoad = new List<Measured>();
+                var rawLowLoad = new List<Measured>();
+                for (int round = 0; round < rounds; round++)
+                {
+                    lowLoad.Add(await Load(client, body, 1, duration / rounds));
+                    rawLowLoad.Add(rawSingle.RunFor(duration / rounds));
+                }
+                results.Add((body.Encoding, saturated, Pool(lowLoad), Pool(rawLowLoad)));
             }
             return results;
         }
@@ -146,6 +177,9 @@ public static class BenchServerCommand
             await app.DisposeAsync();
         }
     }
+
+    static Measured Pool(List<Measured> rounds) =>
+        new(rounds.Average(r => r.RowsPerSecond), [.. rounds.SelectMany(r => r.LatenciesMs).Order()]);
 
     /// <summary>One row of input as JSON numbers, and the same as raw bytes after a JSON header (outputs binary too).</summary>
     static Body[] RequestBodies(HttpClient client)

@@ -14,6 +14,15 @@ public static class InferRequestReader
     public const string HeaderLengthHeader = "Inference-Header-Content-Length";
     const int MaxDepth = 32;
 
+    /// <summary>The JSON header's length from the request's <c>Inference-Header-Content-Length</c>; null when absent.</summary>
+    public static int? HeaderLength(HttpRequest request)
+    {
+        if (!request.Headers.TryGetValue(HeaderLengthHeader, out var value)) return null;
+        return int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int length)
+            ? length
+            : throw Bad($"{HeaderLengthHeader} must be a non-negative integer, got '{value}'");
+    }
+
     /// <param name="headerLength">The JSON header's length when the body carries binary data; null for an all-JSON body.</param>
     public static InferRequest Parse(ReadOnlySpan<byte> body, int? headerLength = null)
     {

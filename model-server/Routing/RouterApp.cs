@@ -150,7 +150,7 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
                 throw new StageFailure(StatusCodes.Status429TooManyRequests, $"the router has {options.MaxInFlight} requests in progress", TimeSpan.FromSeconds(1));
             using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
             deadline.CancelAfter(options.Http.RequestTimeout);
-            var payload = new Message([.. await HttpHosting.ReadBodyAsync(context)], ClientHeaderLength(context.Request));
+            var payload = new Message([.. await HttpHosting.ReadBodyAsync(context)], InferRequestReader.HeaderLength(context.Request));
             try
             {
                 for (int s = 0; s < route.Config.Stages.Count; s++)
@@ -197,14 +197,6 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
             metrics.InFlight.Dec();
             metrics.Request(pipeline, outcome, Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
-    }
-
-    static int? ClientHeaderLength(HttpRequest request)
-    {
-        if (!request.Headers.TryGetValue(InferRequestReader.HeaderLengthHeader, out var value)) return null;
-        return int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int length)
-            ? length
-            : throw new ProtocolException(StatusCodes.Status400BadRequest, $"{InferRequestReader.HeaderLengthHeader} must be a non-negative integer, got '{value}'");
     }
 
     async Task<Message> CallStage(string pipeline, StageRoute stage, VariantRoute variant, Message payload, CancellationToken cancellation)

@@ -119,7 +119,7 @@ public static class ModelServerApp
                     return;
                 }
                 var body = await HttpHosting.ReadBodyAsync(context);
-                var request = InferRequestReader.Parse(body, HeaderLength(context.Request));
+                var request = InferRequestReader.Parse(body, InferRequestReader.HeaderLength(context.Request));
                 model.Validate(request);
                 if (request.Rows > batching.MaxBatchSize)
                     throw new ProtocolException(StatusCodes.Status400BadRequest, $"the request has {request.Rows} rows, more than the max batch size {batching.MaxBatchSize}");
@@ -157,14 +157,6 @@ public static class ModelServerApp
             request.RequestedOutputs is { } wanted
                 ? [.. wanted.Select(w => (outputs.First(o => o.Name == w.Name), w.Binary ?? request.BinaryDataOutput))]
                 : [.. outputs.Select(o => (o, request.BinaryDataOutput))];
-
-        static int? HeaderLength(HttpRequest request)
-        {
-            if (!request.Headers.TryGetValue(InferRequestReader.HeaderLengthHeader, out var value)) return null;
-            return int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int length)
-                ? length
-                : throw new ProtocolException(StatusCodes.Status400BadRequest, $"{InferRequestReader.HeaderLengthHeader} must be a non-negative integer, got '{value}'");
-        }
 
         Task UnknownModel(HttpContext context, string name) =>
             HttpHosting.WriteErrorAsync(context, StatusCodes.Status404NotFound, $"unknown model '{name}'; this server serves '{options.ModelName}'");

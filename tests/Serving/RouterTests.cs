@@ -141,6 +141,23 @@ public sealed class RouterTests(TestModels models) : IDisposable
         }
     }
 
+    /// <summary>The router drains as the server does: not ready at once, still routing during the drain delay.</summary>
+    [Fact]
+    public async Task On_stop_the_router_turns_unready_and_keeps_routing_through_the_drain_delay()
+    {
+        await using var classify = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18));
+        WriteConfig("images", ("classify", [("resnet18", classify.Address, 1)]));
+        await using var router = await StartRouter(http: RunningServer.Http(drainDelayMs: 1500));
+        Assert.Equal(HttpStatusCode.OK, (await router.Client.GetAsync("/v2/health/ready", Cancel)).StatusCode);
+
+        var stopping = router.StopAsync();
+        await WaitFor(async () => (await router.Client.GetAsync("/v2/health/ready", Cancel)).StatusCode == HttpStatusCode.ServiceUnavailable, "readiness to turn false");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await router.Client.GetAsync("/v2/models/images/ready", Cancel)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await router.Client.PostAsync("/v2/models/images/infer", V2.Json(ImageRequest(3)), Cancel)).StatusCode);
+        Assert.False(stopping.IsCompleted, "the router should still be in its drain delay");
+        await stopping;
+    }
+
     public static TheoryData<string, string> BadConfigs => new()
     {
         { "[]", "not a router configuration" },

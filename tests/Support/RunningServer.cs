@@ -26,8 +26,8 @@ public sealed class RunningServer : IAsyncDisposable
         Client = new HttpClient { BaseAddress = Address, Timeout = TimeSpan.FromSeconds(30) };
     }
 
-    public static HttpOptions Http(double requestTimeoutMs = 5000, long maxBodyBytes = 1 << 20) =>
-        new("127.0.0.1", 0, maxBodyBytes, TimeSpan.FromMilliseconds(requestTimeoutMs), TimeSpan.Zero, TimeSpan.FromSeconds(10));
+    public static HttpOptions Http(double requestTimeoutMs = 5000, long maxBodyBytes = 1 << 20, double drainDelayMs = 0) =>
+        new("127.0.0.1", 0, maxBodyBytes, TimeSpan.FromMilliseconds(requestTimeoutMs), TimeSpan.FromMilliseconds(drainDelayMs), TimeSpan.FromSeconds(10));
 
     public static ModelServerOptions ModelOptions(string modelPath, string name = "classify", string variant = "resnet18",
         int maxBatch = 8, double maxQueueDelayMs = 5, int queueCapacity = 64, HttpOptions? http = null) =>
@@ -52,6 +52,9 @@ public sealed class RunningServer : IAsyncDisposable
         var line = text.Split('\n').FirstOrDefault(l => l.StartsWith(series + " ", StringComparison.Ordinal));
         return line is null ? 0 : double.Parse(line[(series.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
     }
+
+    /// <summary>What SIGTERM does to the process: the host stops (draining first); the task ends when it has.</summary>
+    public Task StopAsync() => app.StopAsync();
 
     public async ValueTask DisposeAsync()
     {
