@@ -162,11 +162,15 @@ public static class BenchServerCommand
                 var saturated = await Load(client, body, 2 * batch, duration);
                 var lowLoad = new List<Measured>();
                 var rawLowLoad = new List<Measured>();
+                var before = await ServerTimes(client);
                 for (int round = 0; round < rounds; round++)
                 {
                     lowLoad.Add(await Load(client, body, 1, duration / rounds));
                     rawLowLoad.Add(rawSingle.RunFor(duration / rounds));
                 }
+                var after = await ServerTimes(client);
+                Console.Error.WriteLine(FormattableString.Invariant(
+                    $"{body.Encoding} batch {batch}, one caller: in the server, request {Mean(before.Request, after.Request):F2} ms, ONNX Runtime call {Mean(before.Inference, after.Inference):F2} ms (means)"));
                 results.Add((body.Encoding, saturated, Pool(lowLoad), Pool(rawLowLoad)));
             }
             return results;
@@ -177,6 +181,18 @@ public static class BenchServerCommand
             await app.DisposeAsync();
         }
     }
+
+    /// <summary>Sum and count of the server's request and inference duration histograms, from its /metrics.</summary>
+    static async Task<((double Sum, double Count) Request, (double Sum, double Count) Inference)> ServerTimes(HttpClient client)
+    {
+        var lines = (await client.GetStringAsync("/metrics")).Split('\n');
+        double Value(string name) => double.Parse(lines.First(l => l.StartsWith(name + "{", StringComparison.Ordinal)).Split(' ')[^1], CultureInfo.InvariantCulture);
+        return ((Value("adaptive_model_request_duration_seconds_sum"), Value("adaptive_model_request_duration_seconds_count")),
+                (Value("adaptive_model_inference_duration_seconds_sum"), Value("adaptive_model_inference_duration_seconds_count")));
+    }
+
+    static double Mean((double Sum, double Count) before, (double Sum, double Count) after) =>
+        1000 * (after.Sum - before.Sum) / (after.Count - before.Count);
 
     static Measured Pool(List<Measured> rounds) =>
         new(rounds.Average(r => r.RowsPerSecond), [.. rounds.SelectMany(r => r.LatenciesMs).Order()]);

@@ -44,21 +44,41 @@ public static class HttpHosting
         });
     }
 
-    /// <summary>Reads the whole body, within Kestrel's size limit; too large a body is a 413 naming the limit.</summary>
+    /// <summary>
+    /// Reads the whole body, within Kestrel's size limit, straight from the request pipe into one array
+    /// (of the announced length when there is one); too large a body is a 413 naming the limit.
+    /// </summary>
     public static async Task<ArraySegment<byte>> ReadBodyAsync(HttpContext context)
     {
         long limit = context.RequestServices.GetRequiredService<HttpOptions>().MaxBodyBytes;
         if (context.Request.ContentLength > limit) throw TooLarge(limit);
-        using var buffer = new MemoryStream((int)Math.Min(context.Request.ContentLength ?? 16 * 1024, limit));
+        var body = new byte[(int)(context.Request.ContentLength ?? 16 * 1024)];
+        int length = 0;
+        var pipe = context.Request.BodyReader;
         try
         {
-            await context.Request.Body.CopyToAsync(buffer, context.RequestAborted);
+            while (true)
+            {
+                var read = await pipe.ReadAsync(context.RequestAborted);
+                foreach (var segment in read.Buffer)
+                {
+                    if (length + segment.Length > body.Length)
+                    {
+                        if (length + segment.Length > limit) throw TooLarge(limit);
+                        Array.Resize(ref body, (int)Math.Min(limit, Math.Max(2L * body.Length, length + segment.Length)));
+                    }
+                    segment.Span.CopyTo(body.AsSpan(length));
+                    length += segment.Length;
+                }
+                pipe.AdvanceTo(read.Buffer.End);
+                if (read.IsCompleted) break;
+            }
         }
         catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
             throw TooLarge(limit);
         }
-        return new ArraySegment<byte>(buffer.GetBuffer(), 0, (int)buffer.Length);
+        return new ArraySegment<byte>(body, 0, length);
     }
 
     static ProtocolException TooLarge(long limit) =>

@@ -25,7 +25,7 @@ public sealed class ForecasterTests
         Assert.True(forecast > new LastValueForecaster().ForecastPeak(Ramp, 30), "a rising load should be forecast above its last value");
 
         Assert.Equal(50, new EwmaTrendForecaster().ForecastPeak([.. Enumerable.Repeat(50.0, 60)], 30), 6);
-        double[] falling = [.. Enumerable.Range(0, 60).Select(i => 100.0 - 2 * i)];
+        double[] falling = [.. Enumerable.Range(0, 60).Select(i => 100.0 - i)];
         double afterFall = new EwmaTrendForecaster().ForecastPeak(falling, 30);
         Assert.InRange(afterFall, 0, falling[^1] + 10);
         Assert.Equal(0, new EwmaTrendForecaster().ForecastPeak([0, 0, 0], 30));
