@@ -22,6 +22,9 @@ public sealed partial class ServerProcess : IDisposable
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "adaptive-server.dll"));
         foreach (var arg in args) start.ArgumentList.Add(arg);
+        // The port is read from the host's "Now listening on" line; in-process servers of this test run
+        // quiet their logs through the environment, which a child would otherwise inherit.
+        start.Environment["Logging__LogLevel__Default"] = "Information";
         foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
         return start;
     }
