@@ -14,4 +14,9 @@ if [ -d ../shared/tools/k8s-validate ]; then
   (cd .tools/k8s-validate && npm ci --no-audit --no-fund --silent)
 fi
 
+# A real Prometheus for the operator's metrics tests (Debian's package; the tests start it on loopback).
+if ! command -v prometheus >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+fi
+
 dotnet test Adaptive.sln -c Release

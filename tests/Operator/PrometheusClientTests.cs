@@ -1,0 +1,64 @@
+using System.Net;
+using Adaptive.ModelServer.Routing;
+using Adaptive.Operator.Metrics;
+using Adaptive.Tests.Support;
+
+namespace Adaptive.Tests.Operator;
+
+/// <summary>The operator's metrics client against a real Prometheus scraping a real router.</summary>
+[Collection("serving")]
+public sealed class PrometheusClientTests(TestModels models)
+{
+    static readonly CancellationToken Cancel = TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task Reads_the_routers_arrival_rate_and_names_what_is_missing()
+    {
+        await using var classify = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18));
+        string config = Path.Combine(Directory.CreateTempSubdirectory("adaptive-router-").FullName, "routes.json");
+        File.WriteAllText(config, new RouterConfig("images", [new StageRoute("classify", [new VariantRoute("resnet18", classify.Address.ToString(), 1)])]).Write());
+        await using var router = await RunningServer.StartRouter(new RouterOptions(RunningServer.Http(), config, TimeSpan.FromSeconds(1), 64));
+        await using var prometheus = await PrometheusServer.Start(router.Address);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        var client = new PrometheusClient(http, prometheus.Address);
+
+        // About 10 requests a second, for long enough that a 3 s rate over 1 s scrapes has settled.
+        string body = V2.Request("input", [1, 3, TestModels.Resolution, TestModels.Resolution], models.Images(1, 1));
+        IReadOnlyList<double> history = [];
+        for (int second = 0; second < 25; second++)
+        {
+            for (int i = 0; i < 10; i++)
+            {
+                Assert.Equal(HttpStatusCode.OK, (await router.Client.PostAsync("/v2/models/images/infer", V2.Json(body), Cancel)).StatusCode);
+                await Task.Delay(95, Cancel);
+            }
+            if (second < 6) continue;
+            try
+            {
+                history = await client.ArrivalRateHistory("images", DateTimeOffset.UtcNow, TimeSpan.FromSeconds(4), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3), Cancel);
+            }
+            catch (MetricsUnavailableException e) when (e.Failure == MetricsFailure.NoData)
+            {
+                continue; // the first scrapes have not landed yet
+            }
+            if (history.Count >= 4) break;
+        }
+        Assert.True(history.Count >= 4, $"history: {string.Join(", ", history)}");
+        Assert.All(history.TakeLast(3), rate => Assert.InRange(rate, 5, 12));
+
+        var none = await Assert.ThrowsAsync<MetricsUnavailableException>(() =>
+            client.ArrivalRateHistory("other", DateTimeOffset.UtcNow, TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3), Cancel));
+        Assert.Equal(MetricsFailure.NoData, none.Failure);
+        Assert.Equal("Prometheus has no requests of pipeline 'other' in the last 30 s", none.Message);
+
+        var refused = await Assert.ThrowsAsync<MetricsUnavailableException>(() =>
+            client.ArrivalRateHistory("images", DateTimeOffset.UtcNow, TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(1), TimeSpan.FromSeconds(3), Cancel));
+        Assert.Equal(MetricsFailure.QueryFailed, refused.Failure); // 30 000 points per series is over Prometheus's limit
+
+        var down = new PrometheusClient(http, new Uri($"http://127.0.0.1:{PrometheusServer.FreePort()}"));
+        var unreachable = await Assert.ThrowsAsync<MetricsUnavailableException>(() =>
+            down.ArrivalRateHistory("images", DateTimeOffset.UtcNow, TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3), Cancel));
+        Assert.Equal(MetricsFailure.Unreachable, unreachable.Failure);
+        Directory.Delete(Path.GetDirectoryName(config)!, recursive: true);
+    }
+}

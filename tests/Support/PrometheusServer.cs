@@ -1,0 +1,85 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Adaptive.Tests.Support;
+
+/// <summary>
+/// A real Prometheus (Debian's package, which ./test.sh installs) on a free loopback port, scraping the
+/// given targets every second. Tests skip, saying why, where the binary is absent.
+/// </summary>
+public sealed class PrometheusServer : IAsyncDisposable
+{
+    readonly Process process;
+    readonly string directory;
+
+    public Uri Address { get; }
+
+    PrometheusServer(Process process, string directory, Uri address)
+    {
+        this.process = process;
+        this.directory = directory;
+        Address = address;
+    }
+
+    public static async Task<PrometheusServer> Start(params Uri[] targets)
+    {
+        string? binary = new[] { "/usr/bin/prometheus", "/usr/local/bin/prometheus" }.FirstOrDefault(File.Exists);
+        if (binary is null) Assert.Skip("prometheus is not installed; ./test.sh installs it (apt-get install prometheus)");
+        string directory = Directory.CreateTempSubdirectory("adaptive-prometheus-").FullName;
+        string config = Path.Combine(directory, "prometheus.yml");
+        File.WriteAllText(config, $"""
+            global:
+              scrape_interval: 1s
+              evaluation_interval: 1s
+            scrape_configs:
+              - job_name: adaptive
+                static_configs:
+                  - targets: [{string.Join(", ", targets.Select(t => $"'{t.Authority}'"))}]
+            """);
+        int port = FreePort();
+        var start = new ProcessStartInfo(binary!) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[] { $"--config.file={config}", $"--storage.tsdb.path={Path.Combine(directory, "data")}",
+                     $"--web.listen-address=127.0.0.1:{port}", "--log.level=warn" })
+            start.ArgumentList.Add(arg);
+        var process = Process.Start(start)!;
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var server = new PrometheusServer(process, directory, new Uri($"http://127.0.0.1:{port}"));
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        for (var waited = Stopwatch.StartNew(); waited.Elapsed < TimeSpan.FromSeconds(30); await Task.Delay(100))
+        {
+            if (process.HasExited) break;
+            try
+            {
+                if ((await http.GetAsync(new Uri(server.Address, "/-/ready"))).StatusCode == HttpStatusCode.OK) return server;
+            }
+            catch (HttpRequestException)
+            {
+                // not listening yet
+            }
+        }
+        await server.DisposeAsync();
+        throw new InvalidOperationException("prometheus did not become ready within 30 s");
+    }
+
+    public static int FreePort()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!process.HasExited)
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+        }
+        process.Dispose();
+        Directory.Delete(directory, recursive: true);
+    }
+}
