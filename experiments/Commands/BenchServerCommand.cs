@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using System.Net;
 using System.Text;
 using System.Text.Json;
 using Adaptive.Experiments.Bench;
@@ -37,9 +38,11 @@ public static class BenchServerCommand
     }
 
     /// <summary>A request body; <see cref="HeaderLength"/> is set for the binary tensor data extension.</summary>
-    sealed record Body(string Encoding, byte[] Bytes, int? HeaderLength);
+    /// <param name="Refused">The same body naming an input the model lacks: the server reads and parses it,
+    /// then answers 400 without inference, so its latency is the HTTP exchange and parsing alone.</param>
+    sealed record Body(string Encoding, byte[] Bytes, int? HeaderLength, byte[] Refused);
 
-    sealed record Row(int Batch, string Encoding, double RawRps, double ServerRps, double RawP50Ms, double ServerLowLoadP50Ms, double ServerSaturatedP50Ms, double ServerSaturatedP99Ms)
+    sealed record Row(int Batch, string Encoding, double RawRps, double ServerRps, double RawP50Ms, double ServerLowLoadP50Ms, double ExchangeP50Ms, double ServerSaturatedP50Ms, double ServerSaturatedP99Ms)
     {
         public double Ratio => ServerRps / RawRps;
         public double AddedP50Ms => ServerLowLoadP50Ms - RawP50Ms;
@@ -78,8 +81,8 @@ public static class BenchServerCommand
                     using var rawSingle = new RawSession(path, 1, threads);
                     var raw = rawBatch.RunFor(duration);
                     status.Status($"batch {batch}: server");
-                    foreach (var (encoding, saturated, lowLoad, rawLowLoad) in MeasureServer(path, batch, threads, duration, rawSingle).GetAwaiter().GetResult())
-                        rows.Add(new Row(batch, encoding, raw.RowsPerSecond, saturated.RowsPerSecond, rawLowLoad.P(0.5), lowLoad.P(0.5), saturated.P(0.5), saturated.P(0.99)));
+                    foreach (var (encoding, saturated, lowLoad, rawLowLoad, exchange) in MeasureServer(path, batch, threads, duration, rawSingle).GetAwaiter().GetResult())
+                        rows.Add(new Row(batch, encoding, raw.RowsPerSecond, saturated.RowsPerSecond, rawLowLoad.P(0.5), lowLoad.P(0.5), exchange.P(0.5), saturated.P(0.5), saturated.P(0.99)));
                 }
             });
             Report(rows, path, threads, seconds, output);
@@ -144,7 +147,7 @@ public static class BenchServerCommand
     /// one caller at a time, in rounds alternating with raw single-row Run, so that both low-load
     /// latencies see the same machine (on a shared machine, minutes apart, they drift by milliseconds).
     /// </summary>
-    static async Task<List<(string Encoding, Measured Saturated, Measured LowLoad, Measured RawLowLoad)>> MeasureServer(string path, int batch, int threads, TimeSpan duration, RawSession rawSingle)
+    static async Task<List<(string Encoding, Measured Saturated, Measured LowLoad, Measured RawLowLoad, Measured Exchange)>> MeasureServer(string path, int batch, int threads, TimeSpan duration, RawSession rawSingle)
     {
         var http = new HttpOptions("127.0.0.1", 0, 64L << 20, TimeSpan.FromSeconds(30), TimeSpan.Zero, TimeSpan.FromSeconds(10));
         // No queue delay (Triton's default): under saturation the queue holds full batches anyway, and a lone request is not held back.
@@ -155,7 +158,7 @@ public static class BenchServerCommand
         {
             using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1024 }) { BaseAddress = new Uri(app.Urls.First()) };
             const int rounds = 10;
-            var results = new List<(string, Measured, Measured, Measured)>();
+            var results = new List<(string, Measured, Measured, Measured, Measured)>();
             foreach (var body in RequestBodies(client))
             {
                 await Load(client, body, 2 * batch, TimeSpan.FromSeconds(1));
@@ -171,7 +174,8 @@ public static class BenchServerCommand
                 var after = await ServerTimes(client);
                 Console.Error.WriteLine(FormattableString.Invariant(
                     $"{body.Encoding} batch {batch}, one caller: in the server, request {Mean(before.Request, after.Request):F2} ms, ONNX Runtime call {Mean(before.Inference, after.Inference):F2} ms (means)"));
-                results.Add((body.Encoding, saturated, Pool(lowLoad), Pool(rawLowLoad)));
+                var exchange = await Load(client, body with { Bytes = body.Refused }, 1, duration / 4, HttpStatusCode.BadRequest);
+                results.Add((body.Encoding, saturated, Pool(lowLoad), Pool(rawLowLoad), exchange));
             }
             return results;
         }
@@ -206,17 +210,20 @@ public static class BenchServerCommand
         var data = new float[shape.Aggregate(1L, (a, b) => a * b)];
         for (int i = 0; i < data.Length; i++) data[i] = i % 255 / 255f;
         string name = input.GetProperty("name").GetString()!;
-        byte[] json = JsonSerializer.SerializeToUtf8Bytes(new { inputs = new[] { new { name, shape, datatype = "FP32", data } } });
-        byte[] header = JsonSerializer.SerializeToUtf8Bytes(new
+        byte[] Json(string inputName) => JsonSerializer.SerializeToUtf8Bytes(new { inputs = new[] { new { name = inputName, shape, datatype = "FP32", data } } });
+        byte[] Header(string inputName) => JsonSerializer.SerializeToUtf8Bytes(new
         {
-            inputs = new[] { new { name, shape, datatype = "FP32", parameters = new { binary_data_size = data.Length * sizeof(float) } } },
+            inputs = new[] { new { name = inputName, shape, datatype = "FP32", parameters = new { binary_data_size = data.Length * sizeof(float) } } },
             parameters = new { binary_data_output = true },
         });
-        return [new Body("json", json, null), new Body("binary", [.. header, .. System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan())], header.Length)];
+        byte[] Binary(string inputName) => [.. Header(inputName), .. System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan())];
+        // The refused name has the same length, so the refused body has the same size and header length.
+        string refused = new('x', name.Length);
+        return [new Body("json", Json(name), null, Json(refused)), new Body("binary", Binary(name), Header(name).Length, Binary(refused))];
     }
 
     /// <summary>Closed loop: <paramref name="callers"/> callers each send one request after another for the duration.</summary>
-    static async Task<Measured> Load(HttpClient client, Body body, int callers, TimeSpan duration)
+    static async Task<Measured> Load(HttpClient client, Body body, int callers, TimeSpan duration, HttpStatusCode expected = HttpStatusCode.OK)
     {
         var latencies = new List<double>();
         var clock = Stopwatch.StartNew();
@@ -231,7 +238,7 @@ public static class BenchServerCommand
                 if (body.HeaderLength is { } length) content.Headers.Add("Inference-Header-Content-Length", length.ToString(CultureInfo.InvariantCulture));
                 using var response = await client.PostAsync("/v2/models/bench/infer", content);
                 await response.Content.ReadAsByteArrayAsync();
-                if (!response.IsSuccessStatusCode) throw new InvalidOperationException($"the server answered {(int)response.StatusCode}");
+                if (response.StatusCode != expected) throw new InvalidOperationException($"the server answered {(int)response.StatusCode}, expected {(int)expected}");
                 mine.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
             }
             lock (latencies) latencies.AddRange(mine);
@@ -243,20 +250,20 @@ public static class BenchServerCommand
 
     static void Report(List<Row> rows, string model, int threads, double seconds, DirectoryInfo output)
     {
-        var table = new Table().AddColumns("max batch", "encoding", "raw rows/s", "server rows/s", "server/raw", "raw p50 ms (batch 1)", "server p50 ms (1 caller)", "added p50 ms", "server p50/p99 ms (saturated)");
+        var table = new Table().AddColumns("max batch", "encoding", "raw rows/s", "server rows/s", "server/raw", "raw p50 ms (batch 1)", "server p50 ms (1 caller)", "added p50 ms", "HTTP + parse p50 ms", "server p50/p99 ms (saturated)");
         foreach (var r in rows)
-            table.AddRow($"{r.Batch}", r.Encoding, $"{r.RawRps:F1}", $"{r.ServerRps:F1}", $"{r.Ratio:P1}", $"{r.RawP50Ms:F2}", $"{r.ServerLowLoadP50Ms:F2}", $"{r.AddedP50Ms:F2}", $"{r.ServerSaturatedP50Ms:F1} / {r.ServerSaturatedP99Ms:F1}");
+            table.AddRow($"{r.Batch}", r.Encoding, $"{r.RawRps:F1}", $"{r.ServerRps:F1}", $"{r.Ratio:P1}", $"{r.RawP50Ms:F2}", $"{r.ServerLowLoadP50Ms:F2}", $"{r.AddedP50Ms:F2}", $"{r.ExchangeP50Ms:F2}", $"{r.ServerSaturatedP50Ms:F1} / {r.ServerSaturatedP99Ms:F1}");
         AnsiConsole.Write(table);
 
         output.Create();
-        var csv = new StringBuilder("max_batch,encoding,raw_rows_per_s,server_rows_per_s,ratio,raw_p50_ms,server_low_load_p50_ms,added_p50_ms,server_saturated_p50_ms,server_saturated_p99_ms\n");
+        var csv = new StringBuilder("max_batch,encoding,raw_rows_per_s,server_rows_per_s,ratio,raw_p50_ms,server_low_load_p50_ms,added_p50_ms,http_and_parse_p50_ms,server_saturated_p50_ms,server_saturated_p99_ms\n");
         var markdown = new StringBuilder(FormattableString.Invariant($"Model {Path.GetFileName(model)}, {threads} intra-op threads, {Environment.ProcessorCount} cores, {seconds} s per run.\n\n"));
-        markdown.AppendLine("| max batch | encoding | raw rows/s | server rows/s | server/raw | raw p50 ms (batch 1) | server p50 ms (1 caller) | added p50 ms | server p50 / p99 ms (saturated) |");
-        markdown.AppendLine("|---|---|---|---|---|---|---|---|---|");
+        markdown.AppendLine("| max batch | encoding | raw rows/s | server rows/s | server/raw | raw p50 ms (batch 1) | server p50 ms (1 caller) | added p50 ms | HTTP + parse p50 ms (no inference) | server p50 / p99 ms (saturated) |");
+        markdown.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in rows)
         {
-            csv.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{r.Batch},{r.Encoding},{r.RawRps:F2},{r.ServerRps:F2},{r.Ratio:F4},{r.RawP50Ms:F3},{r.ServerLowLoadP50Ms:F3},{r.AddedP50Ms:F3},{r.ServerSaturatedP50Ms:F3},{r.ServerSaturatedP99Ms:F3}"));
-            markdown.AppendLine(string.Create(CultureInfo.InvariantCulture, $"| {r.Batch} | {r.Encoding} | {r.RawRps:F1} | {r.ServerRps:F1} | {r.Ratio * 100:F1} % | {r.RawP50Ms:F2} | {r.ServerLowLoadP50Ms:F2} | {r.AddedP50Ms:F2} | {r.ServerSaturatedP50Ms:F1} / {r.ServerSaturatedP99Ms:F1} |"));
+            csv.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{r.Batch},{r.Encoding},{r.RawRps:F2},{r.ServerRps:F2},{r.Ratio:F4},{r.RawP50Ms:F3},{r.ServerLowLoadP50Ms:F3},{r.AddedP50Ms:F3},{r.ExchangeP50Ms:F3},{r.ServerSaturatedP50Ms:F3},{r.ServerSaturatedP99Ms:F3}"));
+            markdown.AppendLine(string.Create(CultureInfo.InvariantCulture, $"| {r.Batch} | {r.Encoding} | {r.RawRps:F1} | {r.ServerRps:F1} | {r.Ratio * 100:F1} % | {r.RawP50Ms:F2} | {r.ServerLowLoadP50Ms:F2} | {r.AddedP50Ms:F2} | {r.ExchangeP50Ms:F2} | {r.ServerSaturatedP50Ms:F1} / {r.ServerSaturatedP99Ms:F1} |"));
         }
         File.WriteAllText(Path.Combine(output.FullName, "server.csv"), csv.ToString());
         File.WriteAllText(Path.Combine(output.FullName, "server.md"), markdown.ToString());
