@@ -1,3 +1,4 @@
+using Adaptive.Core.Routing;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net.Http.Headers;

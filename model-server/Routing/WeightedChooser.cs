@@ -1,3 +1,5 @@
+using Adaptive.Core.Routing;
+
 namespace Adaptive.ModelServer.Routing;
 
 /// <summary>

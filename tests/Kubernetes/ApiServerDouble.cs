@@ -49,6 +49,12 @@ public sealed class ApiServerDouble : IAsyncDisposable
     int failureStatus;
 
     public Uri Address { get; }
+    /// <summary>
+    /// Stands in for the Deployment controller and kubelets: this long after a Deployment's spec is
+    /// written, its status says all its replicas are ready. Null: nothing ever becomes ready.
+    /// </summary>
+    public TimeSpan? PodsReadyAfter { get; set; } = TimeSpan.Zero;
+
     /// <summary>Added to every answer; the slow-API-server fault.</summary>
     public TimeSpan Latency { get; set; }
     public int Requests { get; private set; }
@@ -105,6 +111,12 @@ public sealed class ApiServerDouble : IAsyncDisposable
     {
         lock (gate)
             return [.. objects.Where(o => o.Key.Kind.Plural == plural && o.Key.Namespace == @namespace).Select(o => (JsonObject)o.Value.DeepClone())];
+    }
+
+    /// <summary>Every change recorded for a kind (by plural), oldest first: what a watch from the start would see.</summary>
+    public IReadOnlyList<(string Type, JsonObject Object)> Changes(string plural)
+    {
+        lock (gate) return [.. history.Where(e => e.Kind.Plural == plural).Select(e => (e.Type, (JsonObject)e.Object.DeepClone()))];
     }
 
     public int OpenWatches
@@ -346,6 +358,34 @@ public sealed class ApiServerDouble : IAsyncDisposable
         value["metadata"]!["resourceVersion"] = (++resourceVersion).ToString(System.Globalization.CultureInfo.InvariantCulture);
         objects[(kind, ns, name)] = value;
         Record(kind, value, type, bump: false);
+        if (kind.Name == "Deployment" && PodsReadyAfter is { } delay) _ = MarkReady(kind, ns, name, value["metadata"]!["generation"]!.GetValue<long>(), delay);
+    }
+
+    async Task MarkReady(Kind kind, string ns, string name, long generation, TimeSpan delay)
+    {
+        if (delay > TimeSpan.Zero) await Task.Delay(delay);
+        lock (gate)
+        {
+            if (!objects.TryGetValue((kind, ns, name), out var current)) return;
+            var metadata = current["metadata"]!;
+            long replicas = current["spec"]?["replicas"]?.GetValue<long>() ?? 1;
+            var status = new JsonObject
+            {
+                ["observedGeneration"] = metadata["generation"]!.GetValue<long>(), ["replicas"] = replicas,
+                ["readyReplicas"] = replicas, ["availableReplicas"] = replicas, ["updatedReplicas"] = replicas,
+            };
+            if (JsonNode.DeepEquals(current["status"], status) || metadata["generation"]!.GetValue<long>() != generation) return;
+            var next = (JsonObject)current.DeepClone();
+            next["status"] = status;
+            StoreStatus(kind, ns, name, next);
+        }
+    }
+
+    void StoreStatus(Kind kind, string ns, string name, JsonObject next)
+    {
+        next["metadata"]!["resourceVersion"] = (++resourceVersion).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        objects[(kind, ns, name)] = next;
+        Record(kind, next, "MODIFIED", bump: false);
     }
 
     void Record(Kind kind, JsonObject value, string type, bool bump = true)

@@ -1,3 +1,4 @@
+using Adaptive.Core.Routing;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Runtime.InteropServices;

@@ -1,3 +1,4 @@
+using Adaptive.Core.Routing;
 using System.Net;
 using Adaptive.ModelServer.Backend;
 using Adaptive.ModelServer.Hosting;

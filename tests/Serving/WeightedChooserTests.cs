@@ -1,3 +1,4 @@
+using Adaptive.Core.Routing;
 using Adaptive.ModelServer.Routing;
 using FsCheck;
 using FsCheck.Fluent;

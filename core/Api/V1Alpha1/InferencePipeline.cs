@@ -29,6 +29,11 @@ public sealed class ObjectMetadata
     [JsonPropertyName("namespace")] public string? Namespace { get; set; }
     [JsonPropertyName("labels")] public Dictionary<string, string>? Labels { get; set; }
     [JsonPropertyName("annotations")] public Dictionary<string, string>? Annotations { get; set; }
+
+    /// <summary>Set by the API server; the operator owns its children through it and reports the generation it saw.</summary>
+    [JsonPropertyName("uid")] public string? Uid { get; set; }
+    [JsonPropertyName("generation")] public long? Generation { get; set; }
+    [JsonPropertyName("resourceVersion")] public string? ResourceVersion { get; set; }
 }
 
 public sealed class InferencePipelineSpec

@@ -24,6 +24,9 @@ public sealed class InferencePipelineStatus
     [JsonPropertyName("planStatus")] public string? PlanStatus { get; set; }
 
     [JsonPropertyName("lastDecisionTime")] public DateTimeOffset? LastDecisionTime { get; set; }
+
+    /// <summary>When capacity last grew; scaling down waits for the cooldown after it.</summary>
+    [JsonPropertyName("lastScaleUpTime")] public DateTimeOffset? LastScaleUpTime { get; set; }
     [JsonPropertyName("solveTimeMs")] public double? SolveTimeMs { get; set; }
 }
 

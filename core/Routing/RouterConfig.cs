@@ -1,9 +1,9 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace Adaptive.ModelServer.Routing;
+namespace Adaptive.Core.Routing;
 
-/// <summary>A router configuration file that cannot be used; the message names the field.</summary>
+/// <summary>A router configuration that cannot be used; the message names the field.</summary>
 public sealed class RouterConfigException(string message) : Exception(message);
 
 /// <param name="Endpoint">Base URL of the variant's model servers (its Kubernetes Service).</param>
@@ -13,7 +13,8 @@ public sealed record VariantRoute(string Name, string Endpoint, double Weight);
 public sealed record StageRoute(string Name, IReadOnlyList<VariantRoute> Variants);
 
 /// <summary>
-/// What the router serves, as the operator writes it into a ConfigMap: the pipeline's name and, for each
+/// The contract between the operator and the router (model-server/Routing): what the router serves, as
+/// the operator writes it into a ConfigMap: the pipeline's name and, for each
 /// stage in order, the variants and their weights. Example:
 /// <code>{"pipeline":"video","stages":[{"name":"detect","variants":[{"name":"yolov5n","endpoint":"http://video-detect-yolov5n:8080","weight":12.5}]}]}</code>
 /// </summary>

@@ -1,0 +1,31 @@
+using Adaptive.Core.Api.V1Alpha1;
+using Adaptive.Core.Forecasting;
+using Adaptive.Operator.Metrics;
+
+namespace Adaptive.Operator.Adaptation;
+
+/// <summary>The load a decision plans for: the forecast peak of the next interval, and the latest observed rate.</summary>
+public sealed record LoadEstimate(double PredictedRps, double ObservedRps, string Forecaster);
+
+/// <summary>
+/// Reads a pipeline's arrival-rate history from its Prometheus and forecasts the next interval's peak
+/// with the pipeline's forecaster. Throws <see cref="MetricsUnavailableException"/> when there is nothing
+/// to forecast from; the reconciler then keeps what runs.
+/// </summary>
+/// <param name="step">History resolution.</param>
+/// <param name="rateWindow">The window of each rate; it must span at least two scrapes (30 s suits 15 s scrapes).</param>
+public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeSpan step, TimeSpan rateWindow)
+{
+    public async Task<LoadEstimate> Estimate(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
+    {
+        var adaptation = pipeline.Spec.Adaptation;
+        var source = adaptation.Metrics.PrometheusUrl is { Length: > 0 } url ? new Uri(url) : defaultPrometheus
+            ?? throw new MetricsUnavailableException(MetricsFailure.Unreachable,
+                "no Prometheus configured: set spec.adaptation.metrics.prometheusUrl or the operator's --prometheus-url");
+        var history = await new PrometheusClient(http, source).ArrivalRateHistory(pipeline.Metadata.Name, now,
+            TimeSpan.FromSeconds(adaptation.Metrics.HistorySeconds), step, rateWindow, cancellation);
+        var forecaster = LoadForecasters.Create(adaptation.Forecaster);
+        int horizon = Math.Max(1, (int)Math.Ceiling(adaptation.IntervalSeconds / step.TotalSeconds));
+        return new LoadEstimate(forecaster.ForecastPeak(history, horizon), history[^1], forecaster.Name);
+    }
+}

@@ -1,0 +1,55 @@
+using System.CommandLine;
+using Adaptive.Operator.Hosting;
+using Adaptive.Operator.Reconciliation;
+using k8s;
+
+// adaptive-operator: flags, as the Helm chart sets them; a bad one exits 2 with a line naming it.
+var apiServer = new Option<Uri?>("--api-server") { Description = "Kubernetes API server URL (default: in-cluster, else ~/.kube/config)" };
+var watchNamespace = new Option<string?>("--namespace") { Description = "Namespace to watch (default: all)" };
+var prometheus = new Option<Uri?>("--prometheus-url") { Description = "Prometheus for pipelines that name none" };
+var image = new Option<string>("--model-server-image") { Description = "Image of adaptive-server for model servers and routers", DefaultValueFactory = _ => "adaptive-server:latest" };
+var host = new Option<string>("--host") { Description = "Address for /metrics and health", DefaultValueFactory = _ => "0.0.0.0" };
+var port = new Option<int>("--port") { Description = "Port for /metrics and health", DefaultValueFactory = _ => 8081 };
+var workers = new Option<int>("--workers") { Description = "Pipelines reconciled at once", DefaultValueFactory = _ => 2 };
+var retireAfter = new Option<double>("--retire-after-seconds") { Description = "How long a replaced variant keeps running after its traffic moved", DefaultValueFactory = _ => 90 };
+var scrapeInterval = new Option<double>("--scrape-interval-seconds") { Description = "Prometheus's scrape interval of the routers: sets the history step and rate window", DefaultValueFactory = _ => 15 };
+var leaderElection = new Option<bool>("--leader-election") { Description = "Take a Lease before reconciling (for several replicas)" };
+var leaseNamespace = new Option<string>("--lease-namespace") { Description = "Namespace of the Lease", DefaultValueFactory = _ => Environment.GetEnvironmentVariable("POD_NAMESPACE") ?? "default" };
+
+var root = new RootCommand("adaptive-operator: keeps InferencePipelines fast, accurate and cheap as their load changes")
+{
+    apiServer, watchNamespace, prometheus, image, host, port, workers, retireAfter, scrapeInterval, leaderElection, leaseNamespace,
+};
+root.SetAction(parse =>
+{
+    string? problem = parse.GetValue(port) is < 0 or > 65535 ? "--port must be between 0 and 65535"
+        : parse.GetValue(workers) < 1 ? "--workers must be at least 1"
+        : parse.GetValue(retireAfter) < 0 ? "--retire-after-seconds must not be negative"
+        : !(parse.GetValue(scrapeInterval) > 0) ? "--scrape-interval-seconds must be greater than 0"
+        : !System.Net.IPAddress.TryParse(parse.GetValue(host), out _) ? "--host must be an IP address"
+        : null;
+    if (problem is not null)
+    {
+        Console.Error.WriteLine($"adaptive-operator: {problem}");
+        return 2;
+    }
+    var cluster = parse.GetValue(apiServer) is { } url ? new KubernetesClientConfiguration { Host = url.ToString() }
+        : KubernetesClientConfiguration.IsInCluster() ? KubernetesClientConfiguration.InClusterConfig()
+        : KubernetesClientConfiguration.BuildConfigFromConfigFile();
+    var scrape = TimeSpan.FromSeconds(parse.GetValue(scrapeInterval));
+    var options = new OperatorOptions(parse.GetValue(host)!, parse.GetValue(port), parse.GetValue(watchNamespace), parse.GetValue(prometheus),
+        scrape / 3, scrape * 2,
+        new ReconcilerSettings(new WorkloadSettings(parse.GetValue(image)!, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20)),
+            TimeSpan.FromSeconds(parse.GetValue(retireAfter)), TimeSpan.FromSeconds(10)),
+        parse.GetValue(workers), parse.GetValue(leaderElection), parse.GetValue(leaseNamespace)!,
+        Environment.GetEnvironmentVariable("POD_NAME") ?? Environment.MachineName);
+    OperatorApp.Build(options, cluster).Run();
+    return 0;
+});
+var parsed = root.Parse(args);
+if (parsed.Errors.Count > 0)
+{
+    foreach (var error in parsed.Errors) Console.Error.WriteLine($"adaptive-operator: {error.Message}");
+    return 2;
+}
+return parsed.Invoke();

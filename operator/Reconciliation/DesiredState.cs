@@ -1,0 +1,221 @@
+using Adaptive.Core.Api.V1Alpha1;
+using Adaptive.Core.Planning;
+using Adaptive.Core.Routing;
+using k8s.Models;
+
+namespace Adaptive.Operator.Reconciliation;
+
+/// <summary>One running (stage, variant, hardware class) of a plan, with what its Deployment needs.</summary>
+public sealed record AllocationObjects(string Stage, Allocation Allocation, V1Deployment Deployment, V1Service Service)
+{
+    public string Name => Deployment.Metadata.Name;
+}
+
+/// <param name="ModelServerImage">The image of <c>adaptive-server</c>, for model servers and routers.</param>
+/// <param name="DrainDelay">The model server's drain delay; the pod's grace period covers it and the drain timeout.</param>
+public sealed record WorkloadSettings(string ModelServerImage, TimeSpan DrainDelay, TimeSpan DrainTimeout)
+{
+    public const int Port = 8080;
+}
+
+/// <summary>
+/// The objects a plan asks for, built without touching the cluster: a Deployment and a Service per
+/// (stage, variant, hardware class) with replicas, the model server's batching and thread settings,
+/// probes on its health endpoints, and the class's resources, node selector and tolerations; and the
+/// router's Deployment, Service and ConfigMap. Everything is owned by the pipeline, so deleting it
+/// deletes them.
+/// </summary>
+public static class DesiredState
+{
+    public static IReadOnlyList<AllocationObjects> Allocations(InferencePipeline pipeline, PipelinePlan plan, WorkloadSettings settings)
+    {
+        var result = new List<AllocationObjects>();
+        foreach (var stage in plan.Stages)
+        {
+            var stageSpec = pipeline.Spec.Stages.Single(s => s.Name == stage.Name);
+            foreach (var allocation in stage.Allocations.Where(a => a.Replicas > 0))
+            {
+                var variant = stageSpec.Variants.Single(v => v.Name == allocation.Variant);
+                var profile = variant.Profiles.Single(p => p.HardwareClass == allocation.Hardware);
+                var hardware = pipeline.Spec.HardwareClasses.Single(c => c.Name == allocation.Hardware);
+                string name = Names.Allocation(pipeline.Metadata.Name, stage.Name, allocation.Variant, allocation.Hardware);
+                var labels = new Dictionary<string, string>
+                {
+                    [Names.ManagedBy] = Names.FieldManager,
+                    [Names.Pipeline] = pipeline.Metadata.Name,
+                    [Names.Component] = Names.ModelServer,
+                    [Names.Stage] = stage.Name,
+                    [Names.Variant] = allocation.Variant,
+                    [Names.HardwareClass] = allocation.Hardware,
+                };
+                var environment = new Dictionary<string, string>
+                {
+                    ["ADAPTIVE_MODEL"] = ModelPath(variant),
+                    ["ADAPTIVE_NAME"] = stage.Name,
+                    ["ADAPTIVE_VARIANT"] = allocation.Variant,
+                    ["ADAPTIVE_MAX_BATCH"] = Invariant(allocation.Batch),
+                    ["ADAPTIVE_MAX_QUEUE_DELAY_MS"] = Invariant(stageSpec.MaxQueueDelayMs ?? 5),
+                    ["ADAPTIVE_INTRA_OP_THREADS"] = Invariant(profile.Threads ?? 0),
+                    // A request later than the pipeline's SLO is of no use to anyone: refuse it instead.
+                    ["ADAPTIVE_REQUEST_TIMEOUT_MS"] = Invariant(pipeline.Spec.SloMs),
+                };
+                var deployment = Deployment(pipeline, name, labels, allocation.Replicas, settings, ["serve"], environment,
+                    profile.Resources ?? hardware.Resources, hardware);
+                deployment.Metadata.Annotations = new Dictionary<string, string> { [Names.Batch] = Invariant(allocation.Batch) };
+                result.Add(new AllocationObjects(stage.Name, allocation, deployment, Service(pipeline, name, labels)));
+            }
+        }
+        return result;
+    }
+
+    /// <summary>The router's configuration: per stage, each allocation's Service and its share of the load as weight.</summary>
+    public static RouterConfig Routes(InferencePipeline pipeline, IEnumerable<(string Stage, string Name, Allocation Allocation)> routed) =>
+        new(pipeline.Metadata.Name, [.. pipeline.Spec.Stages.Select(s => new StageRoute(s.Name,
+            [.. routed.Where(r => r.Stage == s.Name).Select(r => new VariantRoute($"{r.Allocation.Variant}-{r.Allocation.Hardware}",
+                $"http://{r.Name}:{WorkloadSettings.Port}", Math.Max(r.Allocation.Share, 1e-6)))]))]);
+
+    public static V1ConfigMap RoutesConfigMap(InferencePipeline pipeline, RouterConfig routes) => new()
+    {
+        ApiVersion = "v1",
+        Kind = "ConfigMap",
+        Metadata = Metadata(pipeline, Names.RoutesConfigMap(pipeline.Metadata.Name), RouterLabels(pipeline)),
+        Data = new Dictionary<string, string> { ["routes.json"] = routes.Write() },
+    };
+
+    public static (V1Deployment Deployment, V1Service Service) Router(InferencePipeline pipeline, WorkloadSettings settings)
+    {
+        var labels = RouterLabels(pipeline);
+        string name = Names.RouterName(pipeline.Metadata.Name);
+        var environment = new Dictionary<string, string>
+        {
+            ["ADAPTIVE_CONFIG"] = "/etc/adaptive/routes.json",
+            ["ADAPTIVE_REQUEST_TIMEOUT_MS"] = Invariant(pipeline.Spec.SloMs * 4),
+        };
+        var deployment = Deployment(pipeline, name, labels, 1, settings, ["router"], environment, null, null);
+        var pod = deployment.Spec.Template.Spec;
+        pod.Volumes = [new V1Volume { Name = "routes", ConfigMap = new V1ConfigMapVolumeSource { Name = Names.RoutesConfigMap(pipeline.Metadata.Name) } }];
+        pod.Containers[0].VolumeMounts = [new V1VolumeMount { Name = "routes", MountPath = "/etc/adaptive", ReadOnlyProperty = true }];
+        // The pipeline's entry point keeps the pipeline's name, and Prometheus scrapes its arrival counter.
+        var service = Service(pipeline, Names.Dns(pipeline.Metadata.Name), labels);
+        service.Metadata.Annotations = new Dictionary<string, string>
+        {
+            ["prometheus.io/scrape"] = "true",
+            ["prometheus.io/port"] = Invariant(WorkloadSettings.Port),
+            ["prometheus.io/path"] = "/metrics",
+        };
+        return (deployment, service);
+    }
+
+    static Dictionary<string, string> RouterLabels(InferencePipeline pipeline) => new()
+    {
+        [Names.ManagedBy] = Names.FieldManager,
+        [Names.Pipeline] = pipeline.Metadata.Name,
+        [Names.Component] = Names.Router,
+    };
+
+    /// <summary>The model file inside the pod; only file:// URIs (models baked into the image or mounted) are served.</summary>
+    static string ModelPath(VariantSpec variant) =>
+        Uri.TryCreate(variant.ModelUri, UriKind.Absolute, out var uri) && uri.Scheme == "file"
+            ? uri.LocalPath
+            : throw new PlanningInputException($"variant {variant.Name}.modelUri", $"'{variant.ModelUri}' is not a file:// URI; the model server loads models from its file system (bake them into the image or mount a volume)");
+
+    static V1Deployment Deployment(InferencePipeline pipeline, string name, Dictionary<string, string> labels, int replicas, WorkloadSettings settings,
+        List<string> args, Dictionary<string, string> environment, ResourcesSpec? resources, HardwareClassSpec? hardware)
+    {
+        var selector = labels.Where(l => l.Key != Names.ManagedBy).ToDictionary(l => l.Key, l => l.Value);
+        var container = new V1Container
+        {
+            Name = "adaptive-server",
+            Image = settings.ModelServerImage,
+            Args = args,
+            Env = [.. environment.Concat(new Dictionary<string, string>
+            {
+                ["ADAPTIVE_PORT"] = Invariant(WorkloadSettings.Port),
+                ["ADAPTIVE_DRAIN_DELAY_MS"] = Invariant(settings.DrainDelay.TotalMilliseconds),
+                ["ADAPTIVE_DRAIN_TIMEOUT_MS"] = Invariant(settings.DrainTimeout.TotalMilliseconds),
+            }).Select(e => new V1EnvVar { Name = e.Key, Value = e.Value })],
+            Ports = [new V1ContainerPort { ContainerPort = WorkloadSettings.Port, Name = "http" }],
+            ReadinessProbe = Probe("/v2/health/ready", periodSeconds: 2),
+            LivenessProbe = Probe("/v2/health/live", periodSeconds: 10),
+            Resources = resources is null ? null : new V1ResourceRequirements
+            {
+                Requests = resources.Requests?.ToDictionary(r => r.Key, r => new ResourceQuantity(r.Value)),
+                Limits = resources.Limits?.ToDictionary(r => r.Key, r => new ResourceQuantity(r.Value)),
+            },
+            SecurityContext = new V1SecurityContext
+            {
+                RunAsNonRoot = true,
+                ReadOnlyRootFilesystem = true,
+                AllowPrivilegeEscalation = false,
+                Capabilities = new V1Capabilities { Drop = ["ALL"] },
+            },
+        };
+        return new V1Deployment
+        {
+            ApiVersion = "apps/v1",
+            Kind = "Deployment",
+            Metadata = Metadata(pipeline, name, labels),
+            Spec = new V1DeploymentSpec
+            {
+                Replicas = replicas,
+                Selector = new V1LabelSelector { MatchLabels = selector },
+                Template = new V1PodTemplateSpec
+                {
+                    Metadata = new V1ObjectMeta { Labels = labels },
+                    Spec = new V1PodSpec
+                    {
+                        Containers = [container],
+                        NodeSelector = hardware?.NodeSelector,
+                        Tolerations = hardware?.Tolerations?.Select(t => new V1Toleration
+                        {
+                            Effect = t.Effect, Key = t.Key, OperatorProperty = t.Operator, TolerationSeconds = t.TolerationSeconds, Value = t.Value,
+                        }).ToList(),
+                        // SIGTERM → drain delay (still serving while endpoints update) → drain timeout → exit.
+                        TerminationGracePeriodSeconds = (long)Math.Ceiling((settings.DrainDelay + settings.DrainTimeout).TotalSeconds) + 5,
+                        SecurityContext = new V1PodSecurityContext { RunAsNonRoot = true, RunAsUser = 10001, SeccompProfile = new V1SeccompProfile { Type = "RuntimeDefault" } },
+                    },
+                },
+            },
+        };
+    }
+
+    static V1Service Service(InferencePipeline pipeline, string name, Dictionary<string, string> labels) => new()
+    {
+        ApiVersion = "v1",
+        Kind = "Service",
+        Metadata = Metadata(pipeline, name, labels),
+        Spec = new V1ServiceSpec
+        {
+            Selector = labels.Where(l => l.Key != Names.ManagedBy).ToDictionary(l => l.Key, l => l.Value),
+            Ports = [new V1ServicePort { Port = WorkloadSettings.Port, Name = "http", TargetPort = WorkloadSettings.Port }],
+        },
+    };
+
+    static V1Probe Probe(string path, int periodSeconds) => new()
+    {
+        HttpGet = new V1HTTPGetAction { Path = path, Port = WorkloadSettings.Port },
+        PeriodSeconds = periodSeconds,
+        FailureThreshold = 3,
+    };
+
+    static V1ObjectMeta Metadata(InferencePipeline pipeline, string name, Dictionary<string, string> labels) => new()
+    {
+        Name = name,
+        NamespaceProperty = pipeline.Metadata.Namespace,
+        Labels = labels,
+        OwnerReferences =
+        [
+            new V1OwnerReference
+            {
+                ApiVersion = InferencePipeline.ApiVersionString,
+                Kind = InferencePipeline.KindName,
+                Name = pipeline.Metadata.Name,
+                Uid = pipeline.Metadata.Uid,
+                Controller = true,
+                BlockOwnerDeletion = true,
+            },
+        ],
+    };
+
+    static string Invariant(double value) => value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+}

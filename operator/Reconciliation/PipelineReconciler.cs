@@ -1,0 +1,355 @@
+using System.Globalization;
+using System.Net;
+using System.Text.Json;
+using Adaptive.Core.Api.V1Alpha1;
+using Adaptive.Core.Planning;
+using Adaptive.Core.Routing;
+using Adaptive.Operator.Adaptation;
+using Adaptive.Operator.Metrics;
+using k8s;
+using k8s.Autorest;
+using k8s.Models;
+
+namespace Adaptive.Operator.Reconciliation;
+
+/// <param name="RetireAfter">How long a variant whose traffic has moved away keeps running: the router
+/// re-reads its file every 2 s, but a ConfigMap volume can take a minute to show a change.</param>
+/// <param name="MetricsRetry">When Prometheus fails, how soon to try again.</param>
+public sealed record ReconcilerSettings(WorkloadSettings Workload, TimeSpan RetireAfter, TimeSpan MetricsRetry);
+
+/// <summary>
+/// One level-triggered, idempotent pass over one pipeline: read it and what runs for it; when a decision
+/// is due (its interval passed or its spec changed), forecast, plan and record the decision in status;
+/// then make the cluster match the recorded decision, make-before-break. Returns when to look again.
+/// </summary>
+public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator loads, ReconcilerSettings settings, OperatorMetrics metrics, ILogger<PipelineReconciler> log, TimeProvider time)
+{
+    /// <summary>A new pipeline with no metrics yet is planned for this load, so that something serves.</summary>
+    const double StartingLoadRps = 1;
+    static readonly TimeSpan ProgressCheck = TimeSpan.FromSeconds(2);
+    static readonly JsonSerializerOptions Json = new() { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
+
+    public async Task<TimeSpan?> Reconcile(string ns, string name, CancellationToken cancellation)
+    {
+        var pipeline = await Read(ns, name, cancellation);
+        if (pipeline is null) return null; // deleted: its objects go with it (ownerReferences)
+        pipeline.Metadata.Namespace ??= ns;
+        var now = time.GetUtcNow();
+        var status = pipeline.Status ?? new InferencePipelineStatus();
+        long? generation = pipeline.Metadata.Generation;
+        using var scope = log.BeginScope(new Dictionary<string, object> { ["pipeline"] = $"{ns}/{name}" });
+
+        try
+        {
+            InferencePipelineValidator.Validate(pipeline);
+        }
+        catch (PlanningInputException e)
+        {
+            // Nothing that runs is touched: a typo in the spec must not take the pipeline down.
+            bool fresh = !Conditions.Is(status, PipelineCondition.Ready, "InvalidSpec") || status.ObservedGeneration != generation;
+            Conditions.Set(status, PipelineCondition.Ready, false, "InvalidSpec", e.Message, generation, now);
+            status.ObservedGeneration = generation;
+            await WriteStatus(pipeline, status, cancellation);
+            if (fresh) await Event(pipeline, "Warning", "InvalidSpec", e.Message, cancellation);
+            return null;
+        }
+
+        var running = await RunningDeployments(ns, name, cancellation);
+        var decision = Recorded(status);
+        bool due = decision is null || status.ObservedGeneration != generation || status.LastDecisionTime is not { } last
+            || now - last >= TimeSpan.FromSeconds(pipeline.Spec.Adaptation.IntervalSeconds);
+        TimeSpan? retryMetrics = null;
+        if (due)
+        {
+            var current = running.Where(d => d.Metadata.Annotations?.ContainsKey(Names.RetiringSince) != true).Select(Allocation).ToList();
+            var (newDecision, metricsFailed) = await Decide(pipeline, status, decision, current, now, cancellation);
+            decision = newDecision;
+            if (metricsFailed) retryMetrics = settings.MetricsRetry;
+        }
+        status.ObservedGeneration = generation;
+        if (decision is null)
+        {
+            await WriteStatus(pipeline, status, cancellation);
+            return retryMetrics;
+        }
+
+        var (settled, retiring) = await Apply(pipeline, decision, running, now, cancellation);
+        Conditions.Set(status, PipelineCondition.Ready, settled, settled ? "Serving" : "Progressing",
+            settled ? "every planned variant is ready and routed" : "waiting for new variants to become ready before moving traffic to them", generation, now);
+        if (!Conditions.Is(status, PipelineCondition.Adapting, "ScaleDownCooldown") || !settled)
+            Conditions.Set(status, PipelineCondition.Adapting, !settled || retiring, settled ? retiring ? "Retiring" : "Stable" : "Reconfiguring",
+                settled ? retiring ? "replaced variants keep running until their traffic has surely moved" : "the running configuration is the planned one"
+                        : "moving to the planned configuration, make-before-break", generation, now);
+        await WriteStatus(pipeline, status, cancellation);
+
+        var untilDecision = status.LastDecisionTime!.Value + TimeSpan.FromSeconds(pipeline.Spec.Adaptation.IntervalSeconds) - now;
+        var next = !settled ? ProgressCheck : retiring && settings.RetireAfter < untilDecision ? settings.RetireAfter : untilDecision;
+        if (retryMetrics is { } retry && retry < next) next = retry;
+        return next < TimeSpan.Zero ? TimeSpan.Zero : next;
+    }
+
+    async Task<InferencePipeline?> Read(string ns, string name, CancellationToken cancellation)
+    {
+        try
+        {
+            var raw = await client.CustomObjects.GetNamespacedCustomObjectAsync(InferencePipeline.Group, InferencePipeline.Version, ns, InferencePipeline.Plural, name, cancellation);
+            return ((JsonElement)raw).Deserialize<InferencePipeline>();
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The decision recorded in status: the configuration the cluster should run.</summary>
+    static IReadOnlyList<StagePlan>? Recorded(InferencePipelineStatus status) =>
+        status.Stages.Count == 0 ? null
+            : [.. status.Stages.Select(s => new StagePlan(s.Name, [.. s.Allocations.Select(a => new Allocation(a.Variant, a.HardwareClass, a.Replicas, a.Batch, a.ShareRps))]))];
+
+    /// <summary>Forecast, plan, and record the decision in status. Returns the decision to run, and whether metrics failed.</summary>
+    async Task<(IReadOnlyList<StagePlan>? Decision, bool MetricsFailed)> Decide(InferencePipeline pipeline, InferencePipelineStatus status,
+        IReadOnlyList<StagePlan>? previous, List<RunningAllocation> current, DateTimeOffset now, CancellationToken cancellation)
+    {
+        long? generation = pipeline.Metadata.Generation;
+        LoadEstimate load;
+        bool metricsFailed = false;
+        try
+        {
+            load = await loads.Estimate(pipeline, now, cancellation);
+            Conditions.Set(status, PipelineCondition.Degraded, false, "MetricsAvailable", $"forecasting with {load.Forecaster} from Prometheus", generation, now);
+        }
+        catch (MetricsUnavailableException e)
+        {
+            metricsFailed = true;
+            metrics.MetricsFailures.WithLabels(e.Failure.ToString()).Inc();
+            string reason = e.Failure == MetricsFailure.NoData ? "NoMetrics" : "MetricsUnavailable";
+            bool changed = !Conditions.Is(status, PipelineCondition.Degraded, reason);
+            Conditions.Set(status, PipelineCondition.Degraded, true, reason, $"{e.Message}; keeping the running configuration", generation, now);
+            if (changed) await Event(pipeline, "Warning", reason, e.Message, cancellation);
+            // Without data nothing is scaled, least of all down; a new pipeline starts small so that it serves.
+            bool specChanged = status.ObservedGeneration != generation && previous is not null;
+            if (previous is not null && !specChanged) return (previous, true);
+            load = new LoadEstimate(status.PredictedLoadRps ?? StartingLoadRps, status.ObservedLoadRps ?? 0, "none");
+        }
+
+        var problem = PlanningProblemBuilder.Build(pipeline, Math.Max(load.PredictedRps, StartingLoadRps), current);
+        var planner = new CpSatPlanner(new PlannerOptions(TimeSpan.FromSeconds(pipeline.Spec.Adaptation.PlannerTimeLimitSeconds)));
+        var result = planner.Plan(PlanningProblem.Single(problem));
+        var plan = result.Pipelines[0].Stages;
+        metrics.Decisions.WithLabels(result.Status.ToString().ToLowerInvariant()).Inc();
+        metrics.SolveSeconds.Observe(result.SolveMs / 1000);
+        metrics.ForecastRps.WithLabels(pipeline.Metadata.Name).Set(load.PredictedRps);
+        metrics.ObservedRps.WithLabels(pipeline.Metadata.Name).Set(load.ObservedRps);
+
+        int runningReplicas = current.Sum(a => a.Replicas);
+        int plannedReplicas = plan.Sum(s => s.Allocations.Sum(a => a.Replicas));
+        var cooldown = TimeSpan.FromSeconds(pipeline.Spec.Adaptation.ScaleDownCooldownSeconds);
+        if (previous is not null && plannedReplicas < runningReplicas && status.LastScaleUpTime is { } grew && now - grew < cooldown
+            && status.ObservedGeneration == generation)
+        {
+            Conditions.Set(status, PipelineCondition.Adapting, false, "ScaleDownCooldown",
+                $"the plan has {plannedReplicas} replicas, {runningReplicas} run; scaling down waits until {(grew + cooldown):u}", generation, now);
+            status.LastDecisionTime = now;
+            status.PredictedLoadRps = Math.Round(load.PredictedRps, 3);
+            status.ObservedLoadRps = Math.Round(load.ObservedRps, 3);
+            return (previous, metricsFailed);
+        }
+        if (plannedReplicas > runningReplicas) status.LastScaleUpTime = now;
+
+        bool feasible = result.Status != PlanStatus.Infeasible;
+        Conditions.Set(status, PipelineCondition.SloFeasible, feasible, feasible ? "PlanFound" : "Infeasible",
+            feasible ? $"a configuration meets the {pipeline.Spec.SloMs} ms SLO at {load.PredictedRps:F1} rps ({result.Status.ToString().ToLowerInvariant()})"
+                     : $"no configuration meets the {pipeline.Spec.SloMs} ms SLO at {load.PredictedRps:F1} rps within the replica and budget limits; running the most capacity they allow",
+            generation, now);
+        var evaluated = PlanEvaluator.Evaluate(problem, plan);
+        status.Stages = [.. plan.Select((s, i) => new StageStatus
+        {
+            Name = s.Name,
+            LatencyMs = Math.Round(evaluated.StageLatencyMs[i], 3),
+            Allocations = [.. s.Allocations.Select(a => new AllocationStatus { Variant = a.Variant, HardwareClass = a.Hardware, Replicas = a.Replicas, Batch = a.Batch, ShareRps = Math.Round(a.Share, 3) })],
+        })];
+        status.Summary = Summary(plan);
+        status.PredictedLoadRps = Math.Round(load.PredictedRps, 3);
+        status.ObservedLoadRps = Math.Round(load.ObservedRps, 3);
+        status.ExpectedAccuracy = Math.Round(evaluated.Accuracy, 5);
+        status.ExpectedCost = Math.Round(evaluated.Cost, 3);
+        status.ExpectedLatencyMs = Math.Round(evaluated.LatencyMs, 3);
+        status.PlanStatus = result.Status.ToString().ToLowerInvariant();
+        status.SolveTimeMs = Math.Round(result.SolveMs, 3);
+        status.LastDecisionTime = now;
+
+        string before = previous is null ? "nothing" : Summary(previous);
+        if (before != status.Summary)
+        {
+            string message = $"{before} → {status.Summary}: predicted {load.PredictedRps:F1} rps ({load.Forecaster}), observed {load.ObservedRps:F1} rps; "
+                + $"expected accuracy {evaluated.Accuracy:F4}, cost {evaluated.Cost:F2}, latency {evaluated.LatencyMs:F1} ms of {pipeline.Spec.SloMs} ms ({status.PlanStatus})";
+            log.LogInformation("Reconfiguring: {Message}", message);
+            await Event(pipeline, feasible ? "Normal" : "Warning", "Reconfigured", message, cancellation);
+        }
+        return (plan, metricsFailed);
+    }
+
+    static string Summary(IReadOnlyList<StagePlan> plan) =>
+        string.Join(" ", plan.Select(s => $"{s.Name}={string.Join("+", s.Allocations.Where(a => a.Replicas > 0).Select(a => $"{a.Variant}x{a.Replicas}"))}"));
+
+    /// <summary>
+    /// Makes the cluster run the decision, make-before-break: new variants first; traffic moves to a
+    /// variant only once it has ready pods, and stays on the old ones of its stage until then; a variant
+    /// whose traffic is gone is removed after <see cref="ReconcilerSettings.RetireAfter"/>. Returns
+    /// whether everything planned is ready and routed, and whether replaced variants are still retiring.
+    /// </summary>
+    async Task<(bool Settled, bool Retiring)> Apply(InferencePipeline pipeline, IReadOnlyList<StagePlan> decision, List<V1Deployment> running, DateTimeOffset now, CancellationToken cancellation)
+    {
+        string ns = pipeline.Metadata.Namespace!;
+        var desired = DesiredState.Allocations(pipeline, new PipelinePlan(pipeline.Metadata.Name, null, decision), settings.Workload);
+        var ready = new HashSet<string>();
+        foreach (var allocation in desired)
+        {
+            var applied = await client.AppsV1.PatchNamespacedDeploymentAsync(new V1Patch(allocation.Deployment, V1Patch.PatchType.ApplyPatch),
+                allocation.Name, ns, fieldManager: Names.FieldManager, force: true, cancellationToken: cancellation);
+            await client.CoreV1.PatchNamespacedServiceAsync(new V1Patch(allocation.Service, V1Patch.PatchType.ApplyPatch),
+                allocation.Name, ns, fieldManager: Names.FieldManager, force: true, cancellationToken: cancellation);
+            if (applied.Status?.ReadyReplicas >= 1 && applied.Metadata.Annotations?.ContainsKey(Names.RetiringSince) == true)
+                await Unretire(allocation.Name, ns, cancellation);
+            if (applied.Status?.ReadyReplicas >= 1) ready.Add(allocation.Name);
+        }
+        var (routerDeployment, routerService) = DesiredState.Router(pipeline, settings.Workload);
+        await client.AppsV1.PatchNamespacedDeploymentAsync(new V1Patch(routerDeployment, V1Patch.PatchType.ApplyPatch),
+            routerDeployment.Metadata.Name, ns, fieldManager: Names.FieldManager, force: true, cancellationToken: cancellation);
+        await client.CoreV1.PatchNamespacedServiceAsync(new V1Patch(routerService, V1Patch.PatchType.ApplyPatch),
+            routerService.Metadata.Name, ns, fieldManager: Names.FieldManager, force: true, cancellationToken: cancellation);
+
+        var previousRoutes = await CurrentRoutes(pipeline, cancellation);
+        var routed = new List<(string Stage, string Name, Allocation Allocation)>();
+        var keptOld = new HashSet<string>();
+        bool settled = true;
+        foreach (var stage in decision)
+        {
+            var mine = desired.Where(d => d.Stage == stage.Name).ToList();
+            var readyOnes = mine.Where(d => ready.Contains(d.Name)).ToList();
+            if (readyOnes.Count == mine.Count || previousRoutes is null)
+            {
+                routed.AddRange(mine.Select(d => (d.Stage, d.Name, d.Allocation)));
+                settled &= readyOnes.Count == mine.Count;
+                continue;
+            }
+            // Not all new variants are ready: keep this stage's old routes (weights unchanged) beside the ready new ones.
+            settled = false;
+            routed.AddRange(readyOnes.Select(d => (d.Stage, d.Name, d.Allocation)));
+            var oldStage = previousRoutes.Stages.FirstOrDefault(s => s.Name == stage.Name);
+            foreach (var old in oldStage?.Variants ?? [])
+            {
+                string oldName = new Uri(old.Endpoint).Host;
+                if (mine.Any(d => d.Name == oldName)) continue;
+                keptOld.Add(oldName);
+                routed.Add((stage.Name, oldName, new Allocation(old.Name, "", 0, 0, old.Weight)));
+            }
+            if (!routed.Any(r => r.Stage == stage.Name)) routed.AddRange(mine.Select(d => (d.Stage, d.Name, d.Allocation)));
+        }
+        var routes = DesiredState.Routes(pipeline, routed);
+        var configMap = DesiredState.RoutesConfigMap(pipeline, routes);
+        await client.CoreV1.PatchNamespacedConfigMapAsync(new V1Patch(configMap, V1Patch.PatchType.ApplyPatch),
+            configMap.Metadata.Name, ns, fieldManager: Names.FieldManager, force: true, cancellationToken: cancellation);
+
+        bool retiring = false;
+        foreach (var old in running.Where(d => desired.All(a => a.Name != d.Metadata.Name) && !keptOld.Contains(d.Metadata.Name)))
+            retiring |= !await Retire(old, ns, now, cancellation);
+        return (settled, retiring);
+    }
+
+    /// <summary>Marks a variant whose traffic is gone, and deletes it once it has been retiring long enough. True when deleted.</summary>
+    async Task<bool> Retire(V1Deployment deployment, string ns, DateTimeOffset now, CancellationToken cancellation)
+    {
+        string name = deployment.Metadata.Name;
+        if (deployment.Metadata.Annotations?.TryGetValue(Names.RetiringSince, out var since) != true)
+        {
+            string patch = JsonSerializer.Serialize(new { metadata = new { annotations = new Dictionary<string, string> { [Names.RetiringSince] = now.ToString("O", CultureInfo.InvariantCulture) } } });
+            await client.AppsV1.PatchNamespacedDeploymentAsync(new V1Patch(patch, V1Patch.PatchType.MergePatch), name, ns, cancellationToken: cancellation);
+            return false;
+        }
+        if (now - DateTimeOffset.Parse(since!, CultureInfo.InvariantCulture) < settings.RetireAfter) return false;
+        await IgnoreNotFound(() => client.AppsV1.DeleteNamespacedDeploymentAsync(name, ns, cancellationToken: cancellation));
+        await IgnoreNotFound(() => client.CoreV1.DeleteNamespacedServiceAsync(name, ns, cancellationToken: cancellation));
+        log.LogInformation("Removed {Deployment}: its traffic moved away {Since}", name, since);
+        return true;
+    }
+
+    Task Unretire(string name, string ns, CancellationToken cancellation)
+    {
+        string patch = JsonSerializer.Serialize(new { metadata = new { annotations = new Dictionary<string, string?> { [Names.RetiringSince] = null } } });
+        return client.AppsV1.PatchNamespacedDeploymentAsync(new V1Patch(patch, V1Patch.PatchType.MergePatch), name, ns, cancellationToken: cancellation);
+    }
+
+    static async Task IgnoreNotFound(Func<Task> call)
+    {
+        try
+        {
+            await call();
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+        {
+            // already gone
+        }
+    }
+
+    async Task<RouterConfig?> CurrentRoutes(InferencePipeline pipeline, CancellationToken cancellation)
+    {
+        try
+        {
+            var map = await client.CoreV1.ReadNamespacedConfigMapAsync(Names.RoutesConfigMap(pipeline.Metadata.Name), pipeline.Metadata.Namespace, cancellationToken: cancellation);
+            return map.Data?.TryGetValue("routes.json", out var text) == true ? RouterConfig.Parse(text) : null;
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+        catch (RouterConfigException)
+        {
+            return null; // edited by hand into something unusable: rewrite it from the decision
+        }
+    }
+
+    async Task<List<V1Deployment>> RunningDeployments(string ns, string name, CancellationToken cancellation) =>
+        [.. (await client.AppsV1.ListNamespacedDeploymentAsync(ns, labelSelector: $"{Names.Pipeline}={name},{Names.Component}={Names.ModelServer}", cancellationToken: cancellation)).Items];
+
+    static RunningAllocation Allocation(V1Deployment d) => new(
+        d.Metadata.Labels[Names.Stage], d.Metadata.Labels[Names.Variant], d.Metadata.Labels[Names.HardwareClass], d.Spec.Replicas ?? 0,
+        d.Metadata.Annotations is { } annotations && annotations.TryGetValue(Names.Batch, out var text)
+            && int.TryParse(text, CultureInfo.InvariantCulture, out int batch) ? batch : 1);
+
+    Task WriteStatus(InferencePipeline pipeline, InferencePipelineStatus status, CancellationToken cancellation)
+    {
+        string patch = JsonSerializer.Serialize(new { status }, Json);
+        return client.CustomObjects.PatchNamespacedCustomObjectStatusAsync(new V1Patch(patch, V1Patch.PatchType.MergePatch),
+            InferencePipeline.Group, InferencePipeline.Version, pipeline.Metadata.Namespace, InferencePipeline.Plural, pipeline.Metadata.Name, cancellationToken: cancellation);
+    }
+
+    async Task Event(InferencePipeline pipeline, string type, string reason, string message, CancellationToken cancellation)
+    {
+        var now = time.GetUtcNow().UtcDateTime;
+        var e = new Corev1Event
+        {
+            Metadata = new V1ObjectMeta { Name = $"{pipeline.Metadata.Name}.{now.Ticks:x}", NamespaceProperty = pipeline.Metadata.Namespace },
+            InvolvedObject = new V1ObjectReference
+            {
+                ApiVersion = InferencePipeline.ApiVersionString, Kind = InferencePipeline.KindName,
+                Name = pipeline.Metadata.Name, NamespaceProperty = pipeline.Metadata.Namespace, Uid = pipeline.Metadata.Uid,
+            },
+            Type = type,
+            Reason = reason,
+            Message = message.Length > 1000 ? message[..1000] : message,
+            Source = new V1EventSource { Component = Names.FieldManager },
+            FirstTimestamp = now,
+            LastTimestamp = now,
+            Count = 1,
+        };
+        try
+        {
+            await client.CoreV1.CreateNamespacedEventAsync(e, pipeline.Metadata.Namespace, cancellationToken: cancellation);
+        }
+        catch (HttpOperationException ex)
+        {
+            log.LogWarning("Could not record event {Reason}: {Status}", reason, ex.Response.StatusCode); // events are best effort
+        }
+    }
+}
