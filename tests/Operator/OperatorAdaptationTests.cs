@@ -1,0 +1,118 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using Adaptive.Core.Api.V1Alpha1;
+using Adaptive.Core.Routing;
+using Adaptive.ModelServer.Routing;
+using Adaptive.Tests.Support;
+
+namespace Adaptive.Tests.Operator;
+
+/// <summary>
+/// The adaptation loop with a real Prometheus scraping a real router: the load rises and the
+/// configuration follows it, make-before-break; Prometheus goes away and nothing is scaled down.
+/// </summary>
+[Collection("serving")]
+public sealed class OperatorAdaptationTests(TestModels models)
+{
+    static readonly CancellationToken Cancel = TestContext.Current.CancellationToken;
+
+    static int TotalReplicas(InferencePipeline p) => p.Status!.Stages.Sum(s => s.Allocations.Sum(a => a.Replicas));
+
+    [Fact]
+    public async Task Replicas_follow_the_load_make_before_break_and_hold_when_prometheus_is_gone()
+    {
+        // The router of the pipeline, in this process, in front of a real model server.
+        await using var classify = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, maxQueueDelayMs: 1));
+        string routes = Path.Combine(Directory.CreateTempSubdirectory("adaptive-router-").FullName, "routes.json");
+        File.WriteAllText(routes, new RouterConfig("resnet-mixed", [new StageRoute("classify", [new VariantRoute("resnet18", classify.Address.ToString(), 1)])]).Write());
+        await using var router = await RunningServer.StartRouter(new RouterOptions(RunningServer.Http(), routes, TimeSpan.FromSeconds(1), 256));
+        var prometheus = await PrometheusServer.Start(router.Address);
+
+        await using var harness = await OperatorHarness.Start(retireAfter: TimeSpan.FromSeconds(1), prometheus: prometheus.Address);
+        harness.Api.PodsReadyAfter = TimeSpan.FromSeconds(1.5);
+        // CPU only, so that more load needs more replicas.
+        await harness.Create(OperatorHarness.Sample("resnet-mixed.yaml", p =>
+        {
+            p.Spec.HardwareClasses.RemoveAll(c => c.Name == "gpu");
+            foreach (var v in p.Spec.Stages.SelectMany(s => s.Variants)) v.Profiles.RemoveAll(pr => pr.HardwareClass == "gpu");
+        }));
+
+        string body = V2.Request("input", [1, 3, TestModels.Resolution, TestModels.Resolution], models.Images(1, 2));
+        using var load = new CancellationTokenSource();
+        double rate = 2;
+        var generator = Task.Run(async () =>
+        {
+            while (!load.IsCancellationRequested)
+            {
+                _ = router.Client.PostAsync("/v2/models/resnet-mixed/infer", V2.Json(body), Cancel);
+                await Task.Delay(TimeSpan.FromSeconds(1 / Volatile.Read(ref rate)), Cancel).ContinueWith(_ => { }, TaskScheduler.Default);
+            }
+        }, Cancel);
+
+        var low = await OperatorHarness.Eventually(() => harness.Pipeline("resnet-mixed"),
+            p => p.Status?.Conditions.Any(c => c.Type == PipelineCondition.Degraded && c.Status == "False") == true
+                 && p.Status.PredictedLoadRps is > 0.5 and < 6
+                 && p.Status.Conditions.Any(c => c.Type == PipelineCondition.Ready && c.Status == "True"),
+            "a decision from Prometheus at the low load", seconds: 40);
+        int lowReplicas = TotalReplicas(low);
+
+        Volatile.Write(ref rate, 40);
+        var high = await OperatorHarness.Eventually(() => harness.Pipeline("resnet-mixed"),
+            p => p.Status?.PredictedLoadRps > 25 && TotalReplicas(p) > lowReplicas
+                 && p.Status.Conditions.Any(c => c.Type == PipelineCondition.Ready && c.Status == "True"),
+            "more replicas for the higher load", seconds: 40);
+        Assert.Equal("True", high.Status!.Conditions.Single(c => c.Type == PipelineCondition.SloFeasible).Status);
+        // The planned capacity covers the forecast.
+        var spec = high.Spec.Stages.Single();
+        double capacity = high.Status.Stages.Single().Allocations.Sum(a =>
+            a.Replicas * spec.Variants.Single(v => v.Name == a.Variant).Profiles.Single().Batches.Single(b => b.Batch == a.Batch).ThroughputRps);
+        Assert.True(capacity >= high.Status.PredictedLoadRps, $"capacity {capacity} rps for a forecast of {high.Status.PredictedLoadRps} rps");
+        AssertMakeBeforeBreak(harness);
+
+        // Prometheus goes away: Degraded says why, and the replicas stay as they are.
+        await prometheus.DisposeAsync();
+        var degraded = await OperatorHarness.Eventually(() => harness.Pipeline("resnet-mixed"),
+            p => p.Status?.Conditions.Any(c => c.Type == PipelineCondition.Degraded && c.Status == "True" && c.Reason == "MetricsUnavailable") == true,
+            "Degraded after Prometheus stopped");
+        Assert.Contains("unreachable", degraded.Status!.Conditions.Single(c => c.Type == PipelineCondition.Degraded).Message);
+        Volatile.Write(ref rate, 1);
+        await Task.Delay(TimeSpan.FromSeconds(5), Cancel);
+        var held = await harness.Pipeline("resnet-mixed");
+        Assert.Equal(TotalReplicas(high), TotalReplicas(held));
+        Assert.Equal(TotalReplicas(high), harness.Api.List("deployments", OperatorHarness.Namespace)
+            .Where(d => d["metadata"]!["labels"]!["adaptive.dev/component"]!.GetValue<string>() == "model-server")
+            .Sum(d => d["spec"]!["replicas"]!.GetValue<int>()));
+
+        load.Cancel();
+        await generator;
+        Directory.Delete(Path.GetDirectoryName(routes)!, recursive: true);
+    }
+
+    /// <summary>
+    /// Every version of the routes, after the first, sends traffic only to Deployments that had ready
+    /// pods before it was written (resourceVersions order all changes).
+    /// </summary>
+    static void AssertMakeBeforeBreak(OperatorHarness harness)
+    {
+        var readyAt = new Dictionary<string, long>();
+        foreach (var (_, d) in harness.Api.Changes("deployments"))
+        {
+            string name = d["metadata"]!["name"]!.GetValue<string>();
+            long version = long.Parse(d["metadata"]!["resourceVersion"]!.GetValue<string>(), System.Globalization.CultureInfo.InvariantCulture);
+            if (d["status"]?["readyReplicas"]?.GetValue<long>() >= 1 && !readyAt.ContainsKey(name)) readyAt[name] = version;
+        }
+        var versions = harness.Api.Changes("configmaps").Where(c => c.Type != "DELETED").Skip(1).ToList();
+        Assert.NotEmpty(versions);
+        foreach (var (_, map) in versions)
+        {
+            long version = long.Parse(map["metadata"]!["resourceVersion"]!.GetValue<string>(), System.Globalization.CultureInfo.InvariantCulture);
+            var config = RouterConfig.Parse(map["data"]!["routes.json"]!.GetValue<string>());
+            foreach (var variant in config.Stages.SelectMany(s => s.Variants))
+            {
+                string host = new Uri(variant.Endpoint).Host;
+                Assert.True(readyAt.TryGetValue(host, out long ready) && ready < version,
+                    $"routes version {version} sends traffic to {host} before it had ready pods");
+            }
+        }
+    }
+}
