@@ -44,7 +44,7 @@ public sealed class ApiServerDouble : IAsyncDisposable
     readonly List<Event> history = [];
     readonly List<(Kind Kind, string? Namespace, Channel<Event> Events)> watches = [];
     long resourceVersion = 1000;
-    long compactedBefore;
+    long compactedThrough;
     int failuresLeft;
     int failureStatus;
 
@@ -96,12 +96,16 @@ public sealed class ApiServerDouble : IAsyncDisposable
         }
     }
 
-    /// <summary>Forgets the event history: a watch resuming from an older resourceVersion gets 410 Gone.</summary>
+    /// <summary>
+    /// Forgets the event history, as etcd compaction does: a watch resuming from any version up to now gets
+    /// 410 Gone. The version moves on by one (as other writes in the cluster would move it), so that a
+    /// fresh list hands out a version that can be watched.
+    /// </summary>
     public void Compact()
     {
         lock (gate)
         {
-            compactedBefore = resourceVersion + 1;
+            compactedThrough = resourceVersion++;
             history.Clear();
         }
     }
@@ -411,7 +415,7 @@ public sealed class ApiServerDouble : IAsyncDisposable
                 foreach (var o in objects.Where(o => o.Key.Kind == kind && (ns is null || o.Key.Namespace == ns)))
                     channel.Writer.TryWrite(new Event(resourceVersion, "ADDED", kind, (JsonObject)o.Value.DeepClone()));
             }
-            else if (long.Parse(from, System.Globalization.CultureInfo.InvariantCulture) < compactedBefore - 1) gone = true;
+            else if (long.Parse(from, System.Globalization.CultureInfo.InvariantCulture) <= compactedThrough) gone = true;
             else
             {
                 long since = long.Parse(from, System.Globalization.CultureInfo.InvariantCulture);
@@ -425,7 +429,7 @@ public sealed class ApiServerDouble : IAsyncDisposable
         context.Response.ContentType = "application/json";
         if (gone)
         {
-            var status = Failure(410, "Expired", $"too old resource version: {from} ({compactedBefore})").Body;
+            var status = Failure(410, "Expired", $"too old resource version: {from} ({compactedThrough + 1})").Body;
             await WriteLine(context, new JsonObject { ["type"] = "ERROR", ["object"] = status });
             return;
         }

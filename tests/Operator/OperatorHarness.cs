@@ -17,26 +17,41 @@ public sealed class OperatorHarness : IAsyncDisposable
     public const string Namespace = "ml";
     public ApiServerDouble Api { get; }
     public k8s.Kubernetes Client { get; }
-    readonly WebApplication app;
+    readonly OperatorOptions options;
+    WebApplication? app;
 
-    OperatorHarness(ApiServerDouble api, WebApplication app)
+    OperatorHarness(ApiServerDouble api, OperatorOptions options)
     {
         Api = api;
-        this.app = app;
+        this.options = options;
         Client = new k8s.Kubernetes(new KubernetesClientConfiguration { Host = api.Address.ToString() });
     }
 
     public static async Task<OperatorHarness> Start(TimeSpan? retireAfter = null, Uri? prometheus = null)
     {
-        var api = await ApiServerDouble.Start();
         var options = new OperatorOptions("127.0.0.1", 0, null, prometheus, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3),
             new ReconcilerSettings(new WorkloadSettings("adaptive-server:test", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20)),
                 retireAfter ?? TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1)),
             Workers: 2, LeaderElection: false, LeaseNamespace: Namespace, Identity: "test");
         Environment.SetEnvironmentVariable("Logging__LogLevel__Default", "Warning");
-        var app = OperatorApp.Build(options, new KubernetesClientConfiguration { Host = api.Address.ToString() });
+        var harness = new OperatorHarness(await ApiServerDouble.Start(), options);
+        await harness.StartOperator();
+        return harness;
+    }
+
+    /// <summary>Starts the operator process (again, after <see cref="StopOperator"/>: a restart).</summary>
+    public async Task StartOperator()
+    {
+        app = OperatorApp.Build(options, new KubernetesClientConfiguration { Host = Api.Address.ToString() });
         await app.StartAsync();
-        return new OperatorHarness(api, app);
+    }
+
+    public async Task StopOperator()
+    {
+        if (app is null) return;
+        await app.StopAsync();
+        await app.DisposeAsync();
+        app = null;
     }
 
     /// <summary>A sample manifest with its adaptation sped up for tests, as the JSON the API server stores.</summary>
@@ -60,22 +75,33 @@ public sealed class OperatorHarness : IAsyncDisposable
         ((JsonElement)await Client.CustomObjects.GetNamespacedCustomObjectAsync(InferencePipeline.Group, InferencePipeline.Version, Namespace, InferencePipeline.Plural, name))
         .Deserialize<InferencePipeline>()!;
 
-    /// <summary>Polls until <paramref name="condition"/> holds (20 s at most) and returns its last value.</summary>
+    /// <summary>
+    /// Polls until <paramref name="condition"/> holds (20 s at most) and returns its last value. A read the
+    /// API server fails (faults the test injected) counts as not yet.
+    /// </summary>
     public static async Task<T> Eventually<T>(Func<Task<T>> read, Func<T, bool> condition, string what, double seconds = 20)
     {
-        T value = await read();
-        for (var clock = System.Diagnostics.Stopwatch.StartNew(); !condition(value); value = await read())
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        T? value = default;
+        while (true)
         {
+            try
+            {
+                value = await read();
+                if (condition(value)) return value;
+            }
+            catch (k8s.Autorest.HttpOperationException e) when ((int)e.Response.StatusCode >= 500)
+            {
+                // injected failure: try again
+            }
             if (clock.Elapsed > TimeSpan.FromSeconds(seconds)) Assert.Fail($"timed out after {seconds} s waiting for {what}; last: {JsonSerializer.Serialize(value)}");
             await Task.Delay(100);
         }
-        return value;
     }
 
     public async ValueTask DisposeAsync()
     {
-        await app.StopAsync();
-        await app.DisposeAsync();
+        await StopOperator();
         Client.Dispose();
         await Api.DisposeAsync();
     }
