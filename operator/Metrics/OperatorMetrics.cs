@@ -15,5 +15,8 @@ public sealed class OperatorMetrics(CollectorRegistry registry)
         new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.001, 2, 14) });
     public Gauge ForecastRps => field ??= factory.CreateGauge("adaptive_operator_forecast_rps", "Forecast peak arrival rate of the next interval", "pipeline");
     public Gauge ObservedRps => field ??= factory.CreateGauge("adaptive_operator_observed_rps", "Latest observed arrival rate", "pipeline");
+    public Gauge ExpectedAccuracy => field ??= factory.CreateGauge("adaptive_operator_expected_accuracy", "Accuracy the running decision is expected to deliver", "pipeline");
+    public Gauge ExpectedCost => field ??= factory.CreateGauge("adaptive_operator_expected_cost", "Cost of the running decision, in the classes' cost unit per replica", "pipeline");
+    public Gauge PlannedReplicas => field ??= factory.CreateGauge("adaptive_operator_planned_replicas", "Replicas of the running decision", "pipeline", "stage", "variant", "hardware_class");
     public Counter MetricsFailures => field ??= factory.CreateCounter("adaptive_operator_metrics_failures_total", "Failed reads of the arrival-rate history, by failure", "failure");
 }

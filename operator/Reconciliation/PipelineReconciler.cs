@@ -177,6 +177,14 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         status.PlanStatus = result.Status.ToString().ToLowerInvariant();
         status.SolveTimeMs = Math.Round(result.SolveMs, 3);
         status.LastDecisionTime = now;
+        metrics.ExpectedAccuracy.WithLabels(pipeline.Metadata.Name).Set(evaluated.Accuracy);
+        metrics.ExpectedCost.WithLabels(pipeline.Metadata.Name).Set(evaluated.Cost);
+        foreach (var s in previous ?? [])
+            foreach (var a in s.Allocations) // gone from the plan unless set again below
+                metrics.PlannedReplicas.WithLabels(pipeline.Metadata.Name, s.Name, a.Variant, a.Hardware).Set(0);
+        foreach (var s in plan)
+            foreach (var a in s.Allocations)
+                metrics.PlannedReplicas.WithLabels(pipeline.Metadata.Name, s.Name, a.Variant, a.Hardware).Set(a.Replicas);
 
         string before = previous is null ? "nothing" : Summary(previous);
         if (before != status.Summary)
