@@ -48,9 +48,9 @@ public static class OperatorApp
             }
             var elector = new LeaderElector(new LeaderElectionConfig(new LeaseLock(client, options.LeaseNamespace, "adaptive-operator", options.Identity))
             {
-                LeaseDuration = TimeSpan.FromSeconds(15),
-                RenewDeadline = TimeSpan.FromSeconds(10),
-                RetryPeriod = TimeSpan.FromSeconds(2),
+                LeaseDuration = options.LeaseDuration,
+                RenewDeadline = options.LeaseDuration * 2 / 3,
+                RetryPeriod = options.LeaseDuration / 7,
             });
             while (!stoppingToken.IsCancellationRequested)
             {

@@ -4,6 +4,7 @@ namespace Adaptive.Operator.Hosting;
 
 /// <param name="Namespace">The namespace to watch; all when empty.</param>
 /// <param name="LeaderElection">Whether to take a Lease before reconciling, so that several replicas can run.</param>
+/// <param name="Identity">This replica's name in the Lease (its pod's name).</param>
 public sealed record OperatorOptions(
     string Host,
     int Port,
@@ -15,4 +16,8 @@ public sealed record OperatorOptions(
     int Workers,
     bool LeaderElection,
     string LeaseNamespace,
-    string Identity);
+    string Identity)
+{
+    /// <summary>How long a Lease holder that stops renewing keeps it; a standby takes over after that.</summary>
+    public TimeSpan LeaseDuration { get; init; } = TimeSpan.FromSeconds(15);
+}

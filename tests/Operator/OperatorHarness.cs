@@ -27,12 +27,12 @@ public sealed class OperatorHarness : IAsyncDisposable
         Client = new k8s.Kubernetes(new KubernetesClientConfiguration { Host = api.Address.ToString() });
     }
 
-    public static async Task<OperatorHarness> Start(TimeSpan? retireAfter = null, Uri? prometheus = null)
+    public static async Task<OperatorHarness> Start(TimeSpan? retireAfter = null, Uri? prometheus = null, bool leaderElection = false, string identity = "test")
     {
         var options = new OperatorOptions("127.0.0.1", 0, null, prometheus, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3),
             new ReconcilerSettings(new WorkloadSettings("adaptive-server:test", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20)),
                 retireAfter ?? TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1)),
-            Workers: 2, LeaderElection: false, LeaseNamespace: Namespace, Identity: "test");
+            Workers: 2, LeaderElection: leaderElection, LeaseNamespace: Namespace, Identity: identity) { LeaseDuration = TimeSpan.FromSeconds(3) };
         Environment.SetEnvironmentVariable("Logging__LogLevel__Default", "Warning");
         var harness = new OperatorHarness(await ApiServerDouble.Start(), options);
         await harness.StartOperator();
@@ -45,6 +45,17 @@ public sealed class OperatorHarness : IAsyncDisposable
         app = OperatorApp.Build(options, new KubernetesClientConfiguration { Host = Api.Address.ToString() });
         await app.StartAsync();
     }
+
+    /// <summary>A second operator replica against the same API server, under another identity; the caller disposes it.</summary>
+    public async Task<WebApplication> StartReplica(string identity)
+    {
+        var replica = OperatorApp.Build(options with { Identity = identity }, new KubernetesClientConfiguration { Host = Api.Address.ToString() });
+        await replica.StartAsync();
+        return replica;
+    }
+
+    /// <summary>The address of the running operator's /metrics and health endpoints.</summary>
+    public Uri OperatorAddress => new(app!.Urls.First());
 
     public async Task StopOperator()
     {
@@ -77,7 +88,7 @@ public sealed class OperatorHarness : IAsyncDisposable
 
     /// <summary>
     /// Polls until <paramref name="condition"/> holds (20 s at most) and returns its last value. A read the
-    /// API server fails (faults the test injected) counts as not yet.
+    /// API server fails (faults the test injected) or answers 404 counts as not yet.
     /// </summary>
     public static async Task<T> Eventually<T>(Func<Task<T>> read, Func<T, bool> condition, string what, double seconds = 20)
     {
@@ -90,9 +101,9 @@ public sealed class OperatorHarness : IAsyncDisposable
                 value = await read();
                 if (condition(value)) return value;
             }
-            catch (k8s.Autorest.HttpOperationException e) when ((int)e.Response.StatusCode >= 500)
+            catch (k8s.Autorest.HttpOperationException e) when ((int)e.Response.StatusCode is >= 500 or 404)
             {
-                // injected failure: try again
+                // not there yet, or an injected failure: try again
             }
             if (clock.Elapsed > TimeSpan.FromSeconds(seconds)) Assert.Fail($"timed out after {seconds} s waiting for {what}; last: {JsonSerializer.Serialize(value)}");
             await Task.Delay(100);
