@@ -4,9 +4,9 @@ using Adaptive.Operator.Reconciliation;
 using k8s;
 
 // adaptive-operator: flags, as the Helm chart sets them; a bad one exits 2 with a line naming it.
-var apiServer = new Option<Uri?>("--api-server") { Description = "Kubernetes API server URL (default: in-cluster, else ~/.kube/config)" };
+var apiServer = new Option<string?>("--api-server") { Description = "Kubernetes API server URL (default: in-cluster, else ~/.kube/config)" };
 var watchNamespace = new Option<string?>("--namespace") { Description = "Namespace to watch (default: all)" };
-var prometheus = new Option<Uri?>("--prometheus-url") { Description = "Prometheus for pipelines that name none" };
+var prometheus = new Option<string?>("--prometheus-url") { Description = "Prometheus for pipelines that name none" };
 var image = new Option<string>("--model-server-image") { Description = "Image of adaptive-server for model servers and routers", DefaultValueFactory = _ => "adaptive-server:latest" };
 var host = new Option<string>("--host") { Description = "Address for /metrics and health", DefaultValueFactory = _ => "0.0.0.0" };
 var port = new Option<int>("--port") { Description = "Port for /metrics and health", DefaultValueFactory = _ => 8081 };
@@ -27,17 +27,20 @@ root.SetAction(parse =>
         : parse.GetValue(retireAfter) < 0 ? "--retire-after-seconds must not be negative"
         : !(parse.GetValue(scrapeInterval) > 0) ? "--scrape-interval-seconds must be greater than 0"
         : !System.Net.IPAddress.TryParse(parse.GetValue(host), out _) ? "--host must be an IP address"
+        : parse.GetValue(apiServer) is { } a && !IsHttpUrl(a) ? $"--api-server must be an http(s) URL, got '{a}'"
+        : parse.GetValue(prometheus) is { } p && !IsHttpUrl(p) ? $"--prometheus-url must be an http(s) URL, got '{p}'"
         : null;
     if (problem is not null)
     {
         Console.Error.WriteLine($"adaptive-operator: {problem}");
         return 2;
     }
-    var cluster = parse.GetValue(apiServer) is { } url ? new KubernetesClientConfiguration { Host = url.ToString() }
+    var cluster = parse.GetValue(apiServer) is { } url ? new KubernetesClientConfiguration { Host = url }
         : KubernetesClientConfiguration.IsInCluster() ? KubernetesClientConfiguration.InClusterConfig()
         : KubernetesClientConfiguration.BuildConfigFromConfigFile();
     var scrape = TimeSpan.FromSeconds(parse.GetValue(scrapeInterval));
-    var options = new OperatorOptions(parse.GetValue(host)!, parse.GetValue(port), parse.GetValue(watchNamespace), parse.GetValue(prometheus),
+    var options = new OperatorOptions(parse.GetValue(host)!, parse.GetValue(port), parse.GetValue(watchNamespace),
+        parse.GetValue(prometheus) is { } prometheusUrl ? new Uri(prometheusUrl) : null,
         scrape / 3, scrape * 2,
         new ReconcilerSettings(new WorkloadSettings(parse.GetValue(image)!, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20)),
             TimeSpan.FromSeconds(parse.GetValue(retireAfter)), TimeSpan.FromSeconds(10)),
@@ -53,3 +56,5 @@ if (parsed.Errors.Count > 0)
     return 2;
 }
 return parsed.Invoke();
+
+static bool IsHttpUrl(string text) => Uri.TryCreate(text, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https";

@@ -105,7 +105,7 @@ public sealed class OperatorHarness : IAsyncDisposable
             {
                 // not there yet, or an injected failure: try again
             }
-            if (clock.Elapsed > TimeSpan.FromSeconds(seconds)) Assert.Fail($"timed out after {seconds} s waiting for {what}; last: {JsonSerializer.Serialize(value)}");
+            if (clock.Elapsed > TimeSpan.FromSeconds(seconds)) { string last = JsonSerializer.Serialize(value); Assert.Fail($"timed out after {seconds} s waiting for {what}; last: {(last.Length > 600 ? last[..600] + "…" : last)}"); }
             await Task.Delay(100);
         }
     }
