@@ -66,9 +66,14 @@ public sealed class OperatorFaultTests
         Assert.Equal(2000, edited.Spec.SloMs);
         Assert.True(edited.Status!.ExpectedLatencyMs <= 2000);
 
+        // 409 Conflicts (another writer got there first): the operator reads again and retries.
+        await Edit(harness, "{\"spec\":{\"sloMs\":1800}}");
+        harness.Api.FailNext(4, 409);
+        await Ready(harness, first.Metadata.Generation + 2);
+
         // A slow API server: answers take 100 ms each, and the operator still converges.
         harness.Api.Latency = TimeSpan.FromMilliseconds(100);
         await Edit(harness, "{\"spec\":{\"sloMs\":1500}}");
-        await Ready(harness, first.Metadata.Generation + 2);
+        await Ready(harness, first.Metadata.Generation + 3);
     }
 }

@@ -88,7 +88,7 @@ public sealed class OperatorHarness : IAsyncDisposable
 
     /// <summary>
     /// Polls until <paramref name="condition"/> holds (20 s at most) and returns its last value. A read the
-    /// API server fails (faults the test injected) or answers 404 counts as not yet.
+    /// API server fails (faults the test injected: 5xx, 409) or answers 404 counts as not yet.
     /// </summary>
     public static async Task<T> Eventually<T>(Func<Task<T>> read, Func<T, bool> condition, string what, double seconds = 20)
     {
@@ -101,7 +101,7 @@ public sealed class OperatorHarness : IAsyncDisposable
                 value = await read();
                 if (condition(value)) return value;
             }
-            catch (k8s.Autorest.HttpOperationException e) when ((int)e.Response.StatusCode is >= 500 or 404)
+            catch (k8s.Autorest.HttpOperationException e) when ((int)e.Response.StatusCode is >= 500 or 404 or 409)
             {
                 // not there yet, or an injected failure: try again
             }
