@@ -2,7 +2,6 @@ using System.Net;
 using System.Text.Json.Nodes;
 using Adaptive.Core.Api.V1Alpha1;
 using Adaptive.Core.Routing;
-using Adaptive.ModelServer.Routing;
 using Adaptive.Tests.Support;
 
 namespace Adaptive.Tests.Operator;
@@ -22,11 +21,8 @@ public sealed class OperatorAdaptationTests(TestModels models)
     public async Task Replicas_follow_the_load_make_before_break_and_hold_when_prometheus_is_gone()
     {
         // The router of the pipeline, in this process, in front of a real model server.
-        await using var classify = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, maxQueueDelayMs: 1));
-        string routes = Path.Combine(Directory.CreateTempSubdirectory("adaptive-router-").FullName, "routes.json");
-        File.WriteAllText(routes, new RouterConfig("resnet-mixed", [new StageRoute("classify", [new VariantRoute("resnet18", classify.Address.ToString(), 1)])]).Write());
-        await using var router = await RunningServer.StartRouter(new RouterOptions(RunningServer.Http(), routes, TimeSpan.FromSeconds(1), 256));
-        var prometheus = await PrometheusServer.Start(router.Address);
+        await using var local = await LocalPipeline.Start(models, "resnet-mixed");
+        var prometheus = await PrometheusServer.Start(local.Router.Address);
 
         await using var harness = await OperatorHarness.Start(retireAfter: TimeSpan.FromSeconds(1), prometheus: prometheus.Address);
         harness.Api.PodsReadyAfter = TimeSpan.FromSeconds(1.5);
@@ -37,14 +33,13 @@ public sealed class OperatorAdaptationTests(TestModels models)
             foreach (var v in p.Spec.Stages.SelectMany(s => s.Variants)) v.Profiles.RemoveAll(pr => pr.HardwareClass == "gpu");
         }));
 
-        string body = V2.Request("input", [1, 3, TestModels.Resolution, TestModels.Resolution], models.Images(1, 2));
         using var load = new CancellationTokenSource();
         double rate = 2;
         var generator = Task.Run(async () =>
         {
             while (!load.IsCancellationRequested)
             {
-                _ = router.Client.PostAsync("/v2/models/resnet-mixed/infer", V2.Json(body), Cancel);
+                _ = local.Send(models, Cancel);
                 await Task.Delay(TimeSpan.FromSeconds(1 / Volatile.Read(ref rate)), Cancel).ContinueWith(_ => { }, TaskScheduler.Default);
             }
         }, Cancel);
@@ -85,7 +80,6 @@ public sealed class OperatorAdaptationTests(TestModels models)
 
         load.Cancel();
         await generator;
-        Directory.Delete(Path.GetDirectoryName(routes)!, recursive: true);
     }
 
     /// <summary>

@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Text;
 using Adaptive.Core.Api.V1Alpha1;
 using Adaptive.Core.Routing;
-using Adaptive.ModelServer.Routing;
 using Adaptive.Operator.Adaptation;
 using Adaptive.Operator.Metrics;
 using Adaptive.Operator.Reconciliation;
@@ -90,19 +89,15 @@ public sealed class OperatorBenchmark(TestModels models)
     /// <summary>One decision each time: a real Prometheus range query, the forecast, CP-SAT, the apply and the status write.</summary>
     async Task<List<double>> AdaptationStep()
     {
-        await using var classify = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18));
-        string routes = Path.Combine(Directory.CreateTempSubdirectory("adaptive-router-").FullName, "routes.json");
-        File.WriteAllText(routes, new RouterConfig("resnet-mixed", [new StageRoute("classify", [new VariantRoute("resnet18", classify.Address.ToString(), 1)])]).Write());
-        await using var router = await RunningServer.StartRouter(new RouterOptions(RunningServer.Http(), routes, TimeSpan.FromSeconds(1), 256));
-        await using var prometheus = await PrometheusServer.Start(router.Address);
+        await using var local = await LocalPipeline.Start(models, "resnet-mixed");
+        await using var prometheus = await PrometheusServer.Start(local.Router.Address);
         // Traffic flows all along, as it does while an operator works.
-        string body = V2.Request("input", [1, 3, TestModels.Resolution, TestModels.Resolution], models.Images(1, 2));
         using var traffic = CancellationTokenSource.CreateLinkedTokenSource(Cancel);
         var load = Task.Run(async () =>
         {
             while (!traffic.IsCancellationRequested)
             {
-                await router.Client.PostAsync("/v2/models/resnet-mixed/infer", V2.Json(body), Cancel);
+                await local.Send(models, Cancel);
                 await Task.Delay(50, Cancel).ContinueWith(_ => { }, TaskScheduler.Default);
             }
         }, Cancel);
@@ -137,7 +132,6 @@ public sealed class OperatorBenchmark(TestModels models)
         var status = await ReadStatus(client);
         var degraded = status.Conditions.Single(c => c.Type == PipelineCondition.Degraded);
         Assert.True(degraded.Status == "False", degraded.Message); // the steps really used Prometheus
-        Directory.Delete(Path.GetDirectoryName(routes)!, recursive: true);
         return steps;
     }
 

@@ -1,6 +1,4 @@
-using Adaptive.Core.Routing;
 using System.Net;
-using Adaptive.ModelServer.Routing;
 using Adaptive.Operator.Metrics;
 using Adaptive.Tests.Support;
 
@@ -15,22 +13,18 @@ public sealed class PrometheusClientTests(TestModels models)
     [Fact]
     public async Task Reads_the_routers_arrival_rate_and_names_what_is_missing()
     {
-        await using var classify = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18));
-        string config = Path.Combine(Directory.CreateTempSubdirectory("adaptive-router-").FullName, "routes.json");
-        File.WriteAllText(config, new RouterConfig("images", [new StageRoute("classify", [new VariantRoute("resnet18", classify.Address.ToString(), 1)])]).Write());
-        await using var router = await RunningServer.StartRouter(new RouterOptions(RunningServer.Http(), config, TimeSpan.FromSeconds(1), 64));
-        await using var prometheus = await PrometheusServer.Start(router.Address);
+        await using var pipeline = await LocalPipeline.Start(models, "images");
+        await using var prometheus = await PrometheusServer.Start(pipeline.Router.Address);
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
         var client = new PrometheusClient(http, prometheus.Address);
 
         // About 10 requests a second, for long enough that a 3 s rate over 1 s scrapes has settled.
-        string body = V2.Request("input", [1, 3, TestModels.Resolution, TestModels.Resolution], models.Images(1, 1));
         IReadOnlyList<double> history = [];
         for (int second = 0; second < 25; second++)
         {
             for (int i = 0; i < 10; i++)
             {
-                Assert.Equal(HttpStatusCode.OK, (await router.Client.PostAsync("/v2/models/images/infer", V2.Json(body), Cancel)).StatusCode);
+                Assert.Equal(HttpStatusCode.OK, (await pipeline.Send(models, Cancel)).StatusCode);
                 await Task.Delay(95, Cancel);
             }
             if (second < 6) continue;
@@ -60,6 +54,5 @@ public sealed class PrometheusClientTests(TestModels models)
         var unreachable = await Assert.ThrowsAsync<MetricsUnavailableException>(() =>
             down.ArrivalRateHistory("images", DateTimeOffset.UtcNow, TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3), Cancel));
         Assert.Equal(MetricsFailure.Unreachable, unreachable.Failure);
-        Directory.Delete(Path.GetDirectoryName(config)!, recursive: true);
     }
 }
