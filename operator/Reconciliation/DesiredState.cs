@@ -9,6 +9,9 @@ namespace Adaptive.Operator.Reconciliation;
 public sealed record AllocationObjects(string Stage, Allocation Allocation, V1Deployment Deployment, V1Service Service)
 {
     public string Name => Deployment.Metadata.Name;
+
+    /// <summary>The router's entry for it: its Service, weighted by its share of the stage's load.</summary>
+    public VariantRoute Route => new($"{Allocation.Variant}-{Allocation.Hardware}", $"http://{Name}:{WorkloadSettings.Port}", Math.Max(Allocation.Share, 1e-6));
 }
 
 /// <param name="ModelServerImage">The image of <c>adaptive-server</c>, for model servers and routers.</param>
@@ -68,11 +71,9 @@ public static class DesiredState
         return result;
     }
 
-    /// <summary>The router's configuration: per stage, each allocation's Service and its share of the load as weight.</summary>
-    public static RouterConfig Routes(InferencePipeline pipeline, IEnumerable<(string Stage, string Name, Allocation Allocation)> routed) =>
-        new(pipeline.Metadata.Name, [.. pipeline.Spec.Stages.Select(s => new StageRoute(s.Name,
-            [.. routed.Where(r => r.Stage == s.Name).Select(r => new VariantRoute($"{r.Allocation.Variant}-{r.Allocation.Hardware}",
-                $"http://{r.Name}:{WorkloadSettings.Port}", Math.Max(r.Allocation.Share, 1e-6)))]))]);
+    /// <summary>The router's configuration: the given routes, grouped by stage in the pipeline's order.</summary>
+    public static RouterConfig Routes(InferencePipeline pipeline, IReadOnlyList<(string Stage, VariantRoute Route)> routed) =>
+        new(pipeline.Metadata.Name, [.. pipeline.Spec.Stages.Select(s => new StageRoute(s.Name, [.. routed.Where(r => r.Stage == s.Name).Select(r => r.Route)]))]);
 
     public static V1ConfigMap RoutesConfigMap(InferencePipeline pipeline, RouterConfig routes) => new()
     {

@@ -24,7 +24,7 @@ public sealed class GeneratedManifestTests : IDisposable
         var settings = new WorkloadSettings("ghcr.io/example/adaptive-server:1.0", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20));
         var allocations = DesiredState.Allocations(pipeline, plan, settings);
         var (router, routerService) = DesiredState.Router(pipeline, settings);
-        var routes = DesiredState.RoutesConfigMap(pipeline, DesiredState.Routes(pipeline, allocations.Select(a => (a.Stage, a.Name, a.Allocation))));
+        var routes = DesiredState.RoutesConfigMap(pipeline, DesiredState.Routes(pipeline, [.. allocations.Select(a => (a.Stage, a.Route))]));
         var objects = allocations.SelectMany(a => new object[] { a.Deployment, a.Service }).Concat([router, routerService, routes]).ToList();
         Assert.True(objects.Count >= 5);
         string file = Path.Combine(directory, Path.ChangeExtension(sample, ".generated.yaml"));

@@ -104,6 +104,7 @@ public sealed class OperatorAdaptationTests(TestModels models)
             foreach (var variant in config.Stages.SelectMany(s => s.Variants))
             {
                 string host = new Uri(variant.Endpoint).Host;
+                Assert.EndsWith($"-{variant.Name}", host); // each route keeps its name: variant-class of its Service
                 Assert.True(readyAt.TryGetValue(host, out long ready) && ready < version,
                     $"routes version {version} sends traffic to {host} before it had ready pods");
             }
