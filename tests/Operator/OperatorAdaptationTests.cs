@@ -29,6 +29,7 @@ public sealed class OperatorAdaptationTests(TestModels models)
         // CPU only, so that more load needs more replicas.
         await harness.Create(OperatorHarness.Sample("resnet-mixed.yaml", p =>
         {
+            p.Spec.Adaptation.ScaleDownCooldownSeconds = 60;
             p.Spec.HardwareClasses.RemoveAll(c => c.Name == "gpu");
             foreach (var v in p.Spec.Stages.SelectMany(s => s.Variants)) v.Profiles.RemoveAll(pr => pr.HardwareClass == "gpu");
         }));
@@ -63,6 +64,14 @@ public sealed class OperatorAdaptationTests(TestModels models)
             a.Replicas * spec.Variants.Single(v => v.Name == a.Variant).Profiles.Single().Batches.Single(b => b.Batch == a.Batch).ThroughputRps);
         Assert.True(capacity >= high.Status.PredictedLoadRps, $"capacity {capacity} rps for a forecast of {high.Status.PredictedLoadRps} rps");
         AssertMakeBeforeBreak(harness);
+
+        // The load falls back: fewer replicas would do, but the cooldown after the scale-up holds them.
+        Volatile.Write(ref rate, 2);
+        var cooling = await OperatorHarness.Eventually(() => harness.Pipeline("resnet-mixed"),
+            p => p.Status?.Conditions.Any(c => c.Type == PipelineCondition.Adapting && c.Reason == "ScaleDownCooldown") == true,
+            "the scale-down cooldown", seconds: 40);
+        Assert.Equal(TotalReplicas(high), TotalReplicas(cooling));
+        Assert.Contains("scaling down waits until", cooling.Status!.Conditions.Single(c => c.Type == PipelineCondition.Adapting).Message);
 
         // Prometheus goes away: Degraded says why, and the replicas stay as they are.
         await prometheus.DisposeAsync();

@@ -93,4 +93,21 @@ public sealed class OperatorEndToEndTests
         Assert.Equal(before, after);
         Assert.Contains("InvalidSpec", harness.Api.List("events", OperatorHarness.Namespace).Select(e => e["reason"]!.GetValue<string>()));
     }
+
+    /// <summary>No configuration meets the SLO: the planner's fallback runs, and SLOFeasible says why.</summary>
+    [Fact]
+    public async Task An_infeasible_slo_runs_the_fallback_and_says_so()
+    {
+        await using var harness = await OperatorHarness.Start();
+        await harness.Create(OperatorHarness.Sample("video-pipeline.yaml", p => p.Spec.SloMs = 20)); // below any detector's latency
+        var pipeline = await OperatorHarness.Eventually(() => harness.Pipeline("video"),
+            p => p.Status?.Conditions.Any(c => c.Type == PipelineCondition.SloFeasible) == true, "a decision");
+        var feasible = pipeline.Status!.Conditions.Single(c => c.Type == PipelineCondition.SloFeasible);
+        Assert.Equal(("False", "Infeasible"), (feasible.Status, feasible.Reason));
+        Assert.Contains("no configuration meets the 20 ms SLO", feasible.Message);
+        Assert.Equal("infeasible", pipeline.Status.PlanStatus);
+        Assert.NotEmpty(harness.Api.List("deployments", OperatorHarness.Namespace)); // the fallback runs: something serves
+        var warning = harness.Api.List("events", OperatorHarness.Namespace).First(e => e["reason"]!.GetValue<string>() == "Reconfigured");
+        Assert.Equal("Warning", warning["type"]!.GetValue<string>());
+    }
 }
