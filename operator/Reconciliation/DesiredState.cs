@@ -94,8 +94,8 @@ public static class DesiredState
         };
         var deployment = Deployment(pipeline, name, labels, 1, settings, ["router"], environment, null, null);
         var pod = deployment.Spec.Template.Spec;
-        pod.Volumes = [new V1Volume { Name = "routes", ConfigMap = new V1ConfigMapVolumeSource { Name = Names.RoutesConfigMap(pipeline.Metadata.Name) } }];
-        pod.Containers[0].VolumeMounts = [new V1VolumeMount { Name = "routes", MountPath = "/etc/adaptive", ReadOnlyProperty = true }];
+        pod.Volumes.Add(new V1Volume { Name = "routes", ConfigMap = new V1ConfigMapVolumeSource { Name = Names.RoutesConfigMap(pipeline.Metadata.Name) } });
+        pod.Containers[0].VolumeMounts.Add(new V1VolumeMount { Name = "routes", MountPath = "/etc/adaptive", ReadOnlyProperty = true });
         // The pipeline's entry point keeps the pipeline's name, and Prometheus scrapes its arrival counter.
         var service = Service(pipeline, Names.Dns(pipeline.Metadata.Name), labels);
         service.Metadata.Annotations = new Dictionary<string, string>
@@ -143,6 +143,8 @@ public static class DesiredState
                 Requests = resources.Requests?.ToDictionary(r => r.Key, r => new ResourceQuantity(r.Value)),
                 Limits = resources.Limits?.ToDictionary(r => r.Key, r => new ResourceQuantity(r.Value)),
             },
+            // The root filesystem is read-only; .NET and ONNX Runtime still want a writable /tmp.
+            VolumeMounts = [new V1VolumeMount { Name = "tmp", MountPath = "/tmp" }],
             SecurityContext = new V1SecurityContext
             {
                 RunAsNonRoot = true,
@@ -166,6 +168,7 @@ public static class DesiredState
                     Spec = new V1PodSpec
                     {
                         Containers = [container],
+                        Volumes = [new V1Volume { Name = "tmp", EmptyDir = new V1EmptyDirVolumeSource() }],
                         NodeSelector = hardware?.NodeSelector,
                         Tolerations = hardware?.Tolerations?.Select(t => new V1Toleration
                         {

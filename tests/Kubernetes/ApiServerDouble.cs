@@ -344,6 +344,10 @@ public sealed class ApiServerDouble : IAsyncDisposable
         }
     }
 
+    bool Orphaned(JsonObject value) =>
+        value["metadata"]?["ownerReferences"] is JsonArray { Count: > 0 } owners
+        && owners.All(r => !objects.Values.Any(o => o["metadata"]?["uid"]?.GetValue<string>() == r?["uid"]?.GetValue<string>()));
+
     /// <summary>Background cascading deletion: whatever an owner reference ties to the deleted object goes too.</summary>
     void CollectDependents(string ownerUid)
     {
@@ -362,6 +366,13 @@ public sealed class ApiServerDouble : IAsyncDisposable
         value["metadata"]!["resourceVersion"] = (++resourceVersion).ToString(System.Globalization.CultureInfo.InvariantCulture);
         objects[(kind, ns, name)] = value;
         Record(kind, value, type, bump: false);
+        if (Orphaned(value))
+        {
+            // The garbage collector deletes a dependent whose owners are all gone, also one written after them.
+            objects.Remove((kind, ns, name));
+            Record(kind, value, "DELETED");
+            return;
+        }
         if (kind.Name == "Deployment" && PodsReadyAfter is { } delay) _ = MarkReady(kind, ns, name, value["metadata"]!["generation"]!.GetValue<long>(), delay);
     }
 
