@@ -53,7 +53,10 @@ public sealed class CpSatPlanner(PlannerOptions? options = null)
         {
             StringParameters = string.Create(CultureInfo.InvariantCulture,
                 // One worker: the search is sequential, so the same problem gets the same answer.
-                $"num_workers:1 random_seed:0 " +
+                // Linearization level 2 puts the products (batch fill, accuracy chain) into the LP relaxation:
+                // with it, products over a batching mixed stage are proven optimal in ~0.1 s instead of
+                // running to the limit without finding the optimum.
+                $"num_workers:1 random_seed:0 linearization_level:2 " +
                 $"max_time_in_seconds:{options.TimeLimit.TotalSeconds}"),
         };
         var status = solver.Solve(model.Model);
