@@ -82,12 +82,6 @@ public sealed class DynamicBatcher : IDisposable
         return completion.Task;
     }
 
-    /// <summary>Requests queued or running; zero once everything admitted has been answered.</summary>
-    public int Pending
-    {
-        get { lock (gate) return queue.Count + (runningSince != 0 ? 1 : 0); }
-    }
-
     /// <summary>
     /// The wait a new request of <paramref name="rows"/> rows should expect: what is left of the call
     /// in progress, the batches ahead of it and its own, and the fill delay when its batch would not be full.

@@ -57,7 +57,6 @@ public sealed class ApiServerDouble : IAsyncDisposable
 
     /// <summary>Added to every answer; the slow-API-server fault.</summary>
     public TimeSpan Latency { get; set; }
-    public int Requests { get; private set; }
 
     ApiServerDouble(WebApplication app)
     {
@@ -132,7 +131,6 @@ public sealed class ApiServerDouble : IAsyncDisposable
 
     async Task Handle(HttpContext context)
     {
-        Requests++;
         if (Latency > TimeSpan.Zero) await Task.Delay(Latency);
         int injected;
         lock (gate)
