@@ -1,0 +1,63 @@
+using Adaptive.Core.Planning;
+using Adaptive.Core.Simulation;
+using Adaptive.Core.Workloads;
+
+namespace Adaptive.Tests.Simulation;
+
+/// <summary>Invariants of the discrete-event simulator that `adaptive replay` (issue #5) will build on.</summary>
+public sealed class ClusterSimulatorTests
+{
+    static SimulatedStage Stage(int replicas, double latencyMs, int batch = 1, double weight = 1, string variant = "v") =>
+        new("s", [new SimulatedGroup(variant, "cpu", replicas, batch, [new ProfilePoint(batch, latencyMs, 1000 * batch / latencyMs)], weight)]);
+
+    static SimulationOptions Options(double sloMs = 200, int queueCapacity = 1000, double noise = 0, int seed = 1) =>
+        new(sloMs, MaxQueueDelayMs: 0, queueCapacity, noise, seed);
+
+    [Fact]
+    public void Every_request_is_served_or_rejected_exactly_once()
+    {
+        // Overloaded: 60 rps against 33 rps of capacity, with a short queue.
+        var result = ClusterSimulator.Run([Stage(1, 30)], WorkloadPatterns.Steady(60, 120), Options(queueCapacity: 10));
+        Assert.InRange(result.Arrived, 6800, 7600);
+        Assert.Equal(result.Arrived, result.Served + result.Rejected);
+        Assert.True(result.Rejected > 2000, $"{result.Rejected} rejected");
+        Assert.Equal(result.Served, result.LatenciesMs.Count);
+    }
+
+    /// <summary>
+    /// One replica, deterministic 30 ms service, Poisson arrivals at 20 rps: an M/D/1 queue, whose mean time in
+    /// system is 1/μ + ρ/(2μ(1−ρ)) = 30 + 22.5 ms. Little's law links it to the mean number in the system.
+    /// </summary>
+    [Fact]
+    public void A_steady_load_queues_as_queueing_theory_and_littles_law_say()
+    {
+        var result = ClusterSimulator.Run([Stage(1, 30)], WorkloadPatterns.Steady(20, 1200), Options());
+        double meanLatency = result.LatenciesMs.Average();
+        Assert.InRange(meanLatency, 52.5 * 0.92, 52.5 * 1.08);
+        double throughput = result.Served / result.DurationSeconds;
+        Assert.Equal(throughput * meanLatency / 1000, result.MeanInSystem, 0.02);
+        Assert.Equal(0, result.Rejected);
+    }
+
+    [Fact]
+    public void An_over_provisioned_configuration_has_no_violations_and_runs_are_reproducible()
+    {
+        var workload = WorkloadPatterns.Fluctuating(40, 20, 120, 600, seed: 2);
+        var stages = new[] { Stage(6, 30, batch: 1), new SimulatedStage("t", [
+            new SimulatedGroup("a", "cpu", 3, 2, [new ProfilePoint(1, 20, 50), new ProfilePoint(2, 30, 66)], 3),
+            new SimulatedGroup("b", "cpu", 2, 1, [new ProfilePoint(1, 25, 40)], 1)]) };
+        var options = Options(sloMs: 250, noise: 0.1, seed: 7) with { MaxQueueDelayMs = 10 };
+        var result = ClusterSimulator.Run(stages, workload, options);
+        Assert.Equal(0, result.Late + result.Rejected);
+        Assert.Equal(result.Arrived, result.Served);
+        Assert.Equal(result.LatenciesMs, ClusterSimulator.Run(stages, workload, options).LatenciesMs);
+        Assert.NotEqual(result.LatenciesMs, ClusterSimulator.Run(stages, workload, options with { Seed = 8 }).LatenciesMs);
+    }
+
+    [Fact]
+    public void An_under_provisioned_configuration_violates_the_slo()
+    {
+        var result = ClusterSimulator.Run([Stage(1, 30)], WorkloadPatterns.Spike(10, 60, 60, 30, 180), Options(sloMs: 100));
+        Assert.True(result.ViolationRate > 0.05, $"violation rate {result.ViolationRate:P1}");
+    }
+}
