@@ -8,6 +8,7 @@ var root = new RootCommand("adaptive: plan, profile, benchmark and replay ML inf
     BenchCommand.Create(),
     ZooCommand.Create(),
     ProfileCommand.Create(),
+    ReplayCommand.Create(),
 };
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)

@@ -3,159 +3,430 @@ using Adaptive.Core.Workloads;
 
 namespace Adaptive.Core.Simulation;
 
-/// <summary>A running (stage, variant, hardware class) in the simulated cluster: replicas that batch, and its share of the stage's load.</summary>
-public sealed record SimulatedGroup(string Variant, string Hardware, int Replicas, int Batch, IReadOnlyList<ProfilePoint> Profile, double Weight);
+/// <summary>
+/// A running (stage, variant, hardware class, batch) in the simulated cluster: replicas that batch, and its
+/// weight in the stage's split. <see cref="StartupSeconds"/> is how long a new replica takes before it serves
+/// (pod start and model load); <see cref="Accuracy"/> and <see cref="CostPerReplica"/> feed the report.
+/// </summary>
+public sealed record SimulatedGroup(string Variant, string Hardware, int Replicas, int Batch, IReadOnlyList<ProfilePoint> Profile, double Weight)
+{
+    public double Accuracy { get; init; }
+    public double CostPerReplica { get; init; }
+    public double StartupSeconds { get; init; }
+
+    public string Key => $"{Variant}@{Hardware}/b{Batch}";
+}
 
 public sealed record SimulatedStage(string Name, IReadOnlyList<SimulatedGroup> Groups);
 
+/// <param name="SloMs">End-to-end deadline: a request still queued past it is dropped as expired, one served past it is late.</param>
+/// <param name="QueueCapacity">Requests each ready replica's queue holds; beyond it arrivals are rejected.</param>
 /// <param name="LatencyNoise">Coefficient of variation of each batch's service time (multiplicative, lognormal).</param>
-public sealed record SimulationOptions(double SloMs, double MaxQueueDelayMs, int QueueCapacity, double LatencyNoise, int Seed);
-
-/// <summary>What happened to every request: each is served or rejected exactly once.</summary>
-public sealed record SimulationResult(int Arrived, int Served, int Rejected, int Late, IReadOnlyList<double> LatenciesMs, double MeanInSystem, double DurationSeconds)
+public sealed record SimulationOptions(double SloMs, double MaxQueueDelayMs, int QueueCapacity, double LatencyNoise, int Seed)
 {
-    public double ViolationRate => Arrived == 0 ? 0 : (double)(Rejected + Late) / Arrived;
+    /// <summary>How a request's accuracy combines the accuracies of the variants that served its stages.</summary>
+    public AccuracyMethod AccuracyMethod { get; init; } = AccuracyMethod.Sum;
+}
+
+/// <summary>A change of configuration the controller asks for.</summary>
+/// <param name="Recreate">
+/// False: make-before-break, as the operator does it: a stage's traffic moves to its new groups only once
+/// every one of them has a ready replica, and replaced groups drain afterwards. True: the running replicas
+/// are replaced at once (as a pod resize by eviction does), so the stage serves nothing until the new ones start.
+/// </param>
+public sealed record Reconfiguration(IReadOnlyList<SimulatedStage> Stages, bool Recreate = false);
+
+/// <summary>Called every interval of simulated time with the arrivals counted in each second so far.</summary>
+public delegate Reconfiguration? SimulationController(double nowSeconds, IReadOnlyList<int> arrivalsPerSecond);
+
+public enum RequestOutcome
+{
+    Served,
+    /// <summary>Served after the SLO.</summary>
+    Late,
+    /// <summary>Refused on arrival: the queue was full, or the stage had no ready replica.</summary>
+    Rejected,
+    /// <summary>Dropped from a queue when its deadline had passed, as the model server does.</summary>
+    Expired,
+}
+
+/// <param name="LatencyMs">Time in the pipeline until served or dropped.</param>
+/// <param name="Accuracy">The combined accuracy of the variants that served it; 0 when not served.</param>
+public readonly record struct RequestRecord(double ArrivalSeconds, double LatencyMs, double Accuracy, RequestOutcome Outcome);
+
+/// <summary>The cluster at the start of one second: replicas (starting, serving or draining) per "stage/variant@hardware/bN", and their cost rate.</summary>
+public sealed record SecondSample(double CostPerSecond, IReadOnlyDictionary<string, int> Replicas);
+
+/// <summary>What happened to every request: each is served (on time or late), rejected or expired exactly once.</summary>
+public sealed record SimulationResult(
+    int Arrived, int Served, int Rejected, int Expired, int Late,
+    IReadOnlyList<double> LatenciesMs, double MeanInSystem, double DurationSeconds,
+    IReadOnlyList<RequestRecord> Requests, IReadOnlyList<int> ArrivalsPerSecond, IReadOnlyList<SecondSample> Seconds)
+{
+    public double ViolationRate => Arrived == 0 ? 0 : (double)(Rejected + Expired + Late) / Arrived;
+
+    /// <summary>Replica-seconds weighted by each class's cost, over the workload's seconds.</summary>
+    public double Cost => Seconds.Sum(s => s.CostPerSecond);
 }
 
 /// <summary>
-/// A discrete-event simulation of a pipeline on a fixed configuration: Poisson arrivals at the workload's
-/// per-second rate, a weighted split per stage, a bounded queue per group, replicas that take a batch when
-/// it is full or its oldest request has waited the max queue delay, and service times from the profile
-/// (the smallest profiled batch that holds the requests) with noise. Runs until every request has left.
+/// A discrete-event simulation of a pipeline: Poisson arrivals at the workload's per-second rate, the router's
+/// smooth weighted split per stage, a bounded queue per group, replicas that take a batch when it is full or
+/// its oldest request has waited the max queue delay, and service times from the profile (the smallest
+/// profiled batch that holds the requests) with noise. A controller may reconfigure it every interval: new
+/// replicas serve after their start-up delay, removed ones finish their batch, and replaced groups drain their
+/// queue before they go. Runs until every request has left.
 /// </summary>
-public static class ClusterSimulator
+public sealed class ClusterSimulator
 {
-    sealed class Request(int id, double arrival)
+    /// <summary>A fixed configuration, ready from the start.</summary>
+    public static SimulationResult Run(IReadOnlyList<SimulatedStage> stages, Workload workload, SimulationOptions options) =>
+        new ClusterSimulator(stages, workload, options).Run(null, 0);
+
+    /// <summary>Starts from <paramref name="initial"/> (ready at time 0) and asks <paramref name="controller"/> every <paramref name="intervalSeconds"/>.</summary>
+    public static SimulationResult Run(IReadOnlyList<SimulatedStage> initial, Workload workload, SimulationOptions options,
+        SimulationController controller, double intervalSeconds)
     {
-        public int Id { get; } = id;
+        if (!(intervalSeconds > 0)) throw new ArgumentOutOfRangeException(nameof(intervalSeconds), intervalSeconds, "the control interval must be greater than 0");
+        return new ClusterSimulator(initial, workload, options).Run(controller, intervalSeconds);
+    }
+
+    enum ReplicaState { Starting, Idle, Busy, Gone }
+
+    sealed class Replica(ReplicaState state)
+    {
+        public ReplicaState State { get; set; } = state;
+        /// <summary>Scaled down while busy: leaves when its batch is done.</summary>
+        public bool Removing { get; set; }
+    }
+
+    sealed class Request(double arrival)
+    {
         public double Arrival { get; } = arrival;
         public int Stage { get; set; }
+        public double AccuracySum { get; set; }
+        public double AccuracyProduct { get; set; } = 1;
     }
 
-    sealed class Group(SimulatedGroup spec)
+    sealed class Group(int stage, SimulatedGroup spec)
     {
-        public SimulatedGroup Spec { get; } = spec;
+        public int Stage { get; } = stage;
+        public SimulatedGroup Spec { get; set; } = spec;
         public Queue<(Request Request, double Enqueued)> Queue { get; } = new();
-        public int Idle { get; set; } = spec.Replicas;
+        public List<Replica> Replicas { get; } = [];
+        /// <summary>No longer routed to: drains its queue, then its replicas go.</summary>
+        public bool Retired { get; set; }
         public bool TimerSet { get; set; }
+        public int Ready => Replicas.Count(r => r.State is ReplicaState.Idle or ReplicaState.Busy && !r.Removing);
+        public int Live => Replicas.Count(r => r.State != ReplicaState.Gone && !r.Removing);
     }
 
-    public static SimulationResult Run(IReadOnlyList<SimulatedStage> stages, Workload workload, SimulationOptions options)
+    sealed class Stage(string name)
     {
-        var random = new Random(options.Seed);
-        var groups = stages.Select(s => s.Groups.Select(g => new Group(g)).ToArray()).ToArray();
-        var credit = stages.Select(s => new double[s.Groups.Count]).ToArray();
-        var events = new PriorityQueue<Action, (double, long)>();
-        long sequence = 0;
-        double now = 0;
-        void At(double time, Action action) => events.Enqueue(action, (time, sequence++));
+        public string Name { get; } = name;
+        public List<Group> Groups { get; } = [];
+        public List<Group> Routes { get; set; } = [];
+        public double[] Credit { get; set; } = [];
+        /// <summary>Groups traffic moves to once all are ready (make-before-break).</summary>
+        public List<Group>? Pending { get; set; }
+    }
 
-        int arrived = 0, served = 0, rejected = 0, late = 0, inSystem = 0;
-        double area = 0, lastChange = 0;
-        var latencies = new List<double>();
-        void Count(int delta)
-        {
-            area += inSystem * (now - lastChange);
-            lastChange = now;
-            inSystem += delta;
-        }
+    readonly Workload workload;
+    readonly SimulationOptions options;
+    readonly Random random;
+    readonly Stage[] stages;
+    readonly PriorityQueue<Action, (double, long)> events = new();
+    long sequence;
+    double now;
+    int arrived, served, rejected, expired, late, inSystem;
+    double area, lastChange;
+    readonly List<double> latencies = [];
+    readonly List<RequestRecord> records = [];
+    readonly int[] arrivalsPerSecond;
+    readonly List<SecondSample> samples = [];
 
-        // Arrivals: a Poisson process whose rate changes every second.
-        for (int second = 0; second < workload.Seconds; second++)
+    ClusterSimulator(IReadOnlyList<SimulatedStage> initial, Workload workload, SimulationOptions options)
+    {
+        if (initial.Count == 0) throw new ArgumentException("a pipeline has at least one stage", nameof(initial));
+        this.workload = workload;
+        this.options = options;
+        random = new Random(options.Seed);
+        arrivalsPerSecond = new int[workload.Seconds];
+        stages = initial.Select(s => new Stage(s.Name)).ToArray();
+        for (int i = 0; i < stages.Length; i++)
         {
-            double rate = workload.RatePerSecond[second];
-            if (rate <= 0) continue;
-            for (double t = second + Exponential(random, rate); t < second + 1; t += Exponential(random, rate))
+            foreach (var spec in initial[i].Groups)
             {
-                double arrival = t;
-                At(arrival, () =>
+                var group = new Group(i, spec);
+                for (int r = 0; r < spec.Replicas; r++) group.Replicas.Add(new Replica(ReplicaState.Idle));
+                stages[i].Groups.Add(group);
+            }
+            Route(stages[i], stages[i].Groups);
+        }
+    }
+
+    void At(double time, Action action) => events.Enqueue(action, (time, sequence++));
+
+    SimulationResult Run(SimulationController? controller, double intervalSeconds)
+    {
+        ScheduleArrivals();
+        for (int second = 0; second < workload.Seconds; second++) At(second, Sample);
+        if (controller != null)
+            for (double t = intervalSeconds; t < workload.Seconds; t += intervalSeconds)
+                At(t, () =>
                 {
-                    arrived++;
-                    Count(+1);
-                    Enter(new Request(arrived, arrival), 0);
+                    if (controller(now, new ArraySegment<int>(arrivalsPerSecond, 0, Math.Min((int)now, arrivalsPerSecond.Length))) is { } change)
+                        Reconfigure(change);
                 });
-            }
-        }
-
-        void Enter(Request request, int stage)
-        {
-            request.Stage = stage;
-            var group = groups[stage][Choose(stages[stage], credit[stage])];
-            if (group.Queue.Count >= options.QueueCapacity)
-            {
-                rejected++;
-                Count(-1);
-                return;
-            }
-            group.Queue.Enqueue((request, now));
-            Dispatch(group);
-        }
-
-        void Dispatch(Group group)
-        {
-            while (group.Idle > 0 && group.Queue.Count > 0)
-            {
-                double waited = (now - group.Queue.Peek().Enqueued) * 1000;
-                if (group.Queue.Count < group.Spec.Batch && waited < options.MaxQueueDelayMs - 1e-6) // tolerance: the timer fires at the deadline
-                {
-                    if (!group.TimerSet)
-                    {
-                        group.TimerSet = true;
-                        At(group.Queue.Peek().Enqueued + options.MaxQueueDelayMs / 1000, () =>
-                        {
-                            group.TimerSet = false;
-                            Dispatch(group);
-                        });
-                    }
-                    return;
-                }
-                var batch = new List<Request>();
-                while (batch.Count < group.Spec.Batch && group.Queue.Count > 0) batch.Add(group.Queue.Dequeue().Request);
-                group.Idle--;
-                double serviceMs = ServiceMs(group.Spec, batch.Count) * Noise(random, options.LatencyNoise);
-                At(now + serviceMs / 1000, () =>
-                {
-                    group.Idle++;
-                    foreach (var request in batch) Leave(request);
-                    Dispatch(group);
-                });
-            }
-        }
-
-        void Leave(Request request)
-        {
-            if (request.Stage + 1 < stages.Count)
-            {
-                Enter(request, request.Stage + 1);
-                return;
-            }
-            double latencyMs = (now - request.Arrival) * 1000;
-            latencies.Add(latencyMs);
-            served++;
-            if (latencyMs > options.SloMs) late++;
-            Count(-1);
-        }
-
         while (events.TryDequeue(out var action, out var key))
         {
             now = key.Item1;
             action();
         }
-        return new SimulationResult(arrived, served, rejected, late, latencies, now > 0 ? area / now : 0, now);
+        return new SimulationResult(arrived, served, rejected, expired, late, latencies, now > 0 ? area / now : 0, now, records, arrivalsPerSecond, samples);
+    }
+
+    /// <summary>A Poisson process whose rate changes every second.</summary>
+    void ScheduleArrivals()
+    {
+        for (int second = 0; second < workload.Seconds; second++)
+        {
+            double rate = workload.RatePerSecond[second];
+            if (rate <= 0) continue;
+            for (double t = second + Exponential(rate); t < second + 1; t += Exponential(rate))
+            {
+                double arrival = t;
+                At(arrival, () =>
+                {
+                    arrived++;
+                    arrivalsPerSecond[(int)arrival]++;
+                    Count(+1);
+                    Enter(new Request(arrival), 0);
+                });
+            }
+        }
+    }
+
+    void Count(int delta)
+    {
+        area += inSystem * (now - lastChange);
+        lastChange = now;
+        inSystem += delta;
+    }
+
+    void Sample()
+    {
+        var replicas = new Dictionary<string, int>();
+        double cost = 0;
+        foreach (var stage in stages)
+            foreach (var group in stage.Groups)
+            {
+                int count = group.Replicas.Count(r => r.State != ReplicaState.Gone);
+                if (count == 0) continue;
+                string key = $"{stage.Name}/{group.Spec.Key}";
+                replicas[key] = replicas.GetValueOrDefault(key) + count;
+                cost += count * group.Spec.CostPerReplica;
+            }
+        samples.Add(new SecondSample(cost, replicas));
+    }
+
+    void Enter(Request request, int stageIndex)
+    {
+        request.Stage = stageIndex;
+        var stage = stages[stageIndex];
+        var group = stage.Routes.Count == 0 ? null : stage.Routes[Choose(stage)];
+        int ready = group?.Ready ?? 0;
+        if (group == null || ready == 0 || group.Queue.Count >= options.QueueCapacity * ready)
+        {
+            Finish(request, RequestOutcome.Rejected);
+            return;
+        }
+        group.Queue.Enqueue((request, now));
+        Dispatch(group);
+    }
+
+    void Dispatch(Group group)
+    {
+        DropExpired(group);
+        while (group.Queue.Count > 0 && group.Replicas.FirstOrDefault(r => r.State == ReplicaState.Idle) is { } replica)
+        {
+            double waited = (now - group.Queue.Peek().Enqueued) * 1000;
+            if (group.Queue.Count < group.Spec.Batch && waited < options.MaxQueueDelayMs - 1e-6) // tolerance: the timer fires at the deadline
+            {
+                if (!group.TimerSet)
+                {
+                    group.TimerSet = true;
+                    At(group.Queue.Peek().Enqueued + options.MaxQueueDelayMs / 1000, () =>
+                    {
+                        group.TimerSet = false;
+                        Dispatch(group);
+                    });
+                }
+                return;
+            }
+            var batch = new List<Request>();
+            while (batch.Count < group.Spec.Batch && group.Queue.Count > 0) batch.Add(group.Queue.Dequeue().Request);
+            replica.State = ReplicaState.Busy;
+            var spec = group.Spec;
+            double serviceMs = ServiceMs(spec, batch.Count) * Noise(options.LatencyNoise);
+            At(now + serviceMs / 1000, () =>
+            {
+                replica.State = replica.Removing ? ReplicaState.Gone : ReplicaState.Idle;
+                foreach (var request in batch)
+                {
+                    request.AccuracySum += spec.Accuracy;
+                    request.AccuracyProduct *= spec.Accuracy;
+                    Leave(request);
+                }
+                Dispatch(group);
+            });
+        }
+        if (group.Retired && group.Queue.Count == 0) RemoveIdle(group);
+    }
+
+    /// <summary>The model server drops a queued request whose deadline has passed rather than serve it late.</summary>
+    void DropExpired(Group group)
+    {
+        while (group.Queue.Count > 0 && (now - group.Queue.Peek().Request.Arrival) * 1000 > options.SloMs)
+            Finish(group.Queue.Dequeue().Request, RequestOutcome.Expired);
+    }
+
+    void Leave(Request request)
+    {
+        if (request.Stage + 1 < stages.Length)
+        {
+            Enter(request, request.Stage + 1);
+            return;
+        }
+        Finish(request, (now - request.Arrival) * 1000 > options.SloMs ? RequestOutcome.Late : RequestOutcome.Served);
+    }
+
+    void Finish(Request request, RequestOutcome outcome)
+    {
+        double latencyMs = (now - request.Arrival) * 1000;
+        double accuracy = 0;
+        switch (outcome)
+        {
+            case RequestOutcome.Rejected: rejected++; break;
+            case RequestOutcome.Expired: expired++; break;
+            default:
+                served++;
+                if (outcome == RequestOutcome.Late) late++;
+                latencies.Add(latencyMs);
+                accuracy = options.AccuracyMethod switch
+                {
+                    AccuracyMethod.Sum => request.AccuracySum,
+                    AccuracyMethod.Average => request.AccuracySum / stages.Length,
+                    AccuracyMethod.Product => request.AccuracyProduct,
+                    _ => throw new ArgumentOutOfRangeException(nameof(options), options.AccuracyMethod, "unknown accuracy method"),
+                };
+                break;
+        }
+        records.Add(new RequestRecord(request.Arrival, latencyMs, accuracy, outcome));
+        Count(-1);
+    }
+
+    void Reconfigure(Reconfiguration change)
+    {
+        if (change.Stages.Count != stages.Length)
+            throw new ArgumentException($"the reconfiguration has {change.Stages.Count} stages, the pipeline {stages.Length}", nameof(change));
+        for (int i = 0; i < stages.Length; i++)
+        {
+            var stage = stages[i];
+            var desired = new List<Group>();
+            foreach (var spec in change.Stages[i].Groups)
+            {
+                var group = change.Recreate ? null : stage.Groups.FirstOrDefault(g => g.Spec.Key == spec.Key && !desired.Contains(g));
+                if (group == null)
+                {
+                    group = new Group(i, spec);
+                    stage.Groups.Add(group);
+                }
+                group.Spec = spec;
+                group.Retired = false;
+                Resize(group, spec.Replicas);
+                desired.Add(group);
+            }
+            if (change.Recreate)
+                Route(stage, desired);
+            else
+            {
+                stage.Pending = desired;
+                SwitchWhenReady(stage);
+            }
+        }
+    }
+
+    /// <summary>Adds replicas that start after the start-up delay, or removes the surplus: starting ones first, then idle, then busy ones after their batch.</summary>
+    void Resize(Group group, int target)
+    {
+        var live = group.Replicas.Where(r => r.State != ReplicaState.Gone && !r.Removing).ToList();
+        for (int added = live.Count; added < target; added++)
+        {
+            var replica = new Replica(ReplicaState.Starting);
+            group.Replicas.Add(replica);
+            At(now + group.Spec.StartupSeconds, () =>
+            {
+                if (replica.State != ReplicaState.Starting) return; // removed while starting
+                replica.State = ReplicaState.Idle;
+                if (group.Retired) RemoveIdle(group);
+                else Dispatch(group);
+                SwitchWhenReady(stages[group.Stage]);
+            });
+        }
+        foreach (var replica in live.OrderBy(r => r.State switch { ReplicaState.Starting => 0, ReplicaState.Idle => 1, _ => 2 }).Take(Math.Max(0, live.Count - target)))
+        {
+            if (replica.State == ReplicaState.Busy) replica.Removing = true;
+            else replica.State = ReplicaState.Gone;
+        }
+        group.Replicas.RemoveAll(r => r.State == ReplicaState.Gone);
+    }
+
+    void SwitchWhenReady(Stage stage)
+    {
+        if (stage.Pending is { } pending && pending.All(g => g.Ready > 0)) Route(stage, pending);
+    }
+
+    /// <summary>Sends the stage's traffic to <paramref name="groups"/>; every other group of the stage drains and goes.</summary>
+    void Route(Stage stage, List<Group> groups)
+    {
+        stage.Routes = groups;
+        stage.Credit = new double[groups.Count];
+        stage.Pending = null;
+        foreach (var group in stage.Groups.Where(g => !groups.Contains(g)))
+        {
+            group.Retired = true;
+            foreach (var replica in group.Replicas.Where(r => r.State == ReplicaState.Starting)) replica.State = ReplicaState.Gone;
+            Dispatch(group);
+            if (group.Replicas.All(r => r.State == ReplicaState.Gone))
+                while (group.Queue.Count > 0) Finish(group.Queue.Dequeue().Request, RequestOutcome.Rejected); // nothing left to serve them
+        }
+        stage.Groups.RemoveAll(g => g.Retired && g.Queue.Count == 0 && g.Replicas.All(r => r.State == ReplicaState.Gone));
+    }
+
+    /// <summary>A retired group whose queue is empty lets its idle replicas go; busy ones go after their batch.</summary>
+    void RemoveIdle(Group group)
+    {
+        foreach (var replica in group.Replicas)
+        {
+            if (replica.State is ReplicaState.Idle or ReplicaState.Starting) replica.State = ReplicaState.Gone;
+            else if (replica.State == ReplicaState.Busy) replica.Removing = true;
+        }
+        group.Replicas.RemoveAll(r => r.State == ReplicaState.Gone);
     }
 
     /// <summary>Smooth weighted round-robin, as the router does it.</summary>
-    static int Choose(SimulatedStage stage, double[] credit)
+    static int Choose(Stage stage)
     {
         double total = 0;
         int best = 0;
-        for (int i = 0; i < credit.Length; i++)
+        for (int i = 0; i < stage.Credit.Length; i++)
         {
-            credit[i] += stage.Groups[i].Weight;
-            total += stage.Groups[i].Weight;
-            if (credit[i] > credit[best]) best = i;
+            stage.Credit[i] += stage.Routes[i].Spec.Weight;
+            total += stage.Routes[i].Spec.Weight;
+            if (stage.Credit[i] > stage.Credit[best]) best = i;
         }
-        credit[best] -= total;
+        stage.Credit[best] -= total;
         return best;
     }
 
@@ -163,10 +434,10 @@ public static class ClusterSimulator
     static double ServiceMs(SimulatedGroup group, int requests) =>
         (group.Profile.Where(p => p.Batch >= requests).MinBy(p => p.Batch) ?? group.Profile.MaxBy(p => p.Batch)!).LatencyMs;
 
-    static double Exponential(Random random, double rate) => -Math.Log(1 - random.NextDouble()) / rate;
+    double Exponential(double rate) => -Math.Log(1 - random.NextDouble()) / rate;
 
     /// <summary>Lognormal with mean 1 and the given coefficient of variation.</summary>
-    static double Noise(Random random, double cv)
+    double Noise(double cv)
     {
         if (cv <= 0) return 1;
         double sigma = Math.Sqrt(Math.Log(1 + cv * cv));

@@ -1,3 +1,4 @@
+using Adaptive.Core.Adaptation;
 using Adaptive.Core.Api.V1Alpha1;
 using Adaptive.Core.Forecasting;
 using Adaptive.Operator.Metrics;
@@ -25,7 +26,7 @@ public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeS
         var history = await new PrometheusClient(http, source).ArrivalRateHistory(pipeline.Metadata.Name, now,
             TimeSpan.FromSeconds(adaptation.Metrics.HistorySeconds), step, rateWindow, cancellation);
         var forecaster = LoadForecasters.Create(adaptation.Forecaster);
-        int horizon = Math.Max(1, (int)Math.Ceiling(adaptation.IntervalSeconds / step.TotalSeconds));
+        int horizon = AdaptationDecider.ForecastHorizon(adaptation.IntervalSeconds, step.TotalSeconds);
         return new LoadEstimate(forecaster.ForecastPeak(history, horizon), history[^1], forecaster.Name);
     }
 }

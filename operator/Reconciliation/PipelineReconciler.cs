@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Text.Json;
+using Adaptive.Core.Adaptation;
 using Adaptive.Core.Api.V1Alpha1;
 using Adaptive.Core.Planning;
 using Adaptive.Core.Routing;
@@ -24,8 +25,6 @@ public sealed record ReconcilerSettings(WorkloadSettings Workload, TimeSpan Reti
 /// </summary>
 public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator loads, ReconcilerSettings settings, OperatorMetrics metrics, ILogger<PipelineReconciler> log, TimeProvider time)
 {
-    /// <summary>A new pipeline with no metrics yet is planned for this load, so that something serves.</summary>
-    const double StartingLoadRps = 1;
     static readonly TimeSpan ProgressCheck = TimeSpan.FromSeconds(2);
     static readonly JsonSerializerOptions Json = new() { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
 
@@ -129,32 +128,29 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
             // Without data nothing is scaled, least of all down; a new pipeline starts small so that it serves.
             bool specChanged = status.ObservedGeneration != generation && previous is not null;
             if (previous is not null && !specChanged) return (previous, true);
-            load = new LoadEstimate(status.PredictedLoadRps ?? StartingLoadRps, status.ObservedLoadRps ?? 0, "none");
+            load = new LoadEstimate(status.PredictedLoadRps ?? AdaptationDecider.MinimumLoadRps, status.ObservedLoadRps ?? 0, "none");
         }
 
-        var problem = PlanningProblemBuilder.Build(pipeline, Math.Max(load.PredictedRps, StartingLoadRps), current);
-        var planner = new CpSatPlanner(new PlannerOptions(TimeSpan.FromSeconds(pipeline.Spec.Adaptation.PlannerTimeLimitSeconds)));
-        var result = planner.Plan(PlanningProblem.Single(problem));
-        var plan = result.Pipelines[0].Stages;
+        // The cooldown applies to a running configuration whose spec is unchanged.
+        bool cooldownApplies = previous is not null && status.ObservedGeneration == generation;
+        var decided = AdaptationDecider.Decide(pipeline, load.PredictedRps, current, cooldownApplies ? status.LastScaleUpTime : null, now);
+        var (problem, result) = (decided.Problem, decided.Result);
         metrics.Decisions.WithLabels(result.Status.ToString().ToLowerInvariant()).Inc();
         metrics.SolveSeconds.Observe(result.SolveMs / 1000);
         metrics.ForecastRps.WithLabels(pipeline.Metadata.Name).Set(load.PredictedRps);
         metrics.ObservedRps.WithLabels(pipeline.Metadata.Name).Set(load.ObservedRps);
 
-        int runningReplicas = current.Sum(a => a.Replicas);
-        int plannedReplicas = plan.Sum(s => s.Allocations.Sum(a => a.Replicas));
-        var cooldown = TimeSpan.FromSeconds(pipeline.Spec.Adaptation.ScaleDownCooldownSeconds);
-        if (previous is not null && plannedReplicas < runningReplicas && status.LastScaleUpTime is { } grew && now - grew < cooldown
-            && status.ObservedGeneration == generation)
+        if (decided.Plan is not { } plan)
         {
+            var cooldown = TimeSpan.FromSeconds(pipeline.Spec.Adaptation.ScaleDownCooldownSeconds);
             Conditions.Set(status, PipelineCondition.Adapting, false, "ScaleDownCooldown",
-                $"the plan has {plannedReplicas} replicas, {runningReplicas} run; scaling down waits until {(grew + cooldown):u}", generation, now);
+                $"the plan has {decided.PlannedReplicas} replicas, {decided.RunningReplicas} run; scaling down waits until {(status.LastScaleUpTime!.Value + cooldown):u}", generation, now);
             status.LastDecisionTime = now;
             status.PredictedLoadRps = Math.Round(load.PredictedRps, 3);
             status.ObservedLoadRps = Math.Round(load.ObservedRps, 3);
             return (previous, metricsFailed);
         }
-        if (plannedReplicas > runningReplicas) status.LastScaleUpTime = now;
+        if (decided.ScalesUp) status.LastScaleUpTime = now;
 
         bool feasible = result.Status != PlanStatus.Infeasible;
         Conditions.Set(status, PipelineCondition.SloFeasible, feasible, feasible ? "PlanFound" : "Infeasible",

@@ -99,6 +99,7 @@ public sealed class PlanCommandTests : IDisposable
         { "batch-without-profile", "spec.stages[0].batchSizes[4]: batch size 16 has no profile" },
         { "no-stages", "spec.stages: must not be empty" },
         { "bad-mode", "spec.stages[0].mode: must be one of single, mixed, got 'both'" },
+        { "zero-utilization", "spec.adaptation.targetUtilization: must be between 0.01 and 1, got 0" },
     };
 
     [Theory]
@@ -113,6 +114,7 @@ public sealed class PlanCommandTests : IDisposable
             case "negative-throughput": spec.Stages[1].Variants[0].Profiles[0].Batches[2].ThroughputRps = -1; break;
             case "empty-variants": spec.Stages[1].Variants.Clear(); break;
             case "batch-without-profile": spec.Stages[0].BatchSizes.Add(16); break;
+            case "zero-utilization": spec.Adaptation.TargetUtilization = 0; break;
             case "no-stages": spec.Stages.Clear(); break;
             case "bad-mode": spec.Stages[0].Mode = "both"; break;
         }

@@ -4,7 +4,7 @@ using Adaptive.Core.Workloads;
 
 namespace Adaptive.Tests.Simulation;
 
-/// <summary>Invariants of the discrete-event simulator that `adaptive replay` (issue #5) will build on.</summary>
+/// <summary>Invariants of the discrete-event simulator that `adaptive replay` builds on.</summary>
 public sealed class ClusterSimulatorTests
 {
     static SimulatedStage Stage(int replicas, double latencyMs, int batch = 1, double weight = 1, string variant = "v") =>
@@ -14,14 +14,23 @@ public sealed class ClusterSimulatorTests
         new(sloMs, MaxQueueDelayMs: 0, queueCapacity, noise, seed);
 
     [Fact]
-    public void Every_request_is_served_or_rejected_exactly_once()
+    public void Every_request_is_served_rejected_or_expired_exactly_once()
     {
         // Overloaded: 60 rps against 33 rps of capacity, with a short queue.
         var result = ClusterSimulator.Run([Stage(1, 30)], WorkloadPatterns.Steady(60, 120), Options(queueCapacity: 10));
         Assert.InRange(result.Arrived, 6800, 7600);
-        Assert.Equal(result.Arrived, result.Served + result.Rejected);
-        Assert.True(result.Rejected > 2000, $"{result.Rejected} rejected");
+        Assert.Equal(result.Arrived, result.Served + result.Rejected + result.Expired);
+        // Capacity is 33 rps × 120 s of the ≈ 7,200 that arrive.
+        Assert.True(result.Rejected > 1000 && result.Rejected + result.Expired > 2800, $"{result.Rejected} rejected, {result.Expired} expired");
         Assert.Equal(result.Served, result.LatenciesMs.Count);
+        Assert.Equal(result.Arrived, result.Requests.Count);
+        Assert.Equal(result.Arrived, result.ArrivalsPerSecond.Sum());
+
+        // With room to queue, requests wait past their deadline instead, and the server drops them.
+        var queued = ClusterSimulator.Run([Stage(1, 30)], WorkloadPatterns.Steady(60, 120), Options(queueCapacity: 10_000));
+        Assert.True(queued.Expired > 2000, $"{queued.Expired} expired");
+        Assert.Equal(queued.Arrived, queued.Served + queued.Rejected + queued.Expired);
+        Assert.All(queued.Requests.Where(r => r.Outcome == RequestOutcome.Served), r => Assert.True(r.LatencyMs <= 200));
     }
 
     /// <summary>
@@ -31,7 +40,7 @@ public sealed class ClusterSimulatorTests
     [Fact]
     public void A_steady_load_queues_as_queueing_theory_and_littles_law_say()
     {
-        var result = ClusterSimulator.Run([Stage(1, 30)], WorkloadPatterns.Steady(20, 1200), Options());
+        var result = ClusterSimulator.Run([Stage(1, 30)], WorkloadPatterns.Steady(20, 1200), Options(sloMs: 60_000));
         double meanLatency = result.LatenciesMs.Average();
         Assert.InRange(meanLatency, 52.5 * 0.92, 52.5 * 1.08);
         double throughput = result.Served / result.DurationSeconds;
@@ -48,7 +57,7 @@ public sealed class ClusterSimulatorTests
             new SimulatedGroup("b", "cpu", 2, 1, [new ProfilePoint(1, 25, 40)], 1)]) };
         var options = Options(sloMs: 250, noise: 0.1, seed: 7) with { MaxQueueDelayMs = 10 };
         var result = ClusterSimulator.Run(stages, workload, options);
-        Assert.Equal(0, result.Late + result.Rejected);
+        Assert.Equal(0, result.Late + result.Rejected + result.Expired);
         Assert.Equal(result.Arrived, result.Served);
         Assert.Equal(result.LatenciesMs, ClusterSimulator.Run(stages, workload, options).LatenciesMs);
         Assert.NotEqual(result.LatenciesMs, ClusterSimulator.Run(stages, workload, options with { Seed = 8 }).LatenciesMs);

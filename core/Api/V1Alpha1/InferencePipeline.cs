@@ -174,6 +174,12 @@ public sealed class AdaptationSpec
     /// <summary>How long a lower load must last before replicas are removed, against flapping.</summary>
     [JsonPropertyName("scaleDownCooldownSeconds")] public int ScaleDownCooldownSeconds { get; set; } = 120;
 
+    /// <summary>
+    /// The share of the planned replicas' profiled throughput the predicted load may use: the plan is made for
+    /// the prediction divided by it, so that queues stay short where a replica's throughput is its saturation rate.
+    /// </summary>
+    [JsonPropertyName("targetUtilization")] public double TargetUtilization { get; set; } = 0.8;
+
     /// <summary>The search time the planner may spend on one decision.</summary>
     [JsonPropertyName("plannerTimeLimitSeconds")] public double PlannerTimeLimitSeconds { get; set; } = 5;
 

@@ -52,6 +52,8 @@ public static partial class InferencePipelineValidator
         OneOf(adaptation.Forecaster, Forecasters, "spec.adaptation.forecaster");
         AtLeast(adaptation.ScaleDownCooldownSeconds, 0, "spec.adaptation.scaleDownCooldownSeconds");
         Positive(adaptation.PlannerTimeLimitSeconds, "spec.adaptation.plannerTimeLimitSeconds");
+        if (!(adaptation.TargetUtilization >= 0.01 && adaptation.TargetUtilization <= 1))
+            throw new PlanningInputException("spec.adaptation.targetUtilization", $"must be between 0.01 and 1, got {adaptation.TargetUtilization}");
         AtLeast(adaptation.Metrics.HistorySeconds, adaptation.IntervalSeconds, "spec.adaptation.metrics.historySeconds");
     }
 

@@ -1,0 +1,125 @@
+using System.Collections.Concurrent;
+using System.CommandLine;
+using System.Diagnostics;
+using Adaptive.Core.Forecasting;
+using Adaptive.Core.Planning;
+using Adaptive.Core.Workloads;
+using Adaptive.Experiments.Replay;
+using Adaptive.Experiments.Replay.Policies;
+using Adaptive.Experiments.Workloads;
+using Spectre.Console;
+
+namespace Adaptive.Experiments.Commands;
+
+/// <summary>
+/// <c>adaptive replay</c>: replays a window of load through the simulated cluster under each policy and
+/// compares them. With no arguments: IPA's 20-minute Twitter window on the single-stage ResNet sample, every policy.
+/// </summary>
+public static class ReplayCommand
+{
+    public static Command Create()
+    {
+        var pipeline = new Option<string>("--pipeline") { Description = $"A sample ({string.Join(", ", ReplayPipeline.Samples.Keys)}) or an InferencePipeline manifest", DefaultValueFactory = _ => "resnet" };
+        var policies = new Option<string[]>("--policies") { Description = $"Policies to compare: {string.Join(", ", ReplayPolicies.Names)}", DefaultValueFactory = _ => [.. ReplayPolicies.Names], AllowMultipleArgumentsPerToken = true };
+        var workload = new Option<string>("--workload") { Description = $"{string.Join(", ", ReplayWorkloads.Names)}", DefaultValueFactory = _ => "twitter" };
+        var trace = new Option<string>("--trace") { Description = "The per-second request trace (gzip)", DefaultValueFactory = _ => TwitterTrace.DefaultPath };
+        var start = new Option<int>("--start") { Description = "The window's first second in the trace", DefaultValueFactory = _ => WorkloadPatterns.IpaWindowStart };
+        var seconds = new Option<int>("--seconds") { Description = "The window's length", DefaultValueFactory = _ => WorkloadPatterns.IpaWindowSeconds };
+        var damping = new Option<double>("--damping") { Description = "The trace's counts are divided by this", DefaultValueFactory = _ => WorkloadPatterns.IpaDamping };
+        var forecaster = new Option<string?>("--forecaster") { Description = "Override the pipeline's forecaster: last-value, moving-max, ewma-trend" };
+        var utilization = new Option<double?>("--target-utilization") { Description = "Override the pipeline's spec.adaptation.targetUtilization (0.01 to 1)" };
+        var seed = new Option<int>("--seed") { Description = "Seed of arrivals, noise and synthetic workloads: the same seed gives the same run", DefaultValueFactory = _ => 1 };
+        var noise = new Option<double>("--noise") { Description = "Coefficient of variation of each batch's service time", DefaultValueFactory = _ => 0.1 };
+        var podStart = new Option<double>("--pod-start-seconds") { Description = "Seconds before a new replica loads its model", DefaultValueFactory = _ => 5 };
+        var output = new Option<string>("--out") { Description = "Directory for the report, CSVs and plots", DefaultValueFactory = _ => "replay-report" };
+        var command = new Command("replay", "Replay a load window on a simulated cluster under Adaptive's policies and the baselines, and report")
+        {
+            pipeline, policies, workload, trace, start, seconds, damping, forecaster, utilization, seed, noise, podStart, output,
+        };
+        command.SetAction(parse => Run(new Settings(parse.GetValue(pipeline)!, [.. parse.GetValue(policies)!.SelectMany(p => p.Split(',', StringSplitOptions.RemoveEmptyEntries))],
+            parse.GetValue(workload)!, parse.GetValue(trace)!, parse.GetValue(start), parse.GetValue(seconds), parse.GetValue(damping),
+            parse.GetValue(forecaster), parse.GetValue(utilization), parse.GetValue(seed), parse.GetValue(noise), parse.GetValue(podStart), parse.GetValue(output)!)));
+        return command;
+    }
+
+    sealed record Settings(string Pipeline, string[] Policies, string Workload, string Trace, int Start, int Seconds, double Damping,
+        string? Forecaster, double? TargetUtilization, int Seed, double Noise, double PodStartSeconds, string Output);
+
+    static int Run(Settings settings)
+    {
+        try
+        {
+            var clock = Stopwatch.StartNew();
+            if (settings.Policies.Length == 0) throw new PlanningInputException("--policies", "names no policy");
+            if (!(settings.Noise >= 0)) throw new PlanningInputException("--noise", $"must be 0 or more, got {settings.Noise}");
+            if (!(settings.PodStartSeconds >= 0)) throw new PlanningInputException("--pod-start-seconds", $"must be 0 or more, got {settings.PodStartSeconds}");
+            var pipeline = Override(ReplayPipeline.Load(settings.Pipeline, settings.PodStartSeconds), settings);
+            var replay = ReplayWorkloads.Create(settings.Workload, settings.Trace, settings.Start, settings.Seconds, settings.Damping, settings.Seed);
+            var workload = replay.Workload;
+            var policies = settings.Policies.Distinct().Select(p => ReplayPolicies.Create(p, pipeline, workload.Peak, workload.Mean)).ToList();
+            var options = pipeline.SimulationOptions(settings.Noise, settings.Seed);
+
+            var runs = new ConcurrentDictionary<string, PolicyRun>();
+            var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+            console.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn()).Start(progress =>
+            {
+                var tasks = policies.ToDictionary(p => p.Name, p => progress.AddTask(p.Name, maxValue: ReplayRunner.DecisionCount(p, workload.Seconds)));
+                Parallel.ForEach(policies, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, policy =>
+                    runs[policy.Name] = ReplayRunner.Run(pipeline, policy, workload, replay.PriorArrivals, options, () => tasks[policy.Name].Increment(1)));
+            });
+            var ordered = policies.Select(p => runs[p.Name]).ToList();
+            var summaries = ordered.Select(ReplayReport.Summarize).ToList();
+
+            Directory.CreateDirectory(settings.Output);
+            File.WriteAllText(Path.Combine(settings.Output, "report.csv"), ReplayReport.Csv(summaries));
+            File.WriteAllText(Path.Combine(settings.Output, "timeline.csv"), ReplayReport.TimelineCsv(ordered));
+            File.WriteAllText(Path.Combine(settings.Output, "decisions.csv"), ReplayReport.DecisionsCsv(ordered));
+            File.WriteAllText(Path.Combine(settings.Output, "report.md"), ReplayReport.Markdown(summaries,
+            [
+                $"pipeline: {pipeline.Name} ({settings.Pipeline}), SLO {pipeline.Spec.Spec.SloMs} ms, forecaster {pipeline.Spec.Spec.Adaptation.Forecaster}, target utilization {pipeline.Spec.Spec.Adaptation.TargetUtilization}, interval {pipeline.Spec.Spec.Adaptation.IntervalSeconds} s",
+                $"workload: {workload.Name}, {workload.Seconds} s, mean {workload.Mean:F1} rps, peak {workload.Peak:F1} rps",
+                $"simulation: seed {settings.Seed}, service-time noise {settings.Noise}, pod start {settings.PodStartSeconds} s + the model's load time",
+                $"command: adaptive replay {string.Join(' ', Environment.GetCommandLineArgs().Skip(1))}".TrimEnd(),
+            ]));
+            ReplayPlots.Write(settings.Output, ordered);
+
+            PrintTable(summaries, workload);
+            Console.Out.WriteLine($"Report, CSVs and plots in {Path.GetFullPath(settings.Output)} ({clock.Elapsed.TotalSeconds:F1} s)");
+            return ExitCodes.Ok;
+        }
+        catch (PlanningInputException e)
+        {
+            Console.Error.WriteLine($"adaptive replay: {e.Message}");
+            return ExitCodes.InvalidInput;
+        }
+    }
+
+    /// <summary>The pipeline with the adaptation settings given on the command line.</summary>
+    static ReplayPipeline Override(ReplayPipeline pipeline, Settings settings)
+    {
+        if (settings.Forecaster is { } name)
+        {
+            try { LoadForecasters.Create(name); }
+            catch (ArgumentException e) { throw new PlanningInputException("--forecaster", e.Message); }
+        }
+        if (settings.TargetUtilization is { } u && !(u >= 0.01 && u <= 1))
+            throw new PlanningInputException("--target-utilization", $"must be between 0.01 and 1, got {u}");
+        return new ReplayPipeline(pipeline.Derive(spec =>
+        {
+            spec.Adaptation.Forecaster = settings.Forecaster ?? spec.Adaptation.Forecaster;
+            spec.Adaptation.TargetUtilization = settings.TargetUtilization ?? spec.Adaptation.TargetUtilization;
+        }), settings.PodStartSeconds);
+    }
+
+    static void PrintTable(IReadOnlyList<PolicySummary> summaries, Workload workload)
+    {
+        var table = new Table().Title(Markup.Escape($"{workload.Name}: {workload.Seconds} s, mean {workload.Mean:F1} rps, peak {workload.Peak:F1} rps"))
+            .AddColumns("policy", "requests", "SLO violations", "p50 ms", "p99 ms", "accuracy", "cost", "reconfigurations", "decision ms (mean/max)");
+        foreach (var s in summaries)
+            table.AddRow(s.Policy, $"{s.Requests}", ReplayReport.Percent(s.ViolationRate), ReplayReport.F(s.P50Ms), ReplayReport.F(s.P99Ms),
+                $"{s.Accuracy:F4}", ReplayReport.F(s.Cost), $"{s.Reconfigurations}", $"{ReplayReport.F(s.MeanDecisionMs)}/{ReplayReport.F(s.MaxDecisionMs)}");
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) });
+        if (Console.IsOutputRedirected) console.Profile.Width = 160; // a file or pipe gets the whole table, unwrapped
+        console.Write(table);
+    }
+}

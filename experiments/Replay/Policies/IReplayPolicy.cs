@@ -1,0 +1,25 @@
+using Adaptive.Core.Planning;
+
+namespace Adaptive.Experiments.Replay.Policies;
+
+/// <summary>What a policy sees at a decision.</summary>
+/// <param name="NowSeconds">Seconds into the replayed window.</param>
+/// <param name="ArrivalsPerSecond">Requests counted in each second up to now, the history before the window first.</param>
+/// <param name="Running">The configuration the policy last chose; <c>null</c> before the first decision.</param>
+public sealed record PolicyContext(int NowSeconds, IReadOnlyList<double> ArrivalsPerSecond, IReadOnlyList<StagePlan>? Running);
+
+/// <param name="Plan">The configuration to run; <c>null</c> keeps the running one.</param>
+/// <param name="PredictedRps">The load the policy planned for.</param>
+/// <param name="Recreate">The running replicas are replaced at once rather than make-before-break (a resize by eviction).</param>
+public sealed record PolicyDecision(IReadOnlyList<StagePlan>? Plan, double PredictedRps, double SolveMs, bool Recreate = false);
+
+/// <summary>An adaptation policy: Adaptive itself (ipa, infadapter) or a baseline it is compared with.</summary>
+public interface IReplayPolicy
+{
+    string Name { get; }
+
+    /// <summary>Seconds between decisions.</summary>
+    int IntervalSeconds { get; }
+
+    PolicyDecision Decide(PolicyContext context);
+}

@@ -1,0 +1,84 @@
+using System.Text.Json;
+using Adaptive.Core.Api.V1Alpha1;
+using Adaptive.Core.Planning;
+using Adaptive.Core.Simulation;
+using Adaptive.Experiments.Manifests;
+
+namespace Adaptive.Experiments.Replay;
+
+/// <summary>
+/// An InferencePipeline as the replay runs it: turns planned allocations into simulated groups with the
+/// manifest's profiles, accuracies, costs and load times, and derives the pipelines the baselines plan with.
+/// </summary>
+public sealed class ReplayPipeline
+{
+    /// <summary>The samples shipped with the tool, by the short name <c>--pipeline</c> takes.</summary>
+    public static readonly IReadOnlyDictionary<string, string> Samples = new Dictionary<string, string>
+    {
+        ["resnet"] = "resnet-mixed.yaml",
+        ["video"] = "video-pipeline.yaml",
+    };
+
+    /// <summary>The model server's default queue per replica.</summary>
+    const int QueueCapacityPerReplica = 256;
+
+    /// <summary>The model server's default max queue delay, when a stage sets none.</summary>
+    const double DefaultMaxQueueDelayMs = 5;
+
+    public InferencePipeline Spec { get; }
+
+    /// <summary>Seconds from a replica's creation to its model loading: scheduling, image, container start.</summary>
+    public double PodStartSeconds { get; }
+
+    public ReplayPipeline(InferencePipeline spec, double podStartSeconds)
+    {
+        InferencePipelineValidator.Validate(spec);
+        Spec = spec;
+        PodStartSeconds = podStartSeconds;
+    }
+
+    /// <summary>A sample by short name, or a manifest file.</summary>
+    public static ReplayPipeline Load(string nameOrPath, double podStartSeconds)
+    {
+        string path = Samples.TryGetValue(nameOrPath, out var sample) ? Path.Combine(AppContext.BaseDirectory, "Samples", sample) : nameOrPath;
+        if (!File.Exists(path))
+            throw new PlanningInputException("--pipeline", $"'{nameOrPath}' is neither a sample ({string.Join(", ", Samples.Keys)}) nor an existing manifest file");
+        return new ReplayPipeline(ManifestReader.Parse(File.ReadAllText(path)), podStartSeconds);
+    }
+
+    public string Name => Spec.Metadata.Name;
+
+    public SimulationOptions SimulationOptions(double latencyNoise, int seed) =>
+        new(Spec.Spec.SloMs, Spec.Spec.Stages.Max(s => s.MaxQueueDelayMs ?? DefaultMaxQueueDelayMs), QueueCapacityPerReplica, latencyNoise, seed)
+        {
+            AccuracyMethod = Enum.Parse<AccuracyMethod>(Spec.Spec.Objective.AccuracyMethod, ignoreCase: true),
+        };
+
+    /// <summary>The simulated cluster that runs <paramref name="plan"/>: one group per allocation, weighted by its share.</summary>
+    public IReadOnlyList<SimulatedStage> Simulate(IReadOnlyList<StagePlan> plan) =>
+        [.. Spec.Spec.Stages.Zip(plan).Select(pair => new SimulatedStage(pair.First.Name, [.. pair.Second.Allocations.Select(a =>
+        {
+            var variant = pair.First.Variants.First(v => v.Name == a.Variant);
+            var profile = variant.Profiles.First(p => p.HardwareClass == a.Hardware);
+            var hardware = Spec.Spec.HardwareClasses.First(c => c.Name == a.Hardware);
+            return new SimulatedGroup(a.Variant, a.Hardware, a.Replicas, a.Batch,
+                [.. profile.Batches.Select(b => new ProfilePoint(b.Batch, b.LatencyMs, b.ThroughputRps))], a.Share)
+            {
+                Accuracy = variant.Accuracy,
+                CostPerReplica = profile.CostPerReplica ?? hardware.CostPerReplica,
+                StartupSeconds = PodStartSeconds + profile.LoadTimeSeconds,
+            };
+        })]))];
+
+    /// <summary>A deep copy changed by <paramref name="change"/>: the pipeline a baseline plans with.</summary>
+    public InferencePipeline Derive(Action<InferencePipelineSpec> change)
+    {
+        var copy = JsonSerializer.Deserialize<InferencePipeline>(JsonSerializer.Serialize(Spec))!;
+        change(copy.Spec);
+        InferencePipelineValidator.Validate(copy);
+        return copy;
+    }
+
+    /// <summary>The variant the fixed-variant baselines run: the median by accuracy.</summary>
+    public static VariantSpec FixedVariant(StageSpec stage) => stage.Variants.OrderBy(v => v.Accuracy).ElementAt(stage.Variants.Count / 2);
+}

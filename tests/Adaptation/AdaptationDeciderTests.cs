@@ -1,0 +1,55 @@
+using Adaptive.Core.Adaptation;
+using Adaptive.Core.Api.V1Alpha1;
+using Adaptive.Core.Planning;
+using Adaptive.Experiments.Manifests;
+using Adaptive.Experiments.Replay;
+using Adaptive.Tests.Support;
+
+namespace Adaptive.Tests.Adaptation;
+
+/// <summary>The decision code the operator and the replay share.</summary>
+public sealed class AdaptationDeciderTests
+{
+    static readonly DateTimeOffset Now = new(2026, 11, 22, 12, 0, 0, TimeSpan.Zero);
+
+    static InferencePipeline Video(double utilization)
+    {
+        var pipeline = ManifestReader.Parse(File.ReadAllText(RepoPaths.Of("samples", "video-pipeline.yaml")));
+        pipeline.Spec.Adaptation.TargetUtilization = utilization;
+        return pipeline;
+    }
+
+    static int Replicas(IReadOnlyList<StagePlan> plan) => plan.Sum(s => s.Allocations.Sum(a => a.Replicas));
+
+    [Fact]
+    public void The_plan_is_made_for_the_prediction_divided_by_the_target_utilization()
+    {
+        var full = AdaptationDecider.Decide(Video(1), 20, [], null, Now);
+        var half = AdaptationDecider.Decide(Video(0.5), 20, [], null, Now);
+        Assert.Equal(20, full.Problem.ArrivalRate);
+        Assert.Equal(40, half.Problem.ArrivalRate);
+        var atForty = AdaptationDecider.Decide(Video(1), 40, [], null, Now);
+        Assert.Equal(ReplayRunner.Describe(atForty.Plan!), ReplayRunner.Describe(half.Plan!));
+        Assert.True(Replicas(half.Plan!) > Replicas(full.Plan!));
+        // Nothing is planned for less than the minimum load, so that something always serves.
+        Assert.Equal(AdaptationDecider.MinimumLoadRps, AdaptationDecider.Decide(Video(1), 0, [], null, Now).Problem.ArrivalRate);
+    }
+
+    [Fact]
+    public void Scaling_down_waits_for_the_cooldown_after_the_last_scale_up_and_scaling_up_never_does()
+    {
+        var pipeline = Video(1);
+        var high = AdaptationDecider.Decide(pipeline, 60, [], null, Now).Plan!;
+        var running = high.SelectMany(s => s.Allocations.Select(a => new RunningAllocation(s.Name, a.Variant, a.Hardware, a.Replicas, a.Batch))).ToList();
+        var cooldown = TimeSpan.FromSeconds(pipeline.Spec.Adaptation.ScaleDownCooldownSeconds);
+
+        var held = AdaptationDecider.Decide(pipeline, 5, running, Now - cooldown / 2, Now);
+        Assert.True(held.HeldByCooldown);
+        Assert.True(held.PlannedReplicas < held.RunningReplicas);
+
+        Assert.False(AdaptationDecider.Decide(pipeline, 5, running, Now - cooldown, Now).HeldByCooldown);
+        Assert.False(AdaptationDecider.Decide(pipeline, 5, running, null, Now).HeldByCooldown);
+        var up = AdaptationDecider.Decide(pipeline, 120, running, Now, Now);
+        Assert.True(up.ScalesUp);
+    }
+}

@@ -1,0 +1,102 @@
+using Adaptive.Core.Planning;
+using Adaptive.Core.Simulation;
+using Adaptive.Core.Workloads;
+using Adaptive.Experiments.Replay;
+using Adaptive.Experiments.Replay.Policies;
+using Adaptive.Experiments.Workloads;
+
+namespace Adaptive.Tests.Replay;
+
+/// <summary>Each policy on a short window of the Twitter trace, on both sample pipelines.</summary>
+public sealed class ReplayPolicyTests
+{
+    /// <summary>Five minutes of IPA's window that hold its sharp rise (about 6 → 25 rps at 390–420 s into it).</summary>
+    static readonly ReplayWorkload Rise = ReplayWorkloads.Create("twitter", TwitterTrace.DefaultPath, WorkloadPatterns.IpaWindowStart + 240, 300, WorkloadPatterns.IpaDamping, seed: 1);
+
+    public static TheoryData<string, string> PoliciesAndPipelines()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var policy in ReplayPolicies.Names)
+            foreach (var pipeline in ReplayPipeline.Samples.Keys)
+                data.Add(policy, pipeline);
+        return data;
+    }
+
+    static PolicyRun Replay(string policyName, string pipelineName, ReplayWorkload replay)
+    {
+        var pipeline = ReplayPipeline.Load(pipelineName, podStartSeconds: 5);
+        var policy = ReplayPolicies.Create(policyName, pipeline, replay.Workload.Peak, replay.Workload.Mean);
+        int decisions = 0;
+        var run = ReplayRunner.Run(pipeline, policy, replay.Workload, replay.PriorArrivals, pipeline.SimulationOptions(0.1, seed: 2), () => decisions++);
+        Assert.Equal(ReplayRunner.DecisionCount(policy, replay.Workload.Seconds), decisions);
+        Assert.Equal(decisions, run.Decisions.Count);
+        return run;
+    }
+
+    static IEnumerable<Allocation> Allocations(PolicyRun run, string stage) =>
+        run.Decisions.SelectMany(d => d.Running.Single(s => s.Name == stage).Allocations);
+
+    [Theory]
+    [MemberData(nameof(PoliciesAndPipelines))]
+    public void Each_policy_replays_a_window_within_its_own_rules(string policyName, string pipelineName)
+    {
+        var run = Replay(policyName, pipelineName, Rise);
+        var result = run.Result;
+        Assert.Equal(result.Arrived, result.Served + result.Rejected + result.Expired);
+        Assert.InRange(result.Arrived, 3000, 8000);
+        var summary = ReplayReport.Summarize(run);
+        Assert.True(summary.Cost > 0 && summary.Accuracy > 0, $"cost {summary.Cost}, accuracy {summary.Accuracy}");
+
+        var spec = ReplayPipeline.Load(pipelineName, 5).Spec.Spec;
+        foreach (var stage in spec.Stages)
+        {
+            var allocations = Allocations(run, stage.Name).ToList();
+            string median = ReplayPipeline.FixedVariant(stage).Name;
+            var replicasPerDecision = run.Decisions.Select(d => d.Running.Single(s => s.Name == stage.Name).Allocations.Sum(a => a.Replicas)).ToList();
+            switch (policyName)
+            {
+                case "static":
+                    Assert.Equal(0, summary.Reconfigurations);
+                    break;
+                case "ipa" or "fa2":
+                    Assert.All(run.Decisions, d => Assert.Single(d.Running.Single(s => s.Name == stage.Name).Allocations));
+                    if (policyName == "fa2") Assert.All(allocations, a => Assert.Equal(median, a.Variant));
+                    break;
+                case "hpa" or "vpa":
+                    Assert.All(allocations, a => Assert.Equal((median, 1), (a.Variant, a.Batch)));
+                    break;
+                case "model-switching" or "rim":
+                    Assert.Single(replicasPerDecision.Distinct());
+                    Assert.All(allocations, a => Assert.Equal(1, a.Batch));
+                    break;
+            }
+            if (policyName is "ipa" or "infadapter" or "hpa" or "fa2")
+                Assert.True(replicasPerDecision[^1] > replicasPerDecision[0], $"{policyName} went from {replicasPerDecision[0]} to {replicasPerDecision[^1]} replicas in {stage.Name} as the load rose");
+        }
+    }
+
+    [Fact]
+    public void Vertical_scaling_recreates_the_pod_and_loses_requests_while_it_starts()
+    {
+        // VPA follows the 50th–95th percentiles of ten minutes: only IPA's whole window, with its sustained rise, moves it.
+        var rise = ReplayWorkloads.Create("twitter", TwitterTrace.DefaultPath, WorkloadPatterns.IpaWindowStart, WorkloadPatterns.IpaWindowSeconds, WorkloadPatterns.IpaDamping, seed: 1);
+        var vpa = Replay("vpa", "resnet", rise);
+        var resize = vpa.Decisions.First(d => d.Reconfigured);
+        Assert.Contains(vpa.Result.Requests, r => r.Outcome == RequestOutcome.Rejected && r.ArrivalSeconds >= resize.Second && r.ArrivalSeconds < resize.Second + 6);
+        // The horizontal autoscaler adds replicas beside the running one: nothing is refused for want of a replica.
+        var hpa = Replay("hpa", "resnet", rise);
+        Assert.Contains(hpa.Decisions, d => d.Reconfigured);
+        Assert.True(vpa.Result.Rejected > hpa.Result.Rejected, $"vpa rejected {vpa.Result.Rejected}, hpa {hpa.Result.Rejected}");
+    }
+
+    [Fact]
+    public void The_horizontal_autoscaler_scales_down_only_after_its_stabilization_window()
+    {
+        var spike = ReplayWorkloads.Create("spike", TwitterTrace.DefaultPath, 0, 900, WorkloadPatterns.IpaDamping, seed: 1); // 40 rps at 300–345 s
+        var hpa = Replay("hpa", "resnet", spike);
+        int Replicas(int second) => hpa.Decisions.Last(d => d.Second <= second).Running.Sum(s => s.Allocations.Sum(a => a.Replicas));
+        Assert.True(Replicas(360) > Replicas(290));
+        Assert.Equal(Replicas(360), Replicas(600)); // within 300 s of the last high recommendation
+        Assert.True(Replicas(720) < Replicas(600));
+    }
+}

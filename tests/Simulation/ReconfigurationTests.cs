@@ -1,0 +1,99 @@
+using Adaptive.Core.Planning;
+using Adaptive.Core.Simulation;
+using Adaptive.Core.Workloads;
+
+namespace Adaptive.Tests.Simulation;
+
+/// <summary>The simulator under a controller: start-up delay of new replicas, make-before-break, drain, recreation.</summary>
+public sealed class ReconfigurationTests
+{
+    /// <summary>A group of one variant, 30 ms per request, unbatched (33 rps per replica).</summary>
+    static SimulatedGroup Group(string variant, int replicas, double startupSeconds, double accuracy = 0.7, double cost = 1) =>
+        new(variant, "cpu", replicas, 1, [new ProfilePoint(1, 30, 33.3)], 1)
+        {
+            Accuracy = accuracy,
+            CostPerReplica = cost,
+            StartupSeconds = startupSeconds,
+        };
+
+    static SimulationOptions Options => new(SloMs: 200, MaxQueueDelayMs: 0, QueueCapacity: 256, LatencyNoise: 0, Seed: 3);
+
+    static SimulatedStage[] Stage(params SimulatedGroup[] groups) => [new SimulatedStage("s", groups)];
+
+    /// <summary>Asks for <paramref name="change"/> once, at the first interval.</summary>
+    static SimulationController Once(Reconfiguration change)
+    {
+        bool done = false;
+        return (_, _) =>
+        {
+            if (done) return null;
+            done = true;
+            return change;
+        };
+    }
+
+    static double ViolationRate(SimulationResult result, double from, double to)
+    {
+        var requests = result.Requests.Where(r => r.ArrivalSeconds >= from && r.ArrivalSeconds < to).ToList();
+        return (double)requests.Count(r => r.Outcome != RequestOutcome.Served) / requests.Count;
+    }
+
+    [Fact]
+    public void New_replicas_serve_only_after_their_start_up_delay()
+    {
+        // 80 rps against one replica of 33 rps; at 30 s three more are asked for, which take 20 s to start.
+        var result = ClusterSimulator.Run(Stage(Group("a", 1, startupSeconds: 20)), WorkloadPatterns.Steady(80, 90), Options,
+            Once(new Reconfiguration(Stage(Group("a", 4, startupSeconds: 20)))), intervalSeconds: 30);
+
+        Assert.Equal(1, result.Seconds[29].Replicas.Values.Sum());
+        Assert.Equal(4, result.Seconds[31].Replicas.Values.Sum()); // starting replicas are paid for
+        Assert.True(ViolationRate(result, 32, 48) > 0.4, $"{ViolationRate(result, 32, 48):P0} violated while the new replicas start");
+        Assert.True(ViolationRate(result, 55, 90) < 0.01, $"{ViolationRate(result, 55, 90):P1} violated once they serve");
+        Assert.Equal(result.Arrived, result.Served + result.Rejected + result.Expired);
+    }
+
+    [Fact]
+    public void A_replaced_variant_keeps_serving_until_its_successor_is_ready_then_drains_without_loss()
+    {
+        // 20 rps on variant a; at 30 s the configuration becomes variant b, which takes 10 s to start.
+        var result = ClusterSimulator.Run(Stage(Group("a", 2, 0, accuracy: 0.6)), WorkloadPatterns.Steady(20, 90), Options,
+            Once(new Reconfiguration(Stage(Group("b", 2, startupSeconds: 10, accuracy: 0.8)))), intervalSeconds: 30);
+
+        Assert.Equal(0, result.Rejected + result.Expired + result.Late);
+        Assert.Equal(result.Arrived, result.Served);
+        Assert.All(result.Requests.Where(r => r.ArrivalSeconds < 39.9), r => Assert.Equal(0.6, r.Accuracy, 6));
+        Assert.All(result.Requests.Where(r => r.ArrivalSeconds > 40.1), r => Assert.Equal(0.8, r.Accuracy, 6));
+        // Both run while b starts (make-before-break), and a is gone soon after b serves.
+        Assert.Equal(4, result.Seconds[35].Replicas.Values.Sum());
+        Assert.Equal(["s/b@cpu/b1"], result.Seconds[42].Replicas.Keys);
+    }
+
+    [Fact]
+    public void Recreating_the_replicas_leaves_the_stage_without_service_while_they_start()
+    {
+        var result = ClusterSimulator.Run(Stage(Group("a", 2, 0)), WorkloadPatterns.Steady(20, 90), Options,
+            Once(new Reconfiguration(Stage(Group("a", 3, startupSeconds: 10)), Recreate: true)), intervalSeconds: 30);
+
+        var outage = result.Requests.Where(r => r.ArrivalSeconds is > 30.05 and < 39.95).ToList();
+        Assert.NotEmpty(outage);
+        Assert.All(outage, r => Assert.Equal(RequestOutcome.Rejected, r.Outcome));
+        Assert.True(ViolationRate(result, 41, 90) < 0.01);
+        Assert.Equal(result.Arrived, result.Served + result.Rejected + result.Expired);
+    }
+
+    [Fact]
+    public void Under_random_reconfigurations_every_request_still_leaves_exactly_once()
+    {
+        var random = new Random(11);
+        SimulationController controller = (_, _) => random.Next(3) == 0 ? null : new Reconfiguration(
+            Stage([.. Enumerable.Range(0, random.Next(1, 4)).Select(i => Group($"v{random.Next(3)}", random.Next(1, 5), random.Next(0, 8)) with { Weight = random.Next(1, 5) })
+                .DistinctBy(g => g.Key)]),
+            Recreate: random.Next(4) == 0);
+        var result = ClusterSimulator.Run(Stage(Group("v0", 2, 0)), WorkloadPatterns.Bursty(20, 90, 0.05, 300, seed: 4), Options, controller, intervalSeconds: 7);
+
+        Assert.Equal(result.Arrived, result.Requests.Count);
+        Assert.Equal(result.Arrived, result.Served + result.Rejected + result.Expired);
+        Assert.Equal(result.Served, result.Requests.Count(r => r.Outcome is RequestOutcome.Served or RequestOutcome.Late));
+        Assert.True(result.Served > result.Arrived / 2);
+    }
+}
