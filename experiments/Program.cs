@@ -9,6 +9,7 @@ var root = new RootCommand("adaptive: plan, profile, benchmark and replay ML inf
     ZooCommand.Create(),
     ProfileCommand.Create(),
     ReplayCommand.Create(),
+    ForecastCommand.Create(),
 };
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)

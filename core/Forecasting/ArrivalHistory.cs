@@ -2,10 +2,15 @@ namespace Adaptive.Core.Forecasting;
 
 /// <summary>
 /// The arrival-rate history as the operator reads it from Prometheus — <c>rate(arrivals[window])</c> evaluated
-/// every step — computed from per-second arrival counts, so that a replay forecasts from what the operator would see.
+/// every step — computed from per-second arrival counts, so that a replay or an evaluation forecasts from what
+/// the operator would see.
 /// </summary>
 public static class ArrivalHistory
 {
+    /// <summary>The operator's history step and rate window at its default 15 s scrape interval.</summary>
+    public const int OperatorStepSeconds = 5;
+    public const int OperatorWindowSeconds = 30;
+
     /// <param name="arrivalsPerSecond">Requests counted in each second, oldest first.</param>
     /// <param name="endSecond">The decision's time: seconds [0, endSecond) are known.</param>
     /// <returns>The rates at endSecond − historySeconds + step, …, endSecond, oldest first; windows reaching before the data are cut at its start.</returns>
@@ -15,15 +20,25 @@ public static class ArrivalHistory
             throw new ArgumentOutOfRangeException(nameof(endSecond), endSecond, $"must be within the {arrivalsPerSecond.Count} s of data, after its first second");
         if (historySeconds < 1 || stepSeconds < 1 || windowSeconds < 1)
             throw new ArgumentOutOfRangeException(nameof(historySeconds), "the history, step and window must be at least one second");
-        var rates = new List<double>();
-        for (int t = endSecond - historySeconds + stepSeconds; t <= endSecond; t += stepSeconds)
+        int first = endSecond - (historySeconds - stepSeconds) / stepSeconds * stepSeconds;
+        while (first < 1) first += stepSeconds;
+        // Prefix sums over the seconds the windows cover: each rate is then one subtraction.
+        int from = Math.Max(0, first - windowSeconds);
+        var prefix = new double[endSecond - from + 1];
+        for (int s = from; s < endSecond; s++) prefix[s - from + 1] = prefix[s - from] + arrivalsPerSecond[s];
+        var rates = new double[(endSecond - first) / stepSeconds + 1];
+        for (int i = 0, t = first; i < rates.Length; i++, t += stepSeconds)
         {
-            if (t < 1) continue;
-            int from = Math.Max(0, t - windowSeconds);
-            double sum = 0;
-            for (int s = from; s < t; s++) sum += arrivalsPerSecond[s];
-            rates.Add(sum / (t - from));
+            int start = Math.Max(0, t - windowSeconds);
+            rates[i] = (prefix[t - from] - prefix[start - from]) / (t - start);
         }
-        return [.. rates];
+        return rates;
+    }
+
+    /// <summary>The highest rate the operator would see in (startSecond, startSecond + seconds]: the peak a forecast is judged against.</summary>
+    public static double PeakRate(IReadOnlyList<double> arrivalsPerSecond, int startSecond, int seconds, int stepSeconds, int windowSeconds)
+    {
+        var rates = PrometheusRates(arrivalsPerSecond, startSecond + seconds, seconds, stepSeconds, windowSeconds);
+        return rates.Max();
     }
 }

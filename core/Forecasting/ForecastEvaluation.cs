@@ -7,24 +7,26 @@ public sealed record ForecastScore(string Forecaster, int Decisions, double MaeR
 
 /// <summary>
 /// Replays decisions over a per-second trace as the operator makes them: every interval, forecast the next
-/// interval's peak from the history before it, then compare with the peak that came.
+/// interval's peak from the rate history before it, then compare with the peak that came. The history and
+/// the peak are rates over <c>windowSeconds</c> every <c>stepSeconds</c>, as the operator reads them from
+/// Prometheus; with 1 and 1 they are the per-second counts themselves.
 /// </summary>
 public static class ForecastEvaluation
 {
-    public static ForecastScore Evaluate(ILoadForecaster forecaster, IReadOnlyList<double> rates, int start, int end, int intervalSeconds, int historySeconds)
+    public static ForecastScore Evaluate(ILoadForecaster forecaster, IReadOnlyList<double> rates, int start, int end, int intervalSeconds, int historySeconds,
+        int stepSeconds = 1, int windowSeconds = 1)
     {
         if (intervalSeconds < 1 || historySeconds < 1) throw new ArgumentOutOfRangeException(nameof(intervalSeconds), "the interval and the history must be at least one second");
-        if (start < historySeconds || end > rates.Count || end - start < intervalSeconds)
+        if (start < historySeconds + windowSeconds - 1 || end > rates.Count || end - start < intervalSeconds)
             throw new ArgumentOutOfRangeException(nameof(start), $"[{start}, {end}) must leave {historySeconds} s of history before it and fit the {rates.Count} s of the trace");
         double absoluteError = 0, percentError = 0;
         int decisions = 0, withLoad = 0, under = 0;
-        var history = new double[historySeconds];
+        int horizon = Math.Max(1, (int)Math.Ceiling((double)intervalSeconds / stepSeconds));
         for (int t = start; t + intervalSeconds <= end; t += intervalSeconds)
         {
-            for (int i = 0; i < historySeconds; i++) history[i] = rates[t - historySeconds + i];
-            double forecast = forecaster.ForecastPeak(history, intervalSeconds);
-            double actual = 0;
-            for (int i = t; i < t + intervalSeconds; i++) actual = Math.Max(actual, rates[i]);
+            var history = ArrivalHistory.PrometheusRates(rates, t, historySeconds, stepSeconds, windowSeconds);
+            double forecast = forecaster.ForecastPeak(history, horizon);
+            double actual = ArrivalHistory.PeakRate(rates, t, intervalSeconds, stepSeconds, windowSeconds);
             decisions++;
             absoluteError += Math.Abs(forecast - actual);
             if (actual > 0)

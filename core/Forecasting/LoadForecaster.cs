@@ -22,7 +22,8 @@ public static class LoadForecasters
         "last-value" => new LastValueForecaster(),
         "moving-max" => new MovingMaxForecaster(),
         "ewma-trend" => new EwmaTrendForecaster(),
-        _ => throw new ArgumentException($"unknown forecaster '{name}'; use last-value, moving-max or ewma-trend", nameof(name)),
+        "learned" => LearnedForecaster.Shipped,
+        _ => throw new ArgumentException($"unknown forecaster '{name}'; use last-value, moving-max, ewma-trend or learned", nameof(name)),
     };
 
     internal static void Check(IReadOnlyList<double> history, int horizon)

@@ -26,7 +26,7 @@ public static class ReplayCommand
         var start = new Option<int>("--start") { Description = "The window's first second in the trace", DefaultValueFactory = _ => WorkloadPatterns.IpaWindowStart };
         var seconds = new Option<int>("--seconds") { Description = "The window's length", DefaultValueFactory = _ => WorkloadPatterns.IpaWindowSeconds };
         var damping = new Option<double>("--damping") { Description = "The trace's counts are divided by this", DefaultValueFactory = _ => WorkloadPatterns.IpaDamping };
-        var forecaster = new Option<string?>("--forecaster") { Description = "Override the pipeline's forecaster: last-value, moving-max, ewma-trend" };
+        var forecaster = new Option<string?>("--forecaster") { Description = "Override the pipeline's forecaster: last-value, moving-max, ewma-trend, learned" };
         var utilization = new Option<double?>("--target-utilization") { Description = "Override the pipeline's spec.adaptation.targetUtilization (0.01 to 1)" };
         var seed = new Option<int>("--seed") { Description = "Seed of arrivals, noise and synthetic workloads: the same seed gives the same run", DefaultValueFactory = _ => 1 };
         var noise = new Option<double>("--noise") { Description = "Coefficient of variation of each batch's service time", DefaultValueFactory = _ => 0.1 };

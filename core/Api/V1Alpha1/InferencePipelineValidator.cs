@@ -12,7 +12,7 @@ public static partial class InferencePipelineValidator
 {
     public static readonly IReadOnlySet<string> AccuracyMethods = new HashSet<string> { "sum", "average", "product" };
     public static readonly IReadOnlySet<string> Modes = new HashSet<string> { "single", "mixed" };
-    public static readonly IReadOnlySet<string> Forecasters = new HashSet<string> { "last-value", "moving-max", "ewma-trend" };
+    public static readonly IReadOnlySet<string> Forecasters = new HashSet<string> { "last-value", "moving-max", "ewma-trend", "learned" };
 
     // Names become parts of Deployment and Service names.
     [GeneratedRegex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
