@@ -210,13 +210,9 @@ public static class BenchServerCommand
         var data = new float[shape.Aggregate(1L, (a, b) => a * b)];
         for (int i = 0; i < data.Length; i++) data[i] = i % 255 / 255f;
         string name = input.GetProperty("name").GetString()!;
-        byte[] Json(string inputName) => JsonSerializer.SerializeToUtf8Bytes(new { inputs = new[] { new { name = inputName, shape, datatype = "FP32", data } } });
-        byte[] Header(string inputName) => JsonSerializer.SerializeToUtf8Bytes(new
-        {
-            inputs = new[] { new { name = inputName, shape, datatype = "FP32", parameters = new { binary_data_size = data.Length * sizeof(float) } } },
-            parameters = new { binary_data_output = true },
-        });
-        byte[] Binary(string inputName) => [.. Header(inputName), .. System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan())];
+        byte[] Json(string inputName) => V2Requests.Json(inputName, shape, data);
+        byte[] Header(string inputName) => V2Requests.BinaryHeader(inputName, shape, data);
+        byte[] Binary(string inputName) => V2Requests.Binary(inputName, shape, data);
         // The refused name has the same length, so the refused body has the same size and header length.
         string refused = new('x', name.Length);
         return [new Body("json", Json(name), null, Json(refused)), new Body("binary", Binary(name), Header(name).Length, Binary(refused))];

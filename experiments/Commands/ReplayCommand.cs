@@ -4,6 +4,7 @@ using System.Diagnostics;
 using Adaptive.Core.Forecasting;
 using Adaptive.Core.Planning;
 using Adaptive.Core.Workloads;
+using Adaptive.Experiments.Live;
 using Adaptive.Experiments.Replay;
 using Adaptive.Experiments.Replay.Policies;
 using Adaptive.Experiments.Workloads;
@@ -32,14 +33,34 @@ public static class ReplayCommand
         var noise = new Option<double>("--noise") { Description = "Coefficient of variation of each batch's service time", DefaultValueFactory = _ => 0.1 };
         var podStart = new Option<double>("--pod-start-seconds") { Description = "Seconds before a new replica loads its model", DefaultValueFactory = _ => 5 };
         var output = new Option<string>("--out") { Description = "Directory for the report, CSVs and plots", DefaultValueFactory = _ => "replay-report" };
+        var live = new Option<bool>("--live") { Description = $"Run for real on this machine (zoo ResNets as model-server processes, a router, Prometheus) and compare with the simulator; defaults: {string.Join(",", LiveDefaults.Policies)}, {LiveDefaults.Seconds} s from {LiveDefaults.Start}, damping {LiveDefaults.Damping}" };
+        var resolution = new Option<int>("--resolution") { Description = "With --live: input size of the ResNets served", DefaultValueFactory = _ => 96 };
+        var sloMs = new Option<double>("--slo-ms") { Description = "With --live: the pipeline's latency SLO", DefaultValueFactory = _ => 150 };
+        var maxReplicas = new Option<int>("--max-replicas") { Description = "With --live: most replica processes at once", DefaultValueFactory = _ => 3 };
         var command = new Command("replay", "Replay a load window on a simulated cluster under Adaptive's policies and the baselines, and report")
         {
-            pipeline, policies, workload, trace, start, seconds, damping, forecaster, utilization, seed, noise, podStart, output,
+            pipeline, policies, workload, trace, start, seconds, damping, forecaster, utilization, seed, noise, podStart, output, live, resolution, sloMs, maxReplicas,
         };
-        command.SetAction(parse => Run(new Settings(parse.GetValue(pipeline)!, [.. parse.GetValue(policies)!.SelectMany(p => p.Split(',', StringSplitOptions.RemoveEmptyEntries))],
-            parse.GetValue(workload)!, parse.GetValue(trace)!, parse.GetValue(start), parse.GetValue(seconds), parse.GetValue(damping),
-            parse.GetValue(forecaster), parse.GetValue(utilization), parse.GetValue(seed), parse.GetValue(noise), parse.GetValue(podStart), parse.GetValue(output)!)));
+        command.SetAction(parse =>
+        {
+            bool isLive = parse.GetValue(live);
+            // Live runs in real time: shorter defaults, unless given.
+            T Value<T>(Option<T> option, T liveDefault) => isLive && parse.GetResult(option) is null or { Implicit: true } ? liveDefault : parse.GetValue(option)!;
+            var settings = new Settings(parse.GetValue(pipeline)!, [.. Value(policies, LiveDefaults.Policies).SelectMany(p => p.Split(',', StringSplitOptions.RemoveEmptyEntries))],
+                parse.GetValue(workload)!, parse.GetValue(trace)!, Value(start, LiveDefaults.Start), Value(seconds, LiveDefaults.Seconds), Value(damping, LiveDefaults.Damping),
+                parse.GetValue(forecaster), parse.GetValue(utilization), parse.GetValue(seed), parse.GetValue(noise), parse.GetValue(podStart), parse.GetValue(output)!);
+            return isLive ? RunLive(settings, new LiveSettings(parse.GetValue(resolution), parse.GetValue(sloMs), parse.GetValue(maxReplicas), 30, settings.Seed)) : Run(settings);
+        });
         return command;
+    }
+
+    /// <summary>Live defaults: five minutes of IPA's window that hold its rise, at a load this machine's cores can serve.</summary>
+    static class LiveDefaults
+    {
+        public static readonly string[] Policies = ["ipa"];
+        public const int Start = WorkloadPatterns.IpaWindowStart + 240;
+        public const int Seconds = 300;
+        public const double Damping = 6;
     }
 
     sealed record Settings(string Pipeline, string[] Policies, string Workload, string Trace, int Start, int Seconds, double Damping,
@@ -68,22 +89,13 @@ public static class ReplayCommand
                     runs[policy.Name] = ReplayRunner.Run(pipeline, policy, workload, replay.PriorArrivals, options, () => tasks[policy.Name].Increment(1)));
             });
             var ordered = policies.Select(p => runs[p.Name]).ToList();
-            var summaries = ordered.Select(ReplayReport.Summarize).ToList();
 
-            Directory.CreateDirectory(settings.Output);
-            File.WriteAllText(Path.Combine(settings.Output, "report.csv"), ReplayReport.Csv(summaries));
-            File.WriteAllText(Path.Combine(settings.Output, "timeline.csv"), ReplayReport.TimelineCsv(ordered));
-            File.WriteAllText(Path.Combine(settings.Output, "decisions.csv"), ReplayReport.DecisionsCsv(ordered));
-            File.WriteAllText(Path.Combine(settings.Output, "report.md"), ReplayReport.Markdown(summaries,
+            Write(settings.Output, ordered, workload,
             [
                 $"pipeline: {pipeline.Name} ({settings.Pipeline}), SLO {pipeline.Spec.Spec.SloMs} ms, forecaster {pipeline.Spec.Spec.Adaptation.Forecaster}, target utilization {pipeline.Spec.Spec.Adaptation.TargetUtilization}, interval {pipeline.Spec.Spec.Adaptation.IntervalSeconds} s",
                 $"workload: {workload.Name}, {workload.Seconds} s, mean {workload.Mean:F1} rps, peak {workload.Peak:F1} rps",
                 $"simulation: seed {settings.Seed}, service-time noise {settings.Noise}, pod start {settings.PodStartSeconds} s + the model's load time",
-                $"command: adaptive replay {string.Join(' ', Environment.GetCommandLineArgs().Skip(1))}".TrimEnd(),
-            ]));
-            ReplayPlots.Write(settings.Output, ordered);
-
-            PrintTable(summaries, workload);
+            ]);
             Console.Out.WriteLine($"Report, CSVs and plots in {Path.GetFullPath(settings.Output)} ({clock.Elapsed.TotalSeconds:F1} s)");
             return ExitCodes.Ok;
         }
@@ -92,6 +104,51 @@ public static class ReplayCommand
             Console.Error.WriteLine($"adaptive replay: {e.Message}");
             return ExitCodes.InvalidInput;
         }
+    }
+
+    static int RunLive(Settings settings, LiveSettings live)
+    {
+        try
+        {
+            if (PrometheusServer.Binary is null) throw new PlanningInputException("--live", "needs Prometheus: apt-get install prometheus");
+            if (live.Resolution is < 32 or > 224) throw new PlanningInputException("--resolution", $"must be between 32 and 224, got {live.Resolution}");
+            if (!(live.SloMs > 0)) throw new PlanningInputException("--slo-ms", $"must be greater than 0, got {live.SloMs}");
+            if (live.MaxReplicas < 1) throw new PlanningInputException("--max-replicas", $"must be at least 1, got {live.MaxReplicas}");
+            foreach (var name in settings.Policies) ReplayPolicies.Create(name, ReplayPipeline.Load("resnet", 0), 1, 1); // names checked before minutes of work
+            var replay = ReplayWorkloads.Create(settings.Workload, settings.Trace, settings.Start, settings.Seconds, settings.Damping, settings.Seed);
+            var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+            var comparisons = LiveReplay.Run(settings.Policies.Distinct().ToList(), replay, live, settings.Noise,
+                line => console.MarkupLineInterpolated($"{line}"), CancellationToken.None).GetAwaiter().GetResult();
+
+            var runs = comparisons.SelectMany(c => new[] { c.Measured with { Policy = $"{c.Policy} (live)" }, c.Simulated with { Policy = $"{c.Policy} (simulated)" } }).ToList();
+            Write(settings.Output, runs, replay.Workload,
+            [
+                $"live: zoo ResNet-18/34/50 at {live.Resolution} px as model-server processes (1 thread each, at most {live.MaxReplicas}), a router and Prometheus on {Environment.ProcessorCount} cores; SLO {live.SloMs} ms",
+                $"workload: {replay.Workload.Name}, {replay.Workload.Seconds} s, mean {replay.Workload.Mean:F1} rps, peak {replay.Workload.Peak:F1} rps",
+                $"measured replica start-up (process start to ready), used by the simulation: {string.Join(", ", comparisons.Select(c => $"{c.Policy} {c.StartupSeconds:F2} s"))}",
+            ]);
+            Console.Out.WriteLine($"Report, CSVs and plots in {Path.GetFullPath(settings.Output)}");
+            return ExitCodes.Ok;
+        }
+        catch (PlanningInputException e)
+        {
+            Console.Error.WriteLine($"adaptive replay: {e.Message}");
+            return ExitCodes.InvalidInput;
+        }
+    }
+
+    /// <summary>The report, CSVs and plots, and the table on standard output.</summary>
+    static void Write(string output, IReadOnlyList<PolicyRun> runs, Workload workload, IReadOnlyList<string> settings)
+    {
+        var summaries = runs.Select(ReplayReport.Summarize).ToList();
+        Directory.CreateDirectory(output);
+        File.WriteAllText(Path.Combine(output, "report.csv"), ReplayReport.Csv(summaries));
+        File.WriteAllText(Path.Combine(output, "timeline.csv"), ReplayReport.TimelineCsv(runs));
+        File.WriteAllText(Path.Combine(output, "decisions.csv"), ReplayReport.DecisionsCsv(runs));
+        File.WriteAllText(Path.Combine(output, "report.md"), ReplayReport.Markdown(summaries,
+            [.. settings, $"command: adaptive {string.Join(' ', Environment.GetCommandLineArgs().Skip(1))}".TrimEnd()]));
+        ReplayPlots.Write(output, runs);
+        PrintTable(summaries, workload);
     }
 
     /// <summary>The pipeline with the adaptation settings given on the command line.</summary>

@@ -28,9 +28,12 @@ public static class ReplayPlots
             double[] everySecond = [.. Enumerable.Range(0, run.Result.Seconds.Count).Select(s => (double)s)];
             foreach (var key in keys)
                 plot.Add.ScatterLine(everySecond, [.. run.Result.Seconds.Select(s => (double)s.Replicas.GetValueOrDefault(key))]).LegendText = key;
-            Save(plot, $"{run.Policy}: replicas by stage, variant, class and batch", "replicas", Path.Combine(directory, $"variants-{run.Policy}.png"));
+            Save(plot, $"{run.Policy}: replicas by stage, variant, class and batch", "replicas", Path.Combine(directory, $"variants-{FileName(run.Policy)}.png"));
         }
     }
+
+    /// <summary>"ipa (live)" → "ipa-live".</summary>
+    static string FileName(string policy) => string.Join('-', policy.Split([' ', '(', ')'], StringSplitOptions.RemoveEmptyEntries));
 
     static void Series(List<(string Policy, IReadOnlyList<TimelinePoint> Points)> timelines, Func<TimelinePoint, double> value, string title, string unit, string path)
     {

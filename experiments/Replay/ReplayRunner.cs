@@ -27,7 +27,7 @@ public static class ReplayRunner
         if (priorArrivals.Count == 0) throw new ArgumentException("the replay needs some history before the window to forecast from", nameof(priorArrivals));
         var arrivals = new List<double>(priorArrivals);
         var decisions = new List<DecisionRecord>();
-        var first = policy.Decide(new PolicyContext(0, arrivals, null));
+        var first = policy.Decide(new PolicyContext(0, new CountedLoadHistory(arrivals), null));
         var running = first.Plan ?? throw new InvalidOperationException($"policy {policy.Name} chose no initial configuration");
         decisions.Add(new DecisionRecord(0, first.PredictedRps, first.SolveMs, false, running));
         onDecision?.Invoke();
@@ -35,7 +35,7 @@ public static class ReplayRunner
         var result = ClusterSimulator.Run(pipeline.Simulate(running), workload, options, (now, observed) =>
         {
             for (int s = arrivals.Count - priorArrivals.Count; s < observed.Count; s++) arrivals.Add(observed[s]);
-            var decision = policy.Decide(new PolicyContext((int)now, arrivals, running));
+            var decision = policy.Decide(new PolicyContext((int)now, new CountedLoadHistory(arrivals), running));
             onDecision?.Invoke();
             if (decision.Plan is not { } plan)
             {

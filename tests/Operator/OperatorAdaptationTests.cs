@@ -1,3 +1,4 @@
+using Adaptive.Experiments.Live;
 using System.Net;
 using System.Text.Json.Nodes;
 using Adaptive.Core.Api.V1Alpha1;
@@ -27,7 +28,7 @@ public sealed class OperatorAdaptationTests(TestModels models)
     {
         // The router of the pipeline, in this process, in front of a real model server.
         await using var local = await LocalPipeline.Start(models, "resnet-mixed");
-        var prometheus = await PrometheusServer.Start(local.Router.Address);
+        var prometheus = await TestPrometheus.Start(local.Router.Address);
 
         await using var harness = await OperatorHarness.Start(retireAfter: TimeSpan.FromSeconds(1), prometheus: prometheus.Address);
         harness.Api.PodsReadyAfter = TimeSpan.FromSeconds(1.5);

@@ -1,3 +1,4 @@
+using Adaptive.Experiments.Live;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -90,7 +91,7 @@ public sealed class OperatorBenchmark(TestModels models)
     async Task<List<double>> AdaptationStep()
     {
         await using var local = await LocalPipeline.Start(models, "resnet-mixed");
-        await using var prometheus = await PrometheusServer.Start(local.Router.Address);
+        await using var prometheus = await TestPrometheus.Start(local.Router.Address);
         // Traffic flows all along, as it does while an operator works.
         using var traffic = CancellationTokenSource.CreateLinkedTokenSource(Cancel);
         var load = Task.Run(async () =>

@@ -1,3 +1,4 @@
+using Adaptive.Experiments.Live;
 using System.Net;
 using Adaptive.Operator.Metrics;
 using Adaptive.Tests.Support;
@@ -14,7 +15,7 @@ public sealed class PrometheusClientTests(TestModels models)
     public async Task Reads_the_routers_arrival_rate_and_names_what_is_missing()
     {
         await using var pipeline = await LocalPipeline.Start(models, "images");
-        await using var prometheus = await PrometheusServer.Start(pipeline.Router.Address);
+        await using var prometheus = await TestPrometheus.Start(pipeline.Router.Address);
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
         var client = new PrometheusClient(http, prometheus.Address);
 

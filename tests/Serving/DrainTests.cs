@@ -1,3 +1,4 @@
+using Adaptive.Experiments.Live;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;

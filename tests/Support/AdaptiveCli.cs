@@ -22,10 +22,10 @@ static class AdaptiveCli
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromSeconds(120)))
+        if (!process.WaitForExit(TimeSpan.FromSeconds(240)))
         {
             process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"adaptive {string.Join(' ', args)} ran over 120 s");
+            throw new TimeoutException($"adaptive {string.Join(' ', args)} ran over 240 s");
         }
         return new Result(process.ExitCode, stdout.Result, stderr.Result);
     }

@@ -21,8 +21,8 @@ public sealed class HpaPolicy(InferencePipeline pipeline) : IReplayPolicy
 
     public PolicyDecision Decide(PolicyContext context)
     {
-        double observed = ArrivalHistory.PrometheusRates(context.ArrivalsPerSecond, context.ArrivalsPerSecond.Count,
-            PlannerPolicy.RateWindowSeconds, PlannerPolicy.RateWindowSeconds, PlannerPolicy.RateWindowSeconds)[^1];
+        int window = ArrivalHistory.OperatorWindowSeconds;
+        double observed = context.Load.Rates(window, window, window)[^1];
         recommendations.Add((context.NowSeconds, scaling.ReplicasFor(observed, TargetUtilization)));
         recommendations.RemoveAll(r => r.Time < context.NowSeconds - StabilizationSeconds);
         var replicas = Enumerable.Range(0, scaling.Stages).Select(i => recommendations.Max(r => r.Replicas[i])).ToArray();

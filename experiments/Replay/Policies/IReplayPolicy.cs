@@ -1,12 +1,26 @@
+using Adaptive.Core.Forecasting;
 using Adaptive.Core.Planning;
 
 namespace Adaptive.Experiments.Replay.Policies;
 
+/// <summary>The pipeline's arrival rate up to a decision, as Prometheus gives it to the operator.</summary>
+public interface ILoadHistory
+{
+    /// <summary><c>rate(arrivals[window])</c> every step over the last <paramref name="historySeconds"/>, oldest first, the last at the decision.</summary>
+    double[] Rates(int historySeconds, int stepSeconds, int windowSeconds);
+}
+
+/// <summary>The history of a simulated run: requests counted in each second up to now, the history before the window first.</summary>
+public sealed class CountedLoadHistory(IReadOnlyList<double> arrivalsPerSecond) : ILoadHistory
+{
+    public double[] Rates(int historySeconds, int stepSeconds, int windowSeconds) =>
+        ArrivalHistory.PrometheusRates(arrivalsPerSecond, arrivalsPerSecond.Count, historySeconds, stepSeconds, windowSeconds);
+}
+
 /// <summary>What a policy sees at a decision.</summary>
 /// <param name="NowSeconds">Seconds into the replayed window.</param>
-/// <param name="ArrivalsPerSecond">Requests counted in each second up to now, the history before the window first.</param>
 /// <param name="Running">The configuration the policy last chose; <c>null</c> before the first decision.</param>
-public sealed record PolicyContext(int NowSeconds, IReadOnlyList<double> ArrivalsPerSecond, IReadOnlyList<StagePlan>? Running);
+public sealed record PolicyContext(int NowSeconds, ILoadHistory Load, IReadOnlyList<StagePlan>? Running);
 
 /// <param name="Plan">The configuration to run; <c>null</c> keeps the running one.</param>
 /// <param name="PredictedRps">The load the policy planned for.</param>

@@ -7,15 +7,12 @@ namespace Adaptive.Experiments.Replay.Policies;
 
 /// <summary>
 /// The operator's loop on a pipeline: every interval, the 30 s arrival rate every 5 s (what the operator
-/// reads from Prometheus at its default 15 s scrape) goes through the pipeline's forecaster, and
+/// reads from Prometheus at its default 15 s scrape interval) goes through the pipeline's forecaster, and
 /// <see cref="AdaptationDecider"/> — the operator's own planning and cooldown code — decides. The baselines
 /// that plan (fa2, model-switching, rim) run it on a pipeline restricted as their papers describe them.
 /// </summary>
 public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IReplayPolicy
 {
-    public const int StepSeconds = 5;
-    public const int RateWindowSeconds = 30;
-
     static readonly DateTimeOffset Epoch = DateTimeOffset.UnixEpoch;
     readonly ILoadForecaster forecaster = LoadForecasters.Create(pipeline.Spec.Adaptation.Forecaster);
     DateTimeOffset? lastScaleUp;
@@ -26,9 +23,8 @@ public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IRe
     public PolicyDecision Decide(PolicyContext context)
     {
         var adaptation = pipeline.Spec.Adaptation;
-        var history = ArrivalHistory.PrometheusRates(context.ArrivalsPerSecond, context.ArrivalsPerSecond.Count,
-            adaptation.Metrics.HistorySeconds, StepSeconds, RateWindowSeconds);
-        double predicted = forecaster.ForecastPeak(history, AdaptationDecider.ForecastHorizon(adaptation.IntervalSeconds, StepSeconds));
+        var history = context.Load.Rates(adaptation.Metrics.HistorySeconds, ArrivalHistory.OperatorStepSeconds, ArrivalHistory.OperatorWindowSeconds);
+        double predicted = forecaster.ForecastPeak(history, AdaptationDecider.ForecastHorizon(adaptation.IntervalSeconds, ArrivalHistory.OperatorStepSeconds));
         var current = context.Running is null ? [] : Running(context.Running);
         var now = Epoch.AddSeconds(context.NowSeconds);
         var decision = AdaptationDecider.Decide(pipeline, predicted, current, context.Running is null ? null : lastScaleUp, now);

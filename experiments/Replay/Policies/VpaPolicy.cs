@@ -1,4 +1,5 @@
 using Adaptive.Core.Api.V1Alpha1;
+using Adaptive.Core.Forecasting;
 using Adaptive.Experiments.Bench;
 
 namespace Adaptive.Experiments.Replay.Policies;
@@ -6,7 +7,7 @@ namespace Adaptive.Experiments.Replay.Policies;
 /// <summary>
 /// Kubernetes' VerticalPodAutoscaler on one fixed variant, as InfAdapter compares with it: one pod per stage
 /// whose size (in replicas' worth of the hardware class, serving like that many replicas) follows the
-/// recommender — the 90th percentile of the load over the last 10 minutes plus a 15 % margin — and is
+/// recommender — the 90th percentile of the load (30 s rates) over the last 10 minutes plus a 15 % margin — and is
 /// changed only when the running size leaves the recommender's bounds (the 50th and 95th percentiles, with
 /// the margin). A change recreates the pod, as VPA's updater evicts it: the stage serves nothing while the
 /// new pod starts.
@@ -23,7 +24,7 @@ public sealed class VpaPolicy(InferencePipeline pipeline) : IReplayPolicy
 
     public PolicyDecision Decide(PolicyContext context)
     {
-        var recent = context.ArrivalsPerSecond.Skip(Math.Max(0, context.ArrivalsPerSecond.Count - HistorySeconds)).Order().ToList();
+        var recent = context.Load.Rates(HistorySeconds, ArrivalHistory.OperatorStepSeconds, ArrivalHistory.OperatorWindowSeconds).Order().ToList();
         double Percentile(double q) => Percentiles.Of(recent, q);
         var target = scaling.ReplicasFor(SafetyMargin * Percentile(0.9), 1);
         var lower = scaling.ReplicasFor(SafetyMargin * Percentile(0.5), 1);

@@ -2,11 +2,11 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 
-namespace Adaptive.Tests.Support;
+namespace Adaptive.Experiments.Live;
 
 /// <summary>
-/// A real Prometheus (Debian's package, which ./test.sh installs) on a free loopback port, scraping the
-/// given targets every second. Tests skip, saying why, where the binary is absent.
+/// A real Prometheus (Debian's package: <c>apt-get install prometheus</c>) on a free loopback port, scraping
+/// the given targets every second, its data in a temporary directory removed on dispose.
 /// </summary>
 public sealed class PrometheusServer : IAsyncDisposable
 {
@@ -22,10 +22,12 @@ public sealed class PrometheusServer : IAsyncDisposable
         Address = address;
     }
 
+    /// <summary>The installed binary, or null.</summary>
+    public static string? Binary => new[] { "/usr/bin/prometheus", "/usr/local/bin/prometheus" }.FirstOrDefault(File.Exists);
+
     public static async Task<PrometheusServer> Start(params Uri[] targets)
     {
-        string? binary = new[] { "/usr/bin/prometheus", "/usr/local/bin/prometheus" }.FirstOrDefault(File.Exists);
-        if (binary is null) Assert.Skip("prometheus is not installed; ./test.sh installs it (apt-get install prometheus)");
+        string binary = Binary ?? throw new InvalidOperationException("prometheus is not installed (apt-get install prometheus)");
         string directory = Directory.CreateTempSubdirectory("adaptive-prometheus-").FullName;
         string config = Path.Combine(directory, "prometheus.yml");
         File.WriteAllText(config, $"""
@@ -38,7 +40,7 @@ public sealed class PrometheusServer : IAsyncDisposable
                   - targets: [{string.Join(", ", targets.Select(t => $"'{t.Authority}'"))}]
             """);
         int port = FreePort();
-        var start = new ProcessStartInfo(binary!) { RedirectStandardOutput = true, RedirectStandardError = true };
+        var start = new ProcessStartInfo(binary) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var arg in new[] { $"--config.file={config}", $"--storage.tsdb.path={Path.Combine(directory, "data")}",
                      $"--web.listen-address=127.0.0.1:{port}", "--log.level=warn" })
             start.ArgumentList.Add(arg);

@@ -1,11 +1,11 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
 
-namespace Adaptive.Tests.Support;
+namespace Adaptive.Experiments.Live;
 
 /// <summary>
-/// <c>adaptive-server</c> in its own process, as a pod runs it, so that tests can send it SIGTERM. Reads
-/// the port it bound from its log line, and kills it on dispose if it is still running.
+/// <c>adaptive-server</c> in its own process, as a pod runs it: a replica of <c>adaptive replay --live</c>, or a
+/// server the tests send SIGTERM. Reads the port it bound from its log line, and kills it on dispose if it still runs.
 /// </summary>
 public sealed partial class ServerProcess : IDisposable
 {
@@ -13,6 +13,7 @@ public sealed partial class ServerProcess : IDisposable
     readonly List<string> output = [];
 
     public Uri? Address { get; private set; }
+    public bool HasExited => process.HasExited;
     public string Output { get { lock (output) return string.Join('\n', output); } }
 
     ServerProcess(Process process) => this.process = process;
@@ -22,8 +23,8 @@ public sealed partial class ServerProcess : IDisposable
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "adaptive-server.dll"));
         foreach (var arg in args) start.ArgumentList.Add(arg);
-        // The port is read from the host's "Now listening on" line; in-process servers of this test run
-        // quiet their logs through the environment, which a child would otherwise inherit.
+        // The port is read from the host's "Now listening on" line; a parent that quiets its own logs through
+        // the environment would otherwise pass that on.
         start.Environment["Logging__LogLevel__Default"] = "Information";
         foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
         return start;

@@ -1,0 +1,129 @@
+using System.Diagnostics;
+using System.Globalization;
+using Adaptive.Core.Planning;
+using Adaptive.Core.Routing;
+
+namespace Adaptive.Experiments.Live;
+
+/// <summary>How the live replicas and the router run.</summary>
+/// <param name="Models">The ONNX file of each variant.</param>
+/// <param name="SloMs">The model servers' request deadline.</param>
+public sealed record LiveClusterOptions(string Pipeline, string Stage, IReadOnlyDictionary<string, string> Models, double SloMs, double MaxQueueDelayMs);
+
+/// <summary>
+/// A one-stage pipeline on this machine in place of a cluster: each replica an <c>adaptive-server serve</c>
+/// process, a router process in front reading a routes file, and a real Prometheus scraping the router.
+/// <see cref="Apply"/> reconfigures it as the operator does Deployments: new replicas first, traffic moved
+/// once they are ready, removed replicas sent SIGTERM so that they drain.
+/// </summary>
+public sealed class LiveCluster : IAsyncDisposable
+{
+    sealed record Replica(string Variant, int Batch, ServerProcess Process);
+
+    readonly LiveClusterOptions options;
+    readonly string directory = Directory.CreateTempSubdirectory("adaptive-live-").FullName;
+    readonly List<Replica> serving = [];
+    readonly List<ServerProcess> draining = [];
+    readonly List<double> startupSeconds = [];
+    readonly object gate = new();
+    ServerProcess? router;
+
+    public PrometheusServer? Prometheus { get; private set; }
+    public Uri RouterAddress => router?.Address ?? throw new InvalidOperationException("the cluster has not started");
+
+    /// <summary>Seconds from starting a replica's process to its serving, for each replica started.</summary>
+    public IReadOnlyList<double> StartupSeconds { get { lock (gate) return [.. startupSeconds]; } }
+
+    public LiveCluster(LiveClusterOptions options) => this.options = options;
+
+    string RoutesPath => Path.Combine(directory, "routes.json");
+
+    /// <summary>Starts the initial configuration, then the router and Prometheus.</summary>
+    public async Task Start(StagePlan plan, CancellationToken cancellation)
+    {
+        await Apply(plan, cancellation);
+        router = await ServerProcess.Start(["router", "--config", RoutesPath, "--host", "127.0.0.1", "--port", "0", "--config-poll-ms", "200",
+            "--request-timeout-ms", Invariant(3 * options.SloMs), "--drain-delay-ms", "0"]);
+        Prometheus = await PrometheusServer.Start(RouterAddress);
+    }
+
+    /// <summary>Replicas by "variant/bN", starting, serving and draining: what a cluster would bill.</summary>
+    public IReadOnlyDictionary<string, int> Replicas()
+    {
+        lock (gate)
+        {
+            foreach (var exited in draining.Where(p => p.HasExited).ToList())
+            {
+                exited.Dispose();
+                draining.Remove(exited);
+            }
+            var counts = serving.GroupBy(r => $"{options.Stage}/{r.Variant}@cpu/b{r.Batch}").ToDictionary(g => g.Key, g => g.Count());
+            if (draining.Count > 0) counts["draining"] = draining.Count;
+            return counts;
+        }
+    }
+
+    /// <summary>Makes the running replicas match <paramref name="plan"/>, make-before-break.</summary>
+    public async Task Apply(StagePlan plan, CancellationToken cancellation)
+    {
+        var keep = new List<Replica>();
+        var starting = new List<Task<Replica>>();
+        lock (gate)
+        {
+            foreach (var allocation in plan.Allocations)
+            {
+                var mine = serving.Where(r => r.Variant == allocation.Variant && r.Batch == allocation.Batch && !keep.Contains(r)).Take(allocation.Replicas).ToList();
+                keep.AddRange(mine);
+                for (int i = mine.Count; i < allocation.Replicas; i++) starting.Add(StartReplica(allocation.Variant, allocation.Batch));
+            }
+        }
+        var started = await Task.WhenAll(starting);
+        var replicas = keep.Concat(started).ToList();
+        var routes = plan.Allocations.SelectMany(a =>
+        {
+            var mine = replicas.Where(r => r.Variant == a.Variant && r.Batch == a.Batch).ToList();
+            return mine.Select(r => new VariantRoute(a.Variant, r.Process.Address!.ToString(), a.Share / mine.Count));
+        }).ToList();
+        await File.WriteAllTextAsync(RoutesPath + ".new", new RouterConfig(options.Pipeline, [new StageRoute(options.Stage, routes)]).Write(), cancellation);
+        File.Move(RoutesPath + ".new", RoutesPath, overwrite: true);
+        if (router != null) await Task.Delay(600, cancellation); // the router re-reads its file every 200 ms
+        lock (gate)
+        {
+            foreach (var gone in serving.Where(r => !replicas.Contains(r)))
+            {
+                gone.Process.Terminate();
+                draining.Add(gone.Process);
+            }
+            serving.Clear();
+            serving.AddRange(replicas);
+        }
+    }
+
+    async Task<Replica> StartReplica(string variant, int batch)
+    {
+        var clock = Stopwatch.StartNew();
+        var process = await ServerProcess.Start(["serve", "--model", options.Models[variant], "--name", options.Stage, "--variant", variant,
+            "--host", "127.0.0.1", "--port", "0", "--max-batch", Invariant(batch), "--max-queue-delay-ms", Invariant(options.MaxQueueDelayMs),
+            "--intra-op-threads", "1", "--request-timeout-ms", Invariant(options.SloMs), "--drain-delay-ms", "0"]);
+        using var http = new HttpClient { BaseAddress = process.Address, Timeout = TimeSpan.FromSeconds(5) };
+        while (!(await http.GetAsync("/v2/health/ready")).IsSuccessStatusCode)
+        {
+            if (clock.Elapsed > TimeSpan.FromSeconds(60)) throw new TimeoutException($"replica of {variant} not ready after 60 s");
+            await Task.Delay(50);
+        }
+        lock (gate) startupSeconds.Add(clock.Elapsed.TotalSeconds);
+        return new Replica(variant, batch, process);
+    }
+
+    static string Invariant(double value) => value.ToString(CultureInfo.InvariantCulture);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Prometheus != null) await Prometheus.DisposeAsync();
+        router?.Dispose();
+        List<ServerProcess> all;
+        lock (gate) all = [.. serving.Select(r => r.Process), .. draining];
+        foreach (var process in all) process.Dispose();
+        Directory.Delete(directory, recursive: true);
+    }
+}

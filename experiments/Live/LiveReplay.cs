@@ -1,0 +1,190 @@
+using System.Diagnostics;
+using Adaptive.Core.Api.V1Alpha1;
+using Adaptive.Core.Planning;
+using Adaptive.Core.Simulation;
+using Adaptive.Core.Workloads;
+using Adaptive.Experiments.Bench;
+using Adaptive.Experiments.Profiling;
+using Adaptive.Experiments.Replay;
+using Adaptive.Experiments.Replay.Policies;
+using Adaptive.Experiments.Zoo;
+using Adaptive.ModelServer.Backend;
+using Adaptive.Operator.Metrics;
+
+namespace Adaptive.Experiments.Live;
+
+/// <param name="Resolution">Input size of the zoo ResNets served.</param>
+/// <param name="MaxReplicas">Most replica processes at once: this machine's cores bound it.</param>
+public sealed record LiveSettings(int Resolution, double SloMs, int MaxReplicas, int IntervalSeconds, int Seed);
+
+/// <summary>One policy run for real and in the simulator on the same pipeline, window and seed.</summary>
+/// <param name="StartupSeconds">Measured mean time from a replica's process start to its serving; the simulation uses it.</param>
+public sealed record LiveComparison(string Policy, PolicyRun Measured, PolicyRun Simulated, double StartupSeconds);
+
+/// <summary>
+/// <c>adaptive replay --live</c>: the replay's loop on this machine. The zoo's ResNet-18/34/50 are written and
+/// profiled through the model server's batching path; each policy then runs the window against real
+/// model-server processes behind a real router, deciding every interval from the router's arrival rate in a
+/// real Prometheus, while an open-loop generator sends the load. The same window, policy and profiles then
+/// go through the simulator, with the measured start-up time, to say how far the simulator is from reality.
+/// </summary>
+public static class LiveReplay
+{
+    public const string PipelineName = "live";
+    const string Stage = "classify";
+    static readonly int[] Depths = [18, 34, 50];
+    static readonly int[] Batches = [1, 2, 4];
+
+    public static async Task<IReadOnlyList<LiveComparison>> Run(IReadOnlyList<string> policies, ReplayWorkload replay, LiveSettings settings,
+        double noise, Action<string> log, CancellationToken cancellation)
+    {
+        string models = Directory.CreateTempSubdirectory("adaptive-live-models-").FullName;
+        try
+        {
+            var pipeline = Profile(models, settings, log);
+            var comparisons = new List<LiveComparison>();
+            foreach (string name in policies)
+            {
+                log($"{name}: {replay.Workload.Seconds} s live");
+                var (measured, startup) = await RunLive(pipeline, name, replay, settings, models, cancellation);
+                var simulatedPipeline = new ReplayPipeline(pipeline.Spec, Math.Max(0, startup - pipeline.Spec.Spec.Stages[0].Variants.Average(v => v.Profiles[0].LoadTimeSeconds)));
+                var policy = ReplayPolicies.Create(name, simulatedPipeline, replay.Workload.Peak, replay.Workload.Mean);
+                var simulated = ReplayRunner.Run(simulatedPipeline, policy, replay.Workload, replay.PriorArrivals,
+                    simulatedPipeline.SimulationOptions(noise, settings.Seed));
+                comparisons.Add(new LiveComparison(name, measured, simulated, startup));
+            }
+            return comparisons;
+        }
+        finally
+        {
+            Directory.Delete(models, recursive: true);
+        }
+    }
+
+    /// <summary>Writes the zoo models and measures them into a one-stage pipeline of this machine's profiles.</summary>
+    static ReplayPipeline Profile(string directory, LiveSettings settings, Action<string> log)
+    {
+        var zoo = ModelZoo.Write(directory, settings.Resolution, Depths, ModelZoo.DefaultSeed);
+        var variants = new List<VariantSpec>();
+        foreach (var model in zoo.Models)
+        {
+            var profile = Profiler.Profile(Path.Combine(directory, model.File), new ProfileOptions(Batches, 1, Device.Cpu, TimeSpan.FromSeconds(2)), log);
+            log($"profiled {profile.Name}: " + string.Join(", ", profile.Batches.Select(b => $"batch {b.Batch} p99 {b.P99Ms:F1} ms {b.ThroughputRps:F0} rps")));
+            variants.Add(new VariantSpec
+            {
+                Name = profile.Name,
+                ModelUri = "file://" + profile.Path,
+                Accuracy = profile.Accuracy ?? model.Top1Accuracy / 100,
+                Profiles = [new VariantProfileSpec
+                {
+                    HardwareClass = "cpu",
+                    LoadTimeSeconds = profile.LoadTimeSeconds,
+                    Threads = 1,
+                    Batches = [.. profile.Batches.Select(b => new BatchProfileSpec { Batch = b.Batch, LatencyMs = b.P99Ms, ThroughputRps = b.ThroughputRps })],
+                }],
+            });
+        }
+        var spec = new InferencePipeline
+        {
+            ApiVersion = InferencePipeline.ApiVersionString,
+            Kind = InferencePipeline.KindName,
+            Metadata = new ObjectMetadata { Name = PipelineName },
+            Spec = new InferencePipelineSpec
+            {
+                SloMs = settings.SloMs,
+                Objective = new ObjectiveSpec { AccuracyMethod = "sum", Weights = new WeightsSpec { Accuracy = 1, Cost = 0.003, Batch = 0.0005, Loading = 0.05 } },
+                HardwareClasses = [new HardwareClassSpec { Name = "cpu", CostPerReplica = 1, MaxReplicas = settings.MaxReplicas }],
+                Stages = [new StageSpec { Name = Stage, Mode = "mixed", BatchSizes = [.. Batches], MinReplicas = 1, MaxReplicas = settings.MaxReplicas, MaxQueueDelayMs = 5, Variants = variants }],
+                Adaptation = new AdaptationSpec { IntervalSeconds = settings.IntervalSeconds },
+            },
+        };
+        return new ReplayPipeline(spec, podStartSeconds: 0);
+    }
+
+    static async Task<(PolicyRun Run, double StartupSeconds)> RunLive(ReplayPipeline pipeline, string name, ReplayWorkload replay, LiveSettings settings,
+        string models, CancellationToken cancellation)
+    {
+        var policy = ReplayPolicies.Create(name, pipeline, replay.Workload.Peak, replay.Workload.Mean);
+        var stage = pipeline.Spec.Spec.Stages[0];
+        var options = new LiveClusterOptions(PipelineName, Stage,
+            stage.Variants.ToDictionary(v => v.Name, v => v.ModelUri["file://".Length..]), settings.SloMs, stage.MaxQueueDelayMs ?? 5);
+        await using var cluster = new LiveCluster(options);
+        var first = policy.Decide(new PolicyContext(0, new CountedLoadHistory(replay.PriorArrivals), null));
+        var running = first.Plan!;
+        await cluster.Start(running[0], cancellation);
+        var decisions = new List<DecisionRecord> { new(0, first.PredictedRps, first.SolveMs, false, running) };
+
+        long[] shape = [1, 3, settings.Resolution, settings.Resolution];
+        var data = new float[shape.Aggregate(1L, (a, b) => a * b)];
+        for (int i = 0; i < data.Length; i++) data[i] = i % 255 / 255f;
+        var generator = new LoadGenerator(cluster.RouterAddress, PipelineName, V2Requests.Binary(ResNet.InputName, shape, data),
+            V2Requests.BinaryHeader(ResNet.InputName, shape, data).Length, settings.SloMs, maxInFlight: 512);
+
+        var clock = Stopwatch.StartNew();
+        var samples = new List<SecondSample>();
+        var load = generator.Run(replay.Workload, settings.Seed, clock, cancellation);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        var prometheus = new PrometheusClient(http, cluster.Prometheus!.Address);
+        for (int second = 0; second < replay.Workload.Seconds; second++)
+        {
+            double wait = second - clock.Elapsed.TotalSeconds;
+            if (wait > 0) await Task.Delay(TimeSpan.FromSeconds(wait), cancellation);
+            var replicas = cluster.Replicas();
+            samples.Add(new SecondSample(replicas.Values.Sum(), replicas));
+            if (second == 0 || second % policy.IntervalSeconds != 0) continue;
+            var history = new PrometheusLoadHistory(prometheus, PipelineName, DateTimeOffset.UtcNow, replay.PriorArrivals);
+            var decision = policy.Decide(new PolicyContext(second, history, running));
+            bool reconfigured = decision.Plan is { } plan && ReplayRunner.Describe(plan) != ReplayRunner.Describe(running);
+            if (decision.Plan is { } next)
+            {
+                running = next;
+                await cluster.Apply(next[0], cancellation);
+            }
+            decisions.Add(new DecisionRecord(second, decision.PredictedRps, decision.SolveMs, reconfigured, running));
+        }
+        var records = await load;
+        var result = Measured(records, decisions, stage, samples, replay.Workload.Seconds, settings.SloMs);
+        double startup = cluster.StartupSeconds.Count == 0 ? 0 : cluster.StartupSeconds.Average();
+        return (new PolicyRun(name, result, decisions), startup);
+    }
+
+    /// <summary>
+    /// The measured run in the simulator's terms. A response does not say which variant served it, so each
+    /// served request is credited with the accuracy of the configuration in force when it arrived, weighted by
+    /// the variants' shares.
+    /// </summary>
+    static SimulationResult Measured(IReadOnlyList<RequestRecord> records, List<DecisionRecord> decisions, StageSpec stage,
+        List<SecondSample> samples, int seconds, double sloMs)
+    {
+        double AccuracyAt(double time)
+        {
+            var allocations = decisions.Last(d => d.Second <= time).Running[0].Allocations;
+            double total = allocations.Sum(a => a.Share);
+            return allocations.Sum(a => a.Share / total * stage.Variants.First(v => v.Name == a.Variant).Accuracy);
+        }
+        var credited = records.Select(r => r.Outcome is RequestOutcome.Served or RequestOutcome.Late ? r with { Accuracy = AccuracyAt(r.ArrivalSeconds) } : r).ToList();
+        var served = credited.Where(r => r.Outcome is RequestOutcome.Served or RequestOutcome.Late).ToList();
+        var arrivals = new int[seconds];
+        foreach (var r in credited) arrivals[Math.Min(seconds - 1, (int)r.ArrivalSeconds)]++;
+        return new SimulationResult(credited.Count, served.Count, credited.Count(r => r.Outcome == RequestOutcome.Rejected),
+            credited.Count(r => r.Outcome == RequestOutcome.Expired), served.Count(r => r.LatencyMs > sloMs),
+            [.. served.Select(r => r.LatencyMs)], MeanInSystem: double.NaN, seconds, credited, arrivals, samples);
+    }
+}
+
+/// <summary>
+/// The load history from Prometheus, as the operator reads it (its own client). Before the window the
+/// replay's prior history stands in, since Prometheus has only seen the window so far.
+/// </summary>
+sealed class PrometheusLoadHistory(PrometheusClient prometheus, string pipeline, DateTimeOffset now, IReadOnlyList<double> prior) : ILoadHistory
+{
+    public double[] Rates(int historySeconds, int stepSeconds, int windowSeconds)
+    {
+        var measured = prometheus.ArrivalRateHistory(pipeline, now, TimeSpan.FromSeconds(historySeconds), TimeSpan.FromSeconds(stepSeconds),
+            TimeSpan.FromSeconds(windowSeconds), CancellationToken.None).GetAwaiter().GetResult();
+        int missing = historySeconds / stepSeconds - measured.Count;
+        if (missing <= 0) return [.. measured];
+        var before = new CountedLoadHistory(prior).Rates(missing * stepSeconds, stepSeconds, windowSeconds);
+        return [.. before, .. measured];
+    }
+}

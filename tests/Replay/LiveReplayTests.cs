@@ -1,0 +1,31 @@
+using Adaptive.Experiments.Live;
+using Adaptive.Tests.Support;
+
+namespace Adaptive.Tests.Replay;
+
+/// <summary><c>adaptive replay --live</c>: real model-server processes, router and Prometheus on this machine.</summary>
+[Collection("serving")]
+public sealed class LiveReplayTests
+{
+    [Fact]
+    public void A_live_run_serves_the_window_for_real_and_sets_the_simulator_beside_it()
+    {
+        if (PrometheusServer.Binary is null) Assert.Skip("prometheus is not installed; ./test.sh installs it (apt-get install prometheus)");
+        string dir = Directory.CreateTempSubdirectory("adaptive-live-test-").FullName;
+        var run = AdaptiveCli.Run("replay", "--live", "--seconds", "45", "--resolution", "32", "--out", dir);
+        Assert.True(run.ExitCode == 0, run.Stderr + run.Stdout);
+
+        var rows = File.ReadAllLines(Path.Combine(dir, "report.csv")).Skip(1).Select(r => r.Split(',')).ToDictionary(r => r[0]);
+        Assert.Equal(["ipa (live)", "ipa (simulated)"], rows.Keys);
+        // The generator and the simulator draw the same Poisson arrivals from the same seed.
+        Assert.Equal(rows["ipa (simulated)"][1], rows["ipa (live)"][1]);
+        Assert.InRange(int.Parse(rows["ipa (live)"][1]), 150, 600);
+        double liveViolations = double.Parse(rows["ipa (live)"][2], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(liveViolations, 0, 0.2);
+        // A decision at 30 s, from the router's arrival rate in Prometheus.
+        var decisions = File.ReadAllLines(Path.Combine(dir, "decisions.csv")).Where(l => l.StartsWith("ipa (live),", StringComparison.Ordinal)).ToList();
+        Assert.Equal(["0", "30"], decisions.Select(d => d.Split(',')[1]));
+        Assert.Contains("measured replica start-up", File.ReadAllText(Path.Combine(dir, "report.md")));
+        Assert.True(File.Exists(Path.Combine(dir, "variants-ipa-live.png")));
+    }
+}
