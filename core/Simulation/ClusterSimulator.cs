@@ -14,6 +14,9 @@ public sealed record SimulatedGroup(string Variant, string Hardware, int Replica
     public double CostPerReplica { get; init; }
     public double StartupSeconds { get; init; }
 
+    /// <summary>The stage's max queue delay, where it has its own; else <see cref="SimulationOptions.MaxQueueDelayMs"/>.</summary>
+    public double? MaxQueueDelayMs { get; init; }
+
     public string Key => $"{Variant}@{Hardware}/b{Batch}";
 }
 
@@ -118,7 +121,6 @@ public sealed class ClusterSimulator
         public bool Retired { get; set; }
         public bool TimerSet { get; set; }
         public int Ready => Replicas.Count(r => r.State is ReplicaState.Idle or ReplicaState.Busy && !r.Removing);
-        public int Live => Replicas.Count(r => r.State != ReplicaState.Gone && !r.Removing);
     }
 
     sealed class Stage(string name)
@@ -248,15 +250,16 @@ public sealed class ClusterSimulator
     void Dispatch(Group group)
     {
         DropExpired(group);
+        double maxQueueDelayMs = group.Spec.MaxQueueDelayMs ?? options.MaxQueueDelayMs;
         while (group.Queue.Count > 0 && group.Replicas.FirstOrDefault(r => r.State == ReplicaState.Idle) is { } replica)
         {
             double waited = (now - group.Queue.Peek().Enqueued) * 1000;
-            if (group.Queue.Count < group.Spec.Batch && waited < options.MaxQueueDelayMs - 1e-6) // tolerance: the timer fires at the deadline
+            if (group.Queue.Count < group.Spec.Batch && waited < maxQueueDelayMs - 1e-6) // tolerance: the timer fires at the deadline
             {
                 if (!group.TimerSet)
                 {
                     group.TimerSet = true;
-                    At(group.Queue.Peek().Enqueued + options.MaxQueueDelayMs / 1000, () =>
+                    At(group.Queue.Peek().Enqueued + maxQueueDelayMs / 1000, () =>
                     {
                         group.TimerSet = false;
                         Dispatch(group);

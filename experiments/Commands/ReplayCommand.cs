@@ -114,7 +114,8 @@ public static class ReplayCommand
             if (live.Resolution is < 32 or > 224) throw new PlanningInputException("--resolution", $"must be between 32 and 224, got {live.Resolution}");
             if (!(live.SloMs > 0)) throw new PlanningInputException("--slo-ms", $"must be greater than 0, got {live.SloMs}");
             if (live.MaxReplicas < 1) throw new PlanningInputException("--max-replicas", $"must be at least 1, got {live.MaxReplicas}");
-            foreach (var name in settings.Policies) ReplayPolicies.Create(name, ReplayPipeline.Load("resnet", 0), 1, 1); // names checked before minutes of work
+            if (settings.Policies.FirstOrDefault(p => !ReplayPolicies.Names.Contains(p)) is { } unknown)
+                throw new PlanningInputException("--policies", $"unknown policy '{unknown}'; use {string.Join(", ", ReplayPolicies.Names)}");
             var replay = ReplayWorkloads.Create(settings.Workload, settings.Trace, settings.Start, settings.Seconds, settings.Damping, settings.Seed);
             var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
             var comparisons = LiveReplay.Run(settings.Policies.Distinct().ToList(), replay, live, settings.Noise,

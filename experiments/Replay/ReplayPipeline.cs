@@ -49,7 +49,7 @@ public sealed class ReplayPipeline
     public string Name => Spec.Metadata.Name;
 
     public SimulationOptions SimulationOptions(double latencyNoise, int seed) =>
-        new(Spec.Spec.SloMs, Spec.Spec.Stages.Max(s => s.MaxQueueDelayMs ?? DefaultMaxQueueDelayMs), QueueCapacityPerReplica, latencyNoise, seed)
+        new(Spec.Spec.SloMs, DefaultMaxQueueDelayMs, QueueCapacityPerReplica, latencyNoise, seed)
         {
             AccuracyMethod = Enum.Parse<AccuracyMethod>(Spec.Spec.Objective.AccuracyMethod, ignoreCase: true),
         };
@@ -67,6 +67,7 @@ public sealed class ReplayPipeline
                 Accuracy = variant.Accuracy,
                 CostPerReplica = profile.CostPerReplica ?? hardware.CostPerReplica,
                 StartupSeconds = PodStartSeconds + profile.LoadTimeSeconds,
+                MaxQueueDelayMs = pair.First.MaxQueueDelayMs,
             };
         })]))];
 

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using Adaptive.Core.Simulation;
 using Adaptive.Experiments.Bench;
+using Adaptive.Experiments.Replay.Policies;
 
 namespace Adaptive.Experiments.Replay;
 
@@ -91,6 +92,9 @@ public static class ReplayReport
         text.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var s in summaries)
             text.AppendLine($"| {s.Policy} | {s.Requests} | {Percent(s.ViolationRate)} | {F(s.P50Ms)} | {F(s.P99Ms)} | {s.Accuracy.ToString("0.0000", CultureInfo.InvariantCulture)} | {F(s.Cost)} | {s.Reconfigurations} | {F(s.MeanDecisionMs)} / {F(s.MaxDecisionMs)} |");
+        text.AppendLine();
+        foreach (var s in summaries.Where(s => ReplayPolicies.Descriptions.ContainsKey(s.Policy)))
+            text.AppendLine($"- {s.Policy}: {ReplayPolicies.Descriptions[s.Policy]}");
         text.AppendLine();
         text.AppendLine("Plots: load.png (load and forecasts), replicas.png, variants-POLICY.png, latency.png (p99), accuracy.png, cost.png. Data: report.csv, timeline.csv, decisions.csv.");
         return text.ToString();
