@@ -17,7 +17,16 @@ public static class ReplayPlots
         Save(load, "Load and the load each policy planned for", "requests per second", Path.Combine(directory, "load.png"));
 
         Series(timelines, p => p.Replicas, "Replicas", "replicas", Path.Combine(directory, "replicas.png"));
-        Series(timelines, p => p.P99Ms, $"p99 latency of the requests arriving in each {ReplayReport.BucketSeconds} s", "ms", Path.Combine(directory, "latency.png"));
+        var latency = new Plot();
+        foreach (var (policy, points) in timelines)
+        {
+            double[] x = [.. points.Select(p => (double)p.Second)];
+            var p99 = latency.Add.ScatterLine(x, [.. points.Select(p => p.P99Ms)]);
+            p99.LegendText = $"{policy} p99";
+            var p50 = latency.Add.ScatterLine(x, [.. points.Select(p => p.P50Ms)]);
+            (p50.LegendText, p50.Color, p50.LinePattern) = ($"{policy} p50", p99.Color, LinePattern.Dashed);
+        }
+        Save(latency, $"p50 (dashed) and p99 latency of the requests arriving in each {ReplayReport.BucketSeconds} s", "ms", Path.Combine(directory, "latency.png"));
         Series(timelines, p => p.Accuracy, "Mean accuracy of the requests served", "accuracy", Path.Combine(directory, "accuracy.png"));
         Series(timelines, p => p.CostPerSecond, "Cost rate (replicas weighted by class cost)", "cost per second", Path.Combine(directory, "cost.png"));
 
