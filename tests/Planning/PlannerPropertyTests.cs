@@ -63,6 +63,25 @@ public class PlannerPropertyTests
         Assert.Equal(best, verdict.Objective, 4);
     }
 
+    /// <summary>
+    /// Found by the property above (seed 1230346243): CP-SAT's presolve calls this feasible model infeasible.
+    /// The planner checks such a proof with a search without presolve.
+    /// </summary>
+    [Fact]
+    public void AFalseInfeasibilityFromPresolveIsOverturned()
+    {
+        string text = File.ReadAllText(RepoPaths.Of("tests", "Planning", "Cases", "presolve-false-infeasible.json"));
+        var problem = ExchangeFormat.Parse(text).Problem;
+        double best = ExhaustivePlanner.BestObjective(problem)!.Value;
+
+        var result = new CpSatPlanner().Plan(problem);
+
+        Assert.Equal(PlanStatus.Optimal, result.Status);
+        var verdict = FormatJudge.Judge(JsonNode.Parse(text)!, JsonNode.Parse(ExchangeFormat.Write(result, false))!);
+        Assert.Empty(verdict.Violations);
+        Assert.Equal(best, verdict.Objective, 4);
+    }
+
     [Fact]
     public void SameProblemGetsTheSameAnswer()
     {
