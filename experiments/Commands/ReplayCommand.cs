@@ -49,6 +49,8 @@ public static class ReplayCommand
             var settings = new Settings(parse.GetValue(pipeline)!, [.. Value(policies, LiveDefaults.Policies).SelectMany(p => p.Split(',', StringSplitOptions.RemoveEmptyEntries))],
                 parse.GetValue(workload)!, parse.GetValue(trace)!, Value(start, LiveDefaults.Start), Value(seconds, LiveDefaults.Seconds), Value(damping, LiveDefaults.Damping),
                 parse.GetValue(forecaster), parse.GetValue(utilization), parse.GetValue(seed), parse.GetValue(noise), parse.GetValue(podStart), parse.GetValue(output)!);
+            if (isLive && parse.GetResult(pipeline) is { Implicit: false })
+                return Fail(new PlanningInputException("--pipeline", "--live serves the zoo's ResNets, profiled on this machine; it takes no pipeline"));
             return isLive ? RunLive(settings, new LiveSettings(parse.GetValue(resolution), parse.GetValue(sloMs), parse.GetValue(maxReplicas), 30, settings.Seed)) : Run(settings);
         });
         return command;
@@ -101,8 +103,7 @@ public static class ReplayCommand
         }
         catch (PlanningInputException e)
         {
-            Console.Error.WriteLine($"adaptive replay: {e.Message}");
-            return ExitCodes.InvalidInput;
+            return Fail(e);
         }
     }
 
@@ -118,7 +119,8 @@ public static class ReplayCommand
                 throw new PlanningInputException("--policies", $"unknown policy '{unknown}'; use {string.Join(", ", ReplayPolicies.Names)}");
             var replay = ReplayWorkloads.Create(settings.Workload, settings.Trace, settings.Start, settings.Seconds, settings.Damping, settings.Seed);
             var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-            var comparisons = LiveReplay.Run(settings.Policies.Distinct().ToList(), replay, live, settings.Noise,
+            CheckOverrides(settings);
+            var comparisons = LiveReplay.Run(settings.Policies.Distinct().ToList(), replay, live, settings.Noise, pipeline => Override(pipeline, settings),
                 line => console.MarkupLineInterpolated($"{line}"), CancellationToken.None).GetAwaiter().GetResult();
 
             var runs = comparisons.SelectMany(c => new[] { c.Measured with { Policy = $"{c.Policy} (live)" }, c.Simulated with { Policy = $"{c.Policy} (simulated)" } }).ToList();
@@ -133,8 +135,7 @@ public static class ReplayCommand
         }
         catch (PlanningInputException e)
         {
-            Console.Error.WriteLine($"adaptive replay: {e.Message}");
-            return ExitCodes.InvalidInput;
+            return Fail(e);
         }
     }
 
@@ -152,8 +153,13 @@ public static class ReplayCommand
         PrintTable(summaries, workload);
     }
 
-    /// <summary>The pipeline with the adaptation settings given on the command line.</summary>
-    static ReplayPipeline Override(ReplayPipeline pipeline, Settings settings)
+    static int Fail(PlanningInputException e)
+    {
+        Console.Error.WriteLine($"adaptive replay: {e.Message}");
+        return ExitCodes.InvalidInput;
+    }
+
+    static void CheckOverrides(Settings settings)
     {
         if (settings.Forecaster is { } name)
         {
@@ -162,11 +168,17 @@ public static class ReplayCommand
         }
         if (settings.TargetUtilization is { } u && !(u >= 0.01 && u <= 1))
             throw new PlanningInputException("--target-utilization", $"must be between 0.01 and 1, got {u}");
+    }
+
+    /// <summary>The pipeline with the adaptation settings given on the command line.</summary>
+    static ReplayPipeline Override(ReplayPipeline pipeline, Settings settings)
+    {
+        CheckOverrides(settings);
         return new ReplayPipeline(pipeline.Derive(spec =>
         {
             spec.Adaptation.Forecaster = settings.Forecaster ?? spec.Adaptation.Forecaster;
             spec.Adaptation.TargetUtilization = settings.TargetUtilization ?? spec.Adaptation.TargetUtilization;
-        }), settings.PodStartSeconds);
+        }), pipeline.PodStartSeconds);
     }
 
     static void PrintTable(IReadOnlyList<PolicySummary> summaries, Workload workload)

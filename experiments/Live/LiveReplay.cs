@@ -35,13 +35,14 @@ public static class LiveReplay
     static readonly int[] Depths = [18, 34, 50];
     static readonly int[] Batches = [1, 2, 4];
 
+    /// <param name="configure">Applies the command line's adaptation settings (forecaster, target utilization) to the profiled pipeline.</param>
     public static async Task<IReadOnlyList<LiveComparison>> Run(IReadOnlyList<string> policies, ReplayWorkload replay, LiveSettings settings,
-        double noise, Action<string> log, CancellationToken cancellation)
+        double noise, Func<ReplayPipeline, ReplayPipeline> configure, Action<string> log, CancellationToken cancellation)
     {
         string models = Directory.CreateTempSubdirectory("adaptive-live-models-").FullName;
         try
         {
-            var pipeline = Profile(models, settings, log);
+            var pipeline = configure(Profile(models, settings, log));
             var comparisons = new List<LiveComparison>();
             foreach (string name in policies)
             {

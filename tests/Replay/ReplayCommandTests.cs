@@ -66,4 +66,12 @@ public sealed class ReplayCommandTests
         Assert.Contains(message, run.Stderr);
         Assert.DoesNotContain("   at ", run.Stderr);
     }
+
+    [Fact]
+    public void A_live_run_refuses_a_pipeline_it_would_not_use()
+    {
+        var run = AdaptiveCli.Run("replay", "--live", "--pipeline", "video", "--out", TempDir());
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains("--pipeline: --live serves the zoo's ResNets", run.Stderr);
+    }
 }
