@@ -1,4 +1,3 @@
-using Adaptive.Experiments.Live;
 using System.Net;
 using System.Text.Json.Nodes;
 using Adaptive.Core.Api.V1Alpha1;

@@ -1,4 +1,3 @@
-using Adaptive.Experiments.Live;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;

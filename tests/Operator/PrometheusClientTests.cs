@@ -1,5 +1,5 @@
-using Adaptive.Experiments.Live;
 using System.Net;
+using Adaptive.Experiments.Live;
 using Adaptive.Operator.Metrics;
 using Adaptive.Tests.Support;
 

@@ -1,7 +1,7 @@
-using Adaptive.Experiments.Live;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
+using Adaptive.Experiments.Live;
 using Adaptive.Tests.Support;
 
 namespace Adaptive.Tests.Serving;
