@@ -42,7 +42,8 @@ public static class BenchServerCommand
     /// then answers 400 without inference, so its latency is the HTTP exchange and parsing alone.</param>
     sealed record Body(string Encoding, byte[] Bytes, int? HeaderLength, byte[] Refused);
 
-    sealed record Row(int Batch, string Encoding, double RawRps, double ServerRps, double RawP50Ms, double ServerLowLoadP50Ms, double ExchangeP50Ms, double ServerSaturatedP50Ms, double ServerSaturatedP99Ms)
+    /// <param name="OverheadP50Ms">Per request at low load, the latency less the server's own ONNX Runtime call for it.</param>
+    sealed record Row(int Batch, string Encoding, double RawRps, double ServerRps, double RawP50Ms, double ServerLowLoadP50Ms, double OverheadP50Ms, double ExchangeP50Ms, double ServerSaturatedP50Ms, double ServerSaturatedP99Ms)
     {
         public double Ratio => ServerRps / RawRps;
         public double AddedP50Ms => ServerLowLoadP50Ms - RawP50Ms;
@@ -77,12 +78,14 @@ public static class BenchServerCommand
                 foreach (int batch in batches)
                 {
                     status.Status($"batch {batch}: raw InferenceSession.Run");
-                    using var rawBatch = new RawSession(path, batch, threads);
-                    using var rawSingle = new RawSession(path, 1, threads);
-                    var raw = rawBatch.RunFor(duration);
+                    var runtime = new RuntimeOptions(threads, 1, Device.Cpu);
+                    using var model = OnnxModel.Load(path, runtime, warning => Console.Error.WriteLine(warning));
+                    Measured raw;
+                    using (var rawBatch = new RawSession(model, batch)) raw = rawBatch.RunFor(duration);
                     status.Status($"batch {batch}: server");
-                    foreach (var (encoding, saturated, lowLoad, rawLowLoad, exchange) in MeasureServer(path, batch, threads, duration, rawSingle).GetAwaiter().GetResult())
-                        rows.Add(new Row(batch, encoding, raw.RowsPerSecond, saturated.RowsPerSecond, rawLowLoad.P(0.5), lowLoad.P(0.5), exchange.P(0.5), saturated.P(0.5), saturated.P(0.99)));
+                    foreach (var m in MeasureServer(model, path, batch, runtime, duration).GetAwaiter().GetResult())
+                        rows.Add(new Row(batch, m.Encoding, raw.RowsPerSecond, m.Saturated.RowsPerSecond, m.LowLoad.Raw.P(0.5), m.LowLoad.Server.P(0.5), m.LowLoad.Overhead.P(0.5),
+                            m.Exchange.P(0.5), m.Saturated.P(0.5), m.Saturated.P(0.99)));
                 }
             });
             Report(rows, path, threads, seconds, output);
@@ -94,21 +97,23 @@ public static class BenchServerCommand
         }
     }
 
-    /// <summary>One thread calling Run on a ready [batch, ...] input back to back: the most a replica can do.</summary>
+    /// <summary>
+    /// One thread calling <c>InferenceSession.Run</c> on a ready [batch, ...] input back to back: the most a
+    /// replica can do. It runs on the server's own session: two sessions of the same model, loaded with the
+    /// same settings, can differ by a millisecond at p50 for as long as they live.
+    /// </summary>
     sealed class RawSession : IDisposable
     {
-        readonly SessionOptions options;
         readonly InferenceSession session;
         readonly OrtValue input;
         readonly RunOptions runOptions = new();
         readonly string[] inputNames, outputNames;
         readonly int batch;
 
-        public RawSession(string path, int batch, int threads)
+        public RawSession(OnnxModel model, int batch)
         {
             this.batch = batch;
-            options = OnnxModel.CreateSessionOptions(new RuntimeOptions(threads, 1, Device.Cpu));
-            session = new InferenceSession(path, options);
+            session = model.Session;
             var (name, metadata) = session.InputMetadata.Single();
             long[] shape = [batch, .. metadata.Dimensions.Skip(1).Select(d => (long)d)];
             var data = new float[shape.Aggregate(1L, (a, b) => a * b)];
@@ -123,59 +128,48 @@ public static class BenchServerCommand
         {
             var latencies = new List<double>();
             var clock = Stopwatch.StartNew();
-            while (clock.Elapsed < duration)
-            {
-                long started = Stopwatch.GetTimestamp();
-                using (session.Run(runOptions, inputNames, [input], outputNames)) { }
-                latencies.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-            }
+            while (clock.Elapsed < duration) latencies.Add(RunOnce());
             latencies.Sort();
             return new Measured(latencies.Count * batch / clock.Elapsed.TotalSeconds, latencies);
+        }
+
+        double RunOnce()
+        {
+            long started = Stopwatch.GetTimestamp();
+            using (session.Run(runOptions, inputNames, [input], outputNames)) { }
+            return Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         }
 
         public void Dispose()
         {
             input.Dispose();
             runOptions.Dispose();
-            session.Dispose();
-            options.Dispose();
         }
     }
 
     /// <summary>
     /// The server with max batch <paramref name="batch"/>, per encoding: saturated by 2×batch callers; then
-    /// one caller at a time, in rounds alternating with raw single-row Run, so that both low-load
-    /// latencies see the same machine (on a shared machine, minutes apart, they drift by milliseconds).
+    /// one caller (<see cref="LowLoad"/>); then the exchange alone, with a body the server refuses after parsing it.
     /// </summary>
-    static async Task<List<(string Encoding, Measured Saturated, Measured LowLoad, Measured RawLowLoad, Measured Exchange)>> MeasureServer(string path, int batch, int threads, TimeSpan duration, RawSession rawSingle)
+    static async Task<List<ServerMeasurement>> MeasureServer(OnnxModel model, string path, int batch, RuntimeOptions runtime, TimeSpan duration)
     {
+        using var raw = new RawSession(model, 1);
         var http = new HttpOptions("127.0.0.1", 0, 64L << 20, TimeSpan.FromSeconds(30), TimeSpan.Zero, TimeSpan.FromSeconds(10));
         // No queue delay (Triton's default): under saturation the queue holds full batches anyway, and a lone request is not held back.
-        var options = new ModelServerOptions(http, path, "bench", "bench", new BatchingOptions(batch, TimeSpan.Zero, 4096), new RuntimeOptions(threads, 1, Device.Cpu));
-        var app = ModelServerApp.Build(options);
+        var options = new ModelServerOptions(http, path, "bench", "bench", new BatchingOptions(batch, TimeSpan.Zero, 4096), runtime);
+        var app = ModelServerApp.Build(options, model);
         await app.StartAsync();
         try
         {
             using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1024 }) { BaseAddress = new Uri(app.Urls.First()) };
-            const int rounds = 10;
-            var results = new List<(string, Measured, Measured, Measured, Measured)>();
+            var results = new List<ServerMeasurement>();
             foreach (var body in RequestBodies(client))
             {
                 await Load(client, body, 2 * batch, TimeSpan.FromSeconds(1));
                 var saturated = await Load(client, body, 2 * batch, duration);
-                var lowLoad = new List<Measured>();
-                var rawLowLoad = new List<Measured>();
-                var before = await ServerTimes(client);
-                for (int round = 0; round < rounds; round++)
-                {
-                    lowLoad.Add(await Load(client, body, 1, duration / rounds));
-                    rawLowLoad.Add(rawSingle.RunFor(duration / rounds));
-                }
-                var after = await ServerTimes(client);
-                Console.Error.WriteLine(FormattableString.Invariant(
-                    $"{body.Encoding} batch {batch}, one caller: in the server, request {Mean(before.Request, after.Request):F2} ms, ONNX Runtime call {Mean(before.Inference, after.Inference):F2} ms (means)"));
+                var lowLoad = await LowLoad(client, body, raw, duration);
                 var exchange = await Load(client, body with { Bytes = body.Refused }, 1, duration / 4, HttpStatusCode.BadRequest);
-                results.Add((body.Encoding, saturated, Pool(lowLoad), Pool(rawLowLoad), exchange));
+                results.Add(new ServerMeasurement(body.Encoding, saturated, lowLoad, exchange));
             }
             return results;
         }
@@ -186,20 +180,39 @@ public static class BenchServerCommand
         }
     }
 
-    /// <summary>Sum and count of the server's request and inference duration histograms, from its /metrics.</summary>
-    static async Task<((double Sum, double Count) Request, (double Sum, double Count) Inference)> ServerTimes(HttpClient client)
+    sealed record ServerMeasurement(string Encoding, Measured Saturated, LowLoadMeasurement LowLoad, Measured Exchange);
+
+    /// <param name="Overhead">Per request, the latency less the server's own ONNX Runtime call for it.</param>
+    /// <param name="Raw">Raw single-row Run on the server's session.</param>
+    sealed record LowLoadMeasurement(Measured Server, Measured Overhead, Measured Raw);
+
+    /// <summary>
+    /// Low load: one caller, one request after another, in rounds alternating with raw single-row Run, so
+    /// that both see the same machine (on a shared machine the speed of a Run drifts by a millisecond
+    /// within seconds). Per request it also keeps the latency less the server's own Run for it, which no
+    /// drift touches.
+    /// </summary>
+    static async Task<LowLoadMeasurement> LowLoad(HttpClient client, Body body, RawSession raw, TimeSpan duration)
     {
-        var lines = (await client.GetStringAsync("/metrics")).Split('\n');
-        double Value(string name) => double.Parse(lines.First(l => l.StartsWith(name + "{", StringComparison.Ordinal)).Split(' ')[^1], CultureInfo.InvariantCulture);
-        return ((Value("adaptive_model_request_duration_seconds_sum"), Value("adaptive_model_request_duration_seconds_count")),
-                (Value("adaptive_model_inference_duration_seconds_sum"), Value("adaptive_model_inference_duration_seconds_count")));
+        const int Rounds = 10;
+        var server = new List<double>();
+        var overhead = new List<double>();
+        var direct = new List<double>();
+        var serving = TimeSpan.Zero;
+        for (int round = 0; round < Rounds; round++)
+        {
+            var clock = Stopwatch.StartNew();
+            while (clock.Elapsed < duration / Rounds)
+            {
+                var (latency, serverOverhead) = await Send(client, body, HttpStatusCode.OK);
+                server.Add(latency);
+                overhead.Add(serverOverhead ?? throw new InvalidOperationException("the server's answer has no Server-Timing infer duration"));
+            }
+            serving += clock.Elapsed;
+            direct.AddRange(raw.RunFor(duration / Rounds).LatenciesMs);
+        }
+        return new LowLoadMeasurement(new Measured(server.Count / serving.TotalSeconds, [.. server.Order()]), new Measured(0, [.. overhead.Order()]), new Measured(0, [.. direct.Order()]));
     }
-
-    static double Mean((double Sum, double Count) before, (double Sum, double Count) after) =>
-        1000 * (after.Sum - before.Sum) / (after.Count - before.Count);
-
-    static Measured Pool(List<Measured> rounds) =>
-        new(rounds.Average(r => r.RowsPerSecond), [.. rounds.SelectMany(r => r.LatenciesMs).Order()]);
 
     /// <summary>One row of input as JSON numbers, and the same as raw bytes after a JSON header (outputs binary too).</summary>
     static Body[] RequestBodies(HttpClient client)
@@ -226,17 +239,7 @@ public static class BenchServerCommand
         await Task.WhenAll(Enumerable.Range(0, callers).Select(_ => Task.Run(async () =>
         {
             var mine = new List<double>();
-            while (clock.Elapsed < duration)
-            {
-                long started = Stopwatch.GetTimestamp();
-                using var content = new ByteArrayContent(body.Bytes);
-                content.Headers.ContentType = new(body.HeaderLength is null ? "application/json" : "application/octet-stream");
-                if (body.HeaderLength is { } length) content.Headers.Add("Inference-Header-Content-Length", length.ToString(CultureInfo.InvariantCulture));
-                using var response = await client.PostAsync("/v2/models/bench/infer", content);
-                await response.Content.ReadAsByteArrayAsync();
-                if (response.StatusCode != expected) throw new InvalidOperationException($"the server answered {(int)response.StatusCode}, expected {(int)expected}");
-                mine.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-            }
+            while (clock.Elapsed < duration) mine.Add((await Send(client, body, expected)).Latency);
             lock (latencies) latencies.AddRange(mine);
         })));
         double elapsed = clock.Elapsed.TotalSeconds;
@@ -244,22 +247,47 @@ public static class BenchServerCommand
         return new Measured(latencies.Count / elapsed, latencies);
     }
 
+    /// <summary>
+    /// One request: its latency, and that latency less the ONNX Runtime call that served it, which the
+    /// server reports in its Server-Timing header (<c>infer;dur=</c>, milliseconds); null on a refusal.
+    /// </summary>
+    static async Task<(double Latency, double? Overhead)> Send(HttpClient client, Body body, HttpStatusCode expected)
+    {
+        long started = Stopwatch.GetTimestamp();
+        using var content = new ByteArrayContent(body.Bytes);
+        content.Headers.ContentType = new(body.HeaderLength is null ? "application/json" : "application/octet-stream");
+        if (body.HeaderLength is { } length) content.Headers.Add("Inference-Header-Content-Length", length.ToString(CultureInfo.InvariantCulture));
+        using var response = await client.PostAsync("/v2/models/bench/infer", content);
+        await response.Content.ReadAsByteArrayAsync();
+        double latency = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        if (response.StatusCode != expected) throw new InvalidOperationException($"the server answered {(int)response.StatusCode}, expected {(int)expected}");
+        return (latency, latency - InferenceMs(response));
+    }
+
+    static double? InferenceMs(HttpResponseMessage response)
+    {
+        if (!response.Headers.TryGetValues("Server-Timing", out var values)) return null;
+        const string Metric = "infer;dur=";
+        var entry = values.SelectMany(v => v.Split(',')).Select(e => e.Trim()).FirstOrDefault(e => e.StartsWith(Metric, StringComparison.Ordinal));
+        return entry is null ? null : double.Parse(entry[Metric.Length..], CultureInfo.InvariantCulture);
+    }
+
     static void Report(List<Row> rows, string model, int threads, double seconds, DirectoryInfo output)
     {
-        var table = new Table().AddColumns("max batch", "encoding", "raw rows/s", "server rows/s", "server/raw", "raw p50 ms (batch 1)", "server p50 ms (1 caller)", "added p50 ms", "HTTP + parse p50 ms", "server p50/p99 ms (saturated)");
+        var table = new Table().AddColumns("max batch", "encoding", "raw rows/s", "server rows/s", "server/raw", "raw p50 ms (batch 1)", "server p50 ms (1 caller)", "added p50 ms", "overhead p50 ms", "HTTP + parse p50 ms", "server p50/p99 ms (saturated)");
         foreach (var r in rows)
-            table.AddRow($"{r.Batch}", r.Encoding, $"{r.RawRps:F1}", $"{r.ServerRps:F1}", $"{r.Ratio:P1}", $"{r.RawP50Ms:F2}", $"{r.ServerLowLoadP50Ms:F2}", $"{r.AddedP50Ms:F2}", $"{r.ExchangeP50Ms:F2}", $"{r.ServerSaturatedP50Ms:F1} / {r.ServerSaturatedP99Ms:F1}");
+            table.AddRow($"{r.Batch}", r.Encoding, $"{r.RawRps:F1}", $"{r.ServerRps:F1}", $"{r.Ratio:P1}", $"{r.RawP50Ms:F2}", $"{r.ServerLowLoadP50Ms:F2}", $"{r.AddedP50Ms:F2}", $"{r.OverheadP50Ms:F2}", $"{r.ExchangeP50Ms:F2}", $"{r.ServerSaturatedP50Ms:F1} / {r.ServerSaturatedP99Ms:F1}");
         AnsiConsole.Write(table);
 
         output.Create();
-        var csv = new StringBuilder("max_batch,encoding,raw_rows_per_s,server_rows_per_s,ratio,raw_p50_ms,server_low_load_p50_ms,added_p50_ms,http_and_parse_p50_ms,server_saturated_p50_ms,server_saturated_p99_ms\n");
+        var csv = new StringBuilder("max_batch,encoding,raw_rows_per_s,server_rows_per_s,ratio,raw_p50_ms,server_low_load_p50_ms,added_p50_ms,overhead_p50_ms,http_and_parse_p50_ms,server_saturated_p50_ms,server_saturated_p99_ms\n");
         var markdown = new StringBuilder(FormattableString.Invariant($"Model {Path.GetFileName(model)}, {threads} intra-op threads, {Environment.ProcessorCount} cores, {seconds} s per run.\n\n"));
-        markdown.AppendLine("| max batch | encoding | raw rows/s | server rows/s | server/raw | raw p50 ms (batch 1) | server p50 ms (1 caller) | added p50 ms | HTTP + parse p50 ms (no inference) | server p50 / p99 ms (saturated) |");
-        markdown.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
+        markdown.AppendLine("| max batch | encoding | raw rows/s | server rows/s | server/raw | raw p50 ms (batch 1) | server p50 ms (1 caller) | added p50 ms | overhead p50 ms (latency − its Run) | HTTP + parse p50 ms (no inference) | server p50 / p99 ms (saturated) |");
+        markdown.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in rows)
         {
-            csv.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{r.Batch},{r.Encoding},{r.RawRps:F2},{r.ServerRps:F2},{r.Ratio:F4},{r.RawP50Ms:F3},{r.ServerLowLoadP50Ms:F3},{r.AddedP50Ms:F3},{r.ExchangeP50Ms:F3},{r.ServerSaturatedP50Ms:F3},{r.ServerSaturatedP99Ms:F3}"));
-            markdown.AppendLine(string.Create(CultureInfo.InvariantCulture, $"| {r.Batch} | {r.Encoding} | {r.RawRps:F1} | {r.ServerRps:F1} | {r.Ratio * 100:F1} % | {r.RawP50Ms:F2} | {r.ServerLowLoadP50Ms:F2} | {r.AddedP50Ms:F2} | {r.ExchangeP50Ms:F2} | {r.ServerSaturatedP50Ms:F1} / {r.ServerSaturatedP99Ms:F1} |"));
+            csv.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{r.Batch},{r.Encoding},{r.RawRps:F2},{r.ServerRps:F2},{r.Ratio:F4},{r.RawP50Ms:F3},{r.ServerLowLoadP50Ms:F3},{r.AddedP50Ms:F3},{r.OverheadP50Ms:F3},{r.ExchangeP50Ms:F3},{r.ServerSaturatedP50Ms:F3},{r.ServerSaturatedP99Ms:F3}"));
+            markdown.AppendLine(string.Create(CultureInfo.InvariantCulture, $"| {r.Batch} | {r.Encoding} | {r.RawRps:F1} | {r.ServerRps:F1} | {r.Ratio * 100:F1} % | {r.RawP50Ms:F2} | {r.ServerLowLoadP50Ms:F2} | {r.AddedP50Ms:F2} | {r.OverheadP50Ms:F2} | {r.ExchangeP50Ms:F2} | {r.ServerSaturatedP50Ms:F1} / {r.ServerSaturatedP99Ms:F1} |"));
         }
         File.WriteAllText(Path.Combine(output.FullName, "server.csv"), csv.ToString());
         File.WriteAllText(Path.Combine(output.FullName, "server.md"), markdown.ToString());

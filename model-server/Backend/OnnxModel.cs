@@ -31,6 +31,8 @@ public sealed class OnnxModel : IDisposable
     public bool SupportsBatching { get; }
     public string ExecutionProvider { get; }
     public TimeSpan LoadTime { get; }
+    /// <summary>The session itself, for the benchmark's raw baseline (<c>adaptive bench server</c>).</summary>
+    internal InferenceSession Session => session;
     /// <summary>The model's custom metadata (ONNX metadata_props).</summary>
     public IReadOnlyDictionary<string, string> Metadata => session.ModelMetadata.CustomMetadataMap;
 

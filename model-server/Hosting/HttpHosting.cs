@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Net;
 using Adaptive.ModelServer.Protocol;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Hosting;
 
 namespace Adaptive.ModelServer.Hosting;
@@ -25,6 +26,7 @@ public static class HttpHosting
             kestrel.Limits.MaxRequestHeadersTotalSize = 32 * 1024;
             kestrel.Listen(IPAddress.Parse(options.Host), options.Port);
         });
+        builder.Services.AddSingleton<IMemoryPoolFactory<byte>, LargeBlockMemoryPoolFactory>();
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainDelay + options.DrainTimeout);
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton<Readiness>();
@@ -52,7 +54,8 @@ public static class HttpHosting
     {
         long limit = context.RequestServices.GetRequiredService<HttpOptions>().MaxBodyBytes;
         if (context.Request.ContentLength > limit) throw TooLarge(limit);
-        var body = new byte[(int)(context.Request.ContentLength ?? 16 * 1024)];
+        // Uninitialized: only the bytes read are ever used, and zeroing a 600 KB image body costs time.
+        var body = GC.AllocateUninitializedArray<byte>((int)(context.Request.ContentLength ?? 16 * 1024));
         int length = 0;
         var pipe = context.Request.BodyReader;
         try

@@ -10,6 +10,9 @@ public interface IBatchBackend
     IReadOnlyList<IReadOnlyList<Tensor>> Run(IReadOnlyList<InferRequest> batch);
 }
 
+/// <summary>One request's outputs and where its time went: waiting in the queue, then the backend call that ran its batch.</summary>
+public sealed record BatchResult(IReadOnlyList<Tensor> Outputs, TimeSpan QueueWait, TimeSpan Inference);
+
 /// <param name="MaxBatchSize">Most rows (the sum of the requests' first dimensions) in one backend call.</param>
 /// <param name="MaxQueueDelay">Longest the oldest queued request waits for the batch to fill.</param>
 /// <param name="QueueCapacity">Most requests waiting; beyond it requests are refused at once.</param>
@@ -27,11 +30,15 @@ public sealed class RequestRejectedException(Outcome outcome, TimeSpan retryAfte
 /// and waits up to the max queue delay for more, until the batch holds the max batch size in rows; one
 /// backend call runs the batch. The queue is bounded, and a request is refused at admission when the
 /// work ahead of it (measured batch times) would make it miss its deadline, so latency cannot grow
-/// without bound under overload.
+/// without bound under overload. One backend call runs at a time.
+/// A request that finds the batcher idle, when waiting could not make its batch bigger (no max queue
+/// delay, or it fills a batch by itself), runs at once on the caller's thread: at low load that saves
+/// the hand-offs to the worker and back, about 0.35 ms of a ResNet-18 request at p50 (adaptive bench server).
+/// That blocks at most one thread-pool thread, since only one call runs at a time.
 /// </summary>
 public sealed class DynamicBatcher : IDisposable
 {
-    sealed record Work(InferRequest Request, long Rows, long EnqueuedAt, long Deadline, TaskCompletionSource<IReadOnlyList<Tensor>> Completion);
+    sealed record Work(InferRequest Request, long Rows, long EnqueuedAt, long Deadline, TaskCompletionSource<BatchResult> Completion);
 
     const double BatchTimeSmoothing = 0.2;
 
@@ -44,7 +51,7 @@ public sealed class DynamicBatcher : IDisposable
     long queuedRows;
     bool completing;
     double batchSeconds;      // smoothed duration of one backend call; 0 until the first call
-    long runningSince;        // timestamp of the call in progress, 0 when idle
+    long runningSince;        // timestamp of the call in progress (on the worker or a caller), 0 when idle
 
     public DynamicBatcher(IBatchBackend backend, BatchingOptions options, ModelMetrics metrics)
     {
@@ -61,9 +68,11 @@ public sealed class DynamicBatcher : IDisposable
     /// Queues a validated request that must be answered within <paramref name="timeout"/>; the task
     /// completes with its outputs or fails with <see cref="RequestRejectedException"/>.
     /// </summary>
-    public Task<IReadOnlyList<Tensor>> Submit(InferRequest request, TimeSpan timeout)
+    public Task<BatchResult> Submit(InferRequest request, TimeSpan timeout)
     {
-        var completion = new TaskCompletionSource<IReadOnlyList<Tensor>>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var completion = new TaskCompletionSource<BatchResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Work work;
+        bool runHere;
         lock (gate)
         {
             if (completing) throw new ObjectDisposedException(nameof(DynamicBatcher));
@@ -74,11 +83,19 @@ public sealed class DynamicBatcher : IDisposable
                 throw new RequestRejectedException(Outcome.DeadlineUnreachable, BacklogTime(),
                     $"the request would wait about {expectedWait.TotalMilliseconds:F0} ms and miss its {timeout.TotalMilliseconds:F0} ms deadline");
             long now = Stopwatch.GetTimestamp();
-            queue.Enqueue(new Work(request, request.Rows, now, now + (long)(timeout.TotalSeconds * Stopwatch.Frequency), completion));
-            queuedRows += request.Rows;
-            metrics.QueueDepth.Set(queue.Count);
-            Monitor.Pulse(gate);
+            work = new Work(request, request.Rows, now, now + (long)(timeout.TotalSeconds * Stopwatch.Frequency), completion);
+            runHere = runningSince == 0 && queue.Count == 0 && (options.MaxQueueDelay == TimeSpan.Zero || request.Rows >= options.MaxBatchSize);
+            if (runHere)
+                runningSince = now; // claimed: the worker waits until this call is done
+            else
+            {
+                queue.Enqueue(work);
+                queuedRows += request.Rows;
+                metrics.QueueDepth.Set(queue.Count);
+                Monitor.PulseAll(gate);
+            }
         }
+        if (runHere) Execute([work]);
         return completion.Task;
     }
 
@@ -111,14 +128,17 @@ public sealed class DynamicBatcher : IDisposable
         while (TakeBatch() is { } batch) Execute(batch);
     }
 
-    /// <summary>Blocks until a batch is ready: full, or its oldest request has waited the max queue delay. Null once completed and empty.</summary>
+    /// <summary>
+    /// Blocks until a batch is ready (full, or its oldest request has waited the max queue delay) and no
+    /// call runs on a caller's thread. Null once completed and empty.
+    /// </summary>
     List<Work>? TakeBatch()
     {
         lock (gate)
         {
-            while (queue.Count == 0)
+            while (queue.Count == 0 || runningSince != 0)
             {
-                if (completing) return null;
+                if (completing && queue.Count == 0) return null;
                 Monitor.Wait(gate);
             }
             long windowEnd = queue.Peek().EnqueuedAt + (long)(options.MaxQueueDelay.TotalSeconds * Stopwatch.Frequency);
@@ -161,21 +181,27 @@ public sealed class DynamicBatcher : IDisposable
             try
             {
                 var outputs = backend.Run([.. live.Select(w => w.Request)]);
-                double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+                var inference = Stopwatch.GetElapsedTime(started);
+                double seconds = inference.TotalSeconds;
                 metrics.InferenceDuration.Observe(seconds);
                 metrics.BatchSize.Observe(live.Sum(w => w.Rows));
                 lock (gate) batchSeconds = batchSeconds == 0 ? seconds : batchSeconds + BatchTimeSmoothing * (seconds - batchSeconds);
-                for (int i = 0; i < live.Count; i++) live[i].Completion.TrySetResult(outputs[i]);
+                for (int i = 0; i < live.Count; i++)
+                    live[i].Completion.TrySetResult(new BatchResult(outputs[i], Stopwatch.GetElapsedTime(live[i].EnqueuedAt, started), inference));
             }
             catch (Exception e)
             {
                 foreach (var work in live) work.Completion.TrySetException(e);
             }
         }
-        lock (gate) runningSince = 0;
+        lock (gate)
+        {
+            runningSince = 0;
+            Monitor.PulseAll(gate); // the worker may be waiting for this call to end, and so may Dispose
+        }
     }
 
-    /// <summary>Stops admitting, runs everything already queued, and waits for the worker to finish.</summary>
+    /// <summary>Stops admitting, runs everything already queued, and waits for the worker and any call on a caller's thread to finish.</summary>
     public void Dispose()
     {
         lock (gate)
@@ -184,5 +210,7 @@ public sealed class DynamicBatcher : IDisposable
             Monitor.PulseAll(gate);
         }
         worker.Join();
+        lock (gate)
+            while (runningSince != 0) Monitor.Wait(gate);
     }
 }

@@ -23,13 +23,15 @@ public static class ModelServerApp
     const string Platform = "onnxruntime_onnx";
 
     /// <summary>Loads the model and builds the web application; the caller runs it.</summary>
-    public static WebApplication Build(ModelServerOptions options)
+    /// <param name="loaded">The model of <c>options.ModelPath</c> already loaded, which the caller keeps and disposes
+    /// (the benchmark measures raw <c>InferenceSession.Run</c> on the very session the server serves from); null loads it here.</param>
+    public static WebApplication Build(ModelServerOptions options, OnnxModel? loaded = null)
     {
         var builder = HttpHosting.CreateBuilder(options.Http);
         var app = builder.Build();
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Adaptive.ModelServer");
 
-        var model = OnnxModel.Load(options.ModelPath, options.Runtime, warning => log.LogWarning("{Warning}", warning));
+        var model = loaded ?? OnnxModel.Load(options.ModelPath, options.Runtime, warning => log.LogWarning("{Warning}", warning));
         var batching = model.SupportsBatching ? options.Batching : options.Batching with { MaxBatchSize = 1 };
         if (!model.SupportsBatching && options.Batching.MaxBatchSize > 1)
             log.LogWarning("{Model} has a fixed first dimension, so requests cannot be stacked: max batch size 1", options.ModelPath);
@@ -45,7 +47,7 @@ public static class ModelServerApp
         app.Lifetime.ApplicationStopped.Register(() =>
         {
             batcher.Dispose();
-            model.Dispose();
+            if (loaded is null) model.Dispose();
         });
 
         HttpHosting.MapHealth(app, () => true);
@@ -123,9 +125,10 @@ public static class ModelServerApp
                 model.Validate(request);
                 if (request.Rows > batching.MaxBatchSize)
                     throw new ProtocolException(StatusCodes.Status400BadRequest, $"the request has {request.Rows} rows, more than the max batch size {batching.MaxBatchSize}");
-                var outputs = await batcher.Submit(request, options.Http.RequestTimeout);
+                var result = await batcher.Submit(request, options.Http.RequestTimeout);
+                context.Response.Headers["Server-Timing"] = ServerTiming(result);
                 var response = new ArrayBufferWriter<byte>();
-                int? headerLength = InferResponseWriter.WriteResponse(response, options.ModelName, request.Id, Selected(request, outputs));
+                int? headerLength = InferResponseWriter.WriteResponse(response, options.ModelName, request.Id, Selected(request, result.Outputs));
                 await HttpHosting.WriteInferResponseAsync(context, response, headerLength);
                 metrics.Count(Outcome.Success);
             }
@@ -151,6 +154,14 @@ public static class ModelServerApp
                 metrics.RequestDuration.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
             }
         }
+
+        /// <summary>
+        /// The W3C Server-Timing header (milliseconds): the request's wait in the batching queue and the
+        /// ONNX Runtime call that ran its batch, so that a client or a benchmark can tell the model's time
+        /// from the server's.
+        /// </summary>
+        static string ServerTiming(BatchResult result) => string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"queue;dur={result.QueueWait.TotalMilliseconds:F3}, infer;dur={result.Inference.TotalMilliseconds:F3}");
 
         /// <summary>The outputs the request asked for (all when it named none), each with its encoding.</summary>
         static List<(Tensor, bool)> Selected(InferRequest request, IReadOnlyList<Tensor> outputs) =>

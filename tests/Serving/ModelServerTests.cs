@@ -1,5 +1,6 @@
 using System.Net;
 using Adaptive.ModelServer.Backend;
+using Adaptive.ModelServer.Hosting;
 using Adaptive.ModelServer.Protocol;
 using Adaptive.Tests.Support;
 
@@ -113,5 +114,41 @@ public sealed class ModelServerTests(TestModels models)
         Assert.Equal(0, await server.Metric("adaptive_model_requests_total{model=\"classify\",variant=\"resnet18\",outcome=\"error\"}"));
         Assert.Equal(0, await server.Metric("adaptive_model_inflight_requests{model=\"classify\",variant=\"resnet18\"}"));
         Assert.Equal(0, await server.Metric("adaptive_model_queue_depth{model=\"classify\",variant=\"resnet18\"}"));
+    }
+
+    /// <summary>
+    /// Every answer says, in a W3C Server-Timing header, how long it waited in the queue and how long the
+    /// ONNX Runtime call took: the same call the inference histogram counts, and within the latency the
+    /// client sees.
+    /// </summary>
+    [Fact]
+    public async Task Answers_carry_their_queue_wait_and_inference_time_in_server_timing()
+    {
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, maxBatch: 4, maxQueueDelayMs: 0));
+        const string series = "adaptive_model_inference_duration_seconds_sum{model=\"classify\",variant=\"resnet18\"}";
+        double before = await server.Metric(series);
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var response = await server.Client.PostAsync("/v2/models/classify/infer", V2.Json(V2.Request("input", ImageShape(1), models.Images(1, 4))), Cancel);
+        double latencyMs = watch.Elapsed.TotalMilliseconds;
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+
+        var timings = string.Join(",", response.Headers.GetValues("Server-Timing")).Split(',')
+            .Select(e => e.Trim().Split(";dur="))
+            .ToDictionary(p => p[0], p => double.Parse(p[1], System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(["queue", "infer"], timings.Keys);
+        Assert.InRange(timings["queue"], 0, latencyMs);
+        Assert.InRange(timings["infer"], 0.01, latencyMs - timings["queue"]);
+        Assert.Equal((await server.Metric(series) - before) * 1000, timings["infer"], 0.01);
+    }
+
+    /// <summary>Kestrel reads and writes through the server's 64 KB block pool, and gives the blocks back.</summary>
+    [Fact]
+    public async Task Kestrel_buffers_come_from_the_large_block_pool()
+    {
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18));
+        var factory = Assert.IsType<LargeBlockMemoryPoolFactory>(server.Services.GetService(typeof(Microsoft.AspNetCore.Connections.IMemoryPoolFactory<byte>)));
+        var response = await server.Client.PostAsync("/v2/models/classify/infer", V2.Json(V2.Request("input", ImageShape(4), models.Images(4, 5))), Cancel);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.InRange(factory.Pool.RetainedBlocks, 1, LargeBlockMemoryPool.MaxRetainedBlocks);
     }
 }

@@ -16,6 +16,7 @@ public sealed class RunningServer : IAsyncDisposable
 
     public Uri Address { get; }
     public HttpClient Client { get; }
+    public IServiceProvider Services => app.Services;
 
     static RunningServer() => Environment.SetEnvironmentVariable("Logging__LogLevel__Default", "Warning");
 
