@@ -7,8 +7,8 @@ namespace Adaptive.ModelServer.Hosting;
 /// <summary>
 /// Kestrel's socket and pipe buffers in 64 KB blocks instead of its default 4 KB. Kestrel reads a
 /// socket into one block at a time, so a 600 KB image tensor arrives in about 10 reads and pipe hand-offs
-/// instead of 150; on loopback that took the server's share of a 224×224 ResNet-18 request from about
-/// 0.85 ms to 0.4 ms at p50 (<c>adaptive bench server</c>, "HTTP + parse").
+/// instead of 150; on loopback that took reading and parsing a 224×224 ResNet-18 request from 0.8–1.1 ms
+/// to 0.3–0.6 ms at p50 (<c>adaptive bench server</c>, "HTTP + parse").
 /// Blocks are pinned, because Kestrel hands them to the socket, and reused. At most
 /// <see cref="MaxRetainedBlocks"/> free blocks are kept; blocks returned beyond that go to the GC.
 /// </summary>
