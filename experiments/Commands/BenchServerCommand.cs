@@ -84,7 +84,7 @@ public static class BenchServerCommand
                     using (var rawBatch = new RawSession(model, batch)) raw = rawBatch.RunFor(duration);
                     status.Status($"batch {batch}: server");
                     foreach (var m in MeasureServer(model, path, batch, runtime, duration).GetAwaiter().GetResult())
-                        rows.Add(new Row(batch, m.Encoding, raw.RowsPerSecond, m.Saturated.RowsPerSecond, m.LowLoad.Raw.P(0.5), m.LowLoad.Server.P(0.5), m.LowLoad.Overhead.P(0.5),
+                        rows.Add(new Row(batch, m.Encoding, raw.RowsPerSecond, m.Saturated.RowsPerSecond, Percentiles.Of(m.LowLoad.RawMs, 0.5), m.LowLoad.Server.P(0.5), Percentiles.Of(m.LowLoad.OverheadMs, 0.5),
                             m.Exchange.P(0.5), m.Saturated.P(0.5), m.Saturated.P(0.99)));
                 }
             });
@@ -182,9 +182,9 @@ public static class BenchServerCommand
 
     sealed record ServerMeasurement(string Encoding, Measured Saturated, LowLoadMeasurement LowLoad, Measured Exchange);
 
-    /// <param name="Overhead">Per request, the latency less the server's own ONNX Runtime call for it.</param>
-    /// <param name="Raw">Raw single-row Run on the server's session.</param>
-    sealed record LowLoadMeasurement(Measured Server, Measured Overhead, Measured Raw);
+    /// <param name="OverheadMs">Per request, the latency less the server's own ONNX Runtime call for it; sorted.</param>
+    /// <param name="RawMs">Raw single-row Run on the server's session; sorted.</param>
+    sealed record LowLoadMeasurement(Measured Server, List<double> OverheadMs, List<double> RawMs);
 
     /// <summary>
     /// Low load: one caller, one request after another, in rounds alternating with raw single-row Run, so
@@ -211,7 +211,7 @@ public static class BenchServerCommand
             serving += clock.Elapsed;
             direct.AddRange(raw.RunFor(duration / Rounds).LatenciesMs);
         }
-        return new LowLoadMeasurement(new Measured(server.Count / serving.TotalSeconds, [.. server.Order()]), new Measured(0, [.. overhead.Order()]), new Measured(0, [.. direct.Order()]));
+        return new LowLoadMeasurement(new Measured(server.Count / serving.TotalSeconds, [.. server.Order()]), [.. overhead.Order()], [.. direct.Order()]);
     }
 
     /// <summary>One row of input as JSON numbers, and the same as raw bytes after a JSON header (outputs binary too).</summary>
