@@ -133,7 +133,7 @@ public static class BenchServerCommand
             return new Measured(latencies.Count * batch / clock.Elapsed.TotalSeconds, latencies);
         }
 
-        double RunOnce()
+        public double RunOnce()
         {
             long started = Stopwatch.GetTimestamp();
             using (session.Run(runOptions, inputNames, [input], outputNames)) { }
@@ -187,29 +187,26 @@ public static class BenchServerCommand
     sealed record LowLoadMeasurement(Measured Server, List<double> OverheadMs, List<double> RawMs);
 
     /// <summary>
-    /// Low load: one caller, one request after another, in rounds alternating with raw single-row Run, so
-    /// that both see the same machine (on a shared machine the speed of a Run drifts by a millisecond
-    /// within seconds). Per request it also keeps the latency less the server's own Run for it, which no
-    /// drift touches.
+    /// Low load: one caller, one request after another, each followed by one raw single-row Run on the same
+    /// session, so that both see the same machine at the same moment (on a shared machine the speed of a
+    /// Run drifts by a millisecond within seconds) and start from the same state: caches, and ONNX Runtime's
+    /// workers. Per request it also keeps the latency less the server's own Run for it, which no drift touches.
     /// </summary>
     static async Task<LowLoadMeasurement> LowLoad(HttpClient client, Body body, RawSession raw, TimeSpan duration)
     {
-        const int Rounds = 10;
         var server = new List<double>();
         var overhead = new List<double>();
         var direct = new List<double>();
         var serving = TimeSpan.Zero;
-        for (int round = 0; round < Rounds; round++)
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < duration)
         {
-            var clock = Stopwatch.StartNew();
-            while (clock.Elapsed < duration / Rounds)
-            {
-                var (latency, serverOverhead) = await Send(client, body, HttpStatusCode.OK);
-                server.Add(latency);
-                overhead.Add(serverOverhead ?? throw new InvalidOperationException("the server's answer has no Server-Timing infer duration"));
-            }
-            serving += clock.Elapsed;
-            direct.AddRange(raw.RunFor(duration / Rounds).LatenciesMs);
+            long started = Stopwatch.GetTimestamp();
+            var (latency, serverOverhead) = await Send(client, body, HttpStatusCode.OK);
+            serving += Stopwatch.GetElapsedTime(started);
+            server.Add(latency);
+            overhead.Add(serverOverhead ?? throw new InvalidOperationException("the server's answer has no Server-Timing infer duration"));
+            direct.Add(raw.RunOnce());
         }
         return new LowLoadMeasurement(new Measured(server.Count / serving.TotalSeconds, [.. server.Order()]), [.. overhead.Order()], [.. direct.Order()]);
     }

@@ -14,6 +14,15 @@ public sealed partial class ServerProcess : IDisposable
 
     public Uri? Address { get; private set; }
     public bool HasExited => process.HasExited;
+    /// <summary>The CPU time the process has used so far, on all its threads.</summary>
+    public TimeSpan CpuTime
+    {
+        get
+        {
+            process.Refresh();
+            return process.TotalProcessorTime;
+        }
+    }
     public string Output { get { lock (output) return string.Join('\n', output); } }
 
     ServerProcess(Process process) => this.process = process;

@@ -87,12 +87,20 @@ public sealed class OnnxModel : IDisposable
     }
 
     /// <summary>The CPU session settings of a replica; the benchmark's raw baseline uses the same.</summary>
-    public static SessionOptions CreateSessionOptions(RuntimeOptions runtime) => new()
+    public static SessionOptions CreateSessionOptions(RuntimeOptions runtime)
     {
-        IntraOpNumThreads = runtime.IntraOpThreads,
-        InterOpNumThreads = runtime.InterOpThreads,
-        GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
-    };
+        var options = new SessionOptions
+        {
+            IntraOpNumThreads = runtime.IntraOpThreads,
+            InterOpNumThreads = runtime.InterOpThreads,
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+        };
+        // The intra-op workers spin within a call, between its operators, but not after it: otherwise they
+        // spin on through gaps of 50 ms between requests, taking a core from the next request's HTTP work
+        // and spending a pod's CPU limit on waiting (IdleServerTests).
+        options.AddSessionConfigEntry("session.force_spinning_stop", "1");
+        return options;
+    }
 
     /// <summary>Checks a request against the model's inputs and outputs; throws a 400 naming the problem.</summary>
     public void Validate(InferRequest request)
