@@ -96,7 +96,7 @@ public sealed class OnnxModel : IDisposable
             GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
         };
         // The intra-op workers spin within a call, between its operators, but not after it: otherwise they
-        // spin on through gaps of 50 ms between requests, taking a core from the next request's HTTP work
+        // spin on for tens of milliseconds after each call, taking a core from the next request's HTTP work
         // and spending a pod's CPU limit on waiting (IdleServerTests).
         options.AddSessionConfigEntry("session.force_spinning_stop", "1");
         return options;

@@ -11,9 +11,10 @@ public sealed class IdleServerTests(TestModels models)
 
     /// <summary>
     /// At low load a replica spends CPU on its requests, not between them. ONNX Runtime's intra-op workers
-    /// otherwise spin after each call, waiting for the next, and keep a core busy through gaps of 50 ms:
-    /// that core is taken from the HTTP work of the next request (0.1–0.2 ms of added p50 in adaptive
-    /// bench server), and in a pod with a CPU limit it spends the quota on waiting.
+    /// otherwise spin on for tens of milliseconds after each call, waiting for the next: at one request
+    /// every 50 ms this server used three quarters of a core (14 % with them stopped). That core is taken
+    /// from the HTTP work of the next request (0.1–0.2 ms of per-request overhead in adaptive bench
+    /// server), and in a pod with a CPU limit it spends the quota on waiting.
     /// </summary>
     [Fact]
     public async Task A_server_at_low_load_does_not_keep_a_core_busy_between_requests()
@@ -45,11 +46,11 @@ public sealed class IdleServerTests(TestModels models)
         for (int i = 0; i < 40; i++)
         {
             await Infer();
-            await Task.Delay(25, Cancel);
+            await Task.Delay(50, Cancel);
         }
         var cpu = server.CpuTime - cpuBefore;
         var wall = clock.Elapsed;
 
-        Assert.True(cpu < wall / 2, $"at one request every 25 ms the server used {cpu.TotalMilliseconds:F0} ms of CPU in {wall.TotalMilliseconds:F0} ms");
+        Assert.True(cpu < wall / 2, $"at one request every 50 ms the server used {cpu.TotalMilliseconds:F0} ms of CPU in {wall.TotalMilliseconds:F0} ms");
     }
 }
