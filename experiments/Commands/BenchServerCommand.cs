@@ -49,9 +49,14 @@ public static class BenchServerCommand
         public double AddedP50Ms => ServerLowLoadP50Ms - RawP50Ms;
     }
 
-    sealed record Measured(double RowsPerSecond, List<double> LatenciesMs)
+    /// <param name="Seconds">How long the measurement ran.</param>
+    sealed record Measured(double Rows, double Seconds, List<double> LatenciesMs)
     {
+        public double RowsPerSecond => Rows / Seconds;
         public double P(double q) => Percentiles.Of(LatenciesMs, q);
+
+        public static Measured Combine(IReadOnlyList<Measured> parts) =>
+            new(parts.Sum(p => p.Rows), parts.Sum(p => p.Seconds), [.. parts.SelectMany(p => p.LatenciesMs).Order()]);
     }
 
     static int Run(FileInfo? modelFile, int resolution, int[] batches, int threads, double seconds, DirectoryInfo output)
@@ -77,14 +82,11 @@ public static class BenchServerCommand
             {
                 foreach (int batch in batches)
                 {
-                    status.Status($"batch {batch}: raw InferenceSession.Run");
+                    status.Status($"batch {batch}");
                     var runtime = new RuntimeOptions(threads, 1, Device.Cpu);
                     using var model = OnnxModel.Load(path, runtime, warning => Console.Error.WriteLine(warning));
-                    Measured raw;
-                    using (var rawBatch = new RawSession(model, batch)) raw = rawBatch.RunFor(duration);
-                    status.Status($"batch {batch}: server");
                     foreach (var m in MeasureServer(model, path, batch, runtime, duration).GetAwaiter().GetResult())
-                        rows.Add(new Row(batch, m.Encoding, raw.RowsPerSecond, m.Saturated.RowsPerSecond, Percentiles.Of(m.LowLoad.RawMs, 0.5), m.LowLoad.Server.P(0.5), Percentiles.Of(m.LowLoad.OverheadMs, 0.5),
+                        rows.Add(new Row(batch, m.Encoding, m.Raw.RowsPerSecond, m.Saturated.RowsPerSecond, Percentiles.Of(m.LowLoad.RawMs, 0.5), m.LowLoad.Server.P(0.5), Percentiles.Of(m.LowLoad.OverheadMs, 0.5),
                             m.Exchange.P(0.5), m.Saturated.P(0.5), m.Saturated.P(0.99)));
                 }
             });
@@ -130,7 +132,7 @@ public static class BenchServerCommand
             var clock = Stopwatch.StartNew();
             while (clock.Elapsed < duration) latencies.Add(RunOnce());
             latencies.Sort();
-            return new Measured(latencies.Count * batch / clock.Elapsed.TotalSeconds, latencies);
+            return new Measured(latencies.Count * batch, clock.Elapsed.TotalSeconds, latencies);
         }
 
         public double RunOnce()
@@ -148,12 +150,14 @@ public static class BenchServerCommand
     }
 
     /// <summary>
-    /// The server with max batch <paramref name="batch"/>, per encoding: saturated by 2×batch callers; then
-    /// one caller (<see cref="LowLoad"/>); then the exchange alone, with a body the server refuses after parsing it.
+    /// The server with max batch <paramref name="batch"/>, per encoding: saturated by 2×batch callers, in
+    /// rounds alternating with raw Run of full batches; then one caller (<see cref="LowLoad"/>); then the
+    /// exchange alone, with a body the server refuses after parsing it.
     /// </summary>
     static async Task<List<ServerMeasurement>> MeasureServer(OnnxModel model, string path, int batch, RuntimeOptions runtime, TimeSpan duration)
     {
-        using var raw = new RawSession(model, 1);
+        using var single = new RawSession(model, 1);
+        using var full = new RawSession(model, batch);
         var http = new HttpOptions("127.0.0.1", 0, 64L << 20, TimeSpan.FromSeconds(30), TimeSpan.Zero, TimeSpan.FromSeconds(10));
         // No queue delay (Triton's default): under saturation the queue holds full batches anyway, and a lone request is not held back.
         var options = new ModelServerOptions(http, path, "bench", "bench", new BatchingOptions(batch, TimeSpan.Zero, 4096), runtime);
@@ -166,10 +170,10 @@ public static class BenchServerCommand
             foreach (var body in RequestBodies(client))
             {
                 await Load(client, body, 2 * batch, TimeSpan.FromSeconds(1));
-                var saturated = await Load(client, body, 2 * batch, duration);
-                var lowLoad = await LowLoad(client, body, raw, duration);
+                var (raw, saturated) = await Saturation(client, body, full, 2 * batch, duration);
+                var lowLoad = await LowLoad(client, body, single, duration);
                 var exchange = await Load(client, body with { Bytes = body.Refused }, 1, duration / 4, HttpStatusCode.BadRequest);
-                results.Add(new ServerMeasurement(body.Encoding, saturated, lowLoad, exchange));
+                results.Add(new ServerMeasurement(body.Encoding, raw, saturated, lowLoad, exchange));
             }
             return results;
         }
@@ -180,7 +184,24 @@ public static class BenchServerCommand
         }
     }
 
-    sealed record ServerMeasurement(string Encoding, Measured Saturated, LowLoadMeasurement LowLoad, Measured Exchange);
+    sealed record ServerMeasurement(string Encoding, Measured Raw, Measured Saturated, LowLoadMeasurement LowLoad, Measured Exchange);
+
+    /// <summary>
+    /// Raw Run of full batches and the saturated server, in 5 rounds each, alternating, so that both see the
+    /// same machine: measured one after the other, on a shared machine, their ratio drifted by up to 14 %.
+    /// </summary>
+    static async Task<(Measured Raw, Measured Server)> Saturation(HttpClient client, Body body, RawSession raw, int callers, TimeSpan duration)
+    {
+        const int Rounds = 5;
+        var rawRounds = new List<Measured>();
+        var serverRounds = new List<Measured>();
+        for (int round = 0; round < Rounds; round++)
+        {
+            rawRounds.Add(raw.RunFor(duration / Rounds));
+            serverRounds.Add(await Load(client, body, callers, duration / Rounds));
+        }
+        return (Measured.Combine(rawRounds), Measured.Combine(serverRounds));
+    }
 
     /// <param name="OverheadMs">Per request, the latency less the server's own ONNX Runtime call for it; sorted.</param>
     /// <param name="RawMs">Raw single-row Run on the server's session; sorted.</param>
@@ -208,7 +229,7 @@ public static class BenchServerCommand
             overhead.Add(serverOverhead ?? throw new InvalidOperationException("the server's answer has no Server-Timing infer duration"));
             direct.Add(raw.RunOnce());
         }
-        return new LowLoadMeasurement(new Measured(server.Count / serving.TotalSeconds, [.. server.Order()]), [.. overhead.Order()], [.. direct.Order()]);
+        return new LowLoadMeasurement(new Measured(server.Count, serving.TotalSeconds, [.. server.Order()]), [.. overhead.Order()], [.. direct.Order()]);
     }
 
     /// <summary>One row of input as JSON numbers, and the same as raw bytes after a JSON header (outputs binary too).</summary>
@@ -241,7 +262,7 @@ public static class BenchServerCommand
         })));
         double elapsed = clock.Elapsed.TotalSeconds;
         latencies.Sort();
-        return new Measured(latencies.Count / elapsed, latencies);
+        return new Measured(latencies.Count, elapsed, latencies);
     }
 
     /// <summary>
