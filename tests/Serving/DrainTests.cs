@@ -19,20 +19,11 @@ public sealed class DrainTests(TestModels models)
     [Fact]
     public async Task Sigterm_under_load_loses_no_request()
     {
-        var environment = new Dictionary<string, string>
-        {
-            // Configured through environment variables, as the operator configures pods.
-            ["ADAPTIVE_MODEL"] = models.ResNet18,
-            ["ADAPTIVE_NAME"] = "classify",
-            ["ADAPTIVE_HOST"] = "127.0.0.1",
-            ["ADAPTIVE_PORT"] = "0",
-            ["ADAPTIVE_MAX_BATCH"] = "8",
-            ["ADAPTIVE_MAX_QUEUE_DELAY_MS"] = "50",
-            ["ADAPTIVE_INTRA_OP_THREADS"] = "1",
-            ["ADAPTIVE_REQUEST_TIMEOUT_MS"] = "10000",
-            ["ADAPTIVE_DRAIN_DELAY_MS"] = "1500",
-            ["ADAPTIVE_DEVICE"] = "cpu",
-        };
+        var environment = models.ServerEnvironment(intraOpThreads: 1);
+        environment["ADAPTIVE_MAX_BATCH"] = "8";
+        environment["ADAPTIVE_MAX_QUEUE_DELAY_MS"] = "50";
+        environment["ADAPTIVE_REQUEST_TIMEOUT_MS"] = "10000";
+        environment["ADAPTIVE_DRAIN_DELAY_MS"] = "1500";
         using var server = await ServerProcess.Start(["serve"], environment);
         using var client = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(30) };
         string body = V2.Request("input", [1, 3, TestModels.Resolution, TestModels.Resolution], models.Images(1, 5));

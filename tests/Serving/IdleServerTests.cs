@@ -19,17 +19,9 @@ public sealed class IdleServerTests(TestModels models)
     [Fact]
     public async Task A_server_at_low_load_does_not_keep_a_core_busy_between_requests()
     {
-        var environment = new Dictionary<string, string>
-        {
-            ["ADAPTIVE_MODEL"] = models.ResNet18,
-            ["ADAPTIVE_NAME"] = "classify",
-            ["ADAPTIVE_HOST"] = "127.0.0.1",
-            ["ADAPTIVE_PORT"] = "0",
-            ["ADAPTIVE_INTRA_OP_THREADS"] = "2",
-            ["ADAPTIVE_DEVICE"] = "cpu",
-            // Without profile-guided recompilation, whose background JIT would otherwise still run, and be counted, after the warm-up.
-            ["DOTNET_TieredPGO"] = "0",
-        };
+        var environment = models.ServerEnvironment(intraOpThreads: 2);
+        // Without profile-guided recompilation, whose background JIT would otherwise still run, and be counted, after the warm-up.
+        environment["DOTNET_TieredPGO"] = "0";
         using var server = await ServerProcess.Start(["serve"], environment);
         using var client = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(30) };
         string body = V2.Request("input", [1, 3, TestModels.Resolution, TestModels.Resolution], models.Images(1, 3));

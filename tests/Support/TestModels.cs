@@ -43,4 +43,18 @@ public sealed class TestModels : IDisposable
     }
 
     public void Dispose() => System.IO.Directory.Delete(Directory, recursive: true);
+
+    /// <summary>
+    /// adaptive-server serve's settings for <see cref="ResNet18"/> as "classify" on a free loopback port, given
+    /// through environment variables as the operator configures pods.
+    /// </summary>
+    public Dictionary<string, string> ServerEnvironment(int intraOpThreads) => new()
+    {
+        ["ADAPTIVE_MODEL"] = ResNet18,
+        ["ADAPTIVE_NAME"] = "classify",
+        ["ADAPTIVE_HOST"] = "127.0.0.1",
+        ["ADAPTIVE_PORT"] = "0",
+        ["ADAPTIVE_INTRA_OP_THREADS"] = intraOpThreads.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["ADAPTIVE_DEVICE"] = "cpu",
+    };
 }
