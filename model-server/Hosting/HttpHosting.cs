@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.IO.Pipelines;
 using System.Net;
 using Adaptive.ModelServer.Protocol;
 using Microsoft.AspNetCore.Connections;
@@ -50,38 +51,101 @@ public static class HttpHosting
     /// Reads the whole body, within Kestrel's size limit, straight from the request pipe into one array
     /// (of the announced length when there is one); too large a body is a 413 naming the limit.
     /// </summary>
-    public static async Task<ArraySegment<byte>> ReadBodyAsync(HttpContext context)
+    public static Task<ArraySegment<byte>> ReadBodyAsync(HttpContext context) => WithinBodyLimit(context, async (pipe, limit) =>
     {
-        long limit = context.RequestServices.GetRequiredService<HttpOptions>().MaxBodyBytes;
-        if (context.Request.ContentLength > limit) throw TooLarge(limit);
         // Uninitialized: only the bytes read are ever used, and zeroing a 600 KB image body costs time.
         var body = GC.AllocateUninitializedArray<byte>((int)(context.Request.ContentLength ?? 16 * 1024));
         int length = 0;
-        var pipe = context.Request.BodyReader;
+        while (true)
+        {
+            var read = await pipe.ReadAsync(context.RequestAborted);
+            foreach (var segment in read.Buffer)
+            {
+                if (length + segment.Length > body.Length)
+                {
+                    if (length + segment.Length > limit) throw TooLarge(limit);
+                    Array.Resize(ref body, (int)Math.Min(limit, Math.Max(2L * body.Length, length + segment.Length)));
+                }
+                segment.Span.CopyTo(body.AsSpan(length));
+                length += segment.Length;
+            }
+            pipe.AdvanceTo(read.Buffer.End);
+            if (read.IsCompleted) return new ArraySegment<byte>(body, 0, length);
+        }
+    });
+
+    /// <summary>
+    /// Reads an inference request. With the binary tensor data extension the JSON header is read and parsed
+    /// first, and the bytes after it go from the request pipe straight into the binary inputs' arrays: an
+    /// image is copied once, not into a body buffer first and then into its tensor.
+    /// </summary>
+    public static async Task<InferRequest> ReadInferRequestAsync(HttpContext context)
+    {
+        if (InferRequestReader.HeaderLength(context.Request) is not { } headerLength)
+            return InferRequestReader.Parse(await ReadBodyAsync(context));
+        return await WithinBodyLimit(context, async (pipe, limit) =>
+        {
+            var cancel = context.RequestAborted;
+            long bodyLength = context.Request.ContentLength ?? limit; // at most, without Content-Length
+            var header = new byte[Math.Min(headerLength, bodyLength)];
+            long received = await FillAsync(pipe, header, cancel);
+            if (received < headerLength)
+                throw new ProtocolException(StatusCodes.Status400BadRequest, $"{InferRequestReader.HeaderLengthHeader} is {headerLength}, but the body has {received} bytes");
+            var parsed = InferRequestReader.ParseHeader(header, bodyLength - headerLength);
+            foreach (var input in parsed.BinaryInputs)
+            {
+                long filled = await FillAsync(pipe, input.Data, cancel);
+                if (filled < input.Bytes.Length) throw InferRequestReader.RequestHeader.TooShort(input, filled);
+            }
+            long unclaimed = await CountRestAsync(pipe, cancel);
+            if (unclaimed > 0) throw InferRequestReader.RequestHeader.Unclaimed(unclaimed);
+            return parsed.Request;
+        });
+    }
+
+    /// <summary>Reads the body through <paramref name="read"/>, given the pipe and the size limit; too large a body is a 413 naming the limit.</summary>
+    static async Task<T> WithinBodyLimit<T>(HttpContext context, Func<PipeReader, long, Task<T>> read)
+    {
+        long limit = context.RequestServices.GetRequiredService<HttpOptions>().MaxBodyBytes;
+        if (context.Request.ContentLength > limit) throw TooLarge(limit);
         try
         {
-            while (true)
-            {
-                var read = await pipe.ReadAsync(context.RequestAborted);
-                foreach (var segment in read.Buffer)
-                {
-                    if (length + segment.Length > body.Length)
-                    {
-                        if (length + segment.Length > limit) throw TooLarge(limit);
-                        Array.Resize(ref body, (int)Math.Min(limit, Math.Max(2L * body.Length, length + segment.Length)));
-                    }
-                    segment.Span.CopyTo(body.AsSpan(length));
-                    length += segment.Length;
-                }
-                pipe.AdvanceTo(read.Buffer.End);
-                if (read.IsCompleted) break;
-            }
+            return await read(context.Request.BodyReader, limit);
         }
         catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
             throw TooLarge(limit);
         }
-        return new ArraySegment<byte>(body, 0, length);
+    }
+
+    /// <summary>Fills <paramref name="destination"/>'s bytes from the pipe; returns how many it got, fewer only when the body ended.</summary>
+    static async Task<long> FillAsync(PipeReader pipe, Array destination, CancellationToken cancel)
+    {
+        long length = Buffer.ByteLength(destination), filled = 0;
+        while (filled < length)
+        {
+            var read = await pipe.ReadAsync(cancel);
+            long available = read.Buffer.Length;
+            long take = Math.Min(available, length - filled);
+            read.Buffer.Slice(0, take).CopyTo(Tensor.BytesOf(destination)[(int)filled..]);
+            pipe.AdvanceTo(read.Buffer.GetPosition(take));
+            filled += take;
+            if (read.IsCompleted && take == available) break;
+        }
+        return filled;
+    }
+
+    /// <summary>Reads the rest of the body (Kestrel bounds it), returning its length.</summary>
+    static async Task<long> CountRestAsync(PipeReader pipe, CancellationToken cancel)
+    {
+        long count = 0;
+        while (true)
+        {
+            var read = await pipe.ReadAsync(cancel);
+            count += read.Buffer.Length;
+            pipe.AdvanceTo(read.Buffer.End);
+            if (read.IsCompleted) return count;
+        }
     }
 
     static ProtocolException TooLarge(long limit) =>

@@ -6,7 +6,8 @@ namespace Adaptive.ModelServer.Protocol;
 /// Reads an Open Inference Protocol (KServe v2) inference request in one pass, straight into typed
 /// arrays. Supports the binary tensor data extension (Triton, KServe): when the body starts with a JSON
 /// header of <c>Inference-Header-Content-Length</c> bytes, inputs whose parameters give a
-/// <c>binary_data_size</c> take their raw bytes, in order, from what follows the header.
+/// <c>binary_data_size</c> take their raw bytes, in order, from what follows the header. Reading the header
+/// alone gives those inputs' arrays, so that the bytes after it can go into them without another copy.
 /// Every refusal is a 400 whose message names the offending field.
 /// </summary>
 public static class InferRequestReader
@@ -23,13 +24,17 @@ public static class InferRequestReader
             : throw Bad($"{HeaderLengthHeader} must be a non-negative integer, got '{value}'");
     }
 
-    /// <param name="headerLength">The JSON header's length when the body carries binary data; null for an all-JSON body.</param>
-    public static InferRequest Parse(ReadOnlySpan<byte> body, int? headerLength = null)
+    /// <summary>An all-JSON request body.</summary>
+    public static InferRequest Parse(ReadOnlySpan<byte> json) => ParseHeader(json, binaryBytes: 0).Request;
+
+    /// <summary>
+    /// The JSON header of a request whose binary data, <paramref name="binaryBytes"/> at most, follows it.
+    /// The inputs that take binary data come back in <see cref="RequestHeader.BinaryInputs"/>, in the
+    /// order of their bytes, with arrays of the claimed size that the caller must fill.
+    /// </summary>
+    public static RequestHeader ParseHeader(ReadOnlySpan<byte> json, long binaryBytes)
     {
-        if (headerLength is < 0 || headerLength > body.Length)
-            throw Bad($"{HeaderLengthHeader} is {headerLength}, but the body has {body.Length} bytes");
-        var json = headerLength is { } length ? body[..length] : body;
-        var binary = new BinaryCursor(headerLength is { } start ? body.Length - start : 0);
+        var binary = new BinaryClaims(binaryBytes);
         var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = MaxDepth });
         try
         {
@@ -49,7 +54,7 @@ public static class InferRequestReader
                         id = reader.GetString();
                         break;
                     case "inputs":
-                        inputs = ReadInputs(ref reader, json.Length, body[json.Length..], ref binary);
+                        inputs = ReadInputs(ref reader, json.Length, binary);
                         break;
                     case "outputs":
                         outputs = ReadRequestedOutputs(ref reader);
@@ -58,14 +63,12 @@ public static class InferRequestReader
                         binaryOutput = ReadBoolParameter(ref reader, "binary_data_output", "parameters") ?? false;
                         break;
                     default:
-                        reader.Skip(); // "parameters" and extensions this server does not use
+                        reader.Skip(); // extensions this server does not use
                         break;
                 }
             }
             if (inputs is null || inputs.Count == 0) throw Bad("'inputs' is required and must list at least one tensor");
-            if (binary.Remaining != 0)
-                throw Bad($"{binary.Remaining} bytes of binary data follow the header that no input's binary_data_size claims");
-            return new InferRequest(id, inputs, outputs, binaryOutput);
+            return new RequestHeader(new InferRequest(id, inputs, outputs, binaryOutput), binary.Inputs);
         }
         catch (JsonException e)
         {
@@ -77,23 +80,36 @@ public static class InferRequestReader
         }
     }
 
-    /// <summary>Where the next binary input starts in the bytes after the header.</summary>
-    struct BinaryCursor(int length)
+    /// <summary>
+    /// A parsed header and what the bytes after it must fill: <see cref="Unclaimed"/> and <see cref="TooShort"/>
+    /// are the 400s for a body that carries more or less than that.
+    /// </summary>
+    public sealed record RequestHeader(InferRequest Request, IReadOnlyList<Tensor> BinaryInputs)
     {
-        public int Offset;
-        public readonly int Remaining => length - Offset;
+        public static ProtocolException Unclaimed(long bytes) => Bad($"{bytes} bytes of binary data follow the header that no input's binary_data_size claims");
+
+        public static ProtocolException TooShort(Tensor input, long received) =>
+            Bad($"input '{input.Name}': binary_data_size is {input.Bytes.Length} bytes, but only {received} bytes of binary data are left");
     }
 
-    static List<Tensor> ReadInputs(ref Utf8JsonReader reader, int jsonLength, ReadOnlySpan<byte> binaryData, ref BinaryCursor binary)
+    /// <summary>The inputs that take binary data, and how many of the bytes after the header they claim.</summary>
+    sealed class BinaryClaims(long available)
+    {
+        public readonly List<Tensor> Inputs = [];
+        public long Claimed;
+        public long Remaining => available - Claimed;
+    }
+
+    static List<Tensor> ReadInputs(ref Utf8JsonReader reader, int jsonLength, BinaryClaims binary)
     {
         if (reader.TokenType != JsonTokenType.StartArray) throw Bad("'inputs' must be an array of tensors");
         var inputs = new List<Tensor>();
         while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
-            inputs.Add(ReadInput(ref reader, $"inputs[{inputs.Count}]", jsonLength, binaryData, ref binary));
+            inputs.Add(ReadInput(ref reader, $"inputs[{inputs.Count}]", jsonLength, binary));
         return inputs;
     }
 
-    static Tensor ReadInput(ref Utf8JsonReader reader, string path, int jsonLength, ReadOnlySpan<byte> binaryData, ref BinaryCursor binary)
+    static Tensor ReadInput(ref Utf8JsonReader reader, string path, int jsonLength, BinaryClaims binary)
     {
         if (reader.TokenType != JsonTokenType.StartObject) throw Bad($"{path} must be an object with name, shape, datatype and data");
         string? name = null, datatype = null;
@@ -146,9 +162,10 @@ public static class InferRequestReader
                 throw Bad($"{path}: binary_data_size is {size} bytes, shape {Tensor.FormatShape(shape)} of {type.ToProtocolName()} needs {count * type.ElementSize()}");
             if (size > binary.Remaining)
                 throw Bad($"{path}: binary_data_size is {size} bytes, but only {binary.Remaining} bytes of binary data are left");
-            var values = type.FromBytes(binaryData.Slice(binary.Offset, (int)size));
-            binary.Offset += (int)size;
-            return new Tensor(name, type, shape, values);
+            binary.Claimed += size;
+            var tensor = new Tensor(name, type, shape, type.NewArray(count));
+            binary.Inputs.Add(tensor);
+            return tensor;
         }
         if (!hasData) throw Bad($"{path}: data is required");
         // Each element takes at least two bytes of JSON ("0,"), so a larger shape cannot be honest.

@@ -17,15 +17,12 @@ public sealed record Tensor(string Name, TensorDataType DataType, long[] Shape, 
 
     public static string FormatShape(IEnumerable<long> shape) => $"[{string.Join(",", shape)}]";
 
-    /// <summary>The tensor's elements as raw little-endian bytes, as the binary data extension carries them.</summary>
-    public ReadOnlySpan<byte> Bytes => Data switch
-    {
-        float[] f => System.Runtime.InteropServices.MemoryMarshal.AsBytes(f.AsSpan()),
-        double[] d => System.Runtime.InteropServices.MemoryMarshal.AsBytes(d.AsSpan()),
-        int[] i => System.Runtime.InteropServices.MemoryMarshal.AsBytes(i.AsSpan()),
-        long[] l => System.Runtime.InteropServices.MemoryMarshal.AsBytes(l.AsSpan()),
-        _ => throw new InvalidOperationException($"tensor '{Name}' holds {Data.GetType().Name}"),
-    };
+    /// <summary>The tensor's elements as raw little-endian bytes, as the binary data extension carries them; writable, to fill it from them.</summary>
+    public Span<byte> Bytes => BytesOf(Data);
+
+    /// <summary>The bytes of an array of a primitive type.</summary>
+    public static Span<byte> BytesOf(Array data) => System.Runtime.InteropServices.MemoryMarshal.CreateSpan(
+        ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(data), Buffer.ByteLength(data));
 }
 
 /// <summary>An output the client asks for; <paramref name="Binary"/> overrides the request's binary_data_output.</summary>

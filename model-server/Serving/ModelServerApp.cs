@@ -120,8 +120,7 @@ public static class ModelServerApp
                     await UnknownModel(context, name);
                     return;
                 }
-                var body = await HttpHosting.ReadBodyAsync(context);
-                var request = InferRequestReader.Parse(body, InferRequestReader.HeaderLength(context.Request));
+                var request = await HttpHosting.ReadInferRequestAsync(context);
                 model.Validate(request);
                 if (request.Rows > batching.MaxBatchSize)
                     throw new ProtocolException(StatusCodes.Status400BadRequest, $"the request has {request.Rows} rows, more than the max batch size {batching.MaxBatchSize}");
