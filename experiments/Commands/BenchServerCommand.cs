@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
+using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using Adaptive.Experiments.Bench;
@@ -30,7 +31,7 @@ public static class BenchServerCommand
         var resolution = new Option<int>("--resolution") { Description = "Resolution of the generated ResNet-18", DefaultValueFactory = _ => ModelZoo.DefaultResolution };
         var batches = new Option<int[]>("--batches") { Description = "Max batch sizes to measure", DefaultValueFactory = _ => [1, 8], AllowMultipleArgumentsPerToken = true };
         var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads", DefaultValueFactory = _ => Environment.ProcessorCount };
-        var seconds = new Option<double>("--seconds") { Description = "Measuring time of each run, after a 1 s warm-up", DefaultValueFactory = _ => 10 };
+        var seconds = new Option<double>("--seconds") { Description = "Measuring time at saturation, after a 1 s warm-up; low load takes twice as long", DefaultValueFactory = _ => 10 };
         var output = new Option<DirectoryInfo>("--out") { Description = "Where the CSV and markdown table go", DefaultValueFactory = _ => new DirectoryInfo("bench-results/server") };
         var command = new Command("server", "Model server throughput and latency over HTTP against raw ONNX Runtime") { model, resolution, batches, threads, seconds, output };
         command.SetAction(parse => Run(parse.GetValue(model), parse.GetValue(resolution), parse.GetValue(batches)!, parse.GetValue(threads), parse.GetValue(seconds), parse.GetValue(output)!));
@@ -43,7 +44,9 @@ public static class BenchServerCommand
     sealed record Body(string Encoding, byte[] Bytes, int? HeaderLength, byte[] Refused);
 
     /// <param name="OverheadP50Ms">Per request at low load, the latency less the server's own ONNX Runtime call for it.</param>
-    sealed record Row(int Batch, string Encoding, double RawRps, double ServerRps, double RawP50Ms, double ServerLowLoadP50Ms, double OverheadP50Ms, double ExchangeP50Ms, double ServerSaturatedP50Ms, double ServerSaturatedP99Ms)
+    /// <param name="ExchangeP50Ms">At low load, a request the server reads and parses, then refuses before inference.</param>
+    /// <param name="BareTcpP50Ms">At low load, the same bytes both ways over a bare TCP connection: no HTTP, no server.</param>
+    sealed record Row(int Batch, string Encoding, double RawRps, double ServerRps, double RawP50Ms, double ServerLowLoadP50Ms, double OverheadP50Ms, double ExchangeP50Ms, double BareTcpP50Ms, double ServerSaturatedP50Ms, double ServerSaturatedP99Ms)
     {
         public double Ratio => ServerRps / RawRps;
         public double AddedP50Ms => ServerLowLoadP50Ms - RawP50Ms;
@@ -86,8 +89,11 @@ public static class BenchServerCommand
                     var runtime = new RuntimeOptions(threads, 1, Device.Cpu);
                     using var model = OnnxModel.Load(path, runtime, warning => Console.Error.WriteLine(warning));
                     foreach (var m in MeasureServer(model, path, batch, runtime, duration).GetAwaiter().GetResult())
-                        rows.Add(new Row(batch, m.Encoding, m.Raw.RowsPerSecond, m.Saturated.RowsPerSecond, Percentiles.Of(m.LowLoad.RawMs, 0.5), m.LowLoad.Server.P(0.5), Percentiles.Of(m.LowLoad.OverheadMs, 0.5),
-                            m.Exchange.P(0.5), m.Saturated.P(0.5), m.Saturated.P(0.99)));
+                    {
+                        var low = m.LowLoad;
+                        rows.Add(new Row(batch, m.Encoding, m.Raw.RowsPerSecond, m.Saturated.RowsPerSecond, Percentiles.Of(low.RawMs, 0.5), low.Server.P(0.5), Percentiles.Of(low.OverheadMs, 0.5),
+                            Percentiles.Of(low.ExchangeMs, 0.5), Percentiles.Of(low.BareTcpMs, 0.5), m.Saturated.P(0.5), m.Saturated.P(0.99)));
+                    }
                 }
             });
             Report(rows, path, threads, seconds, output);
@@ -151,8 +157,7 @@ public static class BenchServerCommand
 
     /// <summary>
     /// The server with max batch <paramref name="batch"/>, per encoding: saturated by 2×batch callers, in
-    /// rounds alternating with raw Run of full batches; then one caller (<see cref="LowLoad"/>); then the
-    /// exchange alone, with a body the server refuses after parsing it.
+    /// rounds alternating with raw Run of full batches; then one caller (<see cref="LowLoad"/>).
     /// </summary>
     static async Task<List<ServerMeasurement>> MeasureServer(OnnxModel model, string path, int batch, RuntimeOptions runtime, TimeSpan duration)
     {
@@ -171,9 +176,8 @@ public static class BenchServerCommand
             {
                 await Load(client, body, 2 * batch, TimeSpan.FromSeconds(1));
                 var (raw, saturated) = await Saturation(client, body, full, 2 * batch, duration);
-                var lowLoad = await LowLoad(client, body, single, duration);
-                var exchange = await Load(client, body with { Bytes = body.Refused }, 1, duration / 4, HttpStatusCode.BadRequest);
-                results.Add(new ServerMeasurement(body.Encoding, raw, saturated, lowLoad, exchange));
+                var lowLoad = await LowLoad(client, body, single, 2 * duration);
+                results.Add(new ServerMeasurement(body.Encoding, raw, saturated, lowLoad));
             }
             return results;
         }
@@ -184,7 +188,7 @@ public static class BenchServerCommand
         }
     }
 
-    sealed record ServerMeasurement(string Encoding, Measured Raw, Measured Saturated, LowLoadMeasurement LowLoad, Measured Exchange);
+    sealed record ServerMeasurement(string Encoding, Measured Raw, Measured Saturated, LowLoadMeasurement LowLoad);
 
     /// <summary>
     /// Raw Run of full batches and the saturated server, in 5 rounds each, alternating, so that both see the
@@ -204,32 +208,108 @@ public static class BenchServerCommand
     }
 
     /// <param name="OverheadMs">Per request, the latency less the server's own ONNX Runtime call for it; sorted.</param>
+    /// <param name="ExchangeMs">The refused body: HTTP, reading and parsing, no inference; sorted.</param>
+    /// <param name="BareTcpMs">The request's and the answer's bytes over a bare TCP connection; sorted.</param>
     /// <param name="RawMs">Raw single-row Run on the server's session; sorted.</param>
-    sealed record LowLoadMeasurement(Measured Server, List<double> OverheadMs, List<double> RawMs);
+    sealed record LowLoadMeasurement(Measured Server, List<double> OverheadMs, List<double> ExchangeMs, List<double> BareTcpMs, List<double> RawMs);
 
     /// <summary>
-    /// Low load: one caller, one request after another, each followed by one raw single-row Run on the same
-    /// session, so that both see the same machine at the same moment (on a shared machine the speed of a
-    /// Run drifts by a millisecond within seconds) and start from the same state: caches, and ONNX Runtime's
-    /// workers. Per request it also keeps the latency less the server's own Run for it, which no drift touches.
+    /// Low load: one caller, one request at a time, each after a raw single-row Run on the same session, so
+    /// that it finds the server's threads idle and the caches holding the model, as at low load, and so that
+    /// server and raw Run see the same machine at the same moment (on a shared machine the speed of a Run
+    /// drifts by a millisecond within seconds). In turn: a request the server serves; the same body refused
+    /// after parsing; the same bytes over a bare TCP connection, the floor that loopback and waking idle
+    /// threads set on this machine. Per served request it also keeps the latency less the server's own Run
+    /// for it, which no drift touches.
     /// </summary>
     static async Task<LowLoadMeasurement> LowLoad(HttpClient client, Body body, RawSession raw, TimeSpan duration)
     {
         var server = new List<double>();
         var overhead = new List<double>();
+        var exchange = new List<double>();
+        var bare = new List<double>();
         var direct = new List<double>();
         var serving = TimeSpan.Zero;
+        int answerBytes = (await Send(client, body, HttpStatusCode.OK)).AnswerBytes;
+        using var tcp = new BareTcpExchange(body.Bytes.Length, answerBytes);
+        direct.Add(raw.RunOnce());
         var clock = Stopwatch.StartNew();
         while (clock.Elapsed < duration)
         {
             long started = Stopwatch.GetTimestamp();
-            var (latency, serverOverhead) = await Send(client, body, HttpStatusCode.OK);
+            var served = await Send(client, body, HttpStatusCode.OK);
             serving += Stopwatch.GetElapsedTime(started);
-            server.Add(latency);
-            overhead.Add(serverOverhead ?? throw new InvalidOperationException("the server's answer has no Server-Timing infer duration"));
+            server.Add(served.Latency);
+            overhead.Add(served.Overhead ?? throw new InvalidOperationException("the server's answer has no Server-Timing infer duration"));
+            direct.Add(raw.RunOnce());
+            exchange.Add((await Send(client, body with { Bytes = body.Refused }, HttpStatusCode.BadRequest)).Latency);
+            direct.Add(raw.RunOnce());
+            bare.Add(tcp.RunOnce());
             direct.Add(raw.RunOnce());
         }
-        return new LowLoadMeasurement(new Measured(server.Count, serving.TotalSeconds, [.. server.Order()]), [.. overhead.Order()], [.. direct.Order()]);
+        return new LowLoadMeasurement(new Measured(server.Count, serving.TotalSeconds, [.. server.Order()]), [.. overhead.Order()], [.. exchange.Order()], [.. bare.Order()], [.. direct.Order()]);
+    }
+
+    /// <summary>
+    /// A client and a server socket on loopback, blocking, that trade a request of the given size for an
+    /// answer of the given size: what any server's exchange costs on this machine before HTTP and parsing.
+    /// The server side runs on its own thread until the client closes.
+    /// </summary>
+    sealed class BareTcpExchange : IDisposable
+    {
+        readonly Socket client;
+        readonly Thread peer;
+        readonly byte[] request, answer;
+
+        public BareTcpExchange(int requestBytes, int answerBytes)
+        {
+            request = new byte[requestBytes];
+            answer = new byte[answerBytes];
+            using var listener = new Socket(SocketType.Stream, ProtocolType.Tcp);
+            listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            listener.Listen(1);
+            client = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            client.Connect(listener.LocalEndPoint!);
+            var accepted = listener.Accept();
+            accepted.NoDelay = true;
+            peer = new Thread(() => Answer(accepted)) { IsBackground = true, Name = "bare-tcp-peer" };
+            peer.Start();
+        }
+
+        void Answer(Socket socket)
+        {
+            using (socket)
+            {
+                var buffer = new byte[request.Length];
+                while (ReceiveExactly(socket, buffer)) socket.Send(answer);
+            }
+        }
+
+        public double RunOnce()
+        {
+            long started = Stopwatch.GetTimestamp();
+            client.Send(request);
+            if (!ReceiveExactly(client, answer)) throw new InvalidOperationException("the bare TCP peer closed the connection");
+            return Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        }
+
+        /// <summary>False when the other side closed before the buffer was full.</summary>
+        static bool ReceiveExactly(Socket socket, byte[] buffer)
+        {
+            for (int received = 0; received < buffer.Length;)
+            {
+                int read = socket.Receive(buffer, received, buffer.Length - received, SocketFlags.None);
+                if (read == 0) return false;
+                received += read;
+            }
+            return true;
+        }
+
+        public void Dispose()
+        {
+            client.Dispose();
+            peer.Join();
+        }
     }
 
     /// <summary>One row of input as JSON numbers, and the same as raw bytes after a JSON header (outputs binary too).</summary>
@@ -266,20 +346,21 @@ public static class BenchServerCommand
     }
 
     /// <summary>
-    /// One request: its latency, and that latency less the ONNX Runtime call that served it, which the
-    /// server reports in its Server-Timing header (<c>infer;dur=</c>, milliseconds); null on a refusal.
+    /// One request: its latency; that latency less the ONNX Runtime call that served it, which the server
+    /// reports in its Server-Timing header (<c>infer;dur=</c>, milliseconds), null on a refusal; and the
+    /// size of the answer's body.
     /// </summary>
-    static async Task<(double Latency, double? Overhead)> Send(HttpClient client, Body body, HttpStatusCode expected)
+    static async Task<(double Latency, double? Overhead, int AnswerBytes)> Send(HttpClient client, Body body, HttpStatusCode expected)
     {
         long started = Stopwatch.GetTimestamp();
         using var content = new ByteArrayContent(body.Bytes);
         content.Headers.ContentType = new(body.HeaderLength is null ? "application/json" : "application/octet-stream");
         if (body.HeaderLength is { } length) content.Headers.Add("Inference-Header-Content-Length", length.ToString(CultureInfo.InvariantCulture));
         using var response = await client.PostAsync("/v2/models/bench/infer", content);
-        await response.Content.ReadAsByteArrayAsync();
+        var answer = await response.Content.ReadAsByteArrayAsync();
         double latency = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         if (response.StatusCode != expected) throw new InvalidOperationException($"the server answered {(int)response.StatusCode}, expected {(int)expected}");
-        return (latency, latency - InferenceMs(response));
+        return (latency, latency - InferenceMs(response), answer.Length);
     }
 
     static double? InferenceMs(HttpResponseMessage response)
@@ -292,20 +373,20 @@ public static class BenchServerCommand
 
     static void Report(List<Row> rows, string model, int threads, double seconds, DirectoryInfo output)
     {
-        var table = new Table().AddColumns("max batch", "encoding", "raw rows/s", "server rows/s", "server/raw", "raw p50 ms (batch 1)", "server p50 ms (1 caller)", "added p50 ms", "overhead p50 ms", "HTTP + parse p50 ms", "server p50/p99 ms (saturated)");
+        var table = new Table().AddColumns("max batch", "encoding", "raw rows/s", "server rows/s", "server/raw", "raw p50 ms (batch 1)", "server p50 ms (1 caller)", "added p50 ms", "overhead p50 ms", "HTTP + parse p50 ms", "bare TCP p50 ms", "server p50/p99 ms (saturated)");
         foreach (var r in rows)
-            table.AddRow($"{r.Batch}", r.Encoding, $"{r.RawRps:F1}", $"{r.ServerRps:F1}", $"{r.Ratio:P1}", $"{r.RawP50Ms:F2}", $"{r.ServerLowLoadP50Ms:F2}", $"{r.AddedP50Ms:F2}", $"{r.OverheadP50Ms:F2}", $"{r.ExchangeP50Ms:F2}", $"{r.ServerSaturatedP50Ms:F1} / {r.ServerSaturatedP99Ms:F1}");
+            table.AddRow($"{r.Batch}", r.Encoding, $"{r.RawRps:F1}", $"{r.ServerRps:F1}", $"{r.Ratio:P1}", $"{r.RawP50Ms:F2}", $"{r.ServerLowLoadP50Ms:F2}", $"{r.AddedP50Ms:F2}", $"{r.OverheadP50Ms:F2}", $"{r.ExchangeP50Ms:F2}", $"{r.BareTcpP50Ms:F2}", $"{r.ServerSaturatedP50Ms:F1} / {r.ServerSaturatedP99Ms:F1}");
         AnsiConsole.Write(table);
 
         output.Create();
-        var csv = new StringBuilder("max_batch,encoding,raw_rows_per_s,server_rows_per_s,ratio,raw_p50_ms,server_low_load_p50_ms,added_p50_ms,overhead_p50_ms,http_and_parse_p50_ms,server_saturated_p50_ms,server_saturated_p99_ms\n");
+        var csv = new StringBuilder("max_batch,encoding,raw_rows_per_s,server_rows_per_s,ratio,raw_p50_ms,server_low_load_p50_ms,added_p50_ms,overhead_p50_ms,http_and_parse_p50_ms,bare_tcp_p50_ms,server_saturated_p50_ms,server_saturated_p99_ms\n");
         var markdown = new StringBuilder(FormattableString.Invariant($"Model {Path.GetFileName(model)}, {threads} intra-op threads, {Environment.ProcessorCount} cores, {seconds} s per run.\n\n"));
-        markdown.AppendLine("| max batch | encoding | raw rows/s | server rows/s | server/raw | raw p50 ms (batch 1) | server p50 ms (1 caller) | added p50 ms | overhead p50 ms (latency − its Run) | HTTP + parse p50 ms (no inference) | server p50 / p99 ms (saturated) |");
-        markdown.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
+        markdown.AppendLine("| max batch | encoding | raw rows/s | server rows/s | server/raw | raw p50 ms (batch 1) | server p50 ms (1 caller) | added p50 ms | overhead p50 ms (latency − its Run) | HTTP + parse p50 ms (refused before inference) | bare TCP p50 ms (same bytes, no HTTP) | server p50 / p99 ms (saturated) |");
+        markdown.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in rows)
         {
-            csv.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{r.Batch},{r.Encoding},{r.RawRps:F2},{r.ServerRps:F2},{r.Ratio:F4},{r.RawP50Ms:F3},{r.ServerLowLoadP50Ms:F3},{r.AddedP50Ms:F3},{r.OverheadP50Ms:F3},{r.ExchangeP50Ms:F3},{r.ServerSaturatedP50Ms:F3},{r.ServerSaturatedP99Ms:F3}"));
-            markdown.AppendLine(string.Create(CultureInfo.InvariantCulture, $"| {r.Batch} | {r.Encoding} | {r.RawRps:F1} | {r.ServerRps:F1} | {r.Ratio * 100:F1} % | {r.RawP50Ms:F2} | {r.ServerLowLoadP50Ms:F2} | {r.AddedP50Ms:F2} | {r.OverheadP50Ms:F2} | {r.ExchangeP50Ms:F2} | {r.ServerSaturatedP50Ms:F1} / {r.ServerSaturatedP99Ms:F1} |"));
+            csv.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{r.Batch},{r.Encoding},{r.RawRps:F2},{r.ServerRps:F2},{r.Ratio:F4},{r.RawP50Ms:F3},{r.ServerLowLoadP50Ms:F3},{r.AddedP50Ms:F3},{r.OverheadP50Ms:F3},{r.ExchangeP50Ms:F3},{r.BareTcpP50Ms:F3},{r.ServerSaturatedP50Ms:F3},{r.ServerSaturatedP99Ms:F3}"));
+            markdown.AppendLine(string.Create(CultureInfo.InvariantCulture, $"| {r.Batch} | {r.Encoding} | {r.RawRps:F1} | {r.ServerRps:F1} | {r.Ratio * 100:F1} % | {r.RawP50Ms:F2} | {r.ServerLowLoadP50Ms:F2} | {r.AddedP50Ms:F2} | {r.OverheadP50Ms:F2} | {r.ExchangeP50Ms:F2} | {r.BareTcpP50Ms:F2} | {r.ServerSaturatedP50Ms:F1} / {r.ServerSaturatedP99Ms:F1} |"));
         }
         File.WriteAllText(Path.Combine(output.FullName, "server.csv"), csv.ToString());
         File.WriteAllText(Path.Combine(output.FullName, "server.md"), markdown.ToString());
