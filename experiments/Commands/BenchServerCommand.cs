@@ -380,7 +380,7 @@ public static class BenchServerCommand
 
         output.Create();
         var csv = new StringBuilder("max_batch,encoding,raw_rows_per_s,server_rows_per_s,ratio,raw_p50_ms,server_low_load_p50_ms,added_p50_ms,overhead_p50_ms,http_and_parse_p50_ms,bare_tcp_p50_ms,server_saturated_p50_ms,server_saturated_p99_ms\n");
-        var markdown = new StringBuilder(FormattableString.Invariant($"Model {Path.GetFileName(model)}, {threads} intra-op threads, {Environment.ProcessorCount} cores, {seconds} s per run.\n\n"));
+        var markdown = new StringBuilder(FormattableString.Invariant($"Model {Path.GetFileName(model)}, {threads} intra-op threads, {Environment.ProcessorCount} cores, {seconds} s at saturation, {2 * seconds} s at low load.\n\n"));
         markdown.AppendLine("| max batch | encoding | raw rows/s | server rows/s | server/raw | raw p50 ms (batch 1) | server p50 ms (1 caller) | added p50 ms | overhead p50 ms (latency − its Run) | HTTP + parse p50 ms (refused before inference) | bare TCP p50 ms (same bytes, no HTTP) | server p50 / p99 ms (saturated) |");
         markdown.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in rows)

@@ -76,6 +76,34 @@ public sealed class BinaryDataTests(TestModels models)
         Assert.Contains("Inference-Header-Content-Length is 999999, but the body has", await V2.Error(beyond));
     }
 
+    /// <summary>
+    /// A chunked body announces no length: the server reads the header, then the binary data into the
+    /// input as it streams, and finds a short or long body only at its end.
+    /// </summary>
+    [Fact]
+    public async Task Binary_data_in_a_chunked_body_is_read_as_it_streams()
+    {
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18));
+        var json = await V2.Output(await server.Client.PostAsync("/v2/models/classify/infer", V2.Json(V2.Request("input", [1, 3, 32, 32], Image)), Cancel), "logits");
+        byte[] image = MemoryMarshal.AsBytes(Image.AsSpan()).ToArray();
+
+        async Task<HttpResponseMessage> Chunked(byte[] data)
+        {
+            byte[] header = Encoding.UTF8.GetBytes(Header(3072 * 4));
+            var content = new StreamContent(new UnseekableStream([.. header, .. data]));
+            content.Headers.Add("Inference-Header-Content-Length", header.Length.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            var response = await server.Client.PostAsync("/v2/models/classify/infer", content, Cancel);
+            Assert.Null(content.Headers.ContentLength); // so HttpClient sent it chunked
+            return response;
+        }
+
+        var whole = await Chunked(image);
+        Assert.Equal(HttpStatusCode.OK, whole.StatusCode);
+        Assert.Equal(json, await V2.Output(whole, "logits"));
+        Assert.Equal("input 'input': binary_data_size is 12288 bytes, but only 6144 bytes of binary data are left", await V2.Error(await Chunked(image[..6144])));
+        Assert.Equal("3 bytes of binary data follow the header that no input's binary_data_size claims", await V2.Error(await Chunked([.. image, 1, 2, 3])));
+    }
+
     [Fact]
     public async Task The_router_carries_binary_data_through_chained_stages()
     {
@@ -95,5 +123,11 @@ public sealed class BinaryDataTests(TestModels models)
         Assert.Equal("probabilities", header.GetProperty("outputs")[0].GetProperty("name").GetString());
         Assert.Equal(json, data);
         Directory.Delete(Path.GetDirectoryName(config)!, recursive: true);
+    }
+
+    /// <summary>A stream HttpClient cannot take the length of, so it sends the body chunked.</summary>
+    sealed class UnseekableStream(byte[] data) : MemoryStream(data)
+    {
+        public override bool CanSeek => false;
     }
 }
