@@ -5,11 +5,18 @@ using Google.OrTools.Sat;
 namespace Adaptive.Core.Planning;
 
 /// <param name="TimeLimit">
-/// Wall-clock search time before answering with the best configuration found (<see cref="PlanStatus.Feasible"/>).
-/// A search that finishes within it (optimal or infeasible) gives the same answer on every run.
+/// Wall-clock time the searches for the best configuration share before the planner answers with the best
+/// one found (<see cref="PlanStatus.Feasible"/>).
 /// </param>
-public sealed record PlannerOptions(TimeSpan TimeLimit)
+/// <param name="WorkLimit">
+/// CP-SAT's deterministic time allowed one search. The wall-clock time of a unit depends on the model: in
+/// long searches, 2.6–15 s of one core of the development machine. A plan that the time limit does not cut
+/// gives the same answer on every machine and under any load.
+/// </param>
+public sealed record PlannerOptions(TimeSpan TimeLimit, double WorkLimit = PlannerOptions.DefaultWorkLimit)
 {
+    public const double DefaultWorkLimit = 4;
+
     public static PlannerOptions Default { get; } = new(TimeSpan.FromSeconds(10));
 }
 
@@ -19,47 +26,104 @@ public sealed record PlannerOptions(TimeSpan TimeLimit)
 /// α·accuracy − β·cost − γ·batch − δ·loading within the latency SLO, the load, the budget and the
 /// hardware limits. Infeasible problems get the highest-capacity configuration within the bounds.
 /// </summary>
+/// <remarks>
+/// CP-SAT 9.15's presolve probing misleads it on some models with products (batch fill in mixed stages,
+/// products of accuracies), the class of google/or-tools#5274. The property test found a proof of an optimum
+/// below the true one (tests/Planning/Cases/presolve-wrong-optimum.json), and problems that the search
+/// with probing cannot solve in minutes but the one without solves in milliseconds; the reverse happens too.
+/// So such models are searched both ways, in rounds of growing work, and the better answer wins: the plan
+/// is optimal once a search proves it and no search has beaten the proof. Presolve has also called a
+/// feasible model infeasible (presolve-false-infeasible.json): a proof of infeasibility is checked by a
+/// search without presolve.
+/// </remarks>
 public sealed class CpSatPlanner(PlannerOptions? options = null)
 {
     readonly PlannerOptions options = options ?? PlannerOptions.Default;
+
+    enum Presolve { Full, WithoutProbing, None }
+
+    /// <summary>A finished search: its status and the solver holding what it found.</summary>
+    sealed record Search(CpSolverStatus Status, CpSolver Solver) : IDisposable
+    {
+        public bool Found => Status is CpSolverStatus.Optimal or CpSolverStatus.Feasible;
+
+        public void Dispose() => Solver.Dispose();
+    }
+
+    /// <summary>The first round's share of the work limit; each round doubles it.</summary>
+    const double FirstRoundShare = 1.0 / 16;
+
+    /// <summary>Deterministic time for checking a proof of infeasibility (those seen took under 0.001).</summary>
+    const double InfeasibilityCheckWork = 0.4;
 
     public PlanResult Plan(PlanningProblem problem)
     {
         var clock = Stopwatch.StartNew();
         var model = new PlanningModel(problem, PlanningGoal.Objective);
-        var (status, solver) = model.TriviallyInfeasible ? (CpSolverStatus.Infeasible, null) : Solve(model);
-        if (status == CpSolverStatus.Infeasible && solver != null)
+        var searches = new List<Search>();
+        try
         {
-            // CP-SAT's presolve has called a feasible model of ours infeasible (tests/Planning/Cases/
-            // presolve-false-infeasible.json: a mixed stage on two classes under a product of accuracies).
-            // A proof of infeasibility is therefore checked by a short search without presolve; when that
-            // search settles nothing, the proof stands.
-            solver.Dispose();
-            (status, solver) = Solve(model, presolve: false, limit: InfeasibilityCheckLimit < options.TimeLimit ? InfeasibilityCheckLimit : options.TimeLimit);
-            if (status == CpSolverStatus.Unknown) status = CpSolverStatus.Infeasible;
+            var (best, planStatus) = model.TriviallyInfeasible ? (null, PlanStatus.Infeasible) : FindBest(model, clock, searches);
+            // Without a configuration (proven infeasible, or none found in time) nothing meets the
+            // constraints that we know of, so answer with the fallback.
+            var pipelines = best != null
+                ? problem.Pipelines.Select((p, i) => ReadPlan(p, model.Pipelines[i], best.Solver)).ToList()
+                : Fallback(problem);
+            double? total = best != null ? pipelines.Sum(p => p.Objective!.Value) : null;
+            return new PlanResult(planStatus, total, clock.Elapsed.TotalMilliseconds, pipelines);
         }
-        List<PipelinePlan> pipelines;
-        PlanStatus planStatus;
-        if (solver != null && status is CpSolverStatus.Optimal or CpSolverStatus.Feasible)
+        finally
         {
-            planStatus = status == CpSolverStatus.Optimal ? PlanStatus.Optimal : PlanStatus.Feasible;
-            pipelines = problem.Pipelines.Select((p, i) => ReadPlan(p, model.Pipelines[i], solver)).ToList();
+            foreach (var search in searches) search.Dispose();
         }
-        else
-        {
-            // Proven infeasible, or no configuration found in time: either way nothing meets the constraints
-            // that we know of, so answer with the fallback.
-            planStatus = PlanStatus.Infeasible;
-            pipelines = Fallback(problem);
-        }
-        solver?.Dispose();
-        double? total = planStatus == PlanStatus.Infeasible ? null : pipelines.Sum(p => p.Objective!.Value);
-        return new PlanResult(planStatus, total, clock.Elapsed.TotalMilliseconds, pipelines);
     }
 
-    static readonly TimeSpan InfeasibilityCheckLimit = TimeSpan.FromSeconds(1);
+    /// <summary>The best configuration the searches find, and whether it is proven optimal; null when none is found.</summary>
+    (Search?, PlanStatus) FindBest(PlanningModel model, Stopwatch clock, List<Search> searches)
+    {
+        TimeSpan Left() => options.TimeLimit - clock.Elapsed;
+        if (!HasProducts(model)) searches.Add(Solve(model, Presolve.Full, Left(), options.WorkLimit));
+        else
+        {
+            for (double work = options.WorkLimit * FirstRoundShare; ; work = Math.Min(2 * work, options.WorkLimit))
+            {
+                searches.Add(Solve(model, Presolve.Full, Left(), work));
+                searches.Add(Solve(model, Presolve.WithoutProbing, Left(), work));
+                var (found, status) = Best(searches);
+                bool provenInfeasible = found == null && searches.Any(s => s.Status == CpSolverStatus.Infeasible);
+                if (status == PlanStatus.Optimal || provenInfeasible || work >= options.WorkLimit || Left() <= TimeSpan.Zero)
+                    break;
+            }
+        }
+        var (best, planStatus) = Best(searches);
+        if (best == null && searches.Any(s => s.Status == CpSolverStatus.Infeasible))
+        {
+            // When the check settles nothing, the proof of infeasibility stands.
+            searches.Add(Solve(model, Presolve.None, Left(), Math.Min(InfeasibilityCheckWork, options.WorkLimit)));
+            (best, planStatus) = Best(searches);
+        }
+        return (best, planStatus);
+    }
 
-    (CpSolverStatus, CpSolver) Solve(PlanningModel model, bool presolve = true, TimeSpan? limit = null)
+    /// <summary>
+    /// The search with the best configuration (the earliest among equals). It is optimal when a search proved
+    /// that objective: a proof of a lower one is wrong, since a search beat it.
+    /// </summary>
+    static (Search?, PlanStatus) Best(List<Search> searches)
+    {
+        var found = searches.Where(s => s.Found).ToList();
+        if (found.Count == 0) return (null, PlanStatus.Infeasible);
+        double objective = found.Max(s => s.Solver.ObjectiveValue);
+        var best = found.First(s => s.Solver.ObjectiveValue == objective);
+        bool proven = found.Any(s => s.Status == CpSolverStatus.Optimal && s.Solver.ObjectiveValue == objective);
+        return (best, proven ? PlanStatus.Optimal : PlanStatus.Feasible);
+    }
+
+    /// <summary>Whether the model multiplies variables: the only models where presolve probing has misled the search.</summary>
+    static bool HasProducts(PlanningModel model) =>
+        model.Model.Model.Constraints.Any(c => c.ConstraintCase == ConstraintProto.ConstraintOneofCase.IntProd);
+
+    static Search Solve(PlanningModel model, Presolve presolve, TimeSpan timeLimit, double workLimit)
     {
         var solver = new CpSolver
         {
@@ -68,13 +132,19 @@ public sealed class CpSatPlanner(PlannerOptions? options = null)
                 // Linearization level 2 puts the products (batch fill, accuracy chain) into the LP relaxation:
                 // with it, products over a batching mixed stage are proven optimal in ~0.1 s instead of
                 // running to the limit without finding the optimum.
-                $"num_workers:1 random_seed:0 linearization_level:2 cp_model_presolve:{(presolve ? "true" : "false")} " +
-                $"max_time_in_seconds:{(limit ?? options.TimeLimit).TotalSeconds}"),
+                $"num_workers:1 random_seed:0 linearization_level:2 " +
+                $"cp_model_presolve:{(presolve == Presolve.None ? "false" : "true")} " +
+                $"cp_model_probing_level:{(presolve == Presolve.WithoutProbing ? 0 : 2)} " +
+                $"max_deterministic_time:{workLimit} " +
+                $"max_time_in_seconds:{Math.Max(timeLimit.TotalSeconds, 0.001)}"),
         };
         var status = solver.Solve(model.Model);
         if (status == CpSolverStatus.ModelInvalid)
+        {
+            solver.Dispose();
             throw new InvalidOperationException($"the planner built an invalid CP-SAT model: {model.Model.Validate()}");
-        return (status, solver);
+        }
+        return new Search(status, solver);
     }
 
     static PipelinePlan ReadPlan(PipelineProblem pipeline, IReadOnlyList<StageVariables> stages, CpSolver solver)
@@ -98,13 +168,12 @@ public sealed class CpSatPlanner(PlannerOptions? options = null)
     List<PipelinePlan> Fallback(PlanningProblem problem)
     {
         var model = new PlanningModel(problem, PlanningGoal.Capacity);
-        var (status, solver) = model.TriviallyInfeasible ? (CpSolverStatus.Infeasible, null) : Solve(model);
-        using var _ = solver;
-        bool found = solver != null && status is CpSolverStatus.Optimal or CpSolverStatus.Feasible;
+        using var search = model.TriviallyInfeasible ? null : Solve(model, Presolve.Full, options.TimeLimit, options.WorkLimit);
+        bool found = search?.Found == true;
         return problem.Pipelines.Select((pipeline, p) => new PipelinePlan(pipeline.Name, null,
             model.Pipelines[p].Select(stage => new StagePlan(stage.Stage.Name, found
-                ? SplitByCapacity(pipeline.ArrivalRate, stage.Options.Where(o => solver!.BooleanValue(o.Active))
-                    .Select(o => (o, (int)solver!.Value(o.Replicas))).ToList())
+                ? SplitByCapacity(pipeline.ArrivalRate, stage.Options.Where(o => search!.Solver.BooleanValue(o.Active))
+                    .Select(o => (o, (int)search!.Solver.Value(o.Replicas))).ToList())
                 : [])).ToList())).ToList();
     }
 
