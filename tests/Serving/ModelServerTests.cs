@@ -109,8 +109,13 @@ public sealed class ModelServerTests(TestModels models)
         Assert.All(rejected, r => Assert.True(r.response.Headers.RetryAfter?.Delta >= TimeSpan.FromSeconds(1)));
         string refusal = await V2.Error(rejected[0].response);
         Assert.True(refusal.Contains("queue is full") || refusal.Contains("miss its 250 ms deadline"), refusal);
+        // The deadline is the server's: an accepted request's queue wait and inference stay within it, give or
+        // take a misestimated batch (95 ms at most here). The client's time also holds opening 400 connections
+        // on the same 2 cores (533 and 622 ms seen), so it only has to stay bounded.
+        double slowestInServer = served.Max(r => ServerTimings(r.response).Values.Sum());
+        Assert.True(slowestInServer < deadlineMs + 100, $"an accepted request spent {slowestInServer:F0} ms queued and running against a {deadlineMs} ms deadline");
         double slowest = served.Max(r => r.Item2);
-        Assert.True(slowest < deadlineMs + 250, $"an accepted request took {slowest:F0} ms against a {deadlineMs} ms deadline");
+        Assert.True(slowest < 2000, $"an accepted request took {slowest:F0} ms");
         Assert.Equal(0, await server.Metric("adaptive_model_requests_total{model=\"classify\",variant=\"resnet18\",outcome=\"error\"}"));
         Assert.Equal(0, await server.Metric("adaptive_model_inflight_requests{model=\"classify\",variant=\"resnet18\"}"));
         Assert.Equal(0, await server.Metric("adaptive_model_queue_depth{model=\"classify\",variant=\"resnet18\"}"));
@@ -132,14 +137,18 @@ public sealed class ModelServerTests(TestModels models)
         double latencyMs = watch.Elapsed.TotalMilliseconds;
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
 
-        var timings = string.Join(",", response.Headers.GetValues("Server-Timing")).Split(',')
-            .Select(e => e.Trim().Split(";dur="))
-            .ToDictionary(p => p[0], p => double.Parse(p[1], System.Globalization.CultureInfo.InvariantCulture));
+        var timings = ServerTimings(response);
         Assert.Equal(["queue", "infer"], timings.Keys);
         Assert.InRange(timings["queue"], 0, latencyMs);
         Assert.InRange(timings["infer"], 0.01, latencyMs - timings["queue"]);
         Assert.Equal((await server.Metric(series) - before) * 1000, timings["infer"], 0.01);
     }
+
+    /// <summary>The answer's Server-Timing entries: name to duration in ms.</summary>
+    static Dictionary<string, double> ServerTimings(HttpResponseMessage response) =>
+        string.Join(",", response.Headers.GetValues("Server-Timing")).Split(',')
+            .Select(e => e.Trim().Split(";dur="))
+            .ToDictionary(p => p[0], p => double.Parse(p[1], System.Globalization.CultureInfo.InvariantCulture));
 
     /// <summary>Kestrel reads and writes through the server's 64 KB block pool, and gives the blocks back.</summary>
     [Fact]
