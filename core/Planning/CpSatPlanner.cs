@@ -90,13 +90,12 @@ public sealed class CpSatPlanner(PlannerOptions? options = null)
                 searches.Add(Solve(model, Presolve.Full, Left(), work));
                 searches.Add(Solve(model, Presolve.WithoutProbing, Left(), work));
                 var (found, status) = Best(searches);
-                bool provenInfeasible = found == null && searches.Any(s => s.Status == CpSolverStatus.Infeasible);
-                if (status == PlanStatus.Optimal || provenInfeasible || work >= options.WorkLimit || Left() <= TimeSpan.Zero)
+                if (status == PlanStatus.Optimal || ClaimedInfeasible(found, searches) || work >= options.WorkLimit || Left() <= TimeSpan.Zero)
                     break;
             }
         }
         var (best, planStatus) = Best(searches);
-        if (best == null && searches.Any(s => s.Status == CpSolverStatus.Infeasible))
+        if (ClaimedInfeasible(best, searches))
         {
             // When the check settles nothing, the proof of infeasibility stands.
             searches.Add(Solve(model, Presolve.None, Left(), Math.Min(InfeasibilityCheckWork, options.WorkLimit)));
@@ -118,6 +117,10 @@ public sealed class CpSatPlanner(PlannerOptions? options = null)
         bool proven = found.Any(s => s.Status == CpSolverStatus.Optimal && s.Solver.ObjectiveValue == objective);
         return (best, proven ? PlanStatus.Optimal : PlanStatus.Feasible);
     }
+
+    /// <summary>No search found a configuration and one of them says there is none.</summary>
+    static bool ClaimedInfeasible(Search? best, List<Search> searches) =>
+        best == null && searches.Any(s => s.Status == CpSolverStatus.Infeasible);
 
     /// <summary>Whether the model multiplies variables: the only models where presolve probing has misled the search.</summary>
     static bool HasProducts(PlanningModel model) =>
