@@ -77,12 +77,13 @@ public static class HttpHosting
     /// <summary>
     /// Reads an inference request. With the binary tensor data extension the JSON header is read and parsed
     /// first, and the bytes after it go from the request pipe straight into the binary inputs' arrays: an
-    /// image is copied once, not into a body buffer first and then into its tensor.
+    /// image is copied once, not into a body buffer first and then into its tensor. The tensors' arrays
+    /// come from <paramref name="arrays"/>.
     /// </summary>
-    public static async Task<InferRequest> ReadInferRequestAsync(HttpContext context)
+    public static async Task<InferRequest> ReadInferRequestAsync(HttpContext context, TensorArrayPool arrays)
     {
         if (InferRequestReader.HeaderLength(context.Request) is not { } headerLength)
-            return InferRequestReader.Parse(await ReadBodyAsync(context));
+            return InferRequestReader.Parse(await ReadBodyAsync(context), arrays);
         return await WithinBodyLimit(context, async (pipe, limit) =>
         {
             var cancel = context.RequestAborted;
@@ -91,7 +92,7 @@ public static class HttpHosting
             long received = await FillAsync(pipe, header, cancel);
             if (received < headerLength)
                 throw new ProtocolException(StatusCodes.Status400BadRequest, $"{InferRequestReader.HeaderLengthHeader} is {headerLength}, but the body has {received} bytes");
-            var parsed = InferRequestReader.ParseHeader(header, bodyLength - headerLength);
+            var parsed = InferRequestReader.ParseHeader(header, bodyLength - headerLength, arrays);
             foreach (var input in parsed.BinaryInputs)
             {
                 long filled = await FillAsync(pipe, input.Data, cancel);

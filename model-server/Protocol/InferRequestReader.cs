@@ -24,17 +24,18 @@ public static class InferRequestReader
             : throw Bad($"{HeaderLengthHeader} must be a non-negative integer, got '{value}'");
     }
 
-    /// <summary>An all-JSON request body.</summary>
-    public static InferRequest Parse(ReadOnlySpan<byte> json) => ParseHeader(json, binaryBytes: 0).Request;
+    /// <summary>An all-JSON request body; its tensors' arrays come from <paramref name="arrays"/>.</summary>
+    public static InferRequest Parse(ReadOnlySpan<byte> json, TensorArrayPool arrays) => ParseHeader(json, binaryBytes: 0, arrays).Request;
 
     /// <summary>
     /// The JSON header of a request whose binary data, <paramref name="binaryBytes"/> at most, follows it.
     /// The inputs that take binary data come back in <see cref="RequestHeader.BinaryInputs"/>, in the
-    /// order of their bytes, with arrays of the claimed size that the caller must fill.
+    /// order of their bytes, with arrays of the claimed size that the caller must fill. Every tensor's
+    /// array comes from <paramref name="arrays"/>.
     /// </summary>
-    public static RequestHeader ParseHeader(ReadOnlySpan<byte> json, long binaryBytes)
+    public static RequestHeader ParseHeader(ReadOnlySpan<byte> json, long binaryBytes, TensorArrayPool arrays)
     {
-        var binary = new BinaryClaims(binaryBytes);
+        var parse = new ParseState(binaryBytes, arrays);
         var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = MaxDepth });
         try
         {
@@ -54,7 +55,7 @@ public static class InferRequestReader
                         id = reader.GetString();
                         break;
                     case "inputs":
-                        inputs = ReadInputs(ref reader, json.Length, binary);
+                        inputs = ReadInputs(ref reader, json.Length, parse);
                         break;
                     case "outputs":
                         outputs = ReadRequestedOutputs(ref reader);
@@ -68,7 +69,7 @@ public static class InferRequestReader
                 }
             }
             if (inputs is null || inputs.Count == 0) throw Bad("'inputs' is required and must list at least one tensor");
-            return new RequestHeader(new InferRequest(id, inputs, outputs, binaryOutput), binary.Inputs);
+            return new RequestHeader(new InferRequest(id, inputs, outputs, binaryOutput), parse.BinaryInputs);
         }
         catch (JsonException e)
         {
@@ -92,24 +93,25 @@ public static class InferRequestReader
             Bad($"input '{input.Name}': binary_data_size is {input.Bytes.Length} bytes, but only {received} bytes of binary data are left");
     }
 
-    /// <summary>The inputs that take binary data, and how many of the bytes after the header they claim.</summary>
-    sealed class BinaryClaims(long available)
+    /// <summary>One request's parse: where its arrays come from, the inputs that take binary data, and how many of the bytes after the header they claim.</summary>
+    sealed class ParseState(long binaryBytes, TensorArrayPool arrays)
     {
-        public readonly List<Tensor> Inputs = [];
-        public long Claimed;
-        public long Remaining => available - Claimed;
+        public readonly TensorArrayPool Arrays = arrays;
+        public readonly List<Tensor> BinaryInputs = [];
+        public long BinaryClaimed;
+        public long BinaryRemaining => binaryBytes - BinaryClaimed;
     }
 
-    static List<Tensor> ReadInputs(ref Utf8JsonReader reader, int jsonLength, BinaryClaims binary)
+    static List<Tensor> ReadInputs(ref Utf8JsonReader reader, int jsonLength, ParseState parse)
     {
         if (reader.TokenType != JsonTokenType.StartArray) throw Bad("'inputs' must be an array of tensors");
         var inputs = new List<Tensor>();
         while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
-            inputs.Add(ReadInput(ref reader, $"inputs[{inputs.Count}]", jsonLength, binary));
+            inputs.Add(ReadInput(ref reader, $"inputs[{inputs.Count}]", jsonLength, parse));
         return inputs;
     }
 
-    static Tensor ReadInput(ref Utf8JsonReader reader, string path, int jsonLength, BinaryClaims binary)
+    static Tensor ReadInput(ref Utf8JsonReader reader, string path, int jsonLength, ParseState parse)
     {
         if (reader.TokenType != JsonTokenType.StartObject) throw Bad($"{path} must be an object with name, shape, datatype and data");
         string? name = null, datatype = null;
@@ -160,17 +162,17 @@ public static class InferRequestReader
             if (hasData) throw Bad($"{path}: give either data or parameters.binary_data_size, not both");
             if (size != count * type.ElementSize())
                 throw Bad($"{path}: binary_data_size is {size} bytes, shape {Tensor.FormatShape(shape)} of {type.ToProtocolName()} needs {count * type.ElementSize()}");
-            if (size > binary.Remaining)
-                throw Bad($"{path}: binary_data_size is {size} bytes, but only {binary.Remaining} bytes of binary data are left");
-            binary.Claimed += size;
-            var tensor = new Tensor(name, type, shape, type.NewArray(count));
-            binary.Inputs.Add(tensor);
+            if (size > parse.BinaryRemaining)
+                throw Bad($"{path}: binary_data_size is {size} bytes, but only {parse.BinaryRemaining} bytes of binary data are left");
+            parse.BinaryClaimed += size;
+            var tensor = new Tensor(name, type, shape, parse.Arrays.Rent(type, count));
+            parse.BinaryInputs.Add(tensor);
             return tensor;
         }
         if (!hasData) throw Bad($"{path}: data is required");
         // Each element takes at least two bytes of JSON ("0,"), so a larger shape cannot be honest.
         if (count > jsonLength / 2 + 1) throw Bad($"{path}: shape {Tensor.FormatShape(shape)} holds {count} elements, more than a {jsonLength}-byte body can carry");
-        return new Tensor(name, type, shape, ReadData(ref data, type, count, shape, path));
+        return new Tensor(name, type, shape, ReadData(ref data, type, parse.Arrays.Rent(type, count), shape, path));
     }
 
     static long[] ReadShape(ref Utf8JsonReader reader, string path)
@@ -187,11 +189,11 @@ public static class InferRequestReader
         return [.. shape];
     }
 
-    /// <summary>Reads flat or nested (row-major) data into a typed array of exactly <paramref name="count"/> elements.</summary>
-    static Array ReadData(ref Utf8JsonReader reader, TensorDataType type, long count, long[] shape, string path)
+    /// <summary>Reads flat or nested (row-major) data into <paramref name="values"/>, which it must fill exactly.</summary>
+    static Array ReadData(ref Utf8JsonReader reader, TensorDataType type, Array values, long[] shape, string path)
     {
         if (reader.TokenType != JsonTokenType.StartArray) throw Bad($"{path}: data must be an array");
-        var values = type.NewArray(count);
+        long count = values.LongLength;
         long index = 0;
         int depth = 0;
         do

@@ -21,6 +21,8 @@ public sealed record ModelServerOptions(HttpOptions Http, string ModelPath, stri
 public static class ModelServerApp
 {
     const string Platform = "onnxruntime_onnx";
+    /// <summary>What the request tensors' pool keeps for reuse: about a hundred 224×224 images.</summary>
+    const long RetainedTensorBytes = 64L << 20;
 
     /// <summary>Loads the model and builds the web application; the caller runs it.</summary>
     /// <param name="loaded">The model of <c>options.ModelPath</c> already loaded, which the caller keeps and disposes
@@ -28,6 +30,7 @@ public static class ModelServerApp
     public static WebApplication Build(ModelServerOptions options, OnnxModel? loaded = null)
     {
         var builder = HttpHosting.CreateBuilder(options.Http);
+        builder.Services.AddSingleton(new TensorArrayPool(RetainedTensorBytes));
         var app = builder.Build();
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Adaptive.ModelServer");
 
@@ -52,7 +55,7 @@ public static class ModelServerApp
 
         HttpHosting.MapHealth(app, () => true);
         app.MapMetrics("/metrics", registry);
-        var endpoints = new ModelEndpoints(options, model, batching, batcher, metrics, log);
+        var endpoints = new ModelEndpoints(options, model, batching, batcher, app.Services.GetRequiredService<TensorArrayPool>(), metrics, log);
         app.MapGet("/v2", () => Results.Json(new { name = "adaptive-server", version = "1", extensions = Array.Empty<string>() }));
         app.MapGet("/v2/models/{name}", endpoints.Metadata);
         app.MapGet("/v2/models/{name}/ready", endpoints.ModelReady);
@@ -65,7 +68,7 @@ public static class ModelServerApp
         public IReadOnlyList<IReadOnlyList<Tensor>> Run(IReadOnlyList<InferRequest> batch) => model.Run(batch);
     }
 
-    sealed class ModelEndpoints(ModelServerOptions options, OnnxModel model, BatchingOptions batching, DynamicBatcher batcher, ModelMetrics metrics, ILogger log)
+    sealed class ModelEndpoints(ModelServerOptions options, OnnxModel model, BatchingOptions batching, DynamicBatcher batcher, TensorArrayPool arrays, ModelMetrics metrics, ILogger log)
     {
         public Task Metadata(HttpContext context, string name)
         {
@@ -120,11 +123,20 @@ public static class ModelServerApp
                     await UnknownModel(context, name);
                     return;
                 }
-                var request = await HttpHosting.ReadInferRequestAsync(context);
-                model.Validate(request);
-                if (request.Rows > batching.MaxBatchSize)
-                    throw new ProtocolException(StatusCodes.Status400BadRequest, $"the request has {request.Rows} rows, more than the max batch size {batching.MaxBatchSize}");
-                var result = await batcher.Submit(request, options.Http.RequestTimeout);
+                var request = await HttpHosting.ReadInferRequestAsync(context, arrays);
+                BatchResult result;
+                try
+                {
+                    model.Validate(request);
+                    if (request.Rows > batching.MaxBatchSize)
+                        throw new ProtocolException(StatusCodes.Status400BadRequest, $"the request has {request.Rows} rows, more than the max batch size {batching.MaxBatchSize}");
+                    result = await batcher.Submit(request, options.Http.RequestTimeout);
+                }
+                finally
+                {
+                    // Only once Submit's task has ended: until then the batcher may read the request's arrays.
+                    arrays.Return(request);
+                }
                 context.Response.Headers["Server-Timing"] = ServerTiming(result);
                 var response = new ArrayBufferWriter<byte>();
                 int? headerLength = InferResponseWriter.WriteResponse(response, options.ModelName, request.Id, Selected(request, result.Outputs));

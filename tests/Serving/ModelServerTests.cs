@@ -53,6 +53,43 @@ public sealed class ModelServerTests(TestModels models)
         Assert.True(calls <= 4, $"8 concurrent requests within a 100 ms window took {calls} ONNX Runtime calls; expected batches");
     }
 
+    /// <summary>
+    /// Request tensors come from the server's pool and go back to it once answered, served or refused: one
+    /// request at a time keeps reusing one array. Under concurrency, arrays and stacked batches are reused
+    /// round after round, and every answer is still its own input's.
+    /// </summary>
+    [Fact]
+    public async Task Request_tensors_are_reused_once_answered_and_never_shared()
+    {
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, maxBatch: 4, maxQueueDelayMs: 20));
+        var pool = Assert.IsType<TensorArrayPool>(server.Services.GetService(typeof(TensorArrayPool)));
+        using var reference = OnnxModel.Load(models.ResNet18, new RuntimeOptions(1, 1, Device.Cpu), _ => { });
+        long imageBytes = Tensor.ElementCount(ImageShape(1)) * sizeof(float);
+
+        async Task AnswersItsOwnInput(int seed)
+        {
+            var input = models.Images(1, seed);
+            var response = await server.Client.PostAsync("/v2/models/classify/infer", V2.Json(V2.Request("input", ImageShape(1), input)), Cancel);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var expected = (float[])reference.Run([new InferRequest(null, [new Tensor("input", TensorDataType.Fp32, ImageShape(1), input)], null)])[0][0].Data;
+            var actual = await V2.Output(response, "logits");
+            for (int k = 0; k < expected.Length; k++) Assert.Equal(expected[k], actual[k], 3);
+        }
+
+        for (int seed = 0; seed < 3; seed++)
+        {
+            await AnswersItsOwnInput(seed);
+            Assert.Equal(imageBytes, pool.RetainedBytes);
+        }
+        var refused = await server.Client.PostAsync("/v2/models/classify/infer", V2.Json(V2.Request("image", ImageShape(1), models.Images(1, 0))), Cancel);
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Equal(imageBytes, pool.RetainedBytes);
+
+        for (int round = 0; round < 4; round++)
+            await Task.WhenAll(Enumerable.Range(10 * round, 8).Select(AnswersItsOwnInput));
+        Assert.InRange(pool.RetainedBytes, imageBytes, 8 * imageBytes);
+    }
+
     [Fact]
     public async Task A_request_with_several_rows_counts_them_against_the_max_batch_size()
     {
