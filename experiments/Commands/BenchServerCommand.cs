@@ -176,7 +176,13 @@ public static class BenchServerCommand
             {
                 await Load(client, body, 2 * batch, TimeSpan.FromSeconds(1));
                 var (raw, saturated) = await Saturation(client, body, full, 2 * batch, duration);
-                var lowLoad = await LowLoad(client, body, single, 2 * duration);
+                LowLoadMeasurement lowLoad;
+                // On as many CPUs as ONNX Runtime has threads, as a pod with that many exclusive CPUs runs:
+                // with one thread, each Run executes on one CPU, and the CPUs of a VM need not be equally
+                // fast (ResNet-18 took 19.3 ms on one of ours and 20.6 ms on the other), so the server's Run
+                // and raw Run would be compared across CPUs.
+                using (ThreadAffinity.PinTo(runtime.IntraOpThreads))
+                    lowLoad = await LowLoad(client, body, single, 2 * duration);
                 results.Add(new ServerMeasurement(body.Encoding, raw, saturated, lowLoad));
             }
             return results;
@@ -380,7 +386,8 @@ public static class BenchServerCommand
 
         output.Create();
         var csv = new StringBuilder("max_batch,encoding,raw_rows_per_s,server_rows_per_s,ratio,raw_p50_ms,server_low_load_p50_ms,added_p50_ms,overhead_p50_ms,http_and_parse_p50_ms,bare_tcp_p50_ms,server_saturated_p50_ms,server_saturated_p99_ms\n");
-        var markdown = new StringBuilder(FormattableString.Invariant($"Model {Path.GetFileName(model)}, {threads} intra-op threads, {Environment.ProcessorCount} cores, {seconds} s at saturation, {2 * seconds} s at low load.\n\n"));
+        string pinned = ThreadAffinity.AllowedCpuCount() > threads ? FormattableString.Invariant($" on {threads} of them") : "";
+        var markdown = new StringBuilder(FormattableString.Invariant($"Model {Path.GetFileName(model)}, {threads} intra-op threads, {Environment.ProcessorCount} cores, {seconds} s at saturation, {2 * seconds} s at low load{pinned}.\n\n"));
         markdown.AppendLine("| max batch | encoding | raw rows/s | server rows/s | server/raw | raw p50 ms (batch 1) | server p50 ms (1 caller) | added p50 ms | overhead p50 ms (latency − its Run) | HTTP + parse p50 ms (refused before inference) | bare TCP p50 ms (same bytes, no HTTP) | server p50 / p99 ms (saturated) |");
         markdown.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in rows)
