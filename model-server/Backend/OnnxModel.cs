@@ -142,7 +142,7 @@ public sealed class OnnxModel : IDisposable
     {
         long totalRows = batch.Sum(r => r.Rows);
         var inputValues = new List<OrtValue>(inputNames.Length);
-        var stacked = new List<(TensorDataType, Array)>();
+        List<(TensorDataType, Array)>? stacked = null; // only batches of several requests are stacked
         try
         {
             foreach (var spec in Inputs)
@@ -154,7 +154,7 @@ public sealed class OnnxModel : IDisposable
                 if (parts.Count > 1)
                 {
                     data = Stack(spec.DataType, parts, Tensor.ElementCount(shape));
-                    stacked.Add((spec.DataType, data));
+                    (stacked ??= []).Add((spec.DataType, data));
                 }
                 inputValues.Add(CreateValue(spec.DataType, data, shape));
             }
@@ -168,7 +168,7 @@ public sealed class OnnxModel : IDisposable
         finally
         {
             foreach (var value in inputValues) value.Dispose();
-            foreach (var (type, data) in stacked) stackedInputs.Return(type, data);
+            foreach (var (type, data) in stacked ?? []) stackedInputs.Return(type, data);
         }
     }
 
