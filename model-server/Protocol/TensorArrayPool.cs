@@ -4,7 +4,7 @@ namespace Adaptive.ModelServer.Protocol;
 /// Arrays for tensors, reused from one request to the next, so that serving an image allocates no new
 /// 600 KB array (224×224 FP32) per request. The GC's first-generation budget is sized from the CPU's
 /// cache, and where a VM hides the cache it falls to a few hundred KB: there, every image started a
-/// collection, and the model's call ran up to 1 ms slower beside them (<c>adaptive bench server</c>).
+/// collection, and the model's call ran about 0.5 ms slower at p50 beside them (<c>adaptive bench server</c>).
 /// Arrays come back uninitialised, as <see cref="TensorDataTypes.NewArray"/> makes them; the caller
 /// writes every element. At most <paramref name="maxRetainedBytes"/> are kept; beyond it the GC takes them.
 /// </summary>
