@@ -22,7 +22,7 @@ var variant = Create("--variant", "Variant name for the metrics' variant label (
 var maxBatch = Create("--max-batch", "Most rows per ONNX Runtime call", 8);
 var maxDelay = Create("--max-queue-delay-ms", "Longest the oldest request waits for its batch to fill", 5.0);
 var queueCapacity = Create("--queue-capacity", "Most requests waiting; more are refused with 429", 256);
-var intraThreads = Create("--intra-op-threads", "ONNX Runtime threads within an operator (0: one per core)", 0);
+var intraThreads = Create("--intra-op-threads", "ONNX Runtime threads within an operator (0: one per CPU the process may use, within its container's limit)", 0);
 var interThreads = Create("--inter-op-threads", "ONNX Runtime threads across operators", 1);
 var device = Create("--device", "auto (CUDA when present, else CPU), cpu or cuda", Device.Auto);
 
