@@ -149,7 +149,7 @@ public sealed class VariantProfileSpec
     /// <summary>Overrides the class's resources per replica for this variant.</summary>
     [JsonPropertyName("resources")] public ResourcesSpec? Resources { get; set; }
 
-    /// <summary>ONNX Runtime intra-op threads per replica; the model server's default when absent.</summary>
+    /// <summary>ONNX Runtime intra-op threads per replica; when absent, the model server runs one per CPU the pod may use.</summary>
     [JsonPropertyName("threads")] public int? Threads { get; set; }
 
     [JsonPropertyName("batches")] public List<BatchProfileSpec> Batches { get; set; } = [];
