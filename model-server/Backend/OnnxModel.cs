@@ -10,8 +10,9 @@ namespace Adaptive.ModelServer.Backend;
 public enum Device { Auto, Cpu, Cuda }
 
 /// <param name="IntraOpThreads">ONNX Runtime's threads within an operator; 0 for one per CPU this process
-/// may use. Not ONNX Runtime's own 0, which counts the machine's physical cores: that ignores a pod's CPU
-/// limit, and on a 2-vCPU VM it ran ResNet-18 on one thread, at half speed.</param>
+/// may use. Not ONNX Runtime's own 0, which counts the machine's physical cores and pins its threads to
+/// them (its threading guide): that ignores a pod's CPU limit, and on a 2-vCPU VM it ran ResNet-18 on
+/// one thread, at half speed.</param>
 public sealed record RuntimeOptions(int IntraOpThreads, int InterOpThreads, Device Device)
 {
     /// <summary>The intra-op threads a session gets: <see cref="IntraOpThreads"/>, or one per usable CPU for 0.</summary>
