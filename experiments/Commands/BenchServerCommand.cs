@@ -32,9 +32,10 @@ public static class BenchServerCommand
         var batches = new Option<int[]>("--batches") { Description = "Max batch sizes to measure", DefaultValueFactory = _ => [1, 8], AllowMultipleArgumentsPerToken = true };
         var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads", DefaultValueFactory = _ => Environment.ProcessorCount };
         var seconds = new Option<double>("--seconds") { Description = "Measuring time at saturation, after a 1 s warm-up; low load takes twice as long", DefaultValueFactory = _ => 10 };
+        var idle = new Option<double>("--idle-ms") { Description = "At low load, sleep this long before each measurement, as a replica idles between requests (0: each follows the one before)", DefaultValueFactory = _ => 0 };
         var output = new Option<DirectoryInfo>("--out") { Description = "Where the CSV and markdown table go", DefaultValueFactory = _ => new DirectoryInfo("bench-results/server") };
-        var command = new Command("server", "Model server throughput and latency over HTTP against raw ONNX Runtime") { model, resolution, batches, threads, seconds, output };
-        command.SetAction(parse => Run(parse.GetValue(model), parse.GetValue(resolution), parse.GetValue(batches)!, parse.GetValue(threads), parse.GetValue(seconds), parse.GetValue(output)!));
+        var command = new Command("server", "Model server throughput and latency over HTTP against raw ONNX Runtime") { model, resolution, batches, threads, seconds, idle, output };
+        command.SetAction(parse => Run(parse.GetValue(model), parse.GetValue(resolution), parse.GetValue(batches)!, parse.GetValue(threads), parse.GetValue(seconds), parse.GetValue(idle), parse.GetValue(output)!));
         return command;
     }
 
@@ -62,11 +63,16 @@ public static class BenchServerCommand
             new(parts.Sum(p => p.Rows), parts.Sum(p => p.Seconds), [.. parts.SelectMany(p => p.LatenciesMs).Order()]);
     }
 
-    static int Run(FileInfo? modelFile, int resolution, int[] batches, int threads, double seconds, DirectoryInfo output)
+    static int Run(FileInfo? modelFile, int resolution, int[] batches, int threads, double seconds, double idleMs, DirectoryInfo output)
     {
         if (batches.Length == 0 || batches.Any(b => b < 1) || threads < 1 || !(seconds > 0))
         {
             Console.Error.WriteLine("adaptive bench server: --batches, --threads and --seconds must be positive");
+            return ExitCodes.InvalidInput;
+        }
+        if (!(idleMs >= 0))
+        {
+            Console.Error.WriteLine($"adaptive bench server: --idle-ms must not be negative, got {idleMs}");
             return ExitCodes.InvalidInput;
         }
         if (modelFile is { Exists: false })
@@ -88,7 +94,7 @@ public static class BenchServerCommand
                     status.Status($"batch {batch}");
                     var runtime = new RuntimeOptions(threads, 1, Device.Cpu);
                     using var model = OnnxModel.Load(path, runtime, warning => Console.Error.WriteLine(warning));
-                    foreach (var m in MeasureServer(model, path, batch, runtime, duration).GetAwaiter().GetResult())
+                    foreach (var m in MeasureServer(model, path, batch, runtime, duration, TimeSpan.FromMilliseconds(idleMs)).GetAwaiter().GetResult())
                     {
                         var low = m.LowLoad;
                         rows.Add(new Row(batch, m.Encoding, m.Raw.RowsPerSecond, m.Saturated.RowsPerSecond, Percentiles.Of(low.RawMs, 0.5), Percentiles.Of(low.RawMs, 0.99), low.Server.P(0.5), low.Server.P(0.99), Percentiles.Of(low.OverheadMs, 0.5),
@@ -96,7 +102,7 @@ public static class BenchServerCommand
                     }
                 }
             });
-            Report(rows, path, threads, seconds, output);
+            Report(rows, path, threads, seconds, idleMs, output);
             return ExitCodes.Ok;
         }
         finally
@@ -159,7 +165,7 @@ public static class BenchServerCommand
     /// The server with max batch <paramref name="batch"/>, per encoding: saturated by 2×batch callers, in
     /// rounds alternating with raw Run of full batches; then one caller (<see cref="LowLoad"/>).
     /// </summary>
-    static async Task<List<ServerMeasurement>> MeasureServer(OnnxModel model, string path, int batch, RuntimeOptions runtime, TimeSpan duration)
+    static async Task<List<ServerMeasurement>> MeasureServer(OnnxModel model, string path, int batch, RuntimeOptions runtime, TimeSpan duration, TimeSpan idle)
     {
         using var single = new RawSession(model, 1);
         using var full = new RawSession(model, batch);
@@ -182,7 +188,7 @@ public static class BenchServerCommand
                 // fast (ResNet-18 took 19.3 ms on one of ours and 20.6 ms on the other), so the server's Run
                 // and raw Run would be compared across CPUs.
                 using (ThreadAffinity.PinTo(runtime.IntraOpThreads))
-                    lowLoad = await LowLoad(client, body, single, 2 * duration);
+                    lowLoad = await LowLoad(client, body, single, 2 * duration, idle);
                 results.Add(new ServerMeasurement(body.Encoding, raw, saturated, lowLoad));
             }
             return results;
@@ -226,10 +232,16 @@ public static class BenchServerCommand
     /// drifts by a millisecond within seconds). In turn: a request the server serves; the same body refused
     /// after parsing; the same bytes over a bare TCP connection, the floor that loopback and waking idle
     /// threads set on this machine. Per served request it also keeps the latency less the server's own Run
-    /// for it, which no drift touches.
+    /// for it, which no drift touches. With <paramref name="idle"/>, each of these waits that long first, as
+    /// a replica idles between requests.
     /// </summary>
-    static async Task<LowLoadMeasurement> LowLoad(HttpClient client, Body body, RawSession raw, TimeSpan duration)
+    static async Task<LowLoadMeasurement> LowLoad(HttpClient client, Body body, RawSession raw, TimeSpan duration, TimeSpan idle)
     {
+        // A blocking sleep, not Task.Delay, whose timer would wake a pool thread just before the request.
+        void Idle()
+        {
+            if (idle > TimeSpan.Zero) Thread.Sleep(idle);
+        }
         var server = new List<double>();
         var overhead = new List<double>();
         var exchange = new List<double>();
@@ -242,15 +254,21 @@ public static class BenchServerCommand
         var clock = Stopwatch.StartNew();
         while (clock.Elapsed < duration)
         {
+            Idle();
             long started = Stopwatch.GetTimestamp();
             var served = await Send(client, body, HttpStatusCode.OK);
             serving += Stopwatch.GetElapsedTime(started);
             server.Add(served.Latency);
             overhead.Add(served.Overhead ?? throw new InvalidOperationException("the server's answer has no Server-Timing infer duration"));
+            Idle();
             direct.Add(raw.RunOnce());
+            Idle();
             exchange.Add((await Send(client, body with { Bytes = body.Refused }, HttpStatusCode.BadRequest)).Latency);
+            Idle();
             direct.Add(raw.RunOnce());
+            Idle();
             bare.Add(tcp.RunOnce());
+            Idle();
             direct.Add(raw.RunOnce());
         }
         return new LowLoadMeasurement(new Measured(server.Count, serving.TotalSeconds, [.. server.Order()]), [.. overhead.Order()], [.. exchange.Order()], [.. bare.Order()], [.. direct.Order()]);
@@ -377,7 +395,7 @@ public static class BenchServerCommand
         return entry is null ? null : double.Parse(entry[Metric.Length..], CultureInfo.InvariantCulture);
     }
 
-    static void Report(List<Row> rows, string model, int threads, double seconds, DirectoryInfo output)
+    static void Report(List<Row> rows, string model, int threads, double seconds, double idleMs, DirectoryInfo output)
     {
         var table = new Table().AddColumns("max batch", "encoding", "raw rows/s", "server rows/s", "server/raw", "raw p50/p99 ms (batch 1)", "server p50/p99 ms (1 caller)", "added p50 ms", "overhead p50 ms", "HTTP + parse p50 ms", "bare TCP p50 ms", "server p50/p99 ms (saturated)");
         foreach (var r in rows)
@@ -386,8 +404,9 @@ public static class BenchServerCommand
 
         output.Create();
         var csv = new StringBuilder("max_batch,encoding,raw_rows_per_s,server_rows_per_s,ratio,raw_p50_ms,raw_p99_ms,server_low_load_p50_ms,server_low_load_p99_ms,added_p50_ms,overhead_p50_ms,http_and_parse_p50_ms,bare_tcp_p50_ms,server_saturated_p50_ms,server_saturated_p99_ms\n");
+        string idleNote = idleMs > 0 ? FormattableString.Invariant($", {idleMs} ms idle before each low-load measurement") : "";
         string pinned = ThreadAffinity.AllowedCpuCount() > threads ? FormattableString.Invariant($" on {threads} of them") : "";
-        var markdown = new StringBuilder(FormattableString.Invariant($"Model {Path.GetFileName(model)}, {threads} intra-op threads, {Environment.ProcessorCount} cores, {seconds} s at saturation, {2 * seconds} s at low load{pinned}.\n\n"));
+        var markdown = new StringBuilder(FormattableString.Invariant($"Model {Path.GetFileName(model)}, {threads} intra-op threads, {Environment.ProcessorCount} cores, {seconds} s at saturation, {2 * seconds} s at low load{pinned}{idleNote}.\n\n"));
         markdown.AppendLine("| max batch | encoding | raw rows/s | server rows/s | server/raw | raw p50 / p99 ms (batch 1) | server p50 / p99 ms (1 caller) | added p50 ms | overhead p50 ms (latency − its Run) | HTTP + parse p50 ms (refused before inference) | bare TCP p50 ms (same bytes, no HTTP) | server p50 / p99 ms (saturated) |");
         markdown.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in rows)
