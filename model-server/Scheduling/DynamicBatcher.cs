@@ -197,7 +197,8 @@ public sealed class DynamicBatcher : IDisposable
         lock (gate)
         {
             runningSince = 0;
-            Monitor.PulseAll(gate); // the worker may be waiting for this call to end, and so may Dispose
+            // Only the worker with queued work, or Dispose, waits for this call to end: an idle worker sleeps on.
+            if (queue.Count > 0 || completing) Monitor.PulseAll(gate);
         }
     }
 
