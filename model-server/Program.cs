@@ -25,6 +25,7 @@ var queueCapacity = Create("--queue-capacity", "Most requests waiting; more are 
 var intraThreads = Create("--intra-op-threads", "ONNX Runtime threads within an operator (0: one per CPU the process may use, within its container's limit)", 0);
 var interThreads = Create("--inter-op-threads", "ONNX Runtime threads across operators", 1);
 var device = Create("--device", "auto (CUDA when present, else CPU), cpu or cuda", Device.Auto);
+var pinThreads = Create("--pin-threads", "Give each intra-op thread a CPU of its own; only for a pod with exclusive CPUs (Guaranteed, whole CPUs, the kubelet's static CPU manager policy)", false);
 
 var config = Required("--config", "Router configuration file (JSON), reloaded when it changes");
 var pollInterval = Create("--config-poll-ms", "How often to check the configuration file for changes", 2000.0);
@@ -32,7 +33,7 @@ var maxInFlight = Create("--max-inflight", "Most pipeline requests in progress; 
 
 Option[] common = [host, port, maxBody, timeout, drainDelay, drainTimeout];
 var serve = new Command("serve", "Serve one ONNX model variant over the Open Inference Protocol with dynamic batching");
-foreach (var option in common.Concat([modelPath, modelName, variant, maxBatch, maxDelay, queueCapacity, intraThreads, interThreads, device])) serve.Options.Add(option);
+foreach (var option in common.Concat([modelPath, modelName, variant, maxBatch, maxDelay, queueCapacity, intraThreads, interThreads, device, pinThreads])) serve.Options.Add(option);
 var router = new Command("router", "Route pipeline requests through the stages, splitting each stage's load among its variants by weight");
 foreach (var option in common.Concat([config, pollInterval, maxInFlight])) router.Options.Add(option);
 
@@ -47,7 +48,7 @@ serve.SetAction(parse => Run(() =>
     var options = new ModelServerOptions(Http(parse), parse.GetValue(modelPath)!, name,
         parse.GetValue(variant) is { Length: > 0 } v ? v : name,
         new BatchingOptions(parse.GetValue(maxBatch), TimeSpan.FromMilliseconds(parse.GetValue(maxDelay)), parse.GetValue(queueCapacity)),
-        new RuntimeOptions(parse.GetValue(intraThreads), parse.GetValue(interThreads), parse.GetValue(device)));
+        new RuntimeOptions(parse.GetValue(intraThreads), parse.GetValue(interThreads), parse.GetValue(device), parse.GetValue(pinThreads)));
     return ModelServerApp.Build(options);
 }));
 router.SetAction(parse => Run(() =>

@@ -1,4 +1,4 @@
-using System.Runtime.InteropServices;
+using Adaptive.ModelServer.Backend;
 
 namespace Adaptive.Experiments.Bench;
 
@@ -8,51 +8,29 @@ namespace Adaptive.Experiments.Bench;
 /// </summary>
 public static class ThreadAffinity
 {
-    const int MaskWords = 16; // 1024 CPUs
-
     /// <summary>
     /// Pins the process to the first <paramref name="count"/> of its CPUs. Null, and nothing pinned, when
     /// it may run on no more than that anyway, or off Linux.
     /// </summary>
     public static IDisposable? PinTo(int count)
     {
-        if (Allowed() is not { } allowed) return null;
-        var cpus = Cpus(allowed);
-        if (cpus.Count <= count) return null;
-        var pinned = new ulong[MaskWords];
-        foreach (int cpu in cpus.Take(count)) pinned[cpu / 64] |= 1UL << (cpu % 64);
-        SetAll(pinned);
+        if (CpuAffinity.Allowed() is not { } allowed || allowed.Count <= count) return null;
+        SetAll(allowed.Take(count));
         return new Restore(allowed);
     }
 
     /// <summary>How many CPUs the calling thread may run on; null off Linux.</summary>
-    public static int? AllowedCpuCount() => Allowed() is { } allowed ? Cpus(allowed).Count : null;
+    public static int? AllowedCpuCount() => CpuAffinity.Allowed()?.Count;
 
-    static ulong[]? Allowed()
-    {
-        if (!OperatingSystem.IsLinux()) return null;
-        var mask = new ulong[MaskWords];
-        return sched_getaffinity(0, MaskWords * sizeof(ulong), mask) == 0 ? mask : null;
-    }
-
-    static List<int> Cpus(ulong[] mask) =>
-        [.. Enumerable.Range(0, MaskWords * 64).Where(cpu => (mask[cpu / 64] & (1UL << (cpu % 64))) != 0)];
-
-    static void SetAll(ulong[] mask)
+    static void SetAll(IEnumerable<int> cpus)
     {
         // A thread may end between the listing and the call; it needs no affinity then.
         foreach (var task in Directory.EnumerateDirectories("/proc/self/task"))
-            if (int.TryParse(Path.GetFileName(task), out int tid)) sched_setaffinity(tid, MaskWords * sizeof(ulong), mask);
+            if (int.TryParse(Path.GetFileName(task), out int tid)) CpuAffinity.Set(tid, cpus);
     }
 
-    sealed class Restore(ulong[] mask) : IDisposable
+    sealed class Restore(IReadOnlyList<int> cpus) : IDisposable
     {
-        public void Dispose() => SetAll(mask);
+        public void Dispose() => SetAll(cpus);
     }
-
-    [DllImport("libc")]
-    static extern int sched_getaffinity(int pid, nint size, [Out] ulong[] mask);
-
-    [DllImport("libc")]
-    static extern int sched_setaffinity(int pid, nint size, ulong[] mask);
 }

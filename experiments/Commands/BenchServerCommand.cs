@@ -33,9 +33,10 @@ public static class BenchServerCommand
         var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads", DefaultValueFactory = _ => Environment.ProcessorCount };
         var seconds = new Option<double>("--seconds") { Description = "Measuring time at saturation, after a 1 s warm-up; low load takes twice as long", DefaultValueFactory = _ => 10 };
         var idle = new Option<double>("--idle-ms") { Description = "At low load, sleep this long before each measurement, as a replica idles between requests (0: each follows the one before)", DefaultValueFactory = _ => 0 };
+        var pin = new Option<bool>("--pin-threads") { Description = "Serve with each intra-op thread on a CPU of its own (adaptive-server serve --pin-threads); raw Run is pinned alike" };
         var output = new Option<DirectoryInfo>("--out") { Description = "Where the CSV and markdown table go", DefaultValueFactory = _ => new DirectoryInfo("bench-results/server") };
-        var command = new Command("server", "Model server throughput and latency over HTTP against raw ONNX Runtime") { model, resolution, batches, threads, seconds, idle, output };
-        command.SetAction(parse => Run(parse.GetValue(model), parse.GetValue(resolution), parse.GetValue(batches)!, parse.GetValue(threads), parse.GetValue(seconds), parse.GetValue(idle), parse.GetValue(output)!));
+        var command = new Command("server", "Model server throughput and latency over HTTP against raw ONNX Runtime") { model, resolution, batches, threads, seconds, idle, pin, output };
+        command.SetAction(parse => Run(parse.GetValue(model), parse.GetValue(resolution), parse.GetValue(batches)!, parse.GetValue(threads), parse.GetValue(seconds), parse.GetValue(idle), parse.GetValue(pin), parse.GetValue(output)!));
         return command;
     }
 
@@ -63,7 +64,7 @@ public static class BenchServerCommand
             new(parts.Sum(p => p.Rows), parts.Sum(p => p.Seconds), [.. parts.SelectMany(p => p.LatenciesMs).Order()]);
     }
 
-    static int Run(FileInfo? modelFile, int resolution, int[] batches, int threads, double seconds, double idleMs, DirectoryInfo output)
+    static int Run(FileInfo? modelFile, int resolution, int[] batches, int threads, double seconds, double idleMs, bool pinThreads, DirectoryInfo output)
     {
         if (batches.Length == 0 || batches.Any(b => b < 1) || threads < 1 || !(seconds > 0))
         {
@@ -92,7 +93,7 @@ public static class BenchServerCommand
                 foreach (int batch in batches)
                 {
                     status.Status($"batch {batch}");
-                    var runtime = new RuntimeOptions(threads, 1, Device.Cpu);
+                    var runtime = new RuntimeOptions(threads, 1, Device.Cpu, pinThreads);
                     using var model = OnnxModel.Load(path, runtime, warning => Console.Error.WriteLine(warning));
                     foreach (var m in MeasureServer(model, path, batch, runtime, duration, TimeSpan.FromMilliseconds(idleMs)).GetAwaiter().GetResult())
                     {
@@ -102,7 +103,7 @@ public static class BenchServerCommand
                     }
                 }
             });
-            Report(rows, path, threads, seconds, idleMs, output);
+            Report(rows, path, threads, seconds, idleMs, pinThreads, output);
             return ExitCodes.Ok;
         }
         finally
@@ -119,6 +120,7 @@ public static class BenchServerCommand
     sealed class RawSession : IDisposable
     {
         readonly InferenceSession session;
+        readonly ThreadPinning? pinning;
         readonly OrtValue input;
         readonly RunOptions runOptions = new();
         readonly string[] inputNames, outputNames;
@@ -128,6 +130,7 @@ public static class BenchServerCommand
         {
             this.batch = batch;
             session = model.Session;
+            pinning = model.Pinning;
             var (name, metadata) = session.InputMetadata.Single();
             long[] shape = [batch, .. metadata.Dimensions.Skip(1).Select(d => (long)d)];
             var data = new float[shape.Aggregate(1L, (a, b) => a * b)];
@@ -150,7 +153,7 @@ public static class BenchServerCommand
         public double RunOnce()
         {
             long started = Stopwatch.GetTimestamp();
-            using (session.Run(runOptions, inputNames, [input], outputNames)) { }
+            using (pinning is null ? session.Run(runOptions, inputNames, [input], outputNames) : pinning.Run(() => session.Run(runOptions, inputNames, [input], outputNames))) { }
             return Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         }
 
@@ -395,7 +398,7 @@ public static class BenchServerCommand
         return entry is null ? null : double.Parse(entry[Metric.Length..], CultureInfo.InvariantCulture);
     }
 
-    static void Report(List<Row> rows, string model, int threads, double seconds, double idleMs, DirectoryInfo output)
+    static void Report(List<Row> rows, string model, int threads, double seconds, double idleMs, bool pinThreads, DirectoryInfo output)
     {
         var table = new Table().AddColumns("max batch", "encoding", "raw rows/s", "server rows/s", "server/raw", "raw p50/p99 ms (batch 1)", "server p50/p99 ms (1 caller)", "added p50 ms", "overhead p50 ms", "HTTP + parse p50 ms", "bare TCP p50 ms", "server p50/p99 ms (saturated)");
         foreach (var r in rows)
@@ -406,7 +409,7 @@ public static class BenchServerCommand
         var csv = new StringBuilder("max_batch,encoding,raw_rows_per_s,server_rows_per_s,ratio,raw_p50_ms,raw_p99_ms,server_low_load_p50_ms,server_low_load_p99_ms,added_p50_ms,overhead_p50_ms,http_and_parse_p50_ms,bare_tcp_p50_ms,server_saturated_p50_ms,server_saturated_p99_ms\n");
         string idleNote = idleMs > 0 ? FormattableString.Invariant($", {idleMs} ms idle before each low-load measurement") : "";
         string pinned = ThreadAffinity.AllowedCpuCount() > threads ? FormattableString.Invariant($" on {threads} of them") : "";
-        var markdown = new StringBuilder(FormattableString.Invariant($"Model {Path.GetFileName(model)}, {threads} intra-op threads, {Environment.ProcessorCount} cores, {seconds} s at saturation, {2 * seconds} s at low load{pinned}{idleNote}.\n\n"));
+        var markdown = new StringBuilder(FormattableString.Invariant($"Model {Path.GetFileName(model)}, {threads} intra-op threads, {Environment.ProcessorCount} cores, {seconds} s at saturation, {2 * seconds} s at low load{pinned}{idleNote}{(pinThreads ? ", intra-op threads pinned (--pin-threads)" : "")}.\n\n"));
         markdown.AppendLine("| max batch | encoding | raw rows/s | server rows/s | server/raw | raw p50 / p99 ms (batch 1) | server p50 / p99 ms (1 caller) | added p50 ms | overhead p50 ms (latency − its Run) | HTTP + parse p50 ms (refused before inference) | bare TCP p50 ms (same bytes, no HTTP) | server p50 / p99 ms (saturated) |");
         markdown.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in rows)

@@ -13,7 +13,9 @@ public enum Device { Auto, Cpu, Cuda }
 /// may use. Not ONNX Runtime's own 0, which counts the machine's physical cores and pins its threads to
 /// them (its threading guide): that ignores a pod's CPU limit, and on a 2-vCPU VM it ran ResNet-18 on
 /// one thread, at half speed.</param>
-public sealed record RuntimeOptions(int IntraOpThreads, int InterOpThreads, Device Device)
+/// <param name="PinThreads">Give each intra-op thread a CPU of its own (<see cref="ThreadPinning"/>): only
+/// for a replica whose CPUs are its own; elsewhere the model loads unpinned, with a warning.</param>
+public sealed record RuntimeOptions(int IntraOpThreads, int InterOpThreads, Device Device, bool PinThreads = false)
 {
     /// <summary>The intra-op threads a session gets: <see cref="IntraOpThreads"/>, or one per usable CPU for 0.</summary>
     public int EffectiveIntraOpThreads => IntraOpThreads > 0 ? IntraOpThreads : Environment.ProcessorCount;
@@ -44,14 +46,17 @@ public sealed class OnnxModel : IDisposable
     public bool SupportsBatching { get; }
     public string ExecutionProvider { get; }
     public TimeSpan LoadTime { get; }
+    /// <summary>The CPUs of the intra-op threads; null when they are not pinned.</summary>
+    public ThreadPinning? Pinning { get; }
     /// <summary>The session itself, for the benchmark's raw baseline (<c>adaptive bench server</c>).</summary>
     internal InferenceSession Session => session;
     /// <summary>The model's custom metadata (ONNX metadata_props).</summary>
     public IReadOnlyDictionary<string, string> Metadata => session.ModelMetadata.CustomMetadataMap;
 
-    OnnxModel(InferenceSession session, string executionProvider, TimeSpan loadTime)
+    OnnxModel(InferenceSession session, string executionProvider, TimeSpan loadTime, ThreadPinning? pinning)
     {
         this.session = session;
+        Pinning = pinning;
         ExecutionProvider = executionProvider;
         LoadTime = loadTime;
         Inputs = [.. session.InputMetadata.Select(kv => Spec(kv.Key, kv.Value))];
@@ -65,7 +70,13 @@ public sealed class OnnxModel : IDisposable
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"model file {path} does not exist", path);
         var started = Stopwatch.GetTimestamp();
-        using var options = CreateSessionOptions(runtime);
+        ThreadPinning? pinning = null;
+        if (runtime.PinThreads)
+        {
+            pinning = ThreadPinning.Plan(runtime.EffectiveIntraOpThreads, CpuAffinity.Allowed(), Environment.ProcessorCount, out string? whyNot);
+            if (pinning is null) warn($"intra-op threads not pinned: {whyNot}");
+        }
+        using var options = CreateSessionOptions(runtime, pinning);
         string provider = "CPUExecutionProvider";
         if (runtime.Device != Device.Cpu)
         {
@@ -89,7 +100,7 @@ public sealed class OnnxModel : IDisposable
         {
             throw new InvalidDataException($"{path} is not a model ONNX Runtime can load: {e.Message}", e);
         }
-        var model = new OnnxModel(session, provider, Stopwatch.GetElapsedTime(started));
+        var model = new OnnxModel(session, provider, Stopwatch.GetElapsedTime(started), pinning);
         var unsupported = session.InputMetadata.Concat(session.OutputMetadata).Where(kv => ToDataType(kv.Value) is null).Select(kv => kv.Key).ToList();
         if (unsupported.Count > 0)
         {
@@ -100,7 +111,7 @@ public sealed class OnnxModel : IDisposable
     }
 
     /// <summary>The CPU session settings of a replica; the benchmark's raw baseline uses the same.</summary>
-    public static SessionOptions CreateSessionOptions(RuntimeOptions runtime)
+    public static SessionOptions CreateSessionOptions(RuntimeOptions runtime, ThreadPinning? pinning = null)
     {
         var options = new SessionOptions
         {
@@ -112,6 +123,7 @@ public sealed class OnnxModel : IDisposable
         // spin on for tens of milliseconds after each call, taking a core from the next request's HTTP work
         // and spending a pod's CPU limit on waiting (IdleServerTests).
         options.AddSessionConfigEntry("session.force_spinning_stop", "1");
+        if (pinning?.WorkerAffinities is { } affinities) options.AddSessionConfigEntry("session.intra_op_thread_affinities", affinities);
         return options;
     }
 
@@ -167,7 +179,9 @@ public sealed class OnnxModel : IDisposable
                 inputValues.Add(CreateValue(spec.DataType, data, shape));
             }
             using var runOptions = new RunOptions();
-            using var results = session.Run(runOptions, inputNames, inputValues, outputNames);
+            using var results = Pinning is null
+                ? session.Run(runOptions, inputNames, inputValues, outputNames)
+                : Pinning.Run(() => session.Run(runOptions, inputNames, inputValues, outputNames));
             var perRequest = batch.Select(_ => new List<Tensor>(outputNames.Length)).ToList();
             for (int o = 0; o < outputNames.Length; o++)
                 Split(outputNames[o], Outputs[o].DataType, results[o], batch, totalRows, perRequest);

@@ -38,9 +38,10 @@ public static class ModelServerApp
         var batching = model.SupportsBatching ? options.Batching : options.Batching with { MaxBatchSize = 1 };
         if (!model.SupportsBatching && options.Batching.MaxBatchSize > 1)
             log.LogWarning("{Model} has a fixed first dimension, so requests cannot be stacked: max batch size 1", options.ModelPath);
-        log.LogInformation("Loaded {Model} as '{Name}' (variant {Variant}) on {Provider} in {LoadMs:F0} ms; {IntraOpThreads} intra-op threads, max batch {MaxBatch}, max queue delay {DelayMs} ms",
+        log.LogInformation("Loaded {Model} as '{Name}' (variant {Variant}) on {Provider} in {LoadMs:F0} ms; {IntraOpThreads} intra-op threads{Pinning}, max batch {MaxBatch}, max queue delay {DelayMs} ms",
             options.ModelPath, options.ModelName, options.Variant, model.ExecutionProvider, model.LoadTime.TotalMilliseconds,
-            options.Runtime.EffectiveIntraOpThreads, batching.MaxBatchSize, batching.MaxQueueDelay.TotalMilliseconds);
+            options.Runtime.EffectiveIntraOpThreads, model.Pinning is { } pinned ? $" (pinned: the caller on CPU {pinned.CallerCpu}, workers on [{string.Join(", ", pinned.WorkerCpus)}])" : "",
+            batching.MaxBatchSize, batching.MaxQueueDelay.TotalMilliseconds);
 
         var registry = Prometheus.Metrics.NewCustomRegistry();
         var metrics = new ModelMetrics(registry, options.ModelName, options.Variant);

@@ -62,6 +62,7 @@ public static class DesiredState
                     // A request later than the pipeline's SLO is of no use to anyone: refuse it instead.
                     ["ADAPTIVE_REQUEST_TIMEOUT_MS"] = Invariant(pipeline.Spec.SloMs),
                 };
+                if (hardware.PinThreads) environment["ADAPTIVE_PIN_THREADS"] = "true";
                 var deployment = Deployment(pipeline, name, labels, allocation.Replicas, settings, ["serve"], environment,
                     profile.Resources ?? hardware.Resources, hardware);
                 deployment.Metadata.Annotations = new Dictionary<string, string> { [Names.Batch] = Invariant(allocation.Batch) };

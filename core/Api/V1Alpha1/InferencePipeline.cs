@@ -85,6 +85,13 @@ public sealed class HardwareClassSpec
 
     /// <summary>Resources of one replica on this class; a variant's profile may override them.</summary>
     [JsonPropertyName("resources")] public ResourcesSpec? Resources { get; set; }
+
+    /// <summary>
+    /// Give each ONNX Runtime thread of a replica a CPU of its own (<c>adaptive-server serve --pin-threads</c>):
+    /// a shorter tail at low load. Only for nodes whose kubelet runs the static CPU manager policy, which
+    /// gives whole CPUs to Guaranteed pods: so the resources must be whole CPUs, requests equal to limits.
+    /// </summary>
+    [JsonPropertyName("pinThreads")] public bool PinThreads { get; set; }
 }
 
 public sealed class TolerationSpec

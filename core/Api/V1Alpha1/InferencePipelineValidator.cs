@@ -46,6 +46,8 @@ public static partial class InferencePipelineValidator
         NotEmpty(spec.Stages, "spec.stages");
         Unique(spec.Stages.Select(s => s.Name), "spec.stages", "stage");
         for (int s = 0; s < spec.Stages.Count; s++) Stage(spec.Stages[s], $"spec.stages[{s}]", classes);
+        for (int c = 0; c < spec.HardwareClasses.Count; c++)
+            if (spec.HardwareClasses[c].PinThreads) PinnedClass(spec, c);
 
         var adaptation = spec.Adaptation;
         AtLeast(adaptation.IntervalSeconds, 1, "spec.adaptation.intervalSeconds");
@@ -107,6 +109,46 @@ public static partial class InferencePipelineValidator
             NonNegative(point.LatencyMs, $"{at}.batches[{b}].latencyMs");
             Positive(point.ThroughputRps, $"{at}.batches[{b}].throughputRps");
         }
+    }
+
+    /// <summary>
+    /// A class whose replicas pin their threads must get CPUs of their own from the kubelet's static CPU
+    /// manager: a Guaranteed pod (requests equal to limits, for CPU and memory) with whole CPUs, at least
+    /// one per thread of each profile on the class.
+    /// </summary>
+    static void PinnedClass(InferencePipelineSpec spec, int c)
+    {
+        var hardwareClass = spec.HardwareClasses[c];
+        string classAt = $"spec.hardwareClasses[{c}]";
+        var uses = spec.Stages.SelectMany((stage, s) => stage.Variants.SelectMany((variant, v) => variant.Profiles.Select((profile, p) =>
+            (Profile: profile, At: $"spec.stages[{s}].variants[{v}].profiles[{p}]")))).Where(u => u.Profile.HardwareClass == hardwareClass.Name);
+        foreach (var (profile, at) in uses)
+        {
+            string resourcesAt = profile.Resources is null ? $"{classAt}.resources" : $"{at}.resources";
+            string why = $"{classAt}.pinThreads needs CPUs of the replica's own, which the static CPU manager gives only to Guaranteed pods with whole CPUs";
+            var resources = profile.Resources ?? hardwareClass.Resources;
+            string? cpuLimit = resources?.Limits?.GetValueOrDefault("cpu");
+            if (Cpus(cpuLimit) is not { } cpus || cpus < 1 || cpus != Math.Floor(cpus))
+                throw new PlanningInputException($"{resourcesAt}.limits.cpu", $"must be a whole number of CPUs, got {(cpuLimit is null ? "none" : $"'{cpuLimit}'")}: {why}");
+            if (resources!.Requests?.GetValueOrDefault("cpu") is { } cpuRequest && Cpus(cpuRequest) != cpus)
+                throw new PlanningInputException($"{resourcesAt}.requests.cpu", $"must equal limits.cpu ({cpuLimit}), got '{cpuRequest}': {why}");
+            if (resources.Limits!.GetValueOrDefault("memory") is not { } memoryLimit)
+                throw new PlanningInputException($"{resourcesAt}.limits.memory", $"is required: {why}");
+            if (resources.Requests?.GetValueOrDefault("memory") is { } memoryRequest && memoryRequest != memoryLimit)
+                throw new PlanningInputException($"{resourcesAt}.requests.memory", $"must equal limits.memory ({memoryLimit}), got '{memoryRequest}': {why}");
+            if (profile.Threads > cpus)
+                throw new PlanningInputException($"{at}.threads", $"{profile.Threads} threads cannot each have one of the replica's {cpus} CPUs ({classAt}.pinThreads)");
+        }
+    }
+
+    /// <summary>A Kubernetes CPU quantity ("2", "1.5", "500m") in CPUs; null when it is not one.</summary>
+    static double? Cpus(string? quantity)
+    {
+        if (quantity is null) return null;
+        var culture = System.Globalization.CultureInfo.InvariantCulture;
+        if (quantity.EndsWith('m'))
+            return long.TryParse(quantity[..^1], System.Globalization.NumberStyles.None, culture, out long milli) ? milli / 1000.0 : null;
+        return double.TryParse(quantity, System.Globalization.NumberStyles.AllowDecimalPoint, culture, out double cpus) ? cpus : null;
     }
 
     static void Name(string name, string field, int maxLength)
