@@ -125,7 +125,7 @@ public static partial class InferencePipelineValidator
         foreach (var (profile, at) in uses)
         {
             string resourcesAt = profile.Resources is null ? $"{classAt}.resources" : $"{at}.resources";
-            string why = $"{classAt}.pinThreads needs CPUs of the replica's own, which the static CPU manager gives only to Guaranteed pods with whole CPUs";
+            string why = $"{classAt}.pinThreads needs replicas with CPUs of their own, which the static CPU manager gives only to Guaranteed pods with whole CPUs";
             var resources = profile.Resources ?? hardwareClass.Resources;
             string? cpuLimit = resources?.Limits?.GetValueOrDefault("cpu");
             if (Cpus(cpuLimit) is not { } cpus || cpus < 1 || cpus != Math.Floor(cpus))
