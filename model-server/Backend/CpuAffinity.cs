@@ -16,7 +16,11 @@ public static class CpuAffinity
         if (!OperatingSystem.IsLinux()) return null;
         var mask = new ulong[MaskWords];
         if (sched_getaffinity(0, MaskWords * sizeof(ulong), mask) != 0) return null;
-        return [.. Enumerable.Range(0, MaskWords * 64).Where(cpu => (mask[cpu / 64] & (1UL << (cpu % 64))) != 0)];
+        var cpus = new List<int>();
+        for (int word = 0; word < MaskWords; word++)
+            for (ulong bits = mask[word]; bits != 0; bits &= bits - 1) // the lowest set bit, then the next
+                cpus.Add(word * 64 + System.Numerics.BitOperations.TrailingZeroCount(bits));
+        return cpus;
     }
 
     /// <summary>Lets thread <paramref name="threadId"/> (0: the calling thread) run only on <paramref name="cpus"/>.</summary>
