@@ -120,7 +120,7 @@ public static class BenchServerCommand
     sealed class RawSession : IDisposable
     {
         readonly InferenceSession session;
-        readonly ThreadPinning? pinning;
+        readonly OnnxModel model;
         readonly OrtValue input;
         readonly RunOptions runOptions = new();
         readonly string[] inputNames, outputNames;
@@ -130,7 +130,7 @@ public static class BenchServerCommand
         {
             this.batch = batch;
             session = model.Session;
-            pinning = model.Pinning;
+            this.model = model;
             var (name, metadata) = session.InputMetadata.Single();
             long[] shape = [batch, .. metadata.Dimensions.Skip(1).Select(d => (long)d)];
             var data = new float[shape.Aggregate(1L, (a, b) => a * b)];
@@ -153,7 +153,7 @@ public static class BenchServerCommand
         public double RunOnce()
         {
             long started = Stopwatch.GetTimestamp();
-            using (pinning is null ? session.Run(runOptions, inputNames, [input], outputNames) : pinning.Run(() => session.Run(runOptions, inputNames, [input], outputNames))) { }
+            using (model.OnPinnedCpu(() => session.Run(runOptions, inputNames, [input], outputNames))) { }
             return Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         }
 

@@ -50,6 +50,9 @@ public sealed class OnnxModel : IDisposable
     public ThreadPinning? Pinning { get; }
     /// <summary>The session itself, for the benchmark's raw baseline (<c>adaptive bench server</c>).</summary>
     internal InferenceSession Session => session;
+
+    /// <summary>Runs a session call on the caller's CPU when the threads are pinned; the benchmark's raw baseline calls it too.</summary>
+    internal T OnPinnedCpu<T>(Func<T> call) => Pinning is null ? call() : Pinning.Run(call);
     /// <summary>The model's custom metadata (ONNX metadata_props).</summary>
     public IReadOnlyDictionary<string, string> Metadata => session.ModelMetadata.CustomMetadataMap;
 
@@ -179,9 +182,7 @@ public sealed class OnnxModel : IDisposable
                 inputValues.Add(CreateValue(spec.DataType, data, shape));
             }
             using var runOptions = new RunOptions();
-            using var results = Pinning is null
-                ? session.Run(runOptions, inputNames, inputValues, outputNames)
-                : Pinning.Run(() => session.Run(runOptions, inputNames, inputValues, outputNames));
+            using var results = OnPinnedCpu(() => session.Run(runOptions, inputNames, inputValues, outputNames));
             var perRequest = batch.Select(_ => new List<Tensor>(outputNames.Length)).ToList();
             for (int o = 0; o < outputNames.Length; o++)
                 Split(outputNames[o], Outputs[o].DataType, results[o], batch, totalRows, perRequest);
