@@ -1,10 +1,12 @@
 using System.CommandLine;
+using Adaptive.Operator.Cluster;
 using Adaptive.Operator.Hosting;
 using Adaptive.Operator.Reconciliation;
 using k8s;
 
 // adaptive-operator: flags, as the Helm chart sets them; a bad one exits 2 with a line naming it.
-var apiServer = new Option<string?>("--api-server") { Description = "Kubernetes API server URL (default: in-cluster, else ~/.kube/config)" };
+var kubeconfig = new Option<string?>("--kubeconfig") { Description = "The kubeconfig to use (default: KUBECONFIG's files, else the pod's service account, else ~/.kube/config)" };
+var context = new Option<string?>("--context") { Description = "The kubeconfig context to use (default: its current context)" };
 var watchNamespace = new Option<string?>("--namespace") { Description = "Namespace to watch (default: all)" };
 var prometheus = new Option<string?>("--prometheus-url") { Description = "Prometheus for pipelines that name none" };
 var image = new Option<string>("--model-server-image") { Description = "Image of adaptive-server for model servers and routers", DefaultValueFactory = _ => "adaptive-server:latest" };
@@ -18,7 +20,7 @@ var leaseNamespace = new Option<string>("--lease-namespace") { Description = "Na
 
 var root = new RootCommand("adaptive-operator: keeps InferencePipelines fast, accurate and cheap as their load changes")
 {
-    apiServer, watchNamespace, prometheus, image, host, port, workers, retireAfter, scrapeInterval, leaderElection, leaseNamespace,
+    kubeconfig, context, watchNamespace, prometheus, image, host, port, workers, retireAfter, scrapeInterval, leaderElection, leaseNamespace,
 };
 root.SetAction(parse =>
 {
@@ -27,7 +29,6 @@ root.SetAction(parse =>
         : parse.GetValue(retireAfter) < 0 ? "--retire-after-seconds must not be negative"
         : !(parse.GetValue(scrapeInterval) > 0) ? "--scrape-interval-seconds must be greater than 0"
         : !System.Net.IPAddress.TryParse(parse.GetValue(host), out _) ? "--host must be an IP address"
-        : parse.GetValue(apiServer) is { } a && !IsHttpUrl(a) ? $"--api-server must be an http(s) URL, got '{a}'"
         : parse.GetValue(prometheus) is { } p && !IsHttpUrl(p) ? $"--prometheus-url must be an http(s) URL, got '{p}'"
         : null;
     if (problem is not null)
@@ -35,9 +36,16 @@ root.SetAction(parse =>
         Console.Error.WriteLine($"adaptive-operator: {problem}");
         return 2;
     }
-    var cluster = parse.GetValue(apiServer) is { } url ? new KubernetesClientConfiguration { Host = url }
-        : KubernetesClientConfiguration.IsInCluster() ? KubernetesClientConfiguration.InClusterConfig()
-        : KubernetesClientConfiguration.BuildConfigFromConfigFile();
+    KubernetesClientConfiguration cluster;
+    try
+    {
+        cluster = ClusterConnection.Load(parse.GetValue(kubeconfig), parse.GetValue(context), Environment.GetEnvironmentVariable);
+    }
+    catch (ClusterConfigurationException e)
+    {
+        Console.Error.WriteLine($"adaptive-operator: {e.Message}");
+        return 2;
+    }
     var scrape = TimeSpan.FromSeconds(parse.GetValue(scrapeInterval));
     var options = new OperatorOptions(parse.GetValue(host)!, parse.GetValue(port), parse.GetValue(watchNamespace),
         parse.GetValue(prometheus) is { } prometheusUrl ? new Uri(prometheusUrl) : null,

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Adaptive.Core.Api.V1Alpha1;
+using Adaptive.Operator.Cluster;
 using Adaptive.Operator.Metrics;
 using Adaptive.Operator.Queue;
 using Adaptive.Operator.Reconciliation;
@@ -13,16 +14,16 @@ namespace Adaptive.Operator.Hosting;
 /// brings its pipeline back to the queue), and runs reconciles from the work queue on a few workers.
 /// A failed reconcile comes back with backoff; a successful one at the time it asked for.
 /// </summary>
-public sealed class Controller(k8s.Kubernetes client, OperatorOptions options, PipelineReconciler reconciler, OperatorMetrics metrics, ILogger<Controller> log)
+public sealed class Controller(ClusterClient client, OperatorOptions options, PipelineReconciler reconciler, OperatorMetrics metrics, ILogger<Controller> log)
 {
     readonly WorkQueue queue = new(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(60));
 
     public async Task RunAsync(CancellationToken cancellation)
     {
         string scope = options.Namespace is { Length: > 0 } ns ? $"/namespaces/{ns}" : "";
-        var pipelines = new ResourceWatcher(client.HttpClient, client.BaseUri,
+        var pipelines = new ResourceWatcher(client,
             $"apis/{InferencePipeline.Group}/{InferencePipeline.Version}{scope}/{InferencePipeline.Plural}", KeyOfPipeline, queue.Add, log);
-        var children = new ResourceWatcher(client.HttpClient, client.BaseUri,
+        var children = new ResourceWatcher(client,
             $"apis/apps/v1{scope}/deployments?labelSelector={Uri.EscapeDataString($"{Names.ManagedBy}={Names.FieldManager}")}", KeyOfOwner, queue.Add, log);
         var tasks = new List<Task> { pipelines.RunAsync(cancellation), children.RunAsync(cancellation) };
         tasks.AddRange(Enumerable.Range(0, options.Workers).Select(_ => Work(cancellation)));
@@ -36,12 +37,17 @@ public sealed class Controller(k8s.Kubernetes client, OperatorOptions options, P
         return $"{metadata.GetProperty("namespace").GetString()}/{metadata.GetProperty("name").GetString()}";
     }
 
+    /// <summary>The pipeline that controls a child, by its controller reference (labels may carry a shortened name).</summary>
     static string? KeyOfOwner(JsonElement item)
     {
         var metadata = item.GetProperty("metadata");
-        return metadata.TryGetProperty("labels", out var labels) && labels.TryGetProperty(Names.Pipeline, out var pipeline)
-            ? $"{metadata.GetProperty("namespace").GetString()}/{pipeline.GetString()}"
-            : null;
+        if (!metadata.TryGetProperty("ownerReferences", out var owners)) return null;
+        foreach (var owner in owners.EnumerateArray())
+            if (owner.TryGetProperty("controller", out var controller) && controller.ValueKind == JsonValueKind.True
+                && owner.GetProperty("kind").GetString() == InferencePipeline.KindName
+                && owner.GetProperty("apiVersion").GetString() == InferencePipeline.ApiVersionString)
+                return $"{metadata.GetProperty("namespace").GetString()}/{owner.GetProperty("name").GetString()}";
+        return null;
     }
 
     async Task Work(CancellationToken cancellation)

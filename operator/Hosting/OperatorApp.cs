@@ -1,4 +1,5 @@
 using Adaptive.Operator.Adaptation;
+using Adaptive.Operator.Cluster;
 using Adaptive.Operator.Metrics;
 using Adaptive.Operator.Reconciliation;
 using k8s;
@@ -21,7 +22,9 @@ public static class OperatorApp
         builder.WebHost.ConfigureKestrel(k => k.Listen(System.Net.IPAddress.Parse(options.Host), options.Port));
         var registry = Prometheus.Metrics.NewCustomRegistry();
         builder.Services.AddSingleton(options);
-        builder.Services.AddSingleton(new k8s.Kubernetes(cluster));
+        var client = new ClusterClient(cluster);
+        builder.Services.AddSingleton(client);
+        builder.Services.AddSingleton<k8s.Kubernetes>(client);
         builder.Services.AddSingleton(new OperatorMetrics(registry));
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton(options.Reconciler);

@@ -45,7 +45,7 @@ public static class DesiredState
                 var labels = new Dictionary<string, string>
                 {
                     [Names.ManagedBy] = Names.FieldManager,
-                    [Names.Pipeline] = pipeline.Metadata.Name,
+                    [Names.Pipeline] = Names.LabelValue(pipeline.Metadata.Name),
                     [Names.Component] = Names.ModelServer,
                     [Names.Stage] = stage.Name,
                     [Names.Variant] = allocation.Variant,
@@ -111,7 +111,7 @@ public static class DesiredState
     static Dictionary<string, string> RouterLabels(InferencePipeline pipeline) => new()
     {
         [Names.ManagedBy] = Names.FieldManager,
-        [Names.Pipeline] = pipeline.Metadata.Name,
+        [Names.Pipeline] = Names.LabelValue(pipeline.Metadata.Name),
         [Names.Component] = Names.Router,
     };
 

@@ -31,7 +31,9 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
     public async Task<TimeSpan?> Reconcile(string ns, string name, CancellationToken cancellation)
     {
         var pipeline = await Read(ns, name, cancellation);
-        if (pipeline is null) return null; // deleted: its objects go with it (ownerReferences)
+        // Deleted, or being deleted (a finalizer or foreground deletion holds it): its objects go with it
+        // through their ownerReferences, and nothing may be written for it meanwhile.
+        if (pipeline is null || pipeline.Metadata.DeletionTimestamp is not null) return null;
         pipeline.Metadata.Namespace ??= ns;
         var now = time.GetUtcNow();
         var status = pipeline.Status ?? new InferencePipelineStatus();
@@ -53,7 +55,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
             return null;
         }
 
-        var running = await RunningDeployments(ns, name, cancellation);
+        var running = await RunningDeployments(pipeline, cancellation);
         var decision = Recorded(status);
         bool due = decision is null || status.ObservedGeneration != generation || status.LastDecisionTime is not { } last
             || now - last >= TimeSpan.FromSeconds(pipeline.Spec.Adaptation.IntervalSeconds);
@@ -313,8 +315,11 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         }
     }
 
-    async Task<List<V1Deployment>> RunningDeployments(string ns, string name, CancellationToken cancellation) =>
-        [.. (await client.AppsV1.ListNamespacedDeploymentAsync(ns, labelSelector: $"{Names.Pipeline}={name},{Names.Component}={Names.ModelServer}", cancellationToken: cancellation)).Items];
+    /// <summary>The model servers this pipeline controls; those of an earlier pipeline of the same name are the garbage collector's.</summary>
+    async Task<List<V1Deployment>> RunningDeployments(InferencePipeline pipeline, CancellationToken cancellation) =>
+        [.. (await client.AppsV1.ListNamespacedDeploymentAsync(pipeline.Metadata.Namespace,
+                labelSelector: $"{Names.Pipeline}={Names.LabelValue(pipeline.Metadata.Name)},{Names.Component}={Names.ModelServer}", cancellationToken: cancellation))
+            .Items.Where(d => d.Metadata.OwnerReferences?.Any(o => o.Uid == pipeline.Metadata.Uid && o.Controller == true) == true)];
 
     static RunningAllocation Allocation(V1Deployment d) => new(
         d.Metadata.Labels[Names.Stage], d.Metadata.Labels[Names.Variant], d.Metadata.Labels[Names.HardwareClass], d.Spec.Replicas ?? 0,

@@ -1,5 +1,7 @@
 using System.Net;
 using System.Text.Json;
+using Adaptive.Operator.Cluster;
+using k8s.Autorest;
 
 namespace Adaptive.Operator.Watcher;
 
@@ -7,8 +9,9 @@ namespace Adaptive.Operator.Watcher;
 /// List, then watch from the list's resourceVersion; resume a closed watch from the last version seen;
 /// relist on 410 Gone; back off exponentially on errors. Every object seen is reported by its key
 /// (level-triggered: the reconciler reads the current state, so a missed event costs nothing but time).
+/// Requests go through the client's authenticated path, as every other request of the operator.
 /// </summary>
-public sealed class ResourceWatcher(HttpClient http, Uri server, string path, Func<JsonElement, string?> keyOf, Action<string> changed, ILogger log)
+public sealed class ResourceWatcher(ClusterClient client, string path, Func<JsonElement, string?> keyOf, Action<string> changed, ILogger log)
 {
     static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(200);
     static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
@@ -38,7 +41,7 @@ public sealed class ResourceWatcher(HttpClient http, Uri server, string path, Fu
             {
                 return;
             }
-            catch (Exception e) when (e is HttpRequestException or JsonException or IOException or KeyNotFoundException or InvalidOperationException)
+            catch (Exception e) when (e is HttpOperationException or HttpRequestException or JsonException or IOException or KeyNotFoundException or InvalidOperationException)
             {
                 log.LogWarning("Watching {Path} failed ({Error}); retrying in {BackoffMs} ms", path, e.Message, backoff.TotalMilliseconds);
                 await Task.Delay(backoff, cancellation).ContinueWith(_ => { }, TaskScheduler.Default);
@@ -49,9 +52,8 @@ public sealed class ResourceWatcher(HttpClient http, Uri server, string path, Fu
 
     async Task<string> List(CancellationToken cancellation)
     {
-        using var response = await http.GetAsync(Url(""), cancellation);
-        if (response.StatusCode != HttpStatusCode.OK)
-            throw new HttpRequestException($"listing {path} answered {(int)response.StatusCode}");
+        using var request = new HttpRequestMessage(HttpMethod.Get, Url(""));
+        using var response = await client.Send(request, cancellation);
         using var list = JsonDocument.Parse(await response.Content.ReadAsStreamAsync(cancellation));
         foreach (var item in list.RootElement.GetProperty("items").EnumerateArray())
             if (keyOf(item) is { } key) changed(key);
@@ -63,10 +65,16 @@ public sealed class ResourceWatcher(HttpClient http, Uri server, string path, Fu
     {
         using var request = new HttpRequestMessage(HttpMethod.Get,
             Url($"watch=true&allowWatchBookmarks=true&timeoutSeconds={WatchTimeoutSeconds}&resourceVersion={Uri.EscapeDataString(version)}"));
-        using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellation);
-        if (response.StatusCode == HttpStatusCode.Gone) return null;
-        if (response.StatusCode != HttpStatusCode.OK)
-            throw new HttpRequestException($"watching {path} answered {(int)response.StatusCode}");
+        HttpResponseMessage response;
+        try
+        {
+            response = await client.Send(request, cancellation);
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Gone)
+        {
+            return null;
+        }
+        using var answer = response;
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancellation));
         while (await reader.ReadLineAsync(cancellation) is { } line)
         {
@@ -88,6 +96,6 @@ public sealed class ResourceWatcher(HttpClient http, Uri server, string path, Fu
     Uri Url(string query)
     {
         string separator = path.Contains('?') ? "&" : "?";
-        return new Uri(server, query.Length == 0 ? path : path + separator + query);
+        return new Uri(client.BaseUri, query.Length == 0 ? path : path + separator + query);
     }
 }

@@ -19,7 +19,7 @@ public sealed class ApiServerDoubleTests : IAsyncLifetime
     public async ValueTask InitializeAsync()
     {
         api = await ApiServerDouble.Start();
-        client = new k8s.Kubernetes(new KubernetesClientConfiguration { Host = api.Address.ToString() });
+        client = new k8s.Kubernetes(api.ClientConfiguration());
     }
 
     public async ValueTask DisposeAsync()
@@ -88,6 +88,8 @@ public sealed class ApiServerDoubleTests : IAsyncLifetime
         await client.CoreV1.CreateNamespacedConfigMapAsync(ConfigMap("child", "1", owner), "ns", cancellationToken: Cancel);
         await client.CoreV1.CreateNamespacedConfigMapAsync(ConfigMap("unrelated", "1"), "ns", cancellationToken: Cancel);
         await client.AppsV1.DeleteNamespacedDeploymentAsync("owner", "ns", cancellationToken: Cancel);
+        // The garbage collector is asynchronous, as a cluster's is: the child goes a moment later.
+        for (int i = 0; i < 100 && api.List("configmaps", "ns").Count > 1; i++) await Task.Delay(50, Cancel);
         Assert.Equal(["unrelated"], (await client.CoreV1.ListNamespacedConfigMapAsync("ns", cancellationToken: Cancel)).Items.Select(c => c.Metadata.Name));
     }
 
@@ -117,7 +119,7 @@ public sealed class ApiServerDoubleTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.InternalServerError, await StatusOf(() => client.CoreV1.ListNamespacedConfigMapAsync("ns", cancellationToken: Cancel)));
         Assert.Empty((await client.CoreV1.ListNamespacedConfigMapAsync("ns", cancellationToken: Cancel)).Items);
 
-        using var http = new HttpClient { BaseAddress = api.Address };
+        using var http = api.HttpClient();
         using var response = await http.GetAsync("/api/v1/namespaces/ns/configmaps?watch=true&resourceVersion=1000", HttpCompletionOption.ResponseHeadersRead, Cancel);
         var reading = new StreamReader(await response.Content.ReadAsStreamAsync(Cancel)).ReadToEndAsync(Cancel);
         for (int i = 0; i < 50 && api.OpenWatches == 0; i++) await Task.Delay(20, Cancel);
@@ -128,7 +130,7 @@ public sealed class ApiServerDoubleTests : IAsyncLifetime
 
     async Task<List<JsonElement>> ReadWatch(string path)
     {
-        using var http = new HttpClient { BaseAddress = api.Address };
+        using var http = api.HttpClient();
         string text = await http.GetStringAsync(path, Cancel);
         return [.. text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement.Clone())];
     }

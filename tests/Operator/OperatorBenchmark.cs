@@ -109,7 +109,7 @@ public sealed class OperatorBenchmark(TestModels models)
         }, count => count >= 5, "Prometheus to hold some history", seconds: 30);
 
         await using var api = await ApiServerDouble.Start();
-        using var client = new k8s.Kubernetes(new KubernetesClientConfiguration { Host = api.Address.ToString() });
+        using var client = new k8s.Kubernetes(api.ClientConfiguration());
         var pipeline = OperatorHarness.Sample("resnet-mixed.yaml");
         await client.CustomObjects.CreateNamespacedCustomObjectAsync(pipeline, InferencePipeline.Group, InferencePipeline.Version, OperatorHarness.Namespace, InferencePipeline.Plural, cancellationToken: Cancel);
         var reconciler = new PipelineReconciler(client,
@@ -143,7 +143,7 @@ public sealed class OperatorBenchmark(TestModels models)
     static async Task<(double MemoryMb, double ReadySeconds)> MemoryWithManyPipelines()
     {
         await using var api = await ApiServerDouble.Start();
-        using var client = new k8s.Kubernetes(new KubernetesClientConfiguration { Host = api.Address.ToString() });
+        using var client = new k8s.Kubernetes(api.ClientConfiguration());
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "adaptive-operator.dll"), "--api-server", api.Address.ToString(), "--host", "127.0.0.1", "--port", "0", "--workers", "2" })
             start.ArgumentList.Add(arg);

@@ -5,7 +5,7 @@ namespace Adaptive.Tests.Operator;
 public sealed class OperatorCliTests
 {
     [Theory]
-    [InlineData("--api-server nope", "--api-server must be an http(s) URL, got 'nope'")]
+    [InlineData("--kubeconfig /nonexistent/kubeconfig", "--kubeconfig: /nonexistent/kubeconfig does not exist")]
     [InlineData("--prometheus-url ftp://x", "--prometheus-url must be an http(s) URL, got 'ftp://x'")]
     [InlineData("--workers 0", "--workers must be at least 1")]
     [InlineData("--scrape-interval-seconds 0", "--scrape-interval-seconds must be greater than 0")]

@@ -64,11 +64,15 @@ public sealed class OperatorEndToEndTests
         await OperatorHarness.Eventually(() => Task.FromResult(harness.Api.List("deployments", OperatorHarness.Namespace)),
             list => list.Any(d => d["metadata"]!["name"]!.GetValue<string>() == victim), "the deleted Deployment to come back");
 
+        // Deleting the pipeline deletes its children through the garbage collector, a moment later.
         await harness.Client.CustomObjects.DeleteNamespacedCustomObjectAsync(InferencePipeline.Group, InferencePipeline.Version, OperatorHarness.Namespace, InferencePipeline.Plural, "video", cancellationToken: Cancel);
-        Assert.Empty(harness.Api.List("deployments", OperatorHarness.Namespace));
-        Assert.Empty(harness.Api.List("services", OperatorHarness.Namespace));
-        Assert.Empty(harness.Api.List("configmaps", OperatorHarness.Namespace));
+        await OperatorHarness.Eventually(() => Task.FromResult(new[] { "deployments", "services", "configmaps" }.Sum(kind => harness.Api.List(kind, OperatorHarness.Namespace).Count)),
+            count => count == 0, "the pipeline's children to be collected");
     }
+
+    static Task Patch(OperatorHarness harness, string patch) =>
+        harness.Client.CustomObjects.PatchNamespacedCustomObjectAsync(new k8s.Models.V1Patch(patch, k8s.Models.V1Patch.PatchType.MergePatch),
+            InferencePipeline.Group, InferencePipeline.Version, OperatorHarness.Namespace, InferencePipeline.Plural, "video", cancellationToken: Cancel);
 
     [Fact]
     public async Task An_invalid_spec_is_reported_by_field_and_nothing_that_runs_changes()
@@ -79,9 +83,12 @@ public sealed class OperatorEndToEndTests
             p => p.Status?.Conditions.Any(c => c.Type == PipelineCondition.Ready && c.Status == "True") == true, "the pipeline to be Ready");
         var before = harness.Api.List("deployments", OperatorHarness.Namespace).Select(d => (d["metadata"]!["name"]!.GetValue<string>(), Replicas(d))).Order().ToList();
 
-        string patch = "{\"spec\":{\"stages\":[{\"name\":\"detect\",\"maxReplicas\":0,\"variants\":[]}]}}";
-        await harness.Client.CustomObjects.PatchNamespacedCustomObjectAsync(new k8s.Models.V1Patch(patch, k8s.Models.V1Patch.PatchType.MergePatch),
-            InferencePipeline.Group, InferencePipeline.Version, OperatorHarness.Namespace, InferencePipeline.Plural, "video", cancellationToken: Cancel);
+        // What the CRD's schema forbids never reaches the operator: the API server refuses it.
+        var refused = await Assert.ThrowsAsync<k8s.Autorest.HttpOperationException>(() => Patch(harness, "{\"spec\":{\"stages\":[{\"name\":\"detect\",\"maxReplicas\":0,\"variants\":[]}]}}"));
+        Assert.Equal(422, (int)refused.Response.StatusCode);
+        Assert.Contains("spec.stages[0].maxReplicas", refused.Response.Content);
+        // What only the operator can check (references between fields) is reported: the profiles' classes are gone.
+        await Patch(harness, "{\"spec\":{\"hardwareClasses\":[{\"name\":\"tpu\",\"costPerReplica\":1}]}}");
         var pipeline = await OperatorHarness.Eventually(() => harness.Pipeline("video"),
             p => p.Status?.Conditions.Any(c => c.Reason == "InvalidSpec") == true, "InvalidSpec");
         var ready = pipeline.Status!.Conditions.Single(c => c.Type == PipelineCondition.Ready);

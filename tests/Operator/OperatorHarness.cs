@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Adaptive.Core.Api.V1Alpha1;
 using Adaptive.Experiments.Manifests;
+using Adaptive.Operator.Cluster;
 using Adaptive.Operator.Hosting;
 using Adaptive.Operator.Reconciliation;
 using Adaptive.Tests.Kubernetes;
@@ -20,21 +21,62 @@ public sealed class OperatorHarness : IAsyncDisposable
     readonly OperatorOptions options;
     WebApplication? app;
 
-    OperatorHarness(ApiServerDouble api, OperatorOptions options)
+    readonly string directory = Directory.CreateTempSubdirectory("adaptive-operator-").FullName;
+    readonly KubernetesClientConfiguration connection;
+
+    OperatorHarness(ApiServerDouble api, OperatorOptions options, Login login)
     {
         Api = api;
         this.options = options;
-        Client = new k8s.Kubernetes(new KubernetesClientConfiguration { Host = api.Address.ToString() });
+        Client = new k8s.Kubernetes(api.ClientConfiguration());
+        connection = Connect(login);
     }
 
-    public static async Task<OperatorHarness> Start(TimeSpan? retireAfter = null, Uri? prometheus = null, bool leaderElection = false, string identity = "test")
+    /// <summary>How the operator under test reaches the API server, each as a user's cluster would have it.</summary>
+    public enum Login
+    {
+        /// <summary>A kubeconfig with the CA and a bearer token, named by --kubeconfig.</summary>
+        KubeconfigToken,
+        /// <summary>A kubeconfig with the CA and a client certificate, named by KUBECONFIG among a missing file.</summary>
+        KubeconfigClientCertificate,
+        /// <summary>A kubeconfig whose exec plugin prints the token.</summary>
+        KubeconfigExecPlugin,
+        /// <summary>A pod's service account: KUBERNETES_SERVICE_HOST/PORT and the mounted token and CA.</summary>
+        InCluster,
+    }
+
+    KubernetesClientConfiguration Connect(Login login)
+    {
+        string kubeconfig = Path.Combine(directory, "kubeconfig");
+        switch (login)
+        {
+            case Login.KubeconfigToken:
+                Api.Credentials.WriteKubeconfig(kubeconfig, Api.Address, ClusterCredentials.Login.Token);
+                return ClusterConnection.Load(kubeconfig, null, _ => null);
+            case Login.KubeconfigClientCertificate:
+                Api.Credentials.WriteKubeconfig(kubeconfig, Api.Address, ClusterCredentials.Login.ClientCertificate);
+                var environment = new Dictionary<string, string?> { ["KUBECONFIG"] = $"{Path.Combine(directory, "missing")}{Path.PathSeparator}{kubeconfig}" };
+                return ClusterConnection.Load(null, null, environment.GetValueOrDefault);
+            case Login.KubeconfigExecPlugin:
+                Api.Credentials.WriteKubeconfig(kubeconfig, Api.Address, ClusterCredentials.Login.ExecPlugin);
+                return ClusterConnection.Load(kubeconfig, null, _ => null);
+            default:
+                string account = Path.Combine(directory, "serviceaccount");
+                Api.Credentials.WriteServiceAccount(account, Namespace);
+                var pod = new Dictionary<string, string?> { ["KUBERNETES_SERVICE_HOST"] = Api.Address.Host, ["KUBERNETES_SERVICE_PORT"] = Api.Address.Port.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+                return ClusterConnection.Load(null, null, pod.GetValueOrDefault, account);
+        }
+    }
+
+    public static async Task<OperatorHarness> Start(TimeSpan? retireAfter = null, Uri? prometheus = null, bool leaderElection = false, string identity = "test",
+        Login login = Login.KubeconfigToken)
     {
         var options = new OperatorOptions("127.0.0.1", 0, null, prometheus, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3),
             new ReconcilerSettings(new WorkloadSettings("adaptive-server:test", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20)),
                 retireAfter ?? TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1)),
             Workers: 2, LeaderElection: leaderElection, LeaseNamespace: Namespace, Identity: identity) { LeaseDuration = TimeSpan.FromSeconds(3) };
         Environment.SetEnvironmentVariable("Logging__LogLevel__Default", "Warning");
-        var harness = new OperatorHarness(await ApiServerDouble.Start(), options);
+        var harness = new OperatorHarness(await ApiServerDouble.Start(), options, login);
         await harness.StartOperator();
         return harness;
     }
@@ -42,14 +84,14 @@ public sealed class OperatorHarness : IAsyncDisposable
     /// <summary>Starts the operator process (again, after <see cref="StopOperator"/>: a restart).</summary>
     public async Task StartOperator()
     {
-        app = OperatorApp.Build(options, new KubernetesClientConfiguration { Host = Api.Address.ToString() });
+        app = OperatorApp.Build(options, connection);
         await app.StartAsync();
     }
 
     /// <summary>A second operator replica against the same API server, under another identity; the caller disposes it.</summary>
     public async Task<WebApplication> StartReplica(string identity)
     {
-        var replica = OperatorApp.Build(options with { Identity = identity }, new KubernetesClientConfiguration { Host = Api.Address.ToString() });
+        var replica = OperatorApp.Build(options with { Identity = identity }, connection);
         await replica.StartAsync();
         return replica;
     }
@@ -115,5 +157,6 @@ public sealed class OperatorHarness : IAsyncDisposable
         await StopOperator();
         Client.Dispose();
         await Api.DisposeAsync();
+        Directory.Delete(directory, recursive: true);
     }
 }

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Adaptive.Operator.Cluster;
 using Adaptive.Operator.Queue;
 using Adaptive.Operator.Watcher;
 using Adaptive.Tests.Kubernetes;
@@ -23,10 +24,10 @@ public sealed class WatcherAndQueueTests
     public async Task Watcher_resumes_relists_on_gone_and_survives_failures()
     {
         await using var api = await ApiServerDouble.Start();
-        using var client = new k8s.Kubernetes(new KubernetesClientConfiguration { Host = api.Address.ToString() });
-        using var http = new HttpClient();
+        using var client = new k8s.Kubernetes(api.ClientConfiguration());
+        using var cluster = new ClusterClient(api.ClientConfiguration());
         var seen = new ConcurrentQueue<string>();
-        var watcher = new ResourceWatcher(http, api.Address, "api/v1/namespaces/ns/configmaps",
+        var watcher = new ResourceWatcher(cluster, "api/v1/namespaces/ns/configmaps",
             item => item.GetProperty("metadata").GetProperty("name").GetString(), seen.Enqueue, NullLogger.Instance);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(Cancel);
         var running = watcher.RunAsync(stop.Token);

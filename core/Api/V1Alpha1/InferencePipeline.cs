@@ -34,6 +34,9 @@ public sealed class ObjectMetadata
     [JsonPropertyName("uid")] public string? Uid { get; set; }
     [JsonPropertyName("generation")] public long? Generation { get; set; }
     [JsonPropertyName("resourceVersion")] public string? ResourceVersion { get; set; }
+
+    /// <summary>Set by the API server when the pipeline is being deleted; the operator then leaves it alone.</summary>
+    [JsonPropertyName("deletionTimestamp")] public DateTimeOffset? DeletionTimestamp { get; set; }
 }
 
 public sealed class InferencePipelineSpec
@@ -106,8 +109,8 @@ public sealed class TolerationSpec
 /// <summary>Kubernetes resource quantities, e.g. <c>cpu: "2"</c>, <c>memory: 4Gi</c>, <c>nvidia.com/gpu: "1"</c>.</summary>
 public sealed class ResourcesSpec
 {
-    [JsonPropertyName("requests")] public Dictionary<string, string>? Requests { get; set; }
-    [JsonPropertyName("limits")] public Dictionary<string, string>? Limits { get; set; }
+    [JsonPropertyName("requests"), JsonConverter(typeof(QuantityMapConverter))] public Dictionary<string, string>? Requests { get; set; }
+    [JsonPropertyName("limits"), JsonConverter(typeof(QuantityMapConverter))] public Dictionary<string, string>? Limits { get; set; }
 }
 
 public sealed class StageSpec
