@@ -36,6 +36,17 @@ public static partial class Names
     public static string RoutesConfigMap(string pipeline) => Dns($"{pipeline}-routes");
 
     /// <summary>
+    /// An Event's name, <c>pipeline.time</c> as client-go's recorder makes them, within the 253 characters of a
+    /// DNS-1123 subdomain however long the pipeline's name (which already is one).
+    /// </summary>
+    public static string Event(string pipeline, DateTime time)
+    {
+        string suffix = $".{time.Ticks:x}";
+        string head = pipeline[..Math.Min(pipeline.Length, 253 - suffix.Length)].TrimEnd('-', '.');
+        return head + suffix;
+    }
+
+    /// <summary>
     /// A DNS-1035 label, what a Service's name must be (the operator gives each Deployment its Service's
     /// name): a lower-case letter, then letters, digits and '-', not ending in '-', at most 63 characters.
     /// A name that already is one is kept; any other is cleaned ('-' for other characters, an 'x' before a

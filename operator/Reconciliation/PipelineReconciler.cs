@@ -338,7 +338,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         var now = time.GetUtcNow().UtcDateTime;
         var e = new Corev1Event
         {
-            Metadata = new V1ObjectMeta { Name = $"{pipeline.Metadata.Name}.{now.Ticks:x}", NamespaceProperty = pipeline.Metadata.Namespace },
+            Metadata = new V1ObjectMeta { Name = Names.Event(pipeline.Metadata.Name, now), NamespaceProperty = pipeline.Metadata.Namespace },
             InvolvedObject = new V1ObjectReference
             {
                 ApiVersion = InferencePipeline.ApiVersionString, Kind = InferencePipeline.KindName,

@@ -18,9 +18,15 @@ public static partial class InferencePipelineValidator
     [GeneratedRegex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
     private static partial Regex DnsLabel();
 
+    [GeneratedRegex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")]
+    private static partial Regex DnsSubdomain();
+
     public static void Validate(InferencePipeline pipeline)
     {
-        Name(pipeline.Metadata.Name, "metadata.name", 253);
+        // Any name the API server takes for a custom resource (a DNS-1123 subdomain); the operator derives valid child names from it.
+        if (string.IsNullOrEmpty(pipeline.Metadata.Name)) throw new PlanningInputException("metadata.name", "is required");
+        if (pipeline.Metadata.Name.Length > 253 || !DnsSubdomain().IsMatch(pipeline.Metadata.Name))
+            throw new PlanningInputException("metadata.name", $"'{pipeline.Metadata.Name}' must be lower-case letters, digits, '-' and '.', at most 253 characters");
         var spec = pipeline.Spec;
         Positive(spec.SloMs, "spec.sloMs");
         OneOf(spec.Objective.AccuracyMethod, AccuracyMethods, "spec.objective.accuracyMethod");
