@@ -671,7 +671,8 @@ public sealed partial class ApiServerDouble : IAsyncDisposable
     {
         var next = (JsonObject)current.DeepClone();
         change(next);
-        if (next["metadata"]!["finalizers"] is JsonArray { Count: 0 }) ((JsonObject)next["metadata"]!).Remove("finalizers");
+        foreach (var list in new[] { "finalizers", "ownerReferences" }) // empty lists are omitted, as the API's types omit them
+            if (next["metadata"]![list] is JsonArray { Count: 0 }) ((JsonObject)next["metadata"]!).Remove(list);
         if (next["metadata"]!["deletionTimestamp"] is not null && next["metadata"]!["finalizers"] is null) Remove(kind, ns, name);
         else if (!JsonNode.DeepEquals(current, next)) Store(kind, ns, name, next, "MODIFIED");
     }

@@ -75,9 +75,15 @@ public static class ServerSideApply
         Merge(result, configuration, keys, keys.Schema, root: true);
         var previous = owners.GetValueOrDefault((manager, "Apply")) ?? [];
         owners[(manager, "Apply")] = applied;
-        foreach (var path in previous.Except(applied).OrderByDescending(p => p.Length))
-            if (!owners.Values.Any(fields => fields.Any(f => f == path || f.StartsWith(path + Separator, StringComparison.Ordinal))))
-                Remove(result, path);
+        // Outermost first: a removed item or map takes what is inside it along (its key fields included).
+        var removed = new List<string>();
+        foreach (var path in previous.Except(applied).OrderBy(p => p.Length))
+        {
+            if (removed.Any(r => path.StartsWith(r + Separator, StringComparison.Ordinal))) continue;
+            if (owners.Values.Any(fields => fields.Any(f => f == path || f.StartsWith(path + Separator, StringComparison.Ordinal)))) continue;
+            Remove(result, path);
+            removed.Add(path);
+        }
         WriteOwners(result, owners, apiVersion);
         return (result, conflicts);
     }
