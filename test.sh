@@ -19,4 +19,10 @@ if ! command -v prometheus >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
 fi
 
+# kubectl, for the test that drives the README's kubectl flow against the API server double (Debian's
+# package, where no kubectl is installed).
+if ! command -v kubectl >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null
+fi
+
 dotnet test Adaptive.sln -c Release

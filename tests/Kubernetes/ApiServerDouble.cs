@@ -106,7 +106,7 @@ public sealed partial class ApiServerDouble : IAsyncDisposable
     {
         lock (gate)
         {
-            var answer = Create(ResourceType.CustomResourceDefinitions, "", crd, "helm");
+            var answer = Create(ResourceType.CustomResourceDefinitions, "", crd, new WriteOptions("helm", Strict: true));
             if (answer.Code != 201) throw new InvalidOperationException($"installing a CRD failed: {answer.Body.ToJsonString()}");
         }
     }
@@ -244,22 +244,24 @@ public sealed partial class ApiServerDouble : IAsyncDisposable
     async Task Serve(HttpContext context, string method, ResourceType kind, string? ns, string? name, bool status)
     {
         var query = context.Request.Query;
+        // The manager of a write that names none is the client's user agent, as kube-apiserver records it.
         string manager = query["fieldManager"].FirstOrDefault() is { Length: > 0 } m ? m : (context.Request.Headers.UserAgent.ToString().Split('/')[0] is { Length: > 0 } agent ? agent : "unknown");
+        var options = new WriteOptions(manager, Strict: query["fieldValidation"] == "Strict");
         if (name is null && method == "GET" && query["watch"] is var w && (w == "true" || w == "1")) await Watch(context, kind, ns);
         else if (name is null && method == "GET")
         {
             var list = ListObjects(kind, ns, Selector.Parse(query["labelSelector"], query["fieldSelector"]));
             await Respond(context, WantsTable(context.Request) ? new Answer(200, Table(kind, list)) : new Answer(200, list));
         }
-        else if (name is null && method == "POST") await Respond(context, Create(kind, ns ?? "", await ReadJson(context), manager));
+        else if (name is null && method == "POST") await Respond(context, Create(kind, ns ?? "", await ReadJson(context), options));
         else if (name is not null && method == "GET")
         {
             var answer = Get(kind, ns ?? "", name);
             await Respond(context, answer.Code == 200 && WantsTable(context.Request) ? answer with { Body = Table(kind, List([answer.Body], kind)) } : answer);
         }
-        else if (name is not null && method == "PUT") await Respond(context, Replace(kind, ns ?? "", name, await ReadJson(context), status, manager));
+        else if (name is not null && method == "PUT") await Respond(context, Replace(kind, ns ?? "", name, await ReadJson(context), status, options));
         else if (name is not null && method == "PATCH")
-            await Respond(context, Patch(kind, ns ?? "", name, await ReadJson(context), context.Request.ContentType ?? "", status, manager,
+            await Respond(context, Patch(kind, ns ?? "", name, await ReadJson(context), context.Request.ContentType ?? "", status, options,
                 query["force"] == "true", query["fieldManager"].FirstOrDefault()));
         else if (name is not null && method == "DELETE") await Respond(context, Delete(kind, ns ?? "", name, await PropagationPolicy(context)));
         else await Respond(context, Failure(405, "MethodNotAllowed", $"{method} is not supported on {context.Request.Path}"));
@@ -353,7 +355,11 @@ public sealed partial class ApiServerDouble : IAsyncDisposable
             return objects.TryGetValue((kind, ns, name), out var found) ? new Answer(200, (JsonObject)found.DeepClone()) : NotFound(kind, name);
     }
 
-    Answer Create(ResourceType kind, string ns, JsonObject body, string manager, bool apply = false, bool force = false)
+    /// <param name="Manager">Who writes: the field manager that owns what the write sets.</param>
+    /// <param name="Strict">Whether unknown fields are an error (<c>fieldValidation=Strict</c>) rather than dropped.</param>
+    sealed record WriteOptions(string Manager, bool Strict);
+
+    Answer Create(ResourceType kind, string ns, JsonObject body, WriteOptions options, bool apply = false, bool force = false)
     {
         var metadata = body["metadata"] as JsonObject ?? [];
         body["metadata"] = metadata;
@@ -373,11 +379,11 @@ public sealed partial class ApiServerDouble : IAsyncDisposable
             if (kind.HasStatus) body.Remove("status"); // written through the status subresource only
             if (apply)
             {
-                var (applied, _) = ServerSideApply.Apply(new JsonObject { ["metadata"] = new JsonObject() }, body, manager, force, kind.Keys, kind.ApiVersion);
+                var (applied, _) = ServerSideApply.Apply(new JsonObject { ["metadata"] = new JsonObject() }, body, options.Manager, force, kind.Keys, kind.ApiVersion);
                 body["metadata"]!["managedFields"] = applied!["metadata"]!["managedFields"]!.DeepClone();
             }
-            else ServerSideApply.RecordUpdate(new JsonObject { ["metadata"] = new JsonObject() }, body, manager, kind.Keys, kind.ApiVersion);
-            if (Admit(kind, name, body, null) is { } invalid) return invalid;
+            else ServerSideApply.RecordUpdate(new JsonObject { ["metadata"] = new JsonObject() }, body, options.Manager, kind.Keys, kind.ApiVersion);
+            if (Admit(kind, name, body, null, options.Strict) is { } invalid) return invalid;
             metadata["uid"] = Guid.NewGuid().ToString();
             metadata["creationTimestamp"] = Now();
             if (kind.HasGeneration) metadata["generation"] = 1L;
@@ -387,12 +393,21 @@ public sealed partial class ApiServerDouble : IAsyncDisposable
         }
     }
 
-    /// <summary>Checks names, labels and, for custom resources, the schema (pruning and defaulting first); null when admitted.</summary>
-    Answer? Admit(ResourceType kind, string name, JsonObject next, JsonObject? current)
+    /// <summary>
+    /// Checks names, labels and, for custom resources, the schema (pruning and defaulting first); null when
+    /// admitted. Under <c>fieldValidation=Strict</c> (kubectl's default) a field the schema does not know is
+    /// an error instead of being dropped.
+    /// </summary>
+    Answer? Admit(ResourceType kind, string name, JsonObject next, JsonObject? current, bool strict)
     {
         var errors = ObjectNames.Check(kind, (JsonObject)next["metadata"]!).Select(e => (Field: e.Split(':')[0], Reason: "FieldValueInvalid", Message: e)).ToList();
         if (kind.Schema is { } schema)
-            errors.AddRange(StructuralSchema.Admit(next, schema).Select(e => (e.Field, e.Reason, e.Message)));
+        {
+            var (invalid, unknown) = StructuralSchema.Admit(next, schema);
+            if (strict && unknown.Count > 0)
+                return Failure(400, "BadRequest", $"{kind.Kind} in version \"{kind.Version}\" cannot be handled as a {kind.Kind}: strict decoding error: {string.Join(", ", unknown.Select(u => $"unknown field \"{u}\""))}");
+            errors.AddRange(invalid.Select(e => (e.Field, e.Reason, e.Message)));
+        }
         if (current?["metadata"]?["deletionTimestamp"] is not null)
         {
             var before = (current["metadata"]!["finalizers"] as JsonArray ?? []).Select(f => f!.GetValue<string>()).ToHashSet();
@@ -402,7 +417,7 @@ public sealed partial class ApiServerDouble : IAsyncDisposable
         return errors.Count == 0 ? null : Invalid(kind, name, errors);
     }
 
-    Answer Replace(ResourceType kind, string ns, string name, JsonObject body, bool status, string manager)
+    Answer Replace(ResourceType kind, string ns, string name, JsonObject body, bool status, WriteOptions options)
     {
         lock (gate)
         {
@@ -412,11 +427,11 @@ public sealed partial class ApiServerDouble : IAsyncDisposable
             if (expected is null && kind.IsCustom)
                 return Invalid(kind, name, [("metadata.resourceVersion", "FieldValueInvalid", "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update")]);
             if (expected is not null && expected != current["metadata"]!["resourceVersion"]!.GetValue<string>()) return Conflict(kind, name);
-            return Write(kind, ns, name, current, body, status, manager, apply: false);
+            return Write(kind, ns, name, current, body, status, options, apply: false);
         }
     }
 
-    Answer Patch(ResourceType kind, string ns, string name, JsonObject patch, string contentType, bool status, string manager, bool force, string? applyManager)
+    Answer Patch(ResourceType kind, string ns, string name, JsonObject patch, string contentType, bool status, WriteOptions options, bool force, string? applyManager)
     {
         bool apply = contentType.StartsWith("application/apply-patch", StringComparison.Ordinal);
         bool strategic = contentType.StartsWith("application/strategic-merge-patch+json", StringComparison.Ordinal);
@@ -429,7 +444,7 @@ public sealed partial class ApiServerDouble : IAsyncDisposable
         lock (gate)
         {
             if (!objects.TryGetValue((kind, ns, name), out var current))
-                return apply && !status ? Create(kind, ns, patch, applyManager!, apply: true, force) : NotFound(kind, name);
+                return apply && !status ? Create(kind, ns, patch, options with { Manager = applyManager! }, apply: true, force) : NotFound(kind, name);
             string? expected = patch["metadata"]?["resourceVersion"]?.GetValue<string>();
             if (expected is not null && expected != current["metadata"]!["resourceVersion"]!.GetValue<string>()) return Conflict(kind, name);
             if (apply)
@@ -438,12 +453,12 @@ public sealed partial class ApiServerDouble : IAsyncDisposable
                 if (merged is null)
                     return Failure(409, "Conflict", $"Apply failed with {conflicts.Count} conflict{(conflicts.Count == 1 ? "" : "s")}: "
                         + string.Join("; ", conflicts.Select(c => $"conflict with \"{c.Manager}\": {c.Field}")));
-                return Write(kind, ns, name, current, merged, status, applyManager!, apply: true);
+                return Write(kind, ns, name, current, merged, status, options with { Manager = applyManager! }, apply: true);
             }
             var next = (JsonObject)current.DeepClone();
             if (strategic) ServerSideApply.StrategicMerge(next, patch, kind.Keys);
             else MergePatch(next, patch);
-            return Write(kind, ns, name, current, next, status, manager, apply: false);
+            return Write(kind, ns, name, current, next, status, options, apply: false);
         }
     }
 
@@ -451,7 +466,7 @@ public sealed partial class ApiServerDouble : IAsyncDisposable
     /// Writes the spec part or the status part of an object, as the status subresource divides them; a
     /// finalizer-held object whose last finalizer goes is deleted.
     /// </summary>
-    Answer Write(ResourceType kind, string ns, string name, JsonObject current, JsonObject body, bool status, string manager, bool apply)
+    Answer Write(ResourceType kind, string ns, string name, JsonObject current, JsonObject body, bool status, WriteOptions options, bool apply)
     {
         var next = (JsonObject)current.DeepClone();
         if (status) next["status"] = body["status"]?.DeepClone();
@@ -470,9 +485,9 @@ public sealed partial class ApiServerDouble : IAsyncDisposable
                 else metadata.Remove(field);
             }
             if (apply) metadata["managedFields"] = body["metadata"]?["managedFields"]?.DeepClone();
-            else ServerSideApply.RecordUpdate(current, next, manager, kind.Keys, kind.ApiVersion);
+            else ServerSideApply.RecordUpdate(current, next, options.Manager, kind.Keys, kind.ApiVersion);
         }
-        if (Admit(kind, name, next, current) is { } invalid) return invalid;
+        if (Admit(kind, name, next, current, options.Strict) is { } invalid) return invalid;
         if (kind.HasGeneration && !status && !JsonNode.DeepEquals(Without(current, "metadata", "status"), Without(next, "metadata", "status")))
             next["metadata"]!["generation"] = next["metadata"]!["generation"]!.GetValue<long>() + 1;
         if (JsonNode.DeepEquals(current, next))

@@ -6,14 +6,20 @@ namespace Adaptive.Tests.Kubernetes;
 
 /// <summary>
 /// What kubectl needs besides the resources themselves: the version, discovery of groups and kinds (short
-/// names and categories included, CRDs as soon as they are written), and server-side tables, with a custom
-/// resource's printer columns evaluated from its CRD's JSONPaths.
+/// names and categories included, CRDs as soon as they are written), an OpenAPI v3 index saying that the
+/// server validates fields, and server-side tables, with a custom resource's printer columns evaluated from
+/// its CRD's JSONPaths.
 /// </summary>
 public sealed partial class ApiServerDouble
 {
     async Task<bool> ServeDiscovery(HttpContext context, string[] s)
     {
         if (context.Request.Method != "GET") return false;
+        if (s is ["openapi", "v2"])
+        {
+            await OpenApiV2(context);
+            return true;
+        }
         JsonObject? body = s switch
         {
             ["version"] => new JsonObject { ["major"] = "1", ["minor"] = "32", ["gitVersion"] = "v1.32.0-adaptive-double", ["platform"] = "linux/amd64" },
@@ -21,6 +27,9 @@ public sealed partial class ApiServerDouble
             ["apis"] => Groups(),
             ["api", var version] => Resources("", version),
             ["apis", var group, var version] => Resources(group, version),
+            ["openapi", "v3"] => OpenApiRoot(),
+            ["openapi", "v3", "api", var version] => OpenApi("", version),
+            ["openapi", "v3", "apis", var group, var version] => OpenApi(group, version),
             _ => null,
         };
         if (body is null) return false;
@@ -62,6 +71,66 @@ public sealed partial class ApiServerDouble
                 resources.Add(new JsonObject { ["name"] = $"{type.Plural}/status", ["singularName"] = "", ["namespaced"] = type.Namespaced, ["kind"] = type.Kind, ["verbs"] = new JsonArray("get", "patch", "update") });
         }
         return new JsonObject { ["kind"] = "APIResourceList", ["apiVersion"] = "v1", ["groupVersion"] = group == "" ? version : $"{group}/{version}", ["resources"] = resources };
+    }
+
+    /// <summary>
+    /// An OpenAPI v2 document without definitions, for kubectl releases before OpenAPI v3 (Debian's is 1.20):
+    /// they validate only kinds it defines, so every object is left to the server's checks. They ask for
+    /// protobuf, in which this document is its one field, <c>swagger: "2.0"</c>.
+    /// </summary>
+    static async Task OpenApiV2(HttpContext context)
+    {
+        context.Response.StatusCode = 200;
+        if (context.Request.Headers.Accept.ToString().Contains("protobuf", StringComparison.Ordinal))
+        {
+            context.Response.ContentType = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+            await context.Response.Body.WriteAsync(new byte[] { 0x0a, 0x03, (byte)'2', (byte)'.', (byte)'0' });
+            return;
+        }
+        context.Response.ContentType = "application/json";
+        await context.Response.WriteAsync("{\"swagger\":\"2.0\",\"info\":{\"title\":\"Kubernetes\",\"version\":\"v1.32.0\"},\"paths\":{},\"definitions\":{}}");
+    }
+
+    /// <summary>
+    /// The OpenAPI v3 index: one document per group and version. kubectl reads it to learn that PATCH takes
+    /// <c>fieldValidation</c>, and then leaves validation to the server instead of downloading schemas.
+    /// </summary>
+    JsonObject OpenApiRoot()
+    {
+        List<ResourceType> served;
+        lock (gate) served = [.. types];
+        var paths = new JsonObject();
+        foreach (var gv in served.Select(t => t.Group == "" ? $"api/{t.Version}" : $"apis/{t.Group}/{t.Version}").Distinct())
+            paths[gv] = new JsonObject { ["serverRelativeURL"] = $"/openapi/v3/{gv}" };
+        return new JsonObject { ["paths"] = paths };
+    }
+
+    /// <summary>A group and version's OpenAPI v3 document: each kind's PATCH, with its query parameters and kind; no schemas.</summary>
+    JsonObject? OpenApi(string group, string version)
+    {
+        List<ResourceType> served;
+        lock (gate) served = [.. types.Where(t => t.Group == group && t.Version == version)];
+        if (served.Count == 0) return null;
+        var paths = new JsonObject();
+        foreach (var type in served)
+        {
+            string prefix = group == "" ? $"/api/{version}" : $"/apis/{group}/{version}";
+            string path = type.Namespaced ? $"{prefix}/namespaces/{{namespace}}/{type.Plural}/{{name}}" : $"{prefix}/{type.Plural}/{{name}}";
+            paths[path] = new JsonObject
+            {
+                ["patch"] = new JsonObject
+                {
+                    ["parameters"] = new JsonArray([.. new[] { "dryRun", "fieldManager", "fieldValidation", "force" }
+                        .Select(p => (JsonNode)new JsonObject { ["name"] = p, ["in"] = "query", ["schema"] = new JsonObject { ["type"] = "string" } })]),
+                    ["x-kubernetes-group-version-kind"] = new JsonObject { ["group"] = group, ["version"] = version, ["kind"] = type.Kind },
+                },
+            };
+        }
+        return new JsonObject
+        {
+            ["openapi"] = "3.0.0", ["info"] = new JsonObject { ["title"] = "Kubernetes", ["version"] = "v1.32.0" },
+            ["paths"] = paths, ["components"] = new JsonObject { ["schemas"] = new JsonObject() },
+        };
     }
 
     static bool WantsTable(HttpRequest request) => request.Headers.Accept.ToString().Contains("as=Table", StringComparison.Ordinal);

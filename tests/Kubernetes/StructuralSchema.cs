@@ -15,14 +15,15 @@ public static class StructuralSchema
 {
     public sealed record FieldError(string Field, string Reason, string Message);
 
-    /// <summary>Prunes, defaults and validates <paramref name="node"/> in place; returns what is invalid.</summary>
-    public static List<FieldError> Admit(JsonObject node, JsonObject schema)
+    /// <summary>Prunes, defaults and validates <paramref name="node"/> in place; returns what is invalid, and the fields pruned.</summary>
+    public static (List<FieldError> Errors, List<string> Unknown) Admit(JsonObject node, JsonObject schema)
     {
-        Prune(node, schema, root: true);
+        var unknown = new List<string>();
+        Prune(node, schema, "", unknown, root: true);
         Default(node, schema, root: true);
         var errors = new List<FieldError>();
         Validate(node, schema, "", errors, root: true);
-        return errors;
+        return (errors, unknown);
     }
 
     static bool PreservesUnknown(JsonObject schema) => schema["x-kubernetes-preserve-unknown-fields"]?.GetValue<bool>() == true;
@@ -31,7 +32,7 @@ public static class StructuralSchema
     // is ObjectMeta, which the API server checks itself: the schema's `metadata: {type: object}` does not prune it.
     static bool IsObjectMeta(bool root, string key) => root && key is "apiVersion" or "kind" or "metadata";
 
-    static void Prune(JsonNode? node, JsonObject schema, bool root = false)
+    static void Prune(JsonNode? node, JsonObject schema, string path, List<string> unknown, bool root = false)
     {
         if (node is JsonObject obj && Type(schema) == "object")
         {
@@ -42,15 +43,17 @@ public static class StructuralSchema
                 var child = properties?[key] as JsonObject ?? additional;
                 if (child is null)
                 {
-                    if (!PreservesUnknown(schema) && !IsObjectMeta(root, key)) obj.Remove(key);
+                    if (PreservesUnknown(schema) || IsObjectMeta(root, key)) continue;
+                    obj.Remove(key);
+                    unknown.Add(Join(path, key));
                     continue;
                 }
                 if (value is null && child["nullable"]?.GetValue<bool>() != true) obj.Remove(key);
-                else if (!IsObjectMeta(root, key)) Prune(value, child);
+                else if (!IsObjectMeta(root, key)) Prune(value, child, Join(path, key), unknown);
             }
         }
         else if (node is JsonArray array && schema["items"] is JsonObject items)
-            foreach (var item in array) Prune(item, items);
+            for (int i = 0; i < array.Count; i++) Prune(array[i], items, $"{path}[{i}]", unknown);
     }
 
     static void Default(JsonNode? node, JsonObject schema, bool root = false)

@@ -21,7 +21,10 @@ public sealed class OperatorHarness : IAsyncDisposable
     readonly OperatorOptions options;
     WebApplication? app;
 
-    readonly string directory = Directory.CreateTempSubdirectory("adaptive-operator-").FullName;
+    readonly string directory = System.IO.Directory.CreateTempSubdirectory("adaptive-operator-").FullName;
+
+    /// <summary>A folder of the test's, removed with the harness: kubeconfigs, the service account.</summary>
+    public string Directory => directory;
     readonly KubernetesClientConfiguration connection;
 
     OperatorHarness(ApiServerDouble api, OperatorOptions options, Login login)
@@ -68,15 +71,16 @@ public sealed class OperatorHarness : IAsyncDisposable
         }
     }
 
+    /// <param name="installCrds">Whether the API server starts with the project's CRDs, as after <c>helm install</c>.</param>
     public static async Task<OperatorHarness> Start(TimeSpan? retireAfter = null, Uri? prometheus = null, bool leaderElection = false, string identity = "test",
-        Login login = Login.KubeconfigToken)
+        Login login = Login.KubeconfigToken, bool installCrds = true)
     {
         var options = new OperatorOptions("127.0.0.1", 0, null, prometheus, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3),
             new ReconcilerSettings(new WorkloadSettings("adaptive-server:test", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20)),
                 retireAfter ?? TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1)),
             Workers: 2, LeaderElection: leaderElection, LeaseNamespace: Namespace, Identity: identity) { LeaseDuration = TimeSpan.FromSeconds(3) };
         Environment.SetEnvironmentVariable("Logging__LogLevel__Default", "Warning");
-        var harness = new OperatorHarness(await ApiServerDouble.Start(), options, login);
+        var harness = new OperatorHarness(await ApiServerDouble.Start(installCrds), options, login);
         await harness.StartOperator();
         return harness;
     }
@@ -157,6 +161,6 @@ public sealed class OperatorHarness : IAsyncDisposable
         await StopOperator();
         Client.Dispose();
         await Api.DisposeAsync();
-        Directory.Delete(directory, recursive: true);
+        System.IO.Directory.Delete(directory, recursive: true);
     }
 }
