@@ -117,17 +117,9 @@ public sealed partial class ApiServerDouble : IAsyncDisposable
     /// <summary>A raw HTTP client that trusts the cluster's CA and sends its token, for requests KubernetesClient cannot make.</summary>
     public HttpClient HttpClient(bool authenticated = true)
     {
-        var authority = Credentials.Authority;
         var handler = new SocketsHttpHandler();
-        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, _) =>
-        {
-            if (certificate is null) return false;
-            using var chain = new System.Security.Cryptography.X509Certificates.X509Chain();
-            chain.ChainPolicy.TrustMode = System.Security.Cryptography.X509Certificates.X509ChainTrustMode.CustomRootTrust;
-            chain.ChainPolicy.CustomTrustStore.Add(authority);
-            chain.ChainPolicy.RevocationMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck;
-            return chain.Build(System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()));
-        };
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, _) => certificate is not null
+            && Credentials.Issued(System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()), ClusterCredentials.ServerAuthentication);
         var http = new HttpClient(handler) { BaseAddress = Address };
         if (authenticated) http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", Credentials.Token);
         return http;
@@ -238,7 +230,7 @@ public sealed partial class ApiServerDouble : IAsyncDisposable
         if (header is not null && header.StartsWith("Bearer ", StringComparison.Ordinal))
             return CryptographicOperations.FixedTimeEquals(System.Text.Encoding.UTF8.GetBytes(header[7..].Trim()), System.Text.Encoding.UTF8.GetBytes(Credentials.Token));
         var certificate = await context.Connection.GetClientCertificateAsync();
-        return certificate is not null && Credentials.Trusts(certificate);
+        return certificate is not null && Credentials.Issued(certificate, ClusterCredentials.ClientAuthentication);
     }
 
     async Task Serve(HttpContext context, string method, ResourceType kind, string? ns, string? name, bool status)

@@ -8,13 +8,14 @@ namespace Adaptive.Tests.Kubernetes;
 
 /// <summary>
 /// The API server double keeps the semantics the operator relies on, checked through KubernetesClient
-/// over HTTP exactly as the operator reaches a cluster.
+/// over HTTPS exactly as the operator reaches a cluster; ApiServerDoubleTests.Strictness.cs checks each way
+/// it is as strict as kube-apiserver.
 /// </summary>
-public sealed class ApiServerDoubleTests : IAsyncLifetime
+public sealed partial class ApiServerDoubleTests : IAsyncLifetime
 {
     static readonly CancellationToken Cancel = TestContext.Current.CancellationToken;
     ApiServerDouble api = null!;
-    IKubernetes client = null!;
+    k8s.Kubernetes client = null!;
 
     public async ValueTask InitializeAsync()
     {
@@ -34,21 +35,18 @@ public sealed class ApiServerDoubleTests : IAsyncLifetime
         Data = new Dictionary<string, string> { ["value"] = value },
     };
 
-    static async Task<HttpStatusCode> StatusOf(Func<Task> call) =>
-        (await Assert.ThrowsAsync<HttpOperationException>(call)).Response.StatusCode;
-
     [Fact]
     public async Task Crud_with_resource_versions_conflicts_and_labels()
     {
         var created = await client.CoreV1.CreateNamespacedConfigMapAsync(ConfigMap("a", "1"), "ns", cancellationToken: Cancel);
         Assert.NotNull(created.Metadata.Uid);
-        Assert.Equal(HttpStatusCode.Conflict, await StatusOf(() => client.CoreV1.CreateNamespacedConfigMapAsync(ConfigMap("a", "1"), "ns", cancellationToken: Cancel)));
+        Assert.Equal(HttpStatusCode.Conflict, (await Refusal(() => client.CoreV1.CreateNamespacedConfigMapAsync(ConfigMap("a", "1"), "ns", cancellationToken: Cancel))).Code);
 
         created.Data["value"] = "2";
         var updated = await client.CoreV1.ReplaceNamespacedConfigMapAsync(created, "a", "ns", cancellationToken: Cancel);
         Assert.True(long.Parse(updated.Metadata.ResourceVersion) > long.Parse(created.Metadata.ResourceVersion));
         // The same stale object again: 409, the optimistic concurrency every controller must handle.
-        Assert.Equal(HttpStatusCode.Conflict, await StatusOf(() => client.CoreV1.ReplaceNamespacedConfigMapAsync(created, "a", "ns", cancellationToken: Cancel)));
+        Assert.Equal(HttpStatusCode.Conflict, (await Refusal(() => client.CoreV1.ReplaceNamespacedConfigMapAsync(created, "a", "ns", cancellationToken: Cancel))).Code);
 
         var patched = await client.CoreV1.PatchNamespacedConfigMapAsync(new V1Patch("{\"data\":{\"other\":\"x\"}}", V1Patch.PatchType.MergePatch), "a", "ns", cancellationToken: Cancel);
         Assert.Equal(["other", "value"], patched.Data.Keys.Order());
@@ -59,7 +57,7 @@ public sealed class ApiServerDoubleTests : IAsyncLifetime
         Assert.Empty((await client.CoreV1.ListConfigMapForAllNamespacesAsync(labelSelector: "app=other", cancellationToken: Cancel)).Items);
 
         await client.CoreV1.DeleteNamespacedConfigMapAsync("a", "ns", cancellationToken: Cancel);
-        Assert.Equal(HttpStatusCode.NotFound, await StatusOf(() => client.CoreV1.ReadNamespacedConfigMapAsync("a", "ns", cancellationToken: Cancel)));
+        Assert.Equal(HttpStatusCode.NotFound, (await Refusal(() => client.CoreV1.ReadNamespacedConfigMapAsync("a", "ns", cancellationToken: Cancel))).Code);
     }
 
     [Fact]
@@ -115,8 +113,8 @@ public sealed class ApiServerDoubleTests : IAsyncLifetime
     public async Task Injected_failures_and_dropped_watches()
     {
         api.FailNext(2);
-        Assert.Equal(HttpStatusCode.InternalServerError, await StatusOf(() => client.CoreV1.ListNamespacedConfigMapAsync("ns", cancellationToken: Cancel)));
-        Assert.Equal(HttpStatusCode.InternalServerError, await StatusOf(() => client.CoreV1.ListNamespacedConfigMapAsync("ns", cancellationToken: Cancel)));
+        Assert.Equal(HttpStatusCode.InternalServerError, (await Refusal(() => client.CoreV1.ListNamespacedConfigMapAsync("ns", cancellationToken: Cancel))).Code);
+        Assert.Equal(HttpStatusCode.InternalServerError, (await Refusal(() => client.CoreV1.ListNamespacedConfigMapAsync("ns", cancellationToken: Cancel))).Code);
         Assert.Empty((await client.CoreV1.ListNamespacedConfigMapAsync("ns", cancellationToken: Cancel)).Items);
 
         using var http = api.HttpClient();

@@ -32,8 +32,8 @@ public sealed class ClusterCredentials
         var names = new SubjectAlternativeNameBuilder();
         names.AddIpAddress(System.Net.IPAddress.Loopback);
         names.AddDnsName("localhost");
-        ServerCertificate = Issue("CN=kube-apiserver", "1.3.6.1.5.5.7.3.1", names.Build()); // server authentication
-        ClientCertificate = Issue($"CN={ClientUser}, O=adaptive", "1.3.6.1.5.5.7.3.2", null); // client authentication
+        ServerCertificate = Issue("CN=kube-apiserver", ServerAuthentication, names.Build());
+        ClientCertificate = Issue($"CN={ClientUser}, O=adaptive", ClientAuthentication, null);
     }
 
     X509Certificate2 Issue(string subject, string usage, X509Extension? alternativeNames)
@@ -52,15 +52,18 @@ public sealed class ClusterCredentials
         return X509CertificateLoader.LoadPkcs12(withKey.Export(X509ContentType.Pkcs12), null);
     }
 
-    /// <summary>Whether a client's certificate was issued by this cluster's CA for client authentication.</summary>
-    public bool Trusts(X509Certificate2 client)
+    public const string ServerAuthentication = "1.3.6.1.5.5.7.3.1";
+    public const string ClientAuthentication = "1.3.6.1.5.5.7.3.2";
+
+    /// <summary>Whether this cluster's CA issued <paramref name="certificate"/> for <paramref name="usage"/> (server or client authentication).</summary>
+    public bool Issued(X509Certificate2 certificate, string usage)
     {
         using var chain = new X509Chain();
         chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
         chain.ChainPolicy.CustomTrustStore.Add(Authority);
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-        chain.ChainPolicy.ApplicationPolicy.Add(new Oid("1.3.6.1.5.5.7.3.2"));
-        return chain.Build(client);
+        chain.ChainPolicy.ApplicationPolicy.Add(new Oid(usage));
+        return chain.Build(certificate);
     }
 
     public enum Login

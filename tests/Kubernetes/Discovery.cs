@@ -39,10 +39,14 @@ public sealed partial class ApiServerDouble
         return true;
     }
 
+    List<ResourceType> Served(Func<ResourceType, bool> which)
+    {
+        lock (gate) return [.. types.Where(which)];
+    }
+
     JsonObject Groups()
     {
-        List<ResourceType> served;
-        lock (gate) served = [.. types.Where(t => t.Group != "")];
+        var served = Served(t => t.Group != "");
         var groups = new JsonArray();
         foreach (var group in served.GroupBy(t => t.Group))
         {
@@ -54,8 +58,7 @@ public sealed partial class ApiServerDouble
 
     JsonObject? Resources(string group, string version)
     {
-        List<ResourceType> served;
-        lock (gate) served = [.. types.Where(t => t.Group == group && t.Version == version)];
+        var served = Served(t => t.Group == group && t.Version == version);
         if (served.Count == 0) return null;
         var resources = new JsonArray();
         foreach (var type in served)
@@ -97,8 +100,7 @@ public sealed partial class ApiServerDouble
     /// </summary>
     JsonObject OpenApiRoot()
     {
-        List<ResourceType> served;
-        lock (gate) served = [.. types];
+        var served = Served(_ => true);
         var paths = new JsonObject();
         foreach (var gv in served.Select(t => t.Group == "" ? $"api/{t.Version}" : $"apis/{t.Group}/{t.Version}").Distinct())
             paths[gv] = new JsonObject { ["serverRelativeURL"] = $"/openapi/v3/{gv}" };
@@ -108,8 +110,7 @@ public sealed partial class ApiServerDouble
     /// <summary>A group and version's OpenAPI v3 document: each kind's PATCH, with its query parameters and kind; no schemas.</summary>
     JsonObject? OpenApi(string group, string version)
     {
-        List<ResourceType> served;
-        lock (gate) served = [.. types.Where(t => t.Group == group && t.Version == version)];
+        var served = Served(t => t.Group == group && t.Version == version);
         if (served.Count == 0) return null;
         var paths = new JsonObject();
         foreach (var type in served)

@@ -9,28 +9,10 @@ using k8s.Models;
 
 namespace Adaptive.Tests.Kubernetes;
 
-/// <summary>
-/// Each way the API server double is as strict as kube-apiserver, checked on its own: what a real server
-/// would refuse, it refuses in the same words and shape; what it would change, it changes.
-/// </summary>
-public sealed class ApiServerStrictnessTests : IAsyncLifetime
+// Each way the API server double is as strict as kube-apiserver, checked on its own: what a real server
+// would refuse, it refuses in the same words and shape; what it would change, it changes.
+public sealed partial class ApiServerDoubleTests
 {
-    static readonly CancellationToken Cancel = TestContext.Current.CancellationToken;
-    ApiServerDouble api = null!;
-    k8s.Kubernetes client = null!;
-
-    public async ValueTask InitializeAsync()
-    {
-        api = await ApiServerDouble.Start();
-        client = new k8s.Kubernetes(api.ClientConfiguration());
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        client.Dispose();
-        await api.DisposeAsync();
-    }
-
     static async Task<(HttpStatusCode Code, JsonObject Status)> Refusal(Func<Task> call)
     {
         var e = await Assert.ThrowsAsync<HttpOperationException>(call);
