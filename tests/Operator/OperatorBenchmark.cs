@@ -144,8 +144,10 @@ public sealed class OperatorBenchmark(TestModels models)
     {
         await using var api = await ApiServerDouble.Start();
         using var client = new k8s.Kubernetes(api.ClientConfiguration());
+        string kubeconfig = Path.Combine(Path.GetTempPath(), $"adaptive-benchmark-{Environment.ProcessId}.kubeconfig");
+        api.Credentials.WriteKubeconfig(kubeconfig, api.Address, ClusterCredentials.Login.Token);
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "adaptive-operator.dll"), "--api-server", api.Address.ToString(), "--host", "127.0.0.1", "--port", "0", "--workers", "2" })
+        foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "adaptive-operator.dll"), "--kubeconfig", kubeconfig, "--host", "127.0.0.1", "--port", "0", "--workers", "2" })
             start.ArgumentList.Add(arg);
         start.Environment["Logging__LogLevel__Default"] = "Warning";
         using var process = Process.Start(start)!;
@@ -172,6 +174,7 @@ public sealed class OperatorBenchmark(TestModels models)
         finally
         {
             process.Kill(entireProcessTree: true);
+            File.Delete(kubeconfig);
         }
     }
 }
