@@ -45,10 +45,13 @@ public sealed partial class ApiServerDouble : IAsyncDisposable
     readonly Dictionary<(ResourceType Kind, string Namespace, string Name), JsonObject> objects = [];
     readonly List<Event> history = [];
     readonly List<Watcher> watches = [];
+    readonly List<string> writes = [];
     readonly CancellationTokenSource stopping = new();
     readonly Task collector;
     long resourceVersion = 1000;
     long compactedThrough;
+    /// <summary>The resourceVersion at which the garbage collector last looked at everything and changed nothing.</summary>
+    long collectedThrough;
     int failuresLeft;
     int failureStatus;
 
@@ -175,8 +178,6 @@ public sealed partial class ApiServerDouble : IAsyncDisposable
     {
         get { lock (gate) return [.. writes]; }
     }
-
-    readonly List<string> writes = [];
 
     public int OpenWatches
     {
@@ -639,25 +640,29 @@ public sealed partial class ApiServerDouble : IAsyncDisposable
     /// </summary>
     void CollectOnce()
     {
+        if (resourceVersion == collectedThrough) return; // nothing has changed since the last pass
+        long seen = resourceVersion; // what this pass changes is looked at again by the next
         var uids = objects.Values.Select(o => o["metadata"]!["uid"]!.GetValue<string>()).ToHashSet();
+        var dependentsOf = objects.SelectMany(o => References(o.Value).Select(r => (Owner: r["uid"]?.GetValue<string>() ?? "", o.Key))).ToLookup(d => d.Owner, d => d.Key);
         foreach (var (kind, ns, name) in objects.Keys.ToList())
         {
             if (!objects.TryGetValue((kind, ns, name), out var value)) continue; // an earlier step of this pass deleted it
             var metadata = value["metadata"]!;
             string uid = metadata["uid"]!.GetValue<string>();
             var finalizers = (metadata["finalizers"] as JsonArray ?? []).Select(f => f!.GetValue<string>()).ToList();
-            var dependents = objects.Where(o => References(o.Value).Any(r => r["uid"]?.GetValue<string>() == uid)).ToList();
+            List<((ResourceType Kind, string Namespace, string Name) Key, JsonObject Value)> Dependents() =>
+                [.. dependentsOf[uid].Where(objects.ContainsKey).Select(k => (k, objects[k]))];
             if (metadata["deletionTimestamp"] is not null && finalizers.Contains("orphan"))
             {
-                foreach (var ((dKind, dNs, dName), dependent) in dependents)
+                foreach (var ((dKind, dNs, dName), dependent) in Dependents())
                     Update(dKind, dNs, dName, dependent, d => d["metadata"]!["ownerReferences"] = new JsonArray([.. References(d).Where(r => r["uid"]?.GetValue<string>() != uid).Select(r => r.DeepClone())]));
                 Update(kind, ns, name, value, o => o["metadata"]!["finalizers"] = new JsonArray([.. finalizers.Where(f => f != "orphan").Select(f => (JsonNode)f)]));
                 continue;
             }
             if (metadata["deletionTimestamp"] is not null && finalizers.Contains("foregroundDeletion"))
             {
-                foreach (var ((dKind, dNs, dName), _) in dependents) Delete(dKind, dNs, dName, "Foreground");
-                bool blocked = objects.Values.Any(o => References(o).Any(r => r["uid"]?.GetValue<string>() == uid && r["blockOwnerDeletion"]?.GetValue<bool>() == true));
+                foreach (var ((dKind, dNs, dName), _) in Dependents()) Delete(dKind, dNs, dName, "Foreground");
+                bool blocked = Dependents().Any(d => References(d.Value).Any(r => r["uid"]?.GetValue<string>() == uid && r["blockOwnerDeletion"]?.GetValue<bool>() == true));
                 if (!blocked && objects.TryGetValue((kind, ns, name), out var latest))
                     Update(kind, ns, name, latest, o => o["metadata"]!["finalizers"] = new JsonArray([.. finalizers.Where(f => f != "foregroundDeletion").Select(f => (JsonNode)f)]));
                 continue;
@@ -669,6 +674,7 @@ public sealed partial class ApiServerDouble : IAsyncDisposable
             else if (dangling.Count > 0)
                 Update(kind, ns, name, value, o => o["metadata"]!["ownerReferences"] = new JsonArray([.. owners.Except(dangling).Select(r => r.DeepClone())]));
         }
+        collectedThrough = seen;
     }
 
     static IEnumerable<JsonObject> References(JsonObject o) => (o["metadata"]?["ownerReferences"] as JsonArray ?? []).OfType<JsonObject>();
