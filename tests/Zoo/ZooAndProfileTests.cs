@@ -105,10 +105,18 @@ public sealed class ZooAndProfileTests(TestModels models) : IDisposable
         Assert.True(profile.LoadTimeSeconds > 0);
         Assert.Equal([1, 2], profile.Batches.Select(b => b.Batch));
         Assert.All(profile.Batches, b => Assert.True(b.LatencyMs > 0 && b.ThroughputRps > 0));
-        // A replica cannot answer more rows per second than one batch at a time allows (latencyMs is the p99, so
-        // with slack; 1.5 s of calls keep a stall of a few calls from making the p99).
-        Assert.All(profile.Batches, b => Assert.True(b.ThroughputRps <= b.Batch * 1000 / (b.LatencyMs / 4), $"batch {b.Batch}: {b.ThroughputRps} rps at {b.LatencyMs} ms"));
-        Assert.Contains("p50", result.Stderr);
+        // A replica cannot answer more rows per second than one batch at a time allows: calls run one after
+        // another, so rows per second are at most batch / mean call time. Checked against the p50 the profiler
+        // prints, with slack for a skewed distribution: a busy machine stretches calls and wall time alike, while
+        // a few stalled calls make the p99 (latencyMs) several times the p50 (batch 2 once: 511 rps, p99 16.3 ms).
+        foreach (var b in profile.Batches)
+        {
+            var line = System.Text.RegularExpressions.Regex.Match(result.Stderr, $@"batch {b.Batch}: p50 ([0-9.]+) ms");
+            Assert.True(line.Success, result.Stderr);
+            double p50 = double.Parse(line.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+            Assert.True(p50 <= b.LatencyMs, $"batch {b.Batch}: p50 {p50} ms above the p99 {b.LatencyMs} ms");
+            Assert.True(b.ThroughputRps <= 1.5 * b.Batch * 1000 / p50, $"batch {b.Batch}: {b.ThroughputRps} rps with calls of {p50} ms at p50");
+        }
 
         var plan = new CpSatPlanner(new PlannerOptions(TimeSpan.FromSeconds(5))).Plan(PlanningProblem.Single(PlanningProblemBuilder.Build(pipeline, 10, [])));
         Assert.Equal(PlanStatus.Optimal, plan.Status);
