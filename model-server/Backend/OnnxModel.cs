@@ -198,6 +198,9 @@ public sealed class OnnxModel : IDisposable
     /// <summary>The requests' rows of one input, one after another, in one array.</summary>
     Array Stack(TensorDataType type, List<Tensor> parts, long total)
     {
+        // The batcher groups requests by shape; rows of other shapes would spill into a neighbour's.
+        if (parts.Any(p => !p.Shape.AsSpan(1).SequenceEqual(parts[0].Shape.AsSpan(1))))
+            throw new InvalidOperationException($"input '{parts[0].Name}': a batch of requests of different shapes ({string.Join(", ", parts.Select(p => Tensor.FormatShape(p.Shape)))})");
         var data = stackedInputs.Rent(type, total);
         long offset = 0;
         foreach (var part in parts)

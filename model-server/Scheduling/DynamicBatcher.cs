@@ -28,7 +28,10 @@ public sealed class RequestRejectedException(Outcome outcome, TimeSpan retryAfte
 /// <summary>
 /// Dynamic batching as Triton's default scheduler does it: requests queue; one worker takes the oldest
 /// and waits up to the max queue delay for more, until the batch holds the max batch size in rows; one
-/// backend call runs the batch. The queue is bounded, and a request is refused at admission when the
+/// backend call runs the batch. Only requests whose inputs have the same shapes but for the batch
+/// dimension share a batch (a model with another dynamic dimension takes requests of several shapes, and
+/// stacking those would hand one client's rows to another); a request that cannot join the forming batch
+/// keeps its place for the next one. The queue is bounded, and a request is refused at admission when the
 /// work ahead of it (measured batch times) would make it miss its deadline, so latency cannot grow
 /// without bound under overload. One backend call runs at a time.
 /// A request that finds the batcher idle, when waiting could not make its batch bigger (no max queue
@@ -38,14 +41,14 @@ public sealed class RequestRejectedException(Outcome outcome, TimeSpan retryAfte
 /// </summary>
 public sealed class DynamicBatcher : IDisposable
 {
-    sealed record Work(InferRequest Request, long Rows, long EnqueuedAt, long Deadline, TaskCompletionSource<BatchResult> Completion);
+    sealed record Work(InferRequest Request, long Rows, string Shapes, long EnqueuedAt, long Deadline, TaskCompletionSource<BatchResult> Completion);
 
     const double BatchTimeSmoothing = 0.2;
 
     readonly IBatchBackend backend;
     readonly BatchingOptions options;
     readonly ModelMetrics metrics;
-    readonly Queue<Work> queue = new();
+    readonly LinkedList<Work> queue = new();
     readonly object gate = new(); // a Monitor, for Wait and Pulse
     readonly Thread worker;
     long queuedRows;
@@ -83,13 +86,13 @@ public sealed class DynamicBatcher : IDisposable
                 throw new RequestRejectedException(Outcome.DeadlineUnreachable, BacklogTime(),
                     $"the request would wait about {expectedWait.TotalMilliseconds:F0} ms and miss its {timeout.TotalMilliseconds:F0} ms deadline");
             long now = Stopwatch.GetTimestamp();
-            work = new Work(request, request.Rows, now, now + (long)(timeout.TotalSeconds * Stopwatch.Frequency), completion);
+            work = new Work(request, request.Rows, ShapesOf(request), now, now + (long)(timeout.TotalSeconds * Stopwatch.Frequency), completion);
             runHere = runningSince == 0 && queue.Count == 0 && (options.MaxQueueDelay == TimeSpan.Zero || request.Rows >= options.MaxBatchSize);
             if (runHere)
                 runningSince = now; // claimed: the worker waits until this call is done
             else
             {
-                queue.Enqueue(work);
+                queue.AddLast(work);
                 queuedRows += request.Rows;
                 metrics.QueueDepth.Set(queue.Count);
                 Monitor.PulseAll(gate);
@@ -98,6 +101,10 @@ public sealed class DynamicBatcher : IDisposable
         if (runHere) Execute([work]);
         return completion.Task;
     }
+
+    /// <summary>What requests that may share a batch have in common: every input's name and shape but for its first (batch) dimension.</summary>
+    static string ShapesOf(InferRequest request) =>
+        string.Join(';', request.Inputs.OrderBy(i => i.Name, StringComparer.Ordinal).Select(i => $"{i.Name}:{string.Join(',', i.Shape.Skip(1))}"));
 
     /// <summary>
     /// The wait a new request of <paramref name="rows"/> rows should expect: what is left of the call
@@ -118,6 +125,15 @@ public sealed class DynamicBatcher : IDisposable
     {
         long batches = (queuedRows + options.MaxBatchSize - 1) / options.MaxBatchSize;
         return TimeSpan.FromSeconds(RunningRemainder() + batches * batchSeconds);
+    }
+
+    /// <summary>The queued rows that could share a batch with <paramref name="oldest"/>.</summary>
+    long RowsLike(Work oldest)
+    {
+        long rows = 0;
+        foreach (var work in queue)
+            if (work.Shapes == oldest.Shapes) rows += work.Rows;
+        return rows;
     }
 
     double RunningRemainder() =>
@@ -141,8 +157,9 @@ public sealed class DynamicBatcher : IDisposable
                 if (completing && queue.Count == 0) return null;
                 Monitor.Wait(gate);
             }
-            long windowEnd = queue.Peek().EnqueuedAt + (long)(options.MaxQueueDelay.TotalSeconds * Stopwatch.Frequency);
-            while (queuedRows < options.MaxBatchSize && !completing)
+            var oldest = queue.First!.Value;
+            long windowEnd = oldest.EnqueuedAt + (long)(options.MaxQueueDelay.TotalSeconds * Stopwatch.Frequency);
+            while (RowsLike(oldest) < options.MaxBatchSize && !completing)
             {
                 long remaining = windowEnd - Stopwatch.GetTimestamp();
                 if (remaining <= 0) break;
@@ -150,12 +167,19 @@ public sealed class DynamicBatcher : IDisposable
             }
             var batch = new List<Work>();
             long rows = 0;
-            while (queue.Count > 0 && (batch.Count == 0 || rows + queue.Peek().Rows <= options.MaxBatchSize))
+            for (var node = queue.First; node is not null;)
             {
-                var work = queue.Dequeue();
-                rows += work.Rows;
-                queuedRows -= work.Rows;
-                batch.Add(work);
+                var next = node.Next;
+                var work = node.Value;
+                if (batch.Count == 0 || (work.Shapes == oldest.Shapes && rows + work.Rows <= options.MaxBatchSize))
+                {
+                    queue.Remove(node);
+                    rows += work.Rows;
+                    queuedRows -= work.Rows;
+                    batch.Add(work);
+                    if (rows >= options.MaxBatchSize) break;
+                }
+                node = next;
             }
             metrics.QueueDepth.Set(queue.Count);
             runningSince = Stopwatch.GetTimestamp();
