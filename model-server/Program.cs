@@ -25,6 +25,7 @@ var queueCapacity = Create("--queue-capacity", "Most requests waiting; more are 
 var intraThreads = Create("--intra-op-threads", "ONNX Runtime threads within an operator (0: one per CPU the process may use, within its container's limit)", 0);
 var interThreads = Create("--inter-op-threads", "ONNX Runtime threads across operators", 1);
 var device = Create("--device", "auto (CUDA when present, else CPU), cpu or cuda", Device.Auto);
+var bodyBudget = Create("--max-inflight-body-bytes", "Most bytes of request bodies read at once, over all requests; more are refused with 429", ModelServerOptions.DefaultBodyBudgetBytes);
 var pinThreads = Create("--pin-threads", "Give each intra-op thread a CPU of its own; only for a pod with exclusive CPUs (Guaranteed, whole CPUs, the kubelet's static CPU manager policy)", false);
 
 var config = Required("--config", "Router configuration file (JSON), reloaded when it changes");
@@ -33,7 +34,7 @@ var maxInFlight = Create("--max-inflight", "Most pipeline requests in progress; 
 
 Option[] common = [host, port, maxBody, timeout, drainDelay, drainTimeout];
 var serve = new Command("serve", "Serve one ONNX model variant over the Open Inference Protocol with dynamic batching");
-foreach (var option in common.Concat([modelPath, modelName, variant, maxBatch, maxDelay, queueCapacity, intraThreads, interThreads, device, pinThreads])) serve.Options.Add(option);
+foreach (var option in common.Concat([modelPath, modelName, variant, maxBatch, maxDelay, queueCapacity, intraThreads, interThreads, device, pinThreads, bodyBudget])) serve.Options.Add(option);
 var router = new Command("router", "Route pipeline requests through the stages, splitting each stage's load among its variants by weight");
 foreach (var option in common.Concat([config, pollInterval, maxInFlight])) router.Options.Add(option);
 
@@ -44,11 +45,13 @@ serve.SetAction(parse => Run(() =>
     Check(parse.GetValue(queueCapacity) >= 1, "--queue-capacity must be at least 1");
     Check(parse.GetValue(intraThreads) >= 0, "--intra-op-threads must not be negative");
     Check(parse.GetValue(interThreads) >= 1, "--inter-op-threads must be at least 1");
+    Check(parse.GetValue(bodyBudget) >= parse.GetValue(maxBody), "--max-inflight-body-bytes must be at least --max-body-bytes");
     string name = parse.GetValue(modelName)!;
     var options = new ModelServerOptions(Http(parse), parse.GetValue(modelPath)!, name,
         parse.GetValue(variant) is { Length: > 0 } v ? v : name,
         new BatchingOptions(parse.GetValue(maxBatch), TimeSpan.FromMilliseconds(parse.GetValue(maxDelay)), parse.GetValue(queueCapacity)),
-        new RuntimeOptions(parse.GetValue(intraThreads), parse.GetValue(interThreads), parse.GetValue(device), parse.GetValue(pinThreads)));
+        new RuntimeOptions(parse.GetValue(intraThreads), parse.GetValue(interThreads), parse.GetValue(device), parse.GetValue(pinThreads)),
+        parse.GetValue(bodyBudget));
     return ModelServerApp.Build(options);
 }));
 router.SetAction(parse => Run(() =>
@@ -72,7 +75,7 @@ HttpOptions Http(ParseResult parse)
 {
     Check(System.Net.IPAddress.TryParse(parse.GetValue(host), out _), $"--host must be an IP address, got '{parse.GetValue(host)}'");
     Check(parse.GetValue(port) is >= 0 and <= 65535, $"--port must be between 0 and 65535, got {parse.GetValue(port)}");
-    Check(parse.GetValue(maxBody) >= 1024, "--max-body-bytes must be at least 1024");
+    Check(parse.GetValue(maxBody) is >= 1024 and <= int.MaxValue, "--max-body-bytes must be between 1024 and 2147483647");
     Check(parse.GetValue(timeout) > 0, "--request-timeout-ms must be greater than 0");
     Check(parse.GetValue(drainDelay) >= 0 && parse.GetValue(drainTimeout) >= 0, "--drain-delay-ms and --drain-timeout-ms must not be negative");
     return new HttpOptions(parse.GetValue(host)!, parse.GetValue(port), parse.GetValue(maxBody),

@@ -14,6 +14,9 @@ public sealed partial class ServerProcess : IDisposable
 
     public Uri? Address { get; private set; }
     public bool HasExited => process.HasExited;
+    /// <summary>The process's resident memory now, from /proc (Linux).</summary>
+    public long ResidentBytes => long.Parse(File.ReadAllLines($"/proc/{process.Id}/status").Single(l => l.StartsWith("VmRSS:", StringComparison.Ordinal))
+        .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
     /// <summary>The CPU time the process has used so far, on all its threads.</summary>
     public TimeSpan CpuTime
     {

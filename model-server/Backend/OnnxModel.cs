@@ -21,9 +21,6 @@ public sealed record RuntimeOptions(int IntraOpThreads, int InterOpThreads, Devi
     public int EffectiveIntraOpThreads => IntraOpThreads > 0 ? IntraOpThreads : Environment.ProcessorCount;
 }
 
-/// <summary>A model input or output as the model declares it; -1 marks a dynamic dimension.</summary>
-public sealed record TensorSpec(string Name, TensorDataType DataType, long[] Shape);
-
 /// <summary>
 /// One ONNX model in an ONNX Runtime session: the backend the batcher calls with whole batches.
 /// Requests of a batch are concatenated along the first (batch) dimension, run once, and the
@@ -130,18 +127,13 @@ public sealed class OnnxModel : IDisposable
         return options;
     }
 
-    /// <summary>Checks a request against the model's inputs and outputs; throws a 400 naming the problem.</summary>
+    /// <summary>
+    /// Checks what a request asks of the model as a whole (each input was checked against the
+    /// <see cref="InputContract"/> as it was read): every input once, the same rows in all, known outputs.
+    /// Throws a 400 naming the problem.
+    /// </summary>
     public void Validate(InferRequest request)
     {
-        foreach (var input in request.Inputs)
-        {
-            var spec = Inputs.FirstOrDefault(s => s.Name == input.Name)
-                ?? throw Bad($"unknown input '{input.Name}'; the model's inputs are {string.Join(", ", inputNames)}");
-            if (input.DataType != spec.DataType)
-                throw Bad($"input '{input.Name}' has datatype {input.DataType.ToProtocolName()}, the model expects {spec.DataType.ToProtocolName()}");
-            if (input.Shape.Length != spec.Shape.Length || input.Shape.Where((d, i) => spec.Shape[i] >= 0 && spec.Shape[i] != d).Any())
-                throw Bad($"input '{input.Name}' has shape {Tensor.FormatShape(input.Shape)}, the model expects {Tensor.FormatShape(spec.Shape)} (-1: any size)");
-        }
         var names = request.Inputs.Select(i => i.Name).ToList();
         var duplicate = names.GroupBy(n => n).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw Bad($"input '{duplicate.Key}' is given more than once");

@@ -75,34 +75,67 @@ public static class HttpHosting
     });
 
     /// <summary>
-    /// Reads an inference request. With the binary tensor data extension the JSON header is read and parsed
-    /// first, and the bytes after it go from the request pipe straight into the binary inputs' arrays: an
-    /// image is copied once, not into a body buffer first and then into its tensor. The tensors' arrays
-    /// come from <paramref name="arrays"/>.
+    /// Reads an inference request within bounds a hostile client cannot move: the body may be no larger than
+    /// the model's inputs at the max batch size can need (<see cref="InputContract.MaxBodyBytes"/>, and the
+    /// server's limit), its bytes must fit in the <paramref name="budget"/> of bodies being read at once,
+    /// and each input is checked against the model before its array is taken. With the binary tensor data
+    /// extension the JSON header is read and parsed first, and the bytes after it go from the request pipe
+    /// straight into the binary inputs' arrays; an all-JSON body is read into native memory, parsed, and
+    /// freed. The tensors' arrays come from <paramref name="arrays"/>. <paramref name="cancel"/> ends the read
+    /// at the request's deadline.
     /// </summary>
-    public static async Task<InferRequest> ReadInferRequestAsync(HttpContext context, TensorArrayPool arrays)
+    public static async Task<InferRequest> ReadInferRequestAsync(HttpContext context, TensorArrayPool arrays, InputContract contract, BodyBudget budget, CancellationToken cancel)
     {
-        if (InferRequestReader.HeaderLength(context.Request) is not { } headerLength)
-            return InferRequestReader.Parse(await ReadBodyAsync(context), arrays);
-        return await WithinBodyLimit(context, async (pipe, limit) =>
+        int? headerLength = InferRequestReader.HeaderLength(context.Request);
+        long serverLimit = context.RequestServices.GetRequiredService<HttpOptions>().MaxBodyBytes;
+        long limit = Math.Min(serverLimit, contract.MaxBodyBytes(binary: headerLength is not null) ?? serverLimit);
+        long? declared = context.Request.ContentLength;
+        if (declared > limit) throw TooLarge(limit);
+        using var share = budget.TryTake(declared ?? limit)
+            ?? throw new BodyBudgetException($"the server is reading as many request bodies as its {budget.TotalBytes}-byte budget holds; retry shortly");
+        var pipe = context.Request.BodyReader;
+        try
         {
-            var cancel = context.RequestAborted;
-            long bodyLength = context.Request.ContentLength ?? limit; // at most, without Content-Length
-            var header = new byte[Math.Min(headerLength, bodyLength)];
-            long received = await FillAsync(pipe, header, cancel);
-            if (received < headerLength)
-                throw new ProtocolException(StatusCodes.Status400BadRequest, $"{InferRequestReader.HeaderLengthHeader} is {headerLength}, but the body has {received} bytes");
-            var parsed = InferRequestReader.ParseHeader(header, bodyLength - headerLength, arrays);
-            foreach (var input in parsed.BinaryInputs)
+            if (headerLength is not { } length)
             {
-                long filled = await FillAsync(pipe, input.Data, cancel);
-                if (filled < input.Bytes.Length) throw InferRequestReader.RequestHeader.TooShort(input, filled);
+                using var body = await NativeBody.ReadAsync(pipe, declared, limit, cancel);
+                return InferRequestReader.Parse(body.Span, arrays, contract);
             }
-            long unclaimed = await CountRestAsync(pipe, cancel);
-            if (unclaimed > 0) throw InferRequestReader.RequestHeader.Unclaimed(unclaimed);
+            long bodyLength = declared ?? limit; // at most, without Content-Length
+            var header = new byte[Math.Min(length, bodyLength)];
+            long received = await FillAsync(pipe, header, cancel);
+            if (received < length)
+                throw new ProtocolException(StatusCodes.Status400BadRequest, $"{InferRequestReader.HeaderLengthHeader} is {length}, but the body has {received} bytes");
+            var parsed = InferRequestReader.ParseHeader(header, bodyLength - length, arrays, contract);
+            try
+            {
+                foreach (var input in parsed.BinaryInputs)
+                {
+                    long filled = await FillAsync(pipe, input.Data, cancel);
+                    if (filled < input.Bytes.Length) throw InferRequestReader.RequestHeader.TooShort(input, filled);
+                }
+                long unclaimed = await CountRestAsync(pipe, limit, cancel);
+                if (unclaimed > 0) throw InferRequestReader.RequestHeader.Unclaimed(unclaimed);
+            }
+            catch
+            {
+                arrays.Return(parsed.Request);
+                throw;
+            }
             return parsed.Request;
-        });
+        }
+        catch (NativeBody.TooLargeException)
+        {
+            throw TooLarge(limit);
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            throw TooLarge(serverLimit);
+        }
     }
+
+    /// <summary>The budget of bodies being read at once is spent: a 429, counted apart from a full queue.</summary>
+    public sealed class BodyBudgetException(string message) : Exception(message);
 
     /// <summary>Reads the body through <paramref name="read"/>, given the pipe and the size limit; too large a body is a 413 naming the limit.</summary>
     static async Task<T> WithinBodyLimit<T>(HttpContext context, Func<PipeReader, long, Task<T>> read)
@@ -125,7 +158,7 @@ public static class HttpHosting
         long length = Buffer.ByteLength(destination), filled = 0;
         while (filled < length)
         {
-            var read = await pipe.ReadAsync(cancel);
+            var read = await pipe.ReadWithinAsync(cancel);
             long available = read.Buffer.Length;
             long take = Math.Min(available, length - filled);
             read.Buffer.Slice(0, take).CopyTo(Tensor.BytesOf(destination)[(int)filled..]);
@@ -136,14 +169,15 @@ public static class HttpHosting
         return filled;
     }
 
-    /// <summary>Reads the rest of the body (Kestrel bounds it), returning its length.</summary>
-    static async Task<long> CountRestAsync(PipeReader pipe, CancellationToken cancel)
+    /// <summary>Reads the rest of the body, returning its length; more than <paramref name="limit"/> is too large.</summary>
+    static async Task<long> CountRestAsync(PipeReader pipe, long limit, CancellationToken cancel)
     {
         long count = 0;
         while (true)
         {
-            var read = await pipe.ReadAsync(cancel);
+            var read = await pipe.ReadWithinAsync(cancel);
             count += read.Buffer.Length;
+            if (count > limit) throw new NativeBody.TooLargeException(limit);
             pipe.AdvanceTo(read.Buffer.End);
             if (read.IsCompleted) return count;
         }
@@ -155,12 +189,25 @@ public static class HttpHosting
     /// <summary>An error in the protocol's format, <c>{"error": "..."}</c>, with Retry-After when given.</summary>
     public static Task WriteErrorAsync(HttpContext context, int statusCode, string message, TimeSpan? retryAfter = null)
     {
-        context.Response.StatusCode = statusCode;
-        if (retryAfter is { } wait)
-            context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        SetError(context, statusCode, retryAfter);
         if (statusCode == StatusCodes.Status413PayloadTooLarge)
             return WriteAndCloseAsync(context, message);
         return context.Response.WriteAsJsonAsync(new { error = message });
+    }
+
+    /// <summary>An error whose <c>{"error": "..."}</c> body is already serialized.</summary>
+    public static Task WriteErrorAsync(HttpContext context, int statusCode, byte[] body, TimeSpan? retryAfter = null)
+    {
+        SetError(context, statusCode, retryAfter);
+        context.Response.ContentType = "application/json; charset=utf-8";
+        return context.Response.Body.WriteAsync(body).AsTask();
+    }
+
+    static void SetError(HttpContext context, int statusCode, TimeSpan? retryAfter)
+    {
+        context.Response.StatusCode = statusCode;
+        if (retryAfter is { } wait)
+            context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
     }
 
     /// <summary>

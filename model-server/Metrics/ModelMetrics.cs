@@ -3,7 +3,9 @@ using Prometheus;
 namespace Adaptive.ModelServer.Metrics;
 
 /// <summary>Why a request ended as it did; the <c>outcome</c> label of the request counter.</summary>
-public enum Outcome { Success, BadRequest, QueueFull, DeadlineUnreachable, Expired, Error }
+/// <summary>How a request ended. <see cref="BadRequest"/> is every client error (4xx but 429); <see cref="ClientClosed"/>
+/// a client that went away before its answer; <see cref="BodiesFull"/> a 429 because the budget of bodies being read was spent.</summary>
+public enum Outcome { Success, BadRequest, QueueFull, DeadlineUnreachable, Expired, ClientClosed, BodiesFull, Error }
 
 /// <summary>
 /// The model server's Prometheus metrics, labelled by model (the name clients call, the pipeline's
@@ -55,6 +57,8 @@ public sealed class ModelMetrics
         Outcome.QueueFull => "queue_full",
         Outcome.DeadlineUnreachable => "deadline_unreachable",
         Outcome.Expired => "expired",
+        Outcome.ClientClosed => "client_closed",
+        Outcome.BodiesFull => "bodies_full",
         Outcome.Error => "error",
         _ => throw new ArgumentOutOfRangeException(nameof(outcome), outcome, null),
     };

@@ -8,7 +8,9 @@ namespace Adaptive.ModelServer.Protocol;
 /// header of <c>Inference-Header-Content-Length</c> bytes, inputs whose parameters give a
 /// <c>binary_data_size</c> take their raw bytes, in order, from what follows the header. Reading the header
 /// alone gives those inputs' arrays, so that the bytes after it can go into them without another copy.
-/// Every refusal is a 400 whose message names the offending field.
+/// Every refusal is a 400 whose message names the offending field. Each input is checked against the
+/// model's <see cref="InputContract"/> as soon as its name, datatype and shape are known, before its array
+/// is taken: a request's tensor memory is never more than the model's inputs at the max batch size.
 /// </summary>
 public static class InferRequestReader
 {
@@ -25,7 +27,7 @@ public static class InferRequestReader
     }
 
     /// <summary>An all-JSON request body; its tensors' arrays come from <paramref name="arrays"/>.</summary>
-    public static InferRequest Parse(ReadOnlySpan<byte> json, TensorArrayPool arrays) => ParseHeader(json, binaryBytes: 0, arrays).Request;
+    public static InferRequest Parse(ReadOnlySpan<byte> json, TensorArrayPool arrays, InputContract contract) => ParseHeader(json, binaryBytes: 0, arrays, contract).Request;
 
     /// <summary>
     /// The JSON header of a request whose binary data, <paramref name="binaryBytes"/> at most, follows it.
@@ -33,9 +35,9 @@ public static class InferRequestReader
     /// order of their bytes, with arrays of the claimed size that the caller must fill. Every tensor's
     /// array comes from <paramref name="arrays"/>.
     /// </summary>
-    public static RequestHeader ParseHeader(ReadOnlySpan<byte> json, long binaryBytes, TensorArrayPool arrays)
+    public static RequestHeader ParseHeader(ReadOnlySpan<byte> json, long binaryBytes, TensorArrayPool arrays, InputContract contract)
     {
-        var parse = new ParseState(binaryBytes, arrays);
+        var parse = new ParseState(binaryBytes, arrays, contract);
         var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = MaxDepth });
         try
         {
@@ -94,9 +96,10 @@ public static class InferRequestReader
     }
 
     /// <summary>One request's parse: where its arrays come from, the inputs that take binary data, and how many of the bytes after the header they claim.</summary>
-    sealed class ParseState(long binaryBytes, TensorArrayPool arrays)
+    sealed class ParseState(long binaryBytes, TensorArrayPool arrays, InputContract contract)
     {
         public readonly TensorArrayPool Arrays = arrays;
+        public readonly InputContract Contract = contract;
         public readonly List<Tensor> BinaryInputs = [];
         public long BinaryClaimed;
         public long BinaryRemaining => binaryBytes - BinaryClaimed;
@@ -156,7 +159,8 @@ public static class InferRequestReader
         if (datatype is null) throw Bad($"{path}: datatype is required");
         var type = TensorDataTypes.FromProtocolName(datatype) ?? throw Bad($"{path}: datatype '{datatype}' is not supported; use one of {TensorDataTypes.Supported}");
         if (shape is null) throw Bad($"{path}: shape is required");
-        long count = Tensor.ElementCount(shape);
+        long count = ElementCount(shape, path);
+        parse.Contract.Check(name, type, shape);
         if (binarySize is { } size)
         {
             if (hasData) throw Bad($"{path}: give either data or parameters.binary_data_size, not both");
@@ -173,6 +177,19 @@ public static class InferRequestReader
         // Each element takes at least two bytes of JSON ("0,"), so a larger shape cannot be honest.
         if (count > jsonLength / 2 + 1) throw Bad($"{path}: shape {Tensor.FormatShape(shape)} holds {count} elements, more than a {jsonLength}-byte body can carry");
         return new Tensor(name, type, shape, ReadData(ref data, type, parse.Arrays.Rent(type, count), shape, path));
+    }
+
+    /// <summary>The elements of a shape; one whose product overflows is a client's error, not the server's.</summary>
+    static long ElementCount(long[] shape, string path)
+    {
+        try
+        {
+            return Tensor.ElementCount(shape);
+        }
+        catch (OverflowException)
+        {
+            throw Bad($"{path}: shape {Tensor.FormatShape(shape)} holds more elements than any tensor can");
+        }
     }
 
     static long[] ReadShape(ref Utf8JsonReader reader, string path)

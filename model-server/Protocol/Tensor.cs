@@ -25,6 +25,9 @@ public sealed record Tensor(string Name, TensorDataType DataType, long[] Shape, 
         ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(data), Buffer.ByteLength(data));
 }
 
+/// <summary>A model input or output as the model declares it; -1 marks a dynamic dimension.</summary>
+public sealed record TensorSpec(string Name, TensorDataType DataType, long[] Shape);
+
 /// <summary>An output the client asks for; <paramref name="Binary"/> overrides the request's binary_data_output.</summary>
 public sealed record RequestedOutput(string Name, bool? Binary);
 

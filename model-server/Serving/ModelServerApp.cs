@@ -6,13 +6,19 @@ using Adaptive.ModelServer.Hosting;
 using Adaptive.ModelServer.Metrics;
 using Adaptive.ModelServer.Protocol;
 using Adaptive.ModelServer.Scheduling;
+using Microsoft.AspNetCore.Connections;
 using Prometheus;
 
 namespace Adaptive.ModelServer.Serving;
 
 /// <param name="ModelName">The name clients call (<c>/v2/models/{name}</c>): the pipeline's stage.</param>
 /// <param name="Variant">Which variant of the stage this is, for the metrics' <c>variant</c> label.</param>
-public sealed record ModelServerOptions(HttpOptions Http, string ModelPath, string ModelName, string Variant, BatchingOptions Batching, RuntimeOptions Runtime);
+/// <param name="BodyBudgetBytes">The most bytes of request bodies read at once, over all requests; beyond it requests get 429.</param>
+public sealed record ModelServerOptions(HttpOptions Http, string ModelPath, string ModelName, string Variant, BatchingOptions Batching, RuntimeOptions Runtime,
+    long BodyBudgetBytes = ModelServerOptions.DefaultBodyBudgetBytes)
+{
+    public const long DefaultBodyBudgetBytes = 256L << 20;
+}
 
 /// <summary>
 /// <c>adaptive-server serve</c>: one model variant behind the Open Inference Protocol's REST endpoints,
@@ -71,6 +77,9 @@ public static class ModelServerApp
 
     sealed class ModelEndpoints(ModelServerOptions options, OnnxModel model, BatchingOptions batching, DynamicBatcher batcher, TensorArrayPool arrays, ModelMetrics metrics, ILogger log)
     {
+        readonly InputContract contract = new(model.Inputs, batching.MaxBatchSize);
+        readonly BodyBudget bodies = new(options.BodyBudgetBytes);
+
         public Task Metadata(HttpContext context, string name)
         {
             if (name != options.ModelName) return UnknownModel(context, name);
@@ -112,10 +121,19 @@ public static class ModelServerApp
             return context.Response.WriteAsJsonAsync(new { name, ready });
         }
 
+        /// <summary>
+        /// One inference request, within its deadline from arrival: reading the body counts (a slow body gets
+        /// 408 and cannot hold a slot longer), the batcher gets what is left. Every client error is a 4xx with
+        /// <c>{"error": ...}</c>; a client that goes away is counted as such and logged without a stack trace;
+        /// 500 is left for ONNX Runtime failing on a valid request.
+        /// </summary>
         public async Task Infer(HttpContext context, string name)
         {
             long started = Stopwatch.GetTimestamp();
             metrics.InFlight.Inc();
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+            deadline.CancelAfter(options.Http.RequestTimeout);
+            bool bodyRead = false;
             try
             {
                 if (name != options.ModelName)
@@ -124,14 +142,14 @@ public static class ModelServerApp
                     await UnknownModel(context, name);
                     return;
                 }
-                var request = await HttpHosting.ReadInferRequestAsync(context, arrays);
+                var request = await HttpHosting.ReadInferRequestAsync(context, arrays, contract, bodies, deadline.Token);
+                bodyRead = true;
                 BatchResult result;
                 try
                 {
                     model.Validate(request);
-                    if (request.Rows > batching.MaxBatchSize)
-                        throw new ProtocolException(StatusCodes.Status400BadRequest, $"the request has {request.Rows} rows, more than the max batch size {batching.MaxBatchSize}");
-                    result = await batcher.Submit(request, options.Http.RequestTimeout);
+                    var left = options.Http.RequestTimeout - Stopwatch.GetElapsedTime(started);
+                    result = await batcher.Submit(request, left > TimeSpan.Zero ? left : TimeSpan.Zero);
                 }
                 finally
                 {
@@ -144,17 +162,39 @@ public static class ModelServerApp
                 await HttpHosting.WriteInferResponseAsync(context, response, headerLength);
                 metrics.Count(Outcome.Success);
             }
+            catch (Exception e) when (context.RequestAborted.IsCancellationRequested || e is ConnectionResetException || EndedMidBody(e))
+            {
+                metrics.Count(Outcome.ClientClosed);
+                log.LogInformation("A client of {Model} went away before its answer ({Error})", options.ModelName, e.GetType().Name);
+            }
+            catch (OperationCanceledException) when (deadline.IsCancellationRequested && !bodyRead)
+            {
+                metrics.Count(Outcome.BadRequest);
+                await RefuseBody(context, StatusCodes.Status408RequestTimeout, $"the request body did not arrive within the request's {options.Http.RequestTimeout.TotalMilliseconds:F0} ms deadline");
+            }
+            catch (BadHttpRequestException e)
+            {
+                // Kestrel's own refusals while reading the body: malformed chunking, a body too slow or too large.
+                metrics.Count(Outcome.BadRequest);
+                await RefuseBody(context, e.StatusCode, $"bad request body: {e.Message}");
+            }
             catch (ProtocolException e)
             {
                 metrics.Count(Outcome.BadRequest);
-                await HttpHosting.WriteErrorAsync(context, e.StatusCode, e.Message);
+                if (bodyRead) await HttpHosting.WriteErrorAsync(context, e.StatusCode, e.Message);
+                else await RefuseBody(context, e.StatusCode, e.Message);
+            }
+            catch (HttpHosting.BodyBudgetException e)
+            {
+                metrics.Count(Outcome.BodiesFull);
+                await RefuseBody(context, StatusCodes.Status429TooManyRequests, e.Message, TimeSpan.FromSeconds(1));
             }
             catch (RequestRejectedException e)
             {
                 metrics.Count(e.Outcome);
                 await HttpHosting.WriteErrorAsync(context, StatusCodes.Status429TooManyRequests, e.Message, e.RetryAfter);
             }
-            catch (Exception e) when (!context.RequestAborted.IsCancellationRequested)
+            catch (Exception e)
             {
                 metrics.Count(Outcome.Error);
                 log.LogError(e, "Inference failed for model {Model}", options.ModelName);
@@ -165,6 +205,24 @@ public static class ModelServerApp
                 metrics.InFlight.Dec();
                 metrics.RequestDuration.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
             }
+        }
+
+        /// <summary>The connection ended before the body did: Kestrel says so only in its message (a 400 "Unexpected end of request content").</summary>
+        static bool EndedMidBody(Exception e) =>
+            e is BadHttpRequestException && e.Message.StartsWith("Unexpected end of request content", StringComparison.Ordinal);
+
+        /// <summary>
+        /// An error before the body was read to its end: the connection cannot carry another request. The answer
+        /// goes out at once, whole (with its length) and with <c>Connection: close</c>, so that the client has it
+        /// even if Kestrel later gives up on the unread body and resets the connection.
+        /// </summary>
+        static async Task RefuseBody(HttpContext context, int statusCode, string message, TimeSpan? retryAfter = null)
+        {
+            context.Response.Headers.Connection = "close";
+            byte[] body = JsonSerializer.SerializeToUtf8Bytes(new { error = message });
+            context.Response.ContentLength = body.Length;
+            await HttpHosting.WriteErrorAsync(context, statusCode, body, retryAfter);
+            await context.Response.Body.FlushAsync();
         }
 
         /// <summary>

@@ -16,8 +16,8 @@ public sealed class BadInputTests(TestModels models) : IAsyncLifetime
 
     public async ValueTask DisposeAsync() => await server.DisposeAsync();
 
-    string Image(string name = "\"input\"", string datatype = "\"FP32\"", string shape = "[1,3,32,32]", string? data = null) =>
-        $"{{\"inputs\":[{{\"name\":{name},\"shape\":{shape},\"datatype\":{datatype},\"data\":{data ?? "[" + string.Join(",", models.Images(1, 0).Select(f => f.ToString("R", System.Globalization.CultureInfo.InvariantCulture))) + "]"}}}]}}";
+    string Image(string name = "\"input\"", string datatype = "\"FP32\"", string shape = "[1,3,32,32]", string? data = null, int padding = 0) =>
+        $"{{\"inputs\":[{{\"name\":{name},\"shape\":{shape},\"datatype\":{datatype},\"pad\":\"{new string('x', padding)}\",\"data\":{data ?? "[" + string.Join(",", models.Images(1, 0).Select(f => f.ToString("R", System.Globalization.CultureInfo.InvariantCulture))) + "]"}}}]}}";
 
     public static TheoryData<string, int, string> Cases => new()
     {
@@ -31,16 +31,17 @@ public sealed class BadInputTests(TestModels models) : IAsyncLifetime
         { "datatype:\"FP64\"", 400, "input 'input' has datatype FP64, the model expects FP32" },
         { "datatype:\"BYTES\"", 400, "datatype 'BYTES' is not supported" },
         { "shape:[1,3,1024]", 400, "input 'input' has shape [1,3,1024], the model expects [-1,3,32,32] (-1: any size)" },
-        { "shape:[1,3,32]", 400, "data has more than the 96 elements of shape [1,3,32]" },
-        { "shape:[1,3,32,31]", 400, "data has more than the 2976 elements of shape [1,3,32,31]" },
+        { "shape:[1,3,32]", 400, "input 'input' has shape [1,3,32], the model expects [-1,3,32,32]" },
+        { "shape:[1,3,32,31]", 400, "input 'input' has shape [1,3,32,31], the model expects [-1,3,32,32]" },
         { "shape:[2,3,32,32]", 400, "data has 3072 elements, shape [2,3,32,32] needs 6144" },
         { "shape:[1,-3,32,32]", 400, "shape must be an array of non-negative integers" },
-        { "shape:[100000,3,32,32]", 400, "more than a" },
+        { "shape:[100000,3,32,32]", 400, "input 'input' has 100000 rows, more than the max batch size 4" },
+        { "shape:[2147483647,2147483647,2147483647,2147483647]", 400, "holds more elements than any tensor can" },
         { "shape:[0,3,32,32]", 400, "data has more than the 0 elements" },
-        { "shape:[1]|data:[\"a\"]", 400, "data element 0 is not a number" },
-        { "shape:[1]|data:[1e999]", 400, "data element 0 is not a valid FP32 value" },
-        { "shape:[1]|data:{}", 400, "data must be an array" },
-        { "shape:[2]|data:[[1],[2.5]]|datatype:\"INT64\"", 400, "data element 1 is not a valid INT64 value" },
+        // Padded so that the body could carry the shape's 3072 elements: the data itself is what is wrong.
+        { "data:[\"a\"]|pad:8000", 400, "data element 0 is not a number" },
+        { "data:[1e999]|pad:8000", 400, "data element 0 is not a valid FP32 value" },
+        { "data:{}|pad:8000", 400, "data must be an array" },
         { "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,3,32,32],\"datatype\":\"FP32\"}]}", 400, "data is required" },
         { "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"data\":[1]}]}", 400, "shape is required" },
     };
@@ -60,9 +61,9 @@ public sealed class BadInputTests(TestModels models) : IAsyncLifetime
     {
         var fields = mutations.ToDictionary(m => m[..m.IndexOf(':')], m => m[(m.IndexOf(':') + 1)..]);
         foreach (var field in fields.Keys)
-            if (field is not ("name" or "datatype" or "shape" or "data")) throw new ArgumentException(field);
+            if (field is not ("name" or "datatype" or "shape" or "data" or "pad")) throw new ArgumentException(field);
         return Image(fields.GetValueOrDefault("name", "\"input\""), fields.GetValueOrDefault("datatype", "\"FP32\""),
-            fields.GetValueOrDefault("shape", "[1,3,32,32]"), fields.GetValueOrDefault("data"));
+            fields.GetValueOrDefault("shape", "[1,3,32,32]"), fields.GetValueOrDefault("data"), int.Parse(fields.GetValueOrDefault("pad", "0"), System.Globalization.CultureInfo.InvariantCulture));
     }
 
     [Fact]

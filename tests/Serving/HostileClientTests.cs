@@ -1,0 +1,170 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+using System.Text;
+using Adaptive.Experiments.Live;
+using Adaptive.Experiments.Zoo.Onnx;
+using Adaptive.Tests.Support;
+
+namespace Adaptive.Tests.Serving;
+
+/// <summary>
+/// The model server as a hostile client sees it: bodies that overflow, stall, break their chunking or stop
+/// halfway get 4xx answers (or are counted as gone), never a 500; large wrong bodies cannot take the memory.
+/// </summary>
+[Collection("serving")]
+public sealed class HostileClientTests(TestModels models) : IDisposable
+{
+    static readonly CancellationToken Cancel = TestContext.Current.CancellationToken;
+    readonly string directory = Directory.CreateTempSubdirectory("adaptive-hostile-").FullName;
+
+    public void Dispose() => Directory.Delete(directory, recursive: true);
+
+    const string Errors = "adaptive_model_requests_total{model=\"classify\",variant=\"resnet18\",outcome=\"error\"}";
+
+    /// <summary>Sends raw bytes on one connection and reads what comes back until the server closes it or <paramref name="wait"/> passes.</summary>
+    static async Task<string> Raw(Uri server, byte[] request, TimeSpan wait, bool closeAfterSending = false)
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(server.Host, server.Port, Cancel);
+        await socket.SendAsync(request, SocketFlags.None, Cancel);
+        if (closeAfterSending)
+        {
+            socket.Close();
+            return "";
+        }
+        var answer = new StringBuilder();
+        var buffer = new byte[8192];
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Cancel);
+        timeout.CancelAfter(wait);
+        try
+        {
+            while (true)
+            {
+                int read = await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token);
+                if (read == 0) break;
+                answer.Append(Encoding.UTF8.GetString(buffer, 0, read));
+                if (Complete(answer.ToString())) break;
+            }
+        }
+        catch (OperationCanceledException) when (!Cancel.IsCancellationRequested)
+        {
+            // waited long enough
+        }
+        return answer.ToString();
+    }
+
+    /// <summary>Whether the text holds a whole response: its headers and as many bytes as their Content-Length says.</summary>
+    static bool Complete(string response)
+    {
+        int end = response.IndexOf("\r\n\r\n", StringComparison.Ordinal);
+        if (end < 0) return false;
+        var length = System.Text.RegularExpressions.Regex.Match(response[..end], "(?im)^content-length: *([0-9]+)");
+        return length.Success && response.Length - end - 4 >= int.Parse(length.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    static byte[] Head(string lines) => Encoding.ASCII.GetBytes($"POST /v2/models/classify/infer HTTP/1.1\r\nHost: localhost\r\n{lines}\r\n");
+
+    [Fact]
+    public async Task Client_errors_are_4xx_and_a_client_that_goes_away_is_no_error()
+    {
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, maxBatch: 4, http: RunningServer.Http(requestTimeoutMs: 1000)));
+
+        // Shapes whose element count overflows, in JSON and in a binary header.
+        string huge = "[2147483647,2147483647,2147483647,2147483647]";
+        var json = await server.Client.PostAsync("/v2/models/classify/infer", V2.Json($"{{\"inputs\":[{{\"name\":\"input\",\"shape\":{huge},\"datatype\":\"FP32\",\"data\":[1]}}]}}"), Cancel);
+        Assert.Equal(HttpStatusCode.BadRequest, json.StatusCode);
+        Assert.Contains("more elements than any tensor can", await V2.Error(json));
+        byte[] header = Encoding.UTF8.GetBytes($"{{\"inputs\":[{{\"name\":\"input\",\"shape\":{huge},\"datatype\":\"FP32\",\"parameters\":{{\"binary_data_size\":16}}}}]}}");
+        var binary = new ByteArrayContent([.. header, .. new byte[16]]);
+        binary.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
+        binary.Headers.Add("Inference-Header-Content-Length", header.Length.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var binaryAnswer = await server.Client.PostAsync("/v2/models/classify/infer", binary, Cancel);
+        Assert.Equal(HttpStatusCode.BadRequest, binaryAnswer.StatusCode);
+
+        // A body that stalls halfway: 408 once the request's deadline (1 s) passes, not when Kestrel's own timers do.
+        var stalled = System.Diagnostics.Stopwatch.StartNew();
+        string slow = await Raw(server.Address, [.. Head("Content-Type: application/json\r\nContent-Length: 100000\r\n"), .. Encoding.ASCII.GetBytes("{\"inputs\":[")], TimeSpan.FromSeconds(20));
+        Assert.StartsWith("HTTP/1.1 408", slow);
+        Assert.Contains("did not arrive within the request", slow); // the request's 1000 ms deadline
+        Assert.True(stalled.Elapsed < TimeSpan.FromSeconds(10), $"answered after {stalled.Elapsed}");
+
+        // Malformed chunking: 400.
+        string chunks = await Raw(server.Address, [.. Head("Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"), .. Encoding.ASCII.GetBytes("zz\r\n{}\r\n0\r\n\r\n")], TimeSpan.FromSeconds(20));
+        Assert.StartsWith("HTTP/1.1 400", chunks);
+        Assert.Contains("\"error\"", chunks);
+
+        // A client that disconnects mid-body is counted as gone, not as an error.
+        double before = await server.Metric("adaptive_model_requests_total{model=\"classify\",variant=\"resnet18\",outcome=\"client_closed\"}");
+        await Raw(server.Address, [.. Head("Content-Type: application/json\r\nContent-Length: 100000\r\n"), .. new byte[5000]], TimeSpan.Zero, closeAfterSending: true);
+        for (int i = 0; i < 100 && await server.Metric("adaptive_model_requests_total{model=\"classify\",variant=\"resnet18\",outcome=\"client_closed\"}") == before; i++)
+            await Task.Delay(50, Cancel);
+        Assert.Equal(before + 1, await server.Metric("adaptive_model_requests_total{model=\"classify\",variant=\"resnet18\",outcome=\"client_closed\"}"));
+
+        Assert.Equal(0, await server.Metric(Errors));
+        Assert.Equal(HttpStatusCode.OK, (await server.Client.PostAsync("/v2/models/classify/infer", V2.Json(V2.Request("input", [1, 3, 32, 32], models.Images(1, 3))), Cancel)).StatusCode);
+    }
+
+    /// <summary>A JSON body of about <paramref name="megabytes"/> MB for input x, in the given datatype and shape.</summary>
+    static byte[] LargeBody(int megabytes, string datatype, string shape)
+    {
+        long elements = megabytes * 1024L * 1024 / 2;
+        var body = new StringBuilder($"{{\"inputs\":[{{\"name\":\"x\",\"datatype\":\"{datatype}\",\"shape\":{shape},\"data\":[", (int)(elements * 2 + 200));
+        for (long i = 0; i < elements; i++) body.Append(i == 0 ? "1" : ",1");
+        return Encoding.ASCII.GetBytes(body.Append("]}]}").ToString());
+    }
+
+    /// <summary>
+    /// Several concurrent 60 MB bodies, of the wrong datatype and of the right one with a wrong shape, with and
+    /// without Content-Length, to a model that bounds nothing (a dynamic length): each is a 4xx (400, or 429
+    /// once the budget of bodies being read is spent), resident memory peaks within +400 MB and comes back
+    /// within +150 MB.
+    /// </summary>
+    [Fact]
+    public async Task Large_wrong_bodies_cannot_take_the_memory()
+    {
+        string model = IdentityModels.Write(directory, "identity.onnx", TensorProto.Types.DataType.Float, "batch", "length");
+        using var server = await ServerProcess.Start(["serve"], new Dictionary<string, string>
+        {
+            ["ADAPTIVE_MODEL"] = model, ["ADAPTIVE_NAME"] = "identity", ["ADAPTIVE_HOST"] = "127.0.0.1", ["ADAPTIVE_PORT"] = "0",
+            ["ADAPTIVE_INTRA_OP_THREADS"] = "1", ["ADAPTIVE_DEVICE"] = "cpu", ["ADAPTIVE_REQUEST_TIMEOUT_MS"] = "20000",
+        });
+        using var client = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(60) };
+        var warm = await client.PostAsync("/v2/models/identity/infer", V2.Json("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,2],\"data\":[1,2]}]}"), Cancel);
+        Assert.Equal(HttpStatusCode.OK, warm.StatusCode);
+        await Task.Delay(500, Cancel);
+        long start = server.ResidentBytes;
+
+        byte[] wrongType = LargeBody(60, "INT32", "[1,31457280]");
+        byte[] wrongShape = LargeBody(60, "FP32", "[1,1,31457280]");
+        long peak = start;
+        using var sampling = CancellationTokenSource.CreateLinkedTokenSource(Cancel);
+        var sampler = Task.Run(async () =>
+        {
+            while (!sampling.IsCancellationRequested)
+            {
+                peak = Math.Max(peak, server.ResidentBytes);
+                await Task.Delay(20, CancellationToken.None);
+            }
+        }, Cancel);
+        for (int round = 0; round < 2; round++)
+        {
+            var answers = await Task.WhenAll(Enumerable.Range(0, 6).Select(async i =>
+            {
+                byte[] body = i % 2 == 0 ? wrongType : wrongShape;
+                HttpContent content = i % 3 == 0 ? new StreamContent(new MemoryStream(body)) : new ByteArrayContent(body); // chunked, or with Content-Length
+                content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+                using var response = await client.PostAsync("/v2/models/identity/infer", content, Cancel);
+                return ((int)response.StatusCode, await response.Content.ReadAsStringAsync(Cancel));
+            }));
+            foreach (var (status, text) in answers)
+                Assert.True(status is 400 or 429, $"{status}: {text}");
+        }
+        await Task.Delay(1000, Cancel);
+        await sampling.CancelAsync();
+        await sampler;
+        long end = server.ResidentBytes;
+        Assert.True(peak - start < 400L << 20, $"resident memory peaked {(peak - start) >> 20} MB above the {start >> 20} MB it started at");
+        Assert.True(end - start < 150L << 20, $"resident memory stayed {(end - start) >> 20} MB above the {start >> 20} MB it started at");
+    }
+}
