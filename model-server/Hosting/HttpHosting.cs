@@ -35,10 +35,23 @@ public static class HttpHosting
         return builder;
     }
 
-    /// <summary>The Open Inference Protocol's health endpoints; ready while <paramref name="ready"/> holds and the process is not draining.</summary>
+    /// <summary>
+    /// The Open Inference Protocol's health endpoints; ready while <paramref name="ready"/> holds and the process
+    /// is not draining. Once draining, every answer carries <c>Connection: close</c>: clients stop reusing their
+    /// connections, so none is left idle for Kestrel to close under a client that is about to send on it.
+    /// </summary>
     public static void MapHealth(WebApplication app, Func<bool> ready)
     {
         var readiness = app.Services.GetRequiredService<Readiness>();
+        app.Use((context, next) =>
+        {
+            context.Response.OnStarting(() =>
+            {
+                if (readiness.IsDraining) context.Response.Headers.Connection = "close";
+                return Task.CompletedTask;
+            });
+            return next(context);
+        });
         app.MapGet("/v2/health/live", () => Results.Json(new { live = true }));
         app.MapGet("/v2/health/ready", () =>
         {

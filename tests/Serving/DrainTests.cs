@@ -73,6 +73,31 @@ public sealed class DrainTests(TestModels models)
         Assert.Contains("Draining: not ready", server.Output);
     }
 
+    /// <summary>
+    /// A keep-alive client's connection is not left idle for the shutdown to close under it: once the server
+    /// drains, its answers say <c>Connection: close</c>, and the client's next request opens a new connection.
+    /// </summary>
+    [Fact]
+    public async Task Draining_answers_close_keep_alive_connections()
+    {
+        var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, http: RunningServer.Http(drainDelayMs: 3000)));
+        await using var _ = server;
+        using var keepAlive = new HttpClient(new SocketsHttpHandler { PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5) }) { BaseAddress = server.Address };
+        string body = V2.Request("input", [1, 3, TestModels.Resolution, TestModels.Resolution], models.Images(1, 5));
+        var before = await keepAlive.PostAsync("/v2/models/classify/infer", V2.Json(body), Cancel);
+        Assert.Equal(HttpStatusCode.OK, before.StatusCode);
+        Assert.NotEqual(true, before.Headers.ConnectionClose);
+
+        var stopping = server.StopAsync();
+        for (int i = 0; i < 100 && (await keepAlive.GetAsync("/v2/health/ready", Cancel)).StatusCode != HttpStatusCode.ServiceUnavailable; i++) await Task.Delay(20, Cancel);
+        var during = await keepAlive.PostAsync("/v2/models/classify/infer", V2.Json(body), Cancel);
+        Assert.Equal(HttpStatusCode.OK, during.StatusCode);
+        Assert.True(during.Headers.ConnectionClose, "a draining server's answer keeps the connection open");
+        var next = await keepAlive.PostAsync("/v2/models/classify/infer", V2.Json(body), Cancel); // on a new connection
+        Assert.Equal(HttpStatusCode.OK, next.StatusCode);
+        await stopping;
+    }
+
     [Fact]
     public void Bad_settings_exit_2_naming_the_flag_or_variable()
     {
