@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using Adaptive.ModelServer.Protocol;
 using Microsoft.ML.OnnxRuntime;
 using TensorElementType = Microsoft.ML.OnnxRuntime.Tensors.TensorElementType;
@@ -157,6 +158,7 @@ public sealed class OnnxModel : IDisposable
     {
         long totalRows = batch.Sum(r => r.Rows);
         var inputValues = new List<OrtValue>(inputNames.Length);
+        var pinned = new List<GCHandle>(inputNames.Length);
         List<(TensorDataType, Array)>? stacked = null; // only batches of several requests are stacked
         try
         {
@@ -171,7 +173,11 @@ public sealed class OnnxModel : IDisposable
                     data = Stack(spec.DataType, parts, Tensor.ElementCount(shape));
                     (stacked ??= []).Add((spec.DataType, data));
                 }
-                inputValues.Add(CreateValue(spec.DataType, data, shape));
+                // ONNX Runtime reads the array's bytes in place, as a tensor of the input's element type, for the call.
+                var handle = GCHandle.Alloc(data, GCHandleType.Pinned);
+                pinned.Add(handle);
+                inputValues.Add(OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, ElementType(spec.DataType), shape,
+                    handle.AddrOfPinnedObject(), Buffer.ByteLength(data)));
             }
             using var runOptions = new RunOptions();
             using var results = OnPinnedCpu(() => session.Run(runOptions, inputNames, inputValues, outputNames));
@@ -183,6 +189,7 @@ public sealed class OnnxModel : IDisposable
         finally
         {
             foreach (var value in inputValues) value.Dispose();
+            foreach (var handle in pinned) handle.Free();
             foreach (var (type, data) in stacked ?? []) stackedInputs.Return(type, data);
         }
     }
@@ -203,15 +210,6 @@ public sealed class OnnxModel : IDisposable
         return data;
     }
 
-    static OrtValue CreateValue(TensorDataType type, Array data, long[] shape) => type switch
-    {
-        TensorDataType.Fp32 => OrtValue.CreateTensorValueFromMemory((float[])data, shape),
-        TensorDataType.Fp64 => OrtValue.CreateTensorValueFromMemory((double[])data, shape),
-        TensorDataType.Int32 => OrtValue.CreateTensorValueFromMemory((int[])data, shape),
-        TensorDataType.Int64 => OrtValue.CreateTensorValueFromMemory((long[])data, shape),
-        _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
-    };
-
     /// <summary>Copies each request's rows of one output into its own tensor.</summary>
     static void Split(string name, TensorDataType type, OrtValue value, IReadOnlyList<InferRequest> batch, long totalRows, List<List<Tensor>> perRequest)
     {
@@ -231,27 +229,32 @@ public sealed class OnnxModel : IDisposable
         }
     }
 
-    static Array Slice(TensorDataType type, OrtValue value, long offset, long count) => type switch
+    /// <summary>Elements [offset, offset + count) of an output, copied byte for byte into an array of its type.</summary>
+    static Array Slice(TensorDataType type, OrtValue value, long offset, long count)
     {
-        TensorDataType.Fp32 => value.GetTensorDataAsSpan<float>().Slice((int)offset, (int)count).ToArray(),
-        TensorDataType.Fp64 => value.GetTensorDataAsSpan<double>().Slice((int)offset, (int)count).ToArray(),
-        TensorDataType.Int32 => value.GetTensorDataAsSpan<int>().Slice((int)offset, (int)count).ToArray(),
-        TensorDataType.Int64 => value.GetTensorDataAsSpan<long>().Slice((int)offset, (int)count).ToArray(),
-        _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
-    };
+        var array = type.NewArray(count);
+        int size = type.ElementSize();
+        value.GetTensorMutableRawData().Slice(checked((int)(offset * size)), checked((int)(count * size))).CopyTo(Tensor.BytesOf(array));
+        return array;
+    }
+
+    /// <summary>The element types this server speaks, as ONNX Runtime names them.</summary>
+    static readonly (TensorElementType Onnx, TensorDataType Protocol)[] ElementTypes =
+    [
+        (TensorElementType.Bool, TensorDataType.Bool), (TensorElementType.UInt8, TensorDataType.Uint8), (TensorElementType.UInt16, TensorDataType.Uint16),
+        (TensorElementType.UInt32, TensorDataType.Uint32), (TensorElementType.UInt64, TensorDataType.Uint64), (TensorElementType.Int8, TensorDataType.Int8),
+        (TensorElementType.Int16, TensorDataType.Int16), (TensorElementType.Int32, TensorDataType.Int32), (TensorElementType.Int64, TensorDataType.Int64),
+        (TensorElementType.Float16, TensorDataType.Fp16), (TensorElementType.BFloat16, TensorDataType.Bf16), (TensorElementType.Float, TensorDataType.Fp32),
+        (TensorElementType.Double, TensorDataType.Fp64),
+    ];
+
+    static TensorElementType ElementType(TensorDataType type) => ElementTypes.Single(t => t.Protocol == type).Onnx;
 
     static TensorSpec Spec(string name, NodeMetadata metadata) =>
         new(name, ToDataType(metadata) ?? TensorDataType.Fp32, [.. metadata.Dimensions.Select(d => (long)d)]);
 
     static TensorDataType? ToDataType(NodeMetadata metadata) =>
-        !metadata.IsTensor ? null : metadata.ElementDataType switch
-        {
-            TensorElementType.Float => TensorDataType.Fp32,
-            TensorElementType.Double => TensorDataType.Fp64,
-            TensorElementType.Int32 => TensorDataType.Int32,
-            TensorElementType.Int64 => TensorDataType.Int64,
-            _ => null,
-        };
+        !metadata.IsTensor ? null : ElementTypes.Where(t => t.Onnx == metadata.ElementDataType).Select(t => (TensorDataType?)t.Protocol).FirstOrDefault();
 
     static ProtocolException Bad(string message) => new(StatusCodes.Status400BadRequest, message);
 

@@ -219,41 +219,44 @@ public static class InferRequestReader
             {
                 case JsonTokenType.StartArray: depth++; break;
                 case JsonTokenType.EndArray: depth--; break;
-                case JsonTokenType.Number:
+                case JsonTokenType.Number or JsonTokenType.True or JsonTokenType.False:
                     if (index >= count) throw Bad($"{path}: data has more than the {count} elements of shape {Tensor.FormatShape(shape)}");
                     if (!Store(ref reader, type, values, index)) throw Bad($"{path}: data element {index} is not a valid {type.ToProtocolName()} value");
                     index++;
                     break;
                 default:
-                    throw Bad($"{path}: data element {index} is not a number");
+                    throw Bad($"{path}: data element {index} is not a {(type == TensorDataType.Bool ? "boolean" : "number")}");
             }
         } while (depth > 0 && reader.Read());
         if (index != count) throw Bad($"{path}: data has {index} elements, shape {Tensor.FormatShape(shape)} needs {count}");
         return values;
     }
 
+    /// <summary>Stores one JSON value as an element of <paramref name="type"/>: booleans for BOOL, numbers in range for the others.</summary>
     static bool Store(ref Utf8JsonReader reader, TensorDataType type, Array values, long index)
     {
+        if (type == TensorDataType.Bool)
+        {
+            if (reader.TokenType is not (JsonTokenType.True or JsonTokenType.False)) return false;
+            ((bool[])values)[index] = reader.GetBoolean();
+            return true;
+        }
+        if (reader.TokenType != JsonTokenType.Number) return false;
         switch (type)
         {
-            case TensorDataType.Fp32:
-                if (!reader.TryGetSingle(out float f) || !float.IsFinite(f)) return false;
-                ((float[])values)[index] = f;
-                return true;
-            case TensorDataType.Fp64:
-                if (!reader.TryGetDouble(out double d) || !double.IsFinite(d)) return false;
-                ((double[])values)[index] = d;
-                return true;
-            case TensorDataType.Int32:
-                if (!reader.TryGetInt32(out int i)) return false;
-                ((int[])values)[index] = i;
-                return true;
-            case TensorDataType.Int64:
-                if (!reader.TryGetInt64(out long l)) return false;
-                ((long[])values)[index] = l;
-                return true;
-            default:
-                return false;
+            case TensorDataType.Uint8 when reader.TryGetByte(out byte v): ((byte[])values)[index] = v; return true;
+            case TensorDataType.Uint16 when reader.TryGetUInt16(out ushort v): ((ushort[])values)[index] = v; return true;
+            case TensorDataType.Uint32 when reader.TryGetUInt32(out uint v): ((uint[])values)[index] = v; return true;
+            case TensorDataType.Uint64 when reader.TryGetUInt64(out ulong v): ((ulong[])values)[index] = v; return true;
+            case TensorDataType.Int8 when reader.TryGetSByte(out sbyte v): ((sbyte[])values)[index] = v; return true;
+            case TensorDataType.Int16 when reader.TryGetInt16(out short v): ((short[])values)[index] = v; return true;
+            case TensorDataType.Int32 when reader.TryGetInt32(out int v): ((int[])values)[index] = v; return true;
+            case TensorDataType.Int64 when reader.TryGetInt64(out long v): ((long[])values)[index] = v; return true;
+            case TensorDataType.Fp32 when reader.TryGetSingle(out float v) && float.IsFinite(v): ((float[])values)[index] = v; return true;
+            case TensorDataType.Fp64 when reader.TryGetDouble(out double v) && double.IsFinite(v): ((double[])values)[index] = v; return true;
+            case TensorDataType.Fp16 when reader.TryGetSingle(out float v) && TensorDataTypes.ToFp16(v) is { } bits: ((ushort[])values)[index] = bits; return true;
+            case TensorDataType.Bf16 when reader.TryGetSingle(out float v) && TensorDataTypes.ToBf16(v) is { } bits: ((ushort[])values)[index] = bits; return true;
+            default: return false;
         }
     }
 

@@ -55,27 +55,39 @@ public static class InferResponseWriter
         json.WriteEndArray();
     }
 
+    /// <summary>
+    /// The elements as JSON values. By the datatype, not the array's type: the runtime lets an sbyte[] pass
+    /// for a byte[] (and int[] for uint[], …), so a switch on the array would write INT8 -128 as 128.
+    /// </summary>
     static void WriteData(Utf8JsonWriter json, Tensor tensor)
     {
-        switch (tensor.Data)
+        var data = tensor.Data;
+        switch (tensor.DataType)
         {
-            // JSON has no NaN or infinities; write them as the strings other servers use rather than fail.
-            case float[] floats:
-                foreach (float f in floats)
-                    if (float.IsFinite(f)) json.WriteNumberValue(f); else json.WriteStringValue(f.ToString(System.Globalization.CultureInfo.InvariantCulture));
-                break;
-            case double[] doubles:
-                foreach (double d in doubles)
+            case TensorDataType.Fp32: foreach (float f in (float[])data) WriteFloat(json, f); break;
+            case TensorDataType.Fp16: foreach (ushort h in (ushort[])data) WriteFloat(json, TensorDataTypes.FromFp16(h)); break;
+            case TensorDataType.Bf16: foreach (ushort b in (ushort[])data) WriteFloat(json, TensorDataTypes.FromBf16(b)); break;
+            case TensorDataType.Fp64:
+                // JSON has no NaN or infinities; write them as the strings other servers use rather than fail.
+                foreach (double d in (double[])data)
                     if (double.IsFinite(d)) json.WriteNumberValue(d); else json.WriteStringValue(d.ToString(System.Globalization.CultureInfo.InvariantCulture));
                 break;
-            case int[] ints:
-                foreach (int i in ints) json.WriteNumberValue(i);
-                break;
-            case long[] longs:
-                foreach (long l in longs) json.WriteNumberValue(l);
-                break;
-            default:
-                throw new InvalidOperationException($"tensor '{tensor.Name}' holds {tensor.Data.GetType().Name}");
+            case TensorDataType.Bool: foreach (bool b in (bool[])data) json.WriteBooleanValue(b); break;
+            case TensorDataType.Uint8: foreach (byte b in (byte[])data) json.WriteNumberValue(b); break;
+            case TensorDataType.Uint16: foreach (ushort u in (ushort[])data) json.WriteNumberValue(u); break;
+            case TensorDataType.Uint32: foreach (uint u in (uint[])data) json.WriteNumberValue(u); break;
+            case TensorDataType.Uint64: foreach (ulong u in (ulong[])data) json.WriteNumberValue(u); break;
+            case TensorDataType.Int8: foreach (sbyte b in (sbyte[])data) json.WriteNumberValue(b); break;
+            case TensorDataType.Int16: foreach (short v in (short[])data) json.WriteNumberValue(v); break;
+            case TensorDataType.Int32: foreach (int i in (int[])data) json.WriteNumberValue(i); break;
+            case TensorDataType.Int64: foreach (long l in (long[])data) json.WriteNumberValue(l); break;
+            default: throw new InvalidOperationException($"tensor '{tensor.Name}' has datatype {tensor.DataType}");
         }
+    }
+
+    /// <summary>A float, or for NaN and the infinities, which JSON has not, the strings other servers write.</summary>
+    static void WriteFloat(Utf8JsonWriter json, float value)
+    {
+        if (float.IsFinite(value)) json.WriteNumberValue(value); else json.WriteStringValue(value.ToString(System.Globalization.CultureInfo.InvariantCulture));
     }
 }

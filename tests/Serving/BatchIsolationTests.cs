@@ -2,7 +2,6 @@ using System.Net.Http.Headers;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
-using Adaptive.Experiments.Zoo.Onnx;
 using Adaptive.Tests.Support;
 
 namespace Adaptive.Tests.Serving;
@@ -42,7 +41,7 @@ public sealed class BatchIsolationTests : IDisposable
     [Fact]
     public async Task Interleaved_shapes_under_concurrency_each_get_exactly_their_own_rows()
     {
-        string model = IdentityModels.Write(directory, "identity.onnx", TensorProto.Types.DataType.Float, "batch", "length");
+        string model = IdentityModels.Write(directory, "identity.onnx", IdentityModels.Float, "batch", "length");
         // A long queue delay and a large batch: every request waits with others of other shapes.
         await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(model, name: "identity", maxBatch: 8, maxQueueDelayMs: 50, queueCapacity: 256));
         int[] lengths = [2, 4, 3, 2, 4, 1];

@@ -3,7 +3,6 @@ using System.Net.Http.Headers;
 using System.Net.Sockets;
 using System.Text;
 using Adaptive.Experiments.Live;
-using Adaptive.Experiments.Zoo.Onnx;
 using Adaptive.Tests.Support;
 
 namespace Adaptive.Tests.Serving;
@@ -123,7 +122,7 @@ public sealed class HostileClientTests(TestModels models) : IDisposable
     [Fact]
     public async Task Large_wrong_bodies_cannot_take_the_memory()
     {
-        string model = IdentityModels.Write(directory, "identity.onnx", TensorProto.Types.DataType.Float, "batch", "length");
+        string model = IdentityModels.Write(directory, "identity.onnx", IdentityModels.Float, "batch", "length");
         using var server = await ServerProcess.Start(["serve"], new Dictionary<string, string>
         {
             ["ADAPTIVE_MODEL"] = model, ["ADAPTIVE_NAME"] = "identity", ["ADAPTIVE_HOST"] = "127.0.0.1", ["ADAPTIVE_PORT"] = "0",

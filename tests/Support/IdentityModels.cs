@@ -10,7 +10,11 @@ namespace Adaptive.Tests.Support;
 /// </summary>
 public static class IdentityModels
 {
-    public static string Write(string directory, string fileName, TensorProto.Types.DataType type, params object[] dims)
+    /// <summary>ONNX's code for FLOAT (TensorProto.DataType); the others are in DataTypeTests.</summary>
+    public const int Float = 1;
+
+    /// <param name="type">The element type, as ONNX's TensorProto.DataType numbers it.</param>
+    public static string Write(string directory, string fileName, int type, params object[] dims)
     {
         var graph = new GraphProto { Name = "identity" };
         graph.Input.Add(ValueInfo("x", type, dims));
@@ -27,13 +31,13 @@ public static class IdentityModels
         return path;
     }
 
-    static ValueInfoProto ValueInfo(string name, TensorProto.Types.DataType type, object[] dims)
+    static ValueInfoProto ValueInfo(string name, int type, object[] dims)
     {
         var shape = new TensorShapeProto();
         foreach (var dim in dims)
             shape.Dim.Add(dim is string symbol
                 ? new TensorShapeProto.Types.Dimension { DimParam = symbol }
                 : new TensorShapeProto.Types.Dimension { DimValue = Convert.ToInt64(dim, System.Globalization.CultureInfo.InvariantCulture) });
-        return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)type, Shape = shape } } };
+        return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = type, Shape = shape } } };
     }
 }

@@ -1,0 +1,83 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Adaptive.ModelServer.Protocol;
+using Adaptive.Tests.Support;
+
+namespace Adaptive.Tests.Serving;
+
+/// <summary>
+/// Every element type the protocol names and ONNX Runtime runs, in and out, as JSON and as binary data:
+/// hand-built Identity models of each type give back what they were sent.
+/// </summary>
+[Collection("serving")]
+public sealed class DataTypeTests : IDisposable
+{
+    static readonly CancellationToken Cancel = TestContext.Current.CancellationToken;
+    readonly string directory = Directory.CreateTempSubdirectory("adaptive-datatypes-").FullName;
+
+    public void Dispose() => Directory.Delete(directory, recursive: true);
+
+    /// <summary>Each type, ONNX's number for it, three JSON values at its edges, and one value it cannot hold.</summary>
+    public static TheoryData<string, int, string, string> Types => new()
+    {
+        { "BOOL", 9, "[true,false,true]", "1" },
+        { "UINT8", 2, "[0,200,255]", "256" },
+        { "UINT16", 4, "[0,40000,65535]", "-1" },
+        { "UINT32", 12, "[0,4000000000,4294967295]", "4294967296" },
+        { "UINT64", 13, "[0,5,18446744073709551615]", "-5" },
+        { "INT8", 3, "[-128,0,127]", "128" },
+        { "INT16", 5, "[-32768,5,32767]", "40000" },
+        { "INT32", 6, "[-2147483648,5,2147483647]", "2.5" },
+        { "INT64", 7, "[-9223372036854775808,5,9223372036854775807]", "2.5" },
+        { "FP16", 10, "[0.5,-2,65504]", "100000" },
+        { "BF16", 16, "[1.5,-2,3.3895314E+38]", "1e39" },
+        { "FP32", 1, "[0.25,-3.5,3.4028235E+38]", "1e39" },
+        { "FP64", 11, "[0.1,-3.5,1.7976931348623157E+308]", "true" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Types))]
+    public async Task Each_type_round_trips_as_json_and_as_binary(string datatype, int onnxType, string values, string invalid)
+    {
+        string model = IdentityModels.Write(directory, $"{datatype}.onnx", onnxType, "batch", 3);
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(model, name: "identity", maxBatch: 4, maxQueueDelayMs: 0));
+
+        var metadata = JsonNode.Parse(await server.Client.GetStringAsync("/v2/models/identity", Cancel))!;
+        Assert.Equal(datatype, metadata["inputs"]![0]!["datatype"]!.GetValue<string>());
+
+        string body = $"{{\"inputs\":[{{\"name\":\"x\",\"datatype\":\"{datatype}\",\"shape\":[1,3],\"data\":{values}}}]}}";
+        var json = await server.Client.PostAsync("/v2/models/identity/infer", V2.Json(body), Cancel);
+        string answer = await json.Content.ReadAsStringAsync(Cancel);
+        Assert.True(json.StatusCode == HttpStatusCode.OK, answer);
+        var output = JsonNode.Parse(answer)!["outputs"]![0]!;
+        Assert.Equal(datatype, output["datatype"]!.GetValue<string>());
+        Assert.True(JsonNode.DeepEquals(Numbers(JsonNode.Parse(values)!), Numbers(output["data"]!)), $"sent {values}, got {output["data"]!.ToJsonString()}");
+
+        // The same values as raw bytes, asked back as raw bytes: the very same bytes.
+        var type = TensorDataTypes.FromProtocolName(datatype)!.Value;
+        byte[] raw = [.. Enumerable.Range(0, 3 * type.ElementSize()).Select(i => (byte)(i * 37 % 251))];
+        if (type == TensorDataType.Bool) raw = [1, 0, 1];
+        byte[] header = Encoding.UTF8.GetBytes($"{{\"inputs\":[{{\"name\":\"x\",\"datatype\":\"{datatype}\",\"shape\":[1,3],\"parameters\":{{\"binary_data_size\":{raw.Length}}}}}],\"parameters\":{{\"binary_data_output\":true}}}}");
+        var content = new ByteArrayContent([.. header, .. raw]);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
+        content.Headers.Add("Inference-Header-Content-Length", header.Length.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var binary = await server.Client.PostAsync("/v2/models/identity/infer", content, Cancel);
+        Assert.Equal(HttpStatusCode.OK, binary.StatusCode);
+        byte[] bytes = await binary.Content.ReadAsByteArrayAsync(Cancel);
+        int headerLength = int.Parse(binary.Headers.GetValues("Inference-Header-Content-Length").Single(), System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Equal(raw, bytes[headerLength..]);
+
+        // A value the type cannot hold is the client's error.
+        var refused = await server.Client.PostAsync("/v2/models/identity/infer", V2.Json(body.Replace(values, $"[{invalid},{invalid},{invalid}]")), Cancel);
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Contains($"data element 0 is not a", await V2.Error(refused));
+    }
+
+    /// <summary>JSON values compared as numbers (1.5 and 1.50 alike; integers exactly), booleans as they are.</summary>
+    static JsonArray Numbers(JsonNode data) => new([.. data.AsArray().Select(v => v!.GetValueKind() != JsonValueKind.Number ? v.DeepClone()
+        : System.Numerics.BigInteger.TryParse(v.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture, out var integer) ? JsonValue.Create(integer.ToString(System.Globalization.CultureInfo.InvariantCulture))
+        : JsonValue.Create(double.Parse(v.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture)))]);
+}
