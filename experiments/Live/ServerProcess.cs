@@ -78,7 +78,10 @@ public sealed partial class ServerProcess : IDisposable
     }
 
     /// <summary>What Kubernetes sends a pod it removes.</summary>
-    public void Terminate() => Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!.WaitForExit();
+    public void Terminate() => Signal("TERM");
+
+    /// <summary>Sends the process a signal by name (TERM, KILL, STOP, CONT), as kill(1) does.</summary>
+    public void Signal(string name) => Process.Start("kill", [$"-{name}", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!.WaitForExit();
 
     public async Task<int> WaitForExit(TimeSpan timeout)
     {

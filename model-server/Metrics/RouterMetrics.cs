@@ -14,6 +14,8 @@ public sealed class RouterMetrics
     readonly Histogram duration;
     readonly Counter stageRequests;
     readonly Counter reloads;
+    readonly Counter retries;
+    readonly Counter ejections;
 
     public Gauge InFlight { get; }
     public Gauge ConfigGeneration { get; }
@@ -26,6 +28,8 @@ public sealed class RouterMetrics
             new HistogramConfiguration { LabelNames = ["pipeline"], Buckets = LatencyBuckets });
         stageRequests = factory.CreateCounter("adaptive_pipeline_stage_requests_total", "Requests the router sent to each stage's variants, by HTTP status class", "pipeline", "stage", "variant", "code");
         reloads = factory.CreateCounter("adaptive_router_config_reloads_total", "Configuration reloads by result (success, failure)", "result");
+        retries = factory.CreateCounter("adaptive_router_retries_total", "Stage requests retried on another variant after a failure", "pipeline", "stage");
+        ejections = factory.CreateCounter("adaptive_router_ejections_total", "Times a variant was taken out of its stage's traffic after failing in a row", "pipeline", "stage", "variant");
         InFlight = factory.CreateGauge("adaptive_router_inflight_requests", "Pipeline requests in progress");
         ConfigGeneration = factory.CreateGauge("adaptive_router_config_generation", "How many configurations the router has loaded");
     }
@@ -38,6 +42,10 @@ public sealed class RouterMetrics
 
     public void StageRequest(string pipeline, string stage, string variant, int statusCode) =>
         stageRequests.WithLabels(pipeline, stage, variant, $"{statusCode / 100}xx").Inc();
+
+    public void Retry(string pipeline, string stage) => retries.WithLabels(pipeline, stage).Inc();
+
+    public void Ejection(string pipeline, string stage, string variant) => ejections.WithLabels(pipeline, stage, variant).Inc();
 
     public void Reload(bool success) => reloads.WithLabels(success ? "success" : "failure").Inc();
 }

@@ -19,8 +19,12 @@ public sealed record RouterOptions(HttpOptions Http, string ConfigPath, TimeSpan
 
 /// <summary>
 /// <c>adaptive-server router</c>: the pipeline's entry point. A request to <c>/v2/models/{pipeline}/infer</c>
-/// goes through the stages in order; at each stage one variant is chosen by weight, and the stage's
-/// outputs become the next stage's inputs (renamed, in order, to the inputs the next model declares).
+/// goes through the stages in order; at each stage one variant is chosen by weight among the healthy ones,
+/// and the stage's outputs become the next stage's inputs (renamed, in order, to the inputs the next model
+/// declares). A variant that cannot be reached, resets, answers 5xx or not in time is tried no more for
+/// that request: it goes to another variant of the stage once, within the deadline; one that fails in a
+/// row is ejected (<see cref="VariantHealth"/>) until a probe finds it ready. The router is ready while
+/// every stage has a variant that is not ejected.
 /// </summary>
 public static class RouterApp
 {
@@ -34,9 +38,10 @@ public static class RouterApp
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(routes);
         builder.Services.AddSingleton(metrics);
+        var health = new VariantHealth(TimeProvider.System);
+        builder.Services.AddSingleton(health);
         builder.Services.AddHostedService<ConfigReloader>();
-        var app = builder.Build();
-
+        builder.Services.AddHostedService<VariantProber>();
         var http = new HttpClient(new SocketsHttpHandler
         {
             PooledConnectionLifetime = TimeSpan.FromMinutes(1), // see Service endpoint changes
@@ -46,10 +51,12 @@ public static class RouterApp
             Timeout = Timeout.InfiniteTimeSpan, // each request has its own deadline
             MaxResponseContentBufferSize = options.Http.MaxBodyBytes,
         };
+        builder.Services.AddSingleton(http);
+        var app = builder.Build();
         app.Lifetime.ApplicationStopped.Register(http.Dispose);
-        var forwarder = new PipelineForwarder(options, routes, metrics, http);
+        var forwarder = new PipelineForwarder(options, routes, metrics, health, http, app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Adaptive.Router"));
 
-        HttpHosting.MapHealth(app, () => true);
+        HttpHosting.MapHealth(app, () => routes.Current.Config.Stages.All(s => s.Variants.Any(v => health.IsUsable(v.Endpoint))));
         app.MapMetrics("/metrics", registry);
         app.MapGet("/v2/models/{name}/ready", (HttpContext context, string name, Readiness readiness) =>
             name != routes.Current.Config.Pipeline
@@ -118,8 +125,46 @@ sealed class ConfigReloader(RouterOptions options, RouteTable routes, RouterMetr
     }
 }
 
-/// <summary>Sends one pipeline request through the stages; a stage's error ends it with that error, named.</summary>
-sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterMetrics metrics, HttpClient http)
+/// <summary>
+/// Probes the ejected variants whose back-off has passed (<c>/v2/health/ready</c>, 1 s to answer): a ready one
+/// takes traffic again, another stays out for longer.
+/// </summary>
+sealed class VariantProber(VariantHealth health, HttpClient http, ILogger<VariantProber> log) : BackgroundService
+{
+    static readonly TimeSpan Period = TimeSpan.FromMilliseconds(250);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(Period);
+        while (await timer.WaitForNextTickAsync(stoppingToken))
+            await Task.WhenAll(health.DueForProbe().Select(endpoint => Probe(endpoint, stoppingToken)));
+    }
+
+    async Task Probe(string endpoint, CancellationToken stopping)
+    {
+        bool ready;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        timeout.CancelAfter(TimeSpan.FromSeconds(1));
+        try
+        {
+            using var response = await http.GetAsync($"{endpoint.TrimEnd('/')}/v2/health/ready", timeout.Token);
+            ready = response.IsSuccessStatusCode;
+        }
+        catch (Exception e) when (e is HttpRequestException or OperationCanceledException && !stopping.IsCancellationRequested)
+        {
+            ready = false;
+        }
+        health.Probed(endpoint, ready);
+        if (ready) log.LogInformation("{Endpoint} is ready again: it takes traffic", endpoint);
+    }
+}
+
+/// <summary>
+/// Sends one pipeline request through the stages. At each stage a failure of the variant (no connection, a
+/// reset, a 5xx, no answer in its share of the time) is retried once on another healthy variant; a client's
+/// error (4xx) is not. What still fails ends the request with that error, named.
+/// </summary>
+sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterMetrics metrics, VariantHealth health, HttpClient http, ILogger log)
 {
     /// <summary>A request or response body; <see cref="HeaderLength"/> is set when binary tensor data follows a JSON header.</summary>
     sealed record Message(byte[] Body, int? HeaderLength);
@@ -127,10 +172,12 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
     readonly ConcurrentDictionary<string, string[]> inputNames = new();
     int inFlight;
 
-    sealed class StageFailure(int statusCode, string message, TimeSpan? retryAfter = null) : Exception(message)
+    /// <param name="VariantFailed">The variant, not the request, was at fault: worth another variant, and counted against it.</param>
+    sealed class StageFailure(int statusCode, string message, TimeSpan? retryAfter = null, bool variantFailed = false) : Exception(message)
     {
         public int StatusCode { get; } = statusCode;
         public TimeSpan? RetryAfter { get; } = retryAfter;
+        public bool VariantFailed { get; } = variantFailed;
     }
 
     public async Task Infer(HttpContext context, string name)
@@ -157,13 +204,11 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
                 for (int s = 0; s < route.Config.Stages.Count; s++)
                 {
                     var stage = route.Config.Stages[s];
-                    var variant = route.Choosers[s].Next();
-                    payload = await CallStage(pipeline, stage, variant, payload, deadline.Token);
+                    payload = await CallStageWithRetry(pipeline, stage, route.Choosers[s], payload, started, deadline.Token);
                     if (s + 1 < route.Config.Stages.Count)
                     {
                         var next = route.Config.Stages[s + 1];
-                        var nextVariant = next.Variants[0]; // every variant of a stage serves the same interface
-                        payload = NextStageRequest(payload, await InputNames(next, nextVariant, deadline.Token), stage.Name, next.Name);
+                        payload = NextStageRequest(payload, await InputNames(next, deadline.Token), stage.Name, next.Name);
                     }
                 }
             }
@@ -200,6 +245,67 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
         }
     }
 
+    /// <summary>
+    /// One stage: a healthy variant by weight; if it fails (not the request), one other healthy variant, in
+    /// what is left of the deadline. The first try gets half of what is left when there is another to try,
+    /// so that a hung variant leaves time for the retry.
+    /// </summary>
+    async Task<Message> CallStageWithRetry(string pipeline, StageRoute stage, WeightedChooser chooser, Message payload, long started, CancellationToken deadline)
+    {
+        var first = chooser.Next(v => health.IsUsable(v.Endpoint))
+            ?? throw new StageFailure(StatusCodes.Status503ServiceUnavailable, $"stage '{stage.Name}' has no healthy variant", TimeSpan.FromSeconds(1));
+        bool another = stage.Variants.Any(v => v != first && health.IsUsable(v.Endpoint));
+        var left = options.Http.RequestTimeout - Stopwatch.GetElapsedTime(started);
+        try
+        {
+            return await Attempt(pipeline, stage, first, payload, another ? left / 2 : null, deadline);
+        }
+        catch (StageFailure e) when (e.VariantFailed && !deadline.IsCancellationRequested)
+        {
+            var second = chooser.Next(v => v != first && health.IsUsable(v.Endpoint));
+            if (second is null) throw;
+            metrics.Retry(pipeline, stage.Name);
+            return await Attempt(pipeline, stage, second, payload, null, deadline);
+        }
+    }
+
+    /// <summary>One call of one variant within <paramref name="time"/> (null: the request's deadline alone); its health learns how it went.</summary>
+    async Task<Message> Attempt(string pipeline, StageRoute stage, VariantRoute variant, Message payload, TimeSpan? time, CancellationToken deadline)
+    {
+        using var attempt = CancellationTokenSource.CreateLinkedTokenSource(deadline);
+        if (time is { } limit) attempt.CancelAfter(limit > TimeSpan.Zero ? limit : TimeSpan.Zero);
+        try
+        {
+            var answer = await CallStage(pipeline, stage, variant, payload, attempt.Token);
+            health.Succeeded(variant.Endpoint);
+            return answer;
+        }
+        catch (OperationCanceledException) when (attempt.IsCancellationRequested && !deadline.IsCancellationRequested)
+        {
+            metrics.StageRequest(pipeline, stage.Name, variant.Name, StatusCodes.Status504GatewayTimeout);
+            Failed(pipeline, stage, variant);
+            throw new StageFailure(StatusCodes.Status504GatewayTimeout, $"stage '{stage.Name}' (variant '{variant.Name}') did not answer within {time!.Value.TotalMilliseconds:F0} ms", variantFailed: true);
+        }
+        catch (StageFailure e) when (e.VariantFailed)
+        {
+            Failed(pipeline, stage, variant);
+            throw;
+        }
+        catch (StageFailure)
+        {
+            health.Succeeded(variant.Endpoint); // it answered: the request was at fault
+            throw;
+        }
+    }
+
+    void Failed(string pipeline, StageRoute stage, VariantRoute variant)
+    {
+        if (!health.Failed(variant.Endpoint)) return;
+        metrics.Ejection(pipeline, stage.Name, variant.Name);
+        log.LogWarning("Ejected variant {Variant} of stage {Stage} ({Endpoint}) after {Failures} failures in a row; it gets no traffic until a probe finds it ready",
+            variant.Name, stage.Name, variant.Endpoint, VariantHealth.FailuresToEject);
+    }
+
     async Task<Message> CallStage(string pipeline, StageRoute stage, VariantRoute variant, Message payload, CancellationToken cancellation)
     {
         string where = $"stage '{stage.Name}' (variant '{variant.Name}')";
@@ -214,12 +320,20 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
         catch (HttpRequestException e)
         {
             metrics.StageRequest(pipeline, stage.Name, variant.Name, StatusCodes.Status502BadGateway);
-            throw new StageFailure(StatusCodes.Status502BadGateway, $"{where} at {variant.Endpoint} is unreachable: {e.Message}");
+            throw new StageFailure(StatusCodes.Status502BadGateway, $"{where} at {variant.Endpoint} is unreachable: {e.Message}", variantFailed: true);
         }
         using (response)
         {
             metrics.StageRequest(pipeline, stage.Name, variant.Name, (int)response.StatusCode);
-            byte[] body = await response.Content.ReadAsByteArrayAsync(cancellation);
+            byte[] body;
+            try
+            {
+                body = await response.Content.ReadAsByteArrayAsync(cancellation);
+            }
+            catch (HttpRequestException e) // reset mid-answer
+            {
+                throw new StageFailure(StatusCodes.Status502BadGateway, $"{where} broke off its answer: {e.Message}", variantFailed: true);
+            }
             if (response.IsSuccessStatusCode)
             {
                 int? headerLength = response.Headers.TryGetValues(InferRequestReader.HeaderLengthHeader, out var values)
@@ -228,24 +342,30 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
             }
             int status = (int)response.StatusCode;
             throw new StageFailure(status is >= 400 and < 600 ? status : StatusCodes.Status502BadGateway,
-                $"{where}: {ErrorMessage(body)}", response.Headers.RetryAfter?.Delta);
+                $"{where}: {ErrorMessage(body)}", response.Headers.RetryAfter?.Delta, variantFailed: status >= 500 || status < 400);
         }
     }
 
-    async Task<string[]> InputNames(StageRoute stage, VariantRoute variant, CancellationToken cancellation)
+    /// <summary>The inputs the stage's model declares, from the metadata of its first healthy variant that answers (all serve one interface); kept per stage.</summary>
+    async Task<string[]> InputNames(StageRoute stage, CancellationToken cancellation)
     {
-        string url = $"{variant.Endpoint.TrimEnd('/')}/v2/models/{stage.Name}";
-        if (inputNames.TryGetValue(url, out var cached)) return cached;
-        try
+        if (inputNames.TryGetValue(stage.Name, out var cached)) return cached;
+        var failures = new List<string>();
+        foreach (var variant in stage.Variants.Where(v => health.IsUsable(v.Endpoint)))
         {
-            using var metadata = await JsonDocument.ParseAsync(await http.GetStreamAsync(url, cancellation), cancellationToken: cancellation);
-            var names = metadata.RootElement.GetProperty("inputs").EnumerateArray().Select(i => i.GetProperty("name").GetString()!).ToArray();
-            return inputNames[url] = names;
+            string url = $"{variant.Endpoint.TrimEnd('/')}/v2/models/{stage.Name}";
+            try
+            {
+                using var metadata = await JsonDocument.ParseAsync(await http.GetStreamAsync(url, cancellation), cancellationToken: cancellation);
+                var names = metadata.RootElement.GetProperty("inputs").EnumerateArray().Select(i => i.GetProperty("name").GetString()!).ToArray();
+                return inputNames[stage.Name] = names;
+            }
+            catch (Exception e) when (e is HttpRequestException or JsonException or KeyNotFoundException or InvalidOperationException)
+            {
+                failures.Add($"{url}: {e.Message}");
+            }
         }
-        catch (Exception e) when (e is HttpRequestException or JsonException or KeyNotFoundException or InvalidOperationException)
-        {
-            throw new StageFailure(StatusCodes.Status502BadGateway, $"cannot read the inputs of stage '{stage.Name}' from {url}: {e.Message}");
-        }
+        throw new StageFailure(StatusCodes.Status502BadGateway, $"cannot read the inputs of stage '{stage.Name}' from any healthy variant ({string.Join("; ", failures)})");
     }
 
     /// <summary>

@@ -10,27 +10,32 @@ public sealed class WeightedChooser
 {
     readonly IReadOnlyList<VariantRoute> variants;
     readonly double[] current;
-    readonly double total;
     readonly Lock gate = new();
 
     public WeightedChooser(IReadOnlyList<VariantRoute> variants)
     {
         this.variants = variants;
         current = new double[variants.Count];
-        total = variants.Sum(v => v.Weight);
     }
 
-    public VariantRoute Next()
+    public VariantRoute Next() => Next(_ => true)!;
+
+    /// <summary>The next variant among those <paramref name="usable"/> allows (the others sit out, their turns kept); null when none is.</summary>
+    public VariantRoute? Next(Func<VariantRoute, bool> usable)
     {
         lock (gate)
         {
-            int best = 0;
+            int best = -1;
+            double sum = 0;
             for (int i = 0; i < current.Length; i++)
             {
+                if (!usable(variants[i])) continue;
                 current[i] += variants[i].Weight;
-                if (current[i] > current[best]) best = i;
+                sum += variants[i].Weight;
+                if (best < 0 || current[i] > current[best]) best = i;
             }
-            current[best] -= total;
+            if (best < 0) return null;
+            current[best] -= sum;
             return variants[best];
         }
     }
