@@ -35,11 +35,18 @@ public sealed class InputContract(IReadOnlyList<TensorSpec> inputs, long maxRows
     public long? MaxBodyBytes(bool binary)
     {
         long total = EnvelopeBytes;
-        foreach (var spec in inputs)
+        try
         {
-            if (spec.Shape.Skip(1).Any(d => d < 0)) return null;
-            long elements = spec.Shape.Skip(1).Aggregate(maxRows, (product, d) => product * d);
-            total += elements * (binary ? spec.DataType.ElementSize() : JsonBytesPerElement);
+            foreach (var spec in inputs)
+            {
+                if (spec.Shape.Skip(1).Any(d => d < 0)) return null;
+                long elements = spec.Shape.Skip(1).Aggregate(maxRows, (product, d) => checked(product * d));
+                total = checked(total + elements * (binary ? spec.DataType.ElementSize() : JsonBytesPerElement));
+            }
+        }
+        catch (OverflowException)
+        {
+            return null; // beyond any body limit: the server's own limit applies
         }
         return total;
     }
