@@ -53,6 +53,8 @@ public static class Profiler
             if (shape.Length > 0 && shape[0] < 0) shape[0] = 1;
             if (shape.Skip(1).Any(d => d < 0))
                 throw new InvalidDataException($"{path}: input '{input.Name}' has shape {Tensor.FormatShape(input.Shape)}; the profiler needs every dimension but the first fixed");
+            if (!input.DataType.HasFixedSize())
+                throw new InvalidDataException($"{path}: input '{input.Name}' is BYTES; the profiler makes random numbers, not strings, to run a model with");
             var data = input.DataType.NewArray(Tensor.ElementCount(shape));
             for (int i = 0; i < data.Length; i++) data.SetValue(Convert.ChangeType(random.NextDouble(), data.GetType().GetElementType()!, System.Globalization.CultureInfo.InvariantCulture), i);
             tensors.Add(new Tensor(input.Name, input.DataType, shape, data));

@@ -173,6 +173,11 @@ public sealed class OnnxModel : IDisposable
                     data = Stack(spec.DataType, parts, Tensor.ElementCount(shape));
                     (stacked ??= []).Add((spec.DataType, data));
                 }
+                if (!spec.DataType.HasFixedSize())
+                {
+                    inputValues.Add(StringTensor((byte[][])data, shape));
+                    continue;
+                }
                 // ONNX Runtime reads the array's bytes in place, as a tensor of the input's element type, for the call.
                 var handle = GCHandle.Alloc(data, GCHandleType.Pinned);
                 pinned.Add(handle);
@@ -229,9 +234,19 @@ public sealed class OnnxModel : IDisposable
         }
     }
 
+    /// <summary>A BYTES input as ONNX Runtime's string tensor: it keeps its own copy of each element.</summary>
+    static OrtValue StringTensor(byte[][] elements, long[] shape)
+    {
+        var value = OrtValue.CreateTensorWithEmptyStrings(OrtAllocator.DefaultInstance, shape);
+        for (int i = 0; i < elements.Length; i++) value.StringTensorSetElementAt(elements[i], i);
+        return value;
+    }
+
     /// <summary>Elements [offset, offset + count) of an output, copied byte for byte into an array of its type.</summary>
     static Array Slice(TensorDataType type, OrtValue value, long offset, long count)
     {
+        if (!type.HasFixedSize())
+            return Enumerable.Range(checked((int)offset), checked((int)count)).Select(i => value.GetStringElementAsSpan(i).ToArray()).ToArray();
         var array = type.NewArray(count);
         int size = type.ElementSize();
         value.GetTensorMutableRawData().Slice(checked((int)(offset * size)), checked((int)(count * size))).CopyTo(Tensor.BytesOf(array));
@@ -245,7 +260,7 @@ public sealed class OnnxModel : IDisposable
         (TensorElementType.UInt32, TensorDataType.Uint32), (TensorElementType.UInt64, TensorDataType.Uint64), (TensorElementType.Int8, TensorDataType.Int8),
         (TensorElementType.Int16, TensorDataType.Int16), (TensorElementType.Int32, TensorDataType.Int32), (TensorElementType.Int64, TensorDataType.Int64),
         (TensorElementType.Float16, TensorDataType.Fp16), (TensorElementType.BFloat16, TensorDataType.Bf16), (TensorElementType.Float, TensorDataType.Fp32),
-        (TensorElementType.Double, TensorDataType.Fp64),
+        (TensorElementType.Double, TensorDataType.Fp64), (TensorElementType.String, TensorDataType.Bytes),
     ];
 
     static TensorElementType ElementType(TensorDataType type) => ElementTypes.Single(t => t.Protocol == type).Onnx;

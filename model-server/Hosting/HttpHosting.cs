@@ -124,8 +124,11 @@ public static class HttpHosting
             {
                 foreach (var input in parsed.BinaryInputs)
                 {
-                    long filled = await FillAsync(pipe, input.Data, cancel);
-                    if (filled < input.Bytes.Length) throw InferRequestReader.RequestHeader.TooShort(input, filled);
+                    // Fixed-size elements go straight into the tensor's array; BYTES elements are cut out of their encoding.
+                    var destination = input.Tensor.DataType.HasFixedSize() ? input.Tensor.Data : new byte[input.Size];
+                    long filled = await FillAsync(pipe, destination, cancel);
+                    if (filled < input.Size) throw InferRequestReader.RequestHeader.TooShort(input, filled);
+                    if (!input.Tensor.DataType.HasFixedSize()) BytesElements.Decode((byte[])destination, (byte[][])input.Tensor.Data, input.Tensor.Name);
                 }
                 long unclaimed = await CountRestAsync(pipe, limit, cancel);
                 if (unclaimed > 0) throw InferRequestReader.RequestHeader.Unclaimed(unclaimed);

@@ -87,20 +87,23 @@ public static class InferRequestReader
     /// A parsed header and what the bytes after it must fill: <see cref="Unclaimed"/> and <see cref="TooShort"/>
     /// are the 400s for a body that carries more or less than that.
     /// </summary>
-    public sealed record RequestHeader(InferRequest Request, IReadOnlyList<Tensor> BinaryInputs)
+    public sealed record RequestHeader(InferRequest Request, IReadOnlyList<BinaryInput> BinaryInputs)
     {
         public static ProtocolException Unclaimed(long bytes) => Bad($"{bytes} bytes of binary data follow the header that no input's binary_data_size claims");
 
-        public static ProtocolException TooShort(Tensor input, long received) =>
-            Bad($"input '{input.Name}': binary_data_size is {input.Bytes.Length} bytes, but only {received} bytes of binary data are left");
+        public static ProtocolException TooShort(BinaryInput input, long received) =>
+            Bad($"input '{input.Tensor.Name}': binary_data_size is {input.Size} bytes, but only {received} bytes of binary data are left");
     }
+
+    /// <summary>An input whose <paramref name="Size"/> bytes follow the header: its raw elements, or for BYTES its encoded elements.</summary>
+    public sealed record BinaryInput(Tensor Tensor, long Size);
 
     /// <summary>One request's parse: where its arrays come from, the inputs that take binary data, and how many of the bytes after the header they claim.</summary>
     sealed class ParseState(long binaryBytes, TensorArrayPool arrays, InputContract contract)
     {
         public readonly TensorArrayPool Arrays = arrays;
         public readonly InputContract Contract = contract;
-        public readonly List<Tensor> BinaryInputs = [];
+        public readonly List<BinaryInput> BinaryInputs = [];
         public long BinaryClaimed;
         public long BinaryRemaining => binaryBytes - BinaryClaimed;
     }
@@ -164,13 +167,15 @@ public static class InferRequestReader
         if (binarySize is { } size)
         {
             if (hasData) throw Bad($"{path}: give either data or parameters.binary_data_size, not both");
-            if (size != count * type.ElementSize())
+            if (type.HasFixedSize() && size != count * type.ElementSize())
                 throw Bad($"{path}: binary_data_size is {size} bytes, shape {Tensor.FormatShape(shape)} of {type.ToProtocolName()} needs {count * type.ElementSize()}");
+            if (!type.HasFixedSize() && size < 4 * count)
+                throw Bad($"{path}: binary_data_size is {size} bytes, too few for the {count} elements of shape {Tensor.FormatShape(shape)} (4 bytes of length each)");
             if (size > parse.BinaryRemaining)
                 throw Bad($"{path}: binary_data_size is {size} bytes, but only {parse.BinaryRemaining} bytes of binary data are left");
             parse.BinaryClaimed += size;
             var tensor = new Tensor(name, type, shape, parse.Arrays.Rent(type, count));
-            parse.BinaryInputs.Add(tensor);
+            parse.BinaryInputs.Add(new BinaryInput(tensor, size));
             return tensor;
         }
         if (!hasData) throw Bad($"{path}: data is required");
@@ -219,13 +224,13 @@ public static class InferRequestReader
             {
                 case JsonTokenType.StartArray: depth++; break;
                 case JsonTokenType.EndArray: depth--; break;
-                case JsonTokenType.Number or JsonTokenType.True or JsonTokenType.False:
+                case JsonTokenType.Number or JsonTokenType.True or JsonTokenType.False or JsonTokenType.String:
                     if (index >= count) throw Bad($"{path}: data has more than the {count} elements of shape {Tensor.FormatShape(shape)}");
                     if (!Store(ref reader, type, values, index)) throw Bad($"{path}: data element {index} is not a valid {type.ToProtocolName()} value");
                     index++;
                     break;
                 default:
-                    throw Bad($"{path}: data element {index} is not a {(type == TensorDataType.Bool ? "boolean" : "number")}");
+                    throw Bad($"{path}: data element {index} is not a {type switch { TensorDataType.Bool => "boolean", TensorDataType.Bytes => "string", _ => "number" }}");
             }
         } while (depth > 0 && reader.Read());
         if (index != count) throw Bad($"{path}: data has {index} elements, shape {Tensor.FormatShape(shape)} needs {count}");
@@ -235,6 +240,12 @@ public static class InferRequestReader
     /// <summary>Stores one JSON value as an element of <paramref name="type"/>: booleans for BOOL, numbers in range for the others.</summary>
     static bool Store(ref Utf8JsonReader reader, TensorDataType type, Array values, long index)
     {
+        if (type == TensorDataType.Bytes)
+        {
+            if (reader.TokenType != JsonTokenType.String) return false;
+            ((byte[][])values)[index] = System.Text.Encoding.UTF8.GetBytes(reader.GetString()!);
+            return true;
+        }
         if (type == TensorDataType.Bool)
         {
             if (reader.TokenType is not (JsonTokenType.True or JsonTokenType.False)) return false;

@@ -28,7 +28,7 @@ public static class InferResponseWriter
                 if (binary)
                 {
                     json.WriteStartObject("parameters");
-                    json.WriteNumber("binary_data_size", output.Bytes.Length);
+                    json.WriteNumber("binary_data_size", output.BinaryData().Length);
                     json.WriteEndObject();
                 }
                 else
@@ -44,7 +44,7 @@ public static class InferResponseWriter
         }
         if (!outputs.Any(o => o.Binary)) return null;
         int headerLength = buffer.WrittenCount;
-        foreach (var (output, _) in outputs.Where(o => o.Binary)) buffer.Write(output.Bytes);
+        foreach (var (output, _) in outputs.Where(o => o.Binary)) buffer.Write(output.BinaryData());
         return headerLength;
     }
 
@@ -81,6 +81,7 @@ public static class InferResponseWriter
             case TensorDataType.Int16: foreach (short v in (short[])data) json.WriteNumberValue(v); break;
             case TensorDataType.Int32: foreach (int i in (int[])data) json.WriteNumberValue(i); break;
             case TensorDataType.Int64: foreach (long l in (long[])data) json.WriteNumberValue(l); break;
+            case TensorDataType.Bytes: foreach (byte[] b in (byte[][])data) json.WriteStringValue(System.Text.Encoding.UTF8.GetString(b)); break;
             default: throw new InvalidOperationException($"tensor '{tensor.Name}' has datatype {tensor.DataType}");
         }
     }

@@ -30,7 +30,7 @@ public sealed class InputContract(IReadOnlyList<TensorSpec> inputs, long maxRows
     /// <summary>
     /// The largest body a request can need: every input at the max batch size, as raw bytes with the binary
     /// extension or as JSON numbers otherwise, plus the JSON around them. Null when an input has a dynamic
-    /// dimension besides the batch one, which bounds nothing.
+    /// dimension besides the batch one, or is BYTES: that bounds nothing.
     /// </summary>
     public long? MaxBodyBytes(bool binary)
     {
@@ -39,7 +39,7 @@ public sealed class InputContract(IReadOnlyList<TensorSpec> inputs, long maxRows
         {
             foreach (var spec in inputs)
             {
-                if (spec.Shape.Skip(1).Any(d => d < 0)) return null;
+                if (spec.Shape.Skip(1).Any(d => d < 0) || !spec.DataType.HasFixedSize()) return null;
                 long elements = spec.Shape.Skip(1).Aggregate(maxRows, (product, d) => checked(product * d));
                 total = checked(total + elements * (binary ? spec.DataType.ElementSize() : JsonBytesPerElement));
             }

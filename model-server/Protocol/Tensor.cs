@@ -17,8 +17,18 @@ public sealed record Tensor(string Name, TensorDataType DataType, long[] Shape, 
 
     public static string FormatShape(IEnumerable<long> shape) => $"[{string.Join(",", shape)}]";
 
-    /// <summary>The tensor's elements as raw little-endian bytes, as the binary data extension carries them; writable, to fill it from them.</summary>
+    /// <summary>The tensor's elements as raw little-endian bytes, as the binary data extension carries them; writable, to fill it from them. Not for BYTES.</summary>
     public Span<byte> Bytes => BytesOf(Data);
+
+    /// <summary>The bytes the binary data extension carries for the tensor: its raw elements, or for BYTES each element's length and bytes.</summary>
+    public ReadOnlySpan<byte> BinaryData()
+    {
+        if (DataType.HasFixedSize()) return Bytes;
+        var elements = (byte[][])Data;
+        var encoded = new byte[BytesElements.EncodedLength(elements)];
+        BytesElements.Encode(elements, encoded);
+        return encoded;
+    }
 
     /// <summary>The bytes of an array of a primitive type.</summary>
     public static Span<byte> BytesOf(Array data) => System.Runtime.InteropServices.MemoryMarshal.CreateSpan(

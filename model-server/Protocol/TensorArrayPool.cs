@@ -23,6 +23,7 @@ public sealed class TensorArrayPool(long maxRetainedBytes)
     /// <summary>An array of exactly <paramref name="length"/> elements: a returned one when there is one.</summary>
     public Array Rent(TensorDataType type, long length)
     {
+        if (!type.HasFixedSize()) return type.NewArray(length); // BYTES: arrays of arrays, not worth keeping
         lock (gate)
         {
             if (free.TryGetValue((type, length), out var arrays))
@@ -46,6 +47,7 @@ public sealed class TensorArrayPool(long maxRetainedBytes)
     /// <summary>Gives back an array from <see cref="Rent"/> that nothing reads or writes any more.</summary>
     public void Return(TensorDataType type, Array array)
     {
+        if (!type.HasFixedSize()) return;
         long bytes = Buffer.ByteLength(array);
         lock (gate)
         {

@@ -1,13 +1,14 @@
 namespace Adaptive.ModelServer.Protocol;
 
 /// <summary>The tensor element types this server speaks, named as the Open Inference Protocol names them.</summary>
-public enum TensorDataType { Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Bf16, Fp32, Fp64 }
+public enum TensorDataType { Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Bf16, Fp32, Fp64, Bytes }
 
 /// <summary>
 /// Names, sizes and arrays of the element types. Each type's elements live in an array of a primitive .NET
 /// type of the same size, so that the bytes are what ONNX Runtime and the binary extension carry:
 /// bool, byte, ushort, uint, ulong, sbyte, short, int, long, float, double; FP16 and BF16 as their 16-bit
-/// patterns in ushort arrays.
+/// patterns in ushort arrays. BYTES elements (ONNX strings) have no fixed size: each is a byte[] of its own,
+/// in a byte[][].
 /// </summary>
 public static class TensorDataTypes
 {
@@ -26,21 +27,27 @@ public static class TensorDataTypes
         TensorDataType.Bf16 => "BF16",
         TensorDataType.Fp32 => "FP32",
         TensorDataType.Fp64 => "FP64",
+        TensorDataType.Bytes => "BYTES",
         _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
     };
 
     public static TensorDataType? FromProtocolName(string name) =>
         Enum.GetValues<TensorDataType>().Select(t => (TensorDataType?)t).FirstOrDefault(t => t!.Value.ToProtocolName() == name);
 
+    /// <summary>Whether every element has the same size: all types but BYTES.</summary>
+    public static bool HasFixedSize(this TensorDataType type) => type != TensorDataType.Bytes;
+
+    /// <summary>The bytes of one element; BYTES elements have none fixed.</summary>
     public static int ElementSize(this TensorDataType type) => type switch
     {
         TensorDataType.Bool or TensorDataType.Uint8 or TensorDataType.Int8 => 1,
         TensorDataType.Uint16 or TensorDataType.Int16 or TensorDataType.Fp16 or TensorDataType.Bf16 => 2,
         TensorDataType.Uint32 or TensorDataType.Int32 or TensorDataType.Fp32 => 4,
-        _ => 8,
+        TensorDataType.Uint64 or TensorDataType.Int64 or TensorDataType.Fp64 => 8,
+        _ => throw new ArgumentOutOfRangeException(nameof(type), type, "BYTES elements have no fixed size"),
     };
 
-    public const string Supported = "BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64";
+    public const string Supported = "BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64, BYTES";
 
     /// <summary>
     /// An array of <paramref name="length"/> elements, not zeroed: every caller writes all of them before
@@ -62,6 +69,7 @@ public static class TensorDataTypes
             TensorDataType.Int64 => GC.AllocateUninitializedArray<long>(count),
             TensorDataType.Fp32 => GC.AllocateUninitializedArray<float>(count),
             TensorDataType.Fp64 => GC.AllocateUninitializedArray<double>(count),
+            TensorDataType.Bytes => new byte[count][],
             _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
         };
     }
@@ -85,4 +93,41 @@ public static class TensorDataTypes
     }
 
     public static float FromBf16(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
+}
+
+/// <summary>
+/// BYTES tensors in the binary data extension: each element is its length as 4 bytes, little-endian, then
+/// its bytes, one after another.
+/// </summary>
+public static class BytesElements
+{
+    public static long EncodedLength(byte[][] elements) => elements.Sum(e => 4L + e.Length);
+
+    public static void Encode(byte[][] elements, Span<byte> destination)
+    {
+        int at = 0;
+        foreach (var element in elements)
+        {
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(destination[at..], (uint)element.Length);
+            element.CopyTo(destination[(at + 4)..]);
+            at += 4 + element.Length;
+        }
+    }
+
+    /// <summary>Fills <paramref name="elements"/> from <paramref name="raw"/>, which must hold exactly that many; throws a 400 otherwise.</summary>
+    public static void Decode(ReadOnlySpan<byte> raw, byte[][] elements, string input)
+    {
+        int at = 0;
+        for (int i = 0; i < elements.Length; i++)
+        {
+            if (raw.Length - at < 4) throw Bad($"input '{input}': its binary data ends before element {i} of {elements.Length}");
+            uint length = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(raw[at..]);
+            if (length > raw.Length - at - 4) throw Bad($"input '{input}': element {i} claims {length} bytes, more than its binary data has left");
+            elements[i] = raw.Slice(at + 4, (int)length).ToArray();
+            at += 4 + (int)length;
+        }
+        if (at != raw.Length) throw Bad($"input '{input}': {raw.Length - at} bytes of binary data follow its {elements.Length} elements");
+    }
+
+    static ProtocolException Bad(string message) => new(StatusCodes.Status400BadRequest, message);
 }

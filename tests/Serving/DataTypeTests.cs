@@ -36,6 +36,7 @@ public sealed class DataTypeTests : IDisposable
         { "BF16", 16, "[1.5,-2,3.3895314E+38]", "1e39" },
         { "FP32", 1, "[0.25,-3.5,3.4028235E+38]", "1e39" },
         { "FP64", 11, "[0.1,-3.5,1.7976931348623157E+308]", "true" },
+        { "BYTES", 8, "[\"a\",\"\",\"wörld\"]", "5" },
     };
 
     [Theory]
@@ -58,8 +59,12 @@ public sealed class DataTypeTests : IDisposable
 
         // The same values as raw bytes, asked back as raw bytes: the very same bytes.
         var type = TensorDataTypes.FromProtocolName(datatype)!.Value;
-        byte[] raw = [.. Enumerable.Range(0, 3 * type.ElementSize()).Select(i => (byte)(i * 37 % 251))];
-        if (type == TensorDataType.Bool) raw = [1, 0, 1];
+        byte[] raw = type switch
+        {
+            TensorDataType.Bool => [1, 0, 1],
+            TensorDataType.Bytes => Encoded([1], [], [2, 3]),
+            _ => [.. Enumerable.Range(0, 3 * type.ElementSize()).Select(i => (byte)(i * 37 % 251))],
+        };
         byte[] header = Encoding.UTF8.GetBytes($"{{\"inputs\":[{{\"name\":\"x\",\"datatype\":\"{datatype}\",\"shape\":[1,3],\"parameters\":{{\"binary_data_size\":{raw.Length}}}}}],\"parameters\":{{\"binary_data_output\":true}}}}");
         var content = new ByteArrayContent([.. header, .. raw]);
         content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
@@ -74,6 +79,26 @@ public sealed class DataTypeTests : IDisposable
         var refused = await server.Client.PostAsync("/v2/models/identity/infer", V2.Json(body.Replace(values, $"[{invalid},{invalid},{invalid}]")), Cancel);
         Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
         Assert.Contains($"data element 0 is not a", await V2.Error(refused));
+    }
+
+    /// <summary>BYTES elements in binary: each one's length (4 bytes, little-endian), then its bytes.</summary>
+    static byte[] Encoded(params byte[][] elements) => [.. elements.SelectMany(e => BitConverter.GetBytes(e.Length).Concat(e))];
+
+    /// <summary>A BYTES encoding whose lengths do not add up is the client's error.</summary>
+    [Fact]
+    public async Task Bytes_whose_lengths_do_not_add_up_are_refused()
+    {
+        string model = IdentityModels.Write(directory, "bytes.onnx", 8, "batch", 3);
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(model, name: "identity", maxBatch: 4, maxQueueDelayMs: 0));
+        byte[] overrun = Encoded([0, 1, 2], [], Encoding.UTF8.GetBytes("tokens"));
+        overrun[0] = 200; // the first element claims 200 bytes
+        byte[] header = Encoding.UTF8.GetBytes($"{{\"inputs\":[{{\"name\":\"x\",\"datatype\":\"BYTES\",\"shape\":[1,3],\"parameters\":{{\"binary_data_size\":{overrun.Length}}}}}]}}");
+        var content = new ByteArrayContent([.. header, .. overrun]);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
+        content.Headers.Add("Inference-Header-Content-Length", header.Length.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var refused = await server.Client.PostAsync("/v2/models/identity/infer", content, Cancel);
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Contains("element 0 claims 200 bytes", await V2.Error(refused));
     }
 
     /// <summary>JSON values compared as numbers (1.5 and 1.50 alike; integers exactly), booleans as they are.</summary>
