@@ -224,7 +224,7 @@ public static class InferRequestReader
             {
                 case JsonTokenType.StartArray: depth++; break;
                 case JsonTokenType.EndArray: depth--; break;
-                case JsonTokenType.Number or JsonTokenType.True or JsonTokenType.False or JsonTokenType.String:
+                case var token when token == ElementToken(type) || (type == TensorDataType.Bool && token == JsonTokenType.False):
                     if (index >= count) throw Bad($"{path}: data has more than the {count} elements of shape {Tensor.FormatShape(shape)}");
                     if (!Store(ref reader, type, values, index)) throw Bad($"{path}: data element {index} is not a valid {type.ToProtocolName()} value");
                     index++;
@@ -236,6 +236,14 @@ public static class InferRequestReader
         if (index != count) throw Bad($"{path}: data has {index} elements, shape {Tensor.FormatShape(shape)} needs {count}");
         return values;
     }
+
+    /// <summary>The JSON token an element of <paramref name="type"/> is written as (BOOL: true, or false).</summary>
+    static JsonTokenType ElementToken(TensorDataType type) => type switch
+    {
+        TensorDataType.Bool => JsonTokenType.True,
+        TensorDataType.Bytes => JsonTokenType.String,
+        _ => JsonTokenType.Number,
+    };
 
     /// <summary>Stores one JSON value as an element of <paramref name="type"/>: booleans for BOOL, numbers in range for the others.</summary>
     static bool Store(ref Utf8JsonReader reader, TensorDataType type, Array values, long index)
