@@ -32,9 +32,9 @@ var config = Required("--config", "Router configuration file (JSON), reloaded wh
 var pollInterval = Create("--config-poll-ms", "How often to check the configuration file for changes", 2000.0);
 var maxInFlight = Create("--max-inflight", "Most pipeline requests in progress; more are refused with 429", 1024);
 
-Option[] common = [host, port, maxBody, timeout, drainDelay, drainTimeout];
+Option[] common = [host, port, maxBody, timeout, drainDelay, drainTimeout, bodyBudget];
 var serve = new Command("serve", "Serve one ONNX model variant over the Open Inference Protocol with dynamic batching");
-foreach (var option in common.Concat([modelPath, modelName, variant, maxBatch, maxDelay, queueCapacity, intraThreads, interThreads, device, pinThreads, bodyBudget])) serve.Options.Add(option);
+foreach (var option in common.Concat([modelPath, modelName, variant, maxBatch, maxDelay, queueCapacity, intraThreads, interThreads, device, pinThreads])) serve.Options.Add(option);
 var router = new Command("router", "Route pipeline requests through the stages, splitting each stage's load among its variants by weight");
 foreach (var option in common.Concat([config, pollInterval, maxInFlight])) router.Options.Add(option);
 
@@ -45,7 +45,6 @@ serve.SetAction(parse => Run(() =>
     Check(parse.GetValue(queueCapacity) >= 1, "--queue-capacity must be at least 1");
     Check(parse.GetValue(intraThreads) >= 0, "--intra-op-threads must not be negative");
     Check(parse.GetValue(interThreads) >= 1, "--inter-op-threads must be at least 1");
-    Check(parse.GetValue(bodyBudget) >= parse.GetValue(maxBody), "--max-inflight-body-bytes must be at least --max-body-bytes");
     string name = parse.GetValue(modelName)!;
     var options = new ModelServerOptions(Http(parse), parse.GetValue(modelPath)!, name,
         parse.GetValue(variant) is { Length: > 0 } v ? v : name,
@@ -59,7 +58,7 @@ router.SetAction(parse => Run(() =>
     Check(parse.GetValue(pollInterval) >= 10, "--config-poll-ms must be at least 10");
     Check(parse.GetValue(maxInFlight) >= 1, "--max-inflight must be at least 1");
     return RouterApp.Build(new RouterOptions(Http(parse), parse.GetValue(config)!,
-        TimeSpan.FromMilliseconds(parse.GetValue(pollInterval)), parse.GetValue(maxInFlight)));
+        TimeSpan.FromMilliseconds(parse.GetValue(pollInterval)), parse.GetValue(maxInFlight), parse.GetValue(bodyBudget)));
 }));
 
 var root = new RootCommand("adaptive-server: the Adaptive model server and pipeline router") { serve, router };
@@ -76,6 +75,7 @@ HttpOptions Http(ParseResult parse)
     Check(System.Net.IPAddress.TryParse(parse.GetValue(host), out _), $"--host must be an IP address, got '{parse.GetValue(host)}'");
     Check(parse.GetValue(port) is >= 0 and <= 65535, $"--port must be between 0 and 65535, got {parse.GetValue(port)}");
     Check(parse.GetValue(maxBody) is >= 1024 and <= int.MaxValue, "--max-body-bytes must be between 1024 and 2147483647");
+    Check(parse.GetValue(bodyBudget) >= parse.GetValue(maxBody), "--max-inflight-body-bytes must be at least --max-body-bytes");
     Check(parse.GetValue(timeout) > 0, "--request-timeout-ms must be greater than 0");
     Check(parse.GetValue(drainDelay) >= 0 && parse.GetValue(drainTimeout) >= 0, "--drain-delay-ms and --drain-timeout-ms must not be negative");
     return new HttpOptions(parse.GetValue(host)!, parse.GetValue(port), parse.GetValue(maxBody),

@@ -62,16 +62,17 @@ public static class HttpHosting
 
     /// <summary>
     /// Reads the whole body, within Kestrel's size limit, straight from the request pipe into one array
-    /// (of the announced length when there is one); too large a body is a 413 naming the limit.
+    /// (of the announced length when there is one), until <paramref name="cancel"/>; too large a body is a 413
+    /// naming the limit.
     /// </summary>
-    public static Task<ArraySegment<byte>> ReadBodyAsync(HttpContext context) => WithinBodyLimit(context, async (pipe, limit) =>
+    public static Task<ArraySegment<byte>> ReadBodyAsync(HttpContext context, CancellationToken cancel) => WithinBodyLimit(context, async (pipe, limit) =>
     {
         // Uninitialized: only the bytes read are ever used, and zeroing a 600 KB image body costs time.
         var body = GC.AllocateUninitializedArray<byte>((int)(context.Request.ContentLength ?? 16 * 1024));
         int length = 0;
         while (true)
         {
-            var read = await pipe.ReadAsync(context.RequestAborted);
+            var read = await pipe.ReadWithinAsync(cancel);
             foreach (var segment in read.Buffer)
             {
                 if (length + segment.Length > body.Length)
@@ -205,18 +206,26 @@ public static class HttpHosting
     /// <summary>An error in the protocol's format, <c>{"error": "..."}</c>, with Retry-After when given.</summary>
     public static Task WriteErrorAsync(HttpContext context, int statusCode, string message, TimeSpan? retryAfter = null)
     {
+        if (statusCode == StatusCodes.Status413PayloadTooLarge) return RefuseBodyAsync(context, statusCode, message, retryAfter);
         SetError(context, statusCode, retryAfter);
-        if (statusCode == StatusCodes.Status413PayloadTooLarge)
-            return WriteAndCloseAsync(context, message);
         return context.Response.WriteAsJsonAsync(new { error = message });
     }
 
-    /// <summary>An error whose <c>{"error": "..."}</c> body is already serialized.</summary>
-    public static Task WriteErrorAsync(HttpContext context, int statusCode, byte[] body, TimeSpan? retryAfter = null)
+    /// <summary>
+    /// An error before the body was read to its end (too large, too slow, no room for it): the connection
+    /// cannot carry another request. The answer goes out at once, whole (with its length) and with
+    /// <c>Connection: close</c>, so that the client has it even if Kestrel then gives up on the unread body
+    /// and resets the connection.
+    /// </summary>
+    public static async Task RefuseBodyAsync(HttpContext context, int statusCode, string message, TimeSpan? retryAfter = null)
     {
         SetError(context, statusCode, retryAfter);
+        context.Response.Headers.Connection = "close";
+        byte[] body = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { error = message });
         context.Response.ContentType = "application/json; charset=utf-8";
-        return context.Response.Body.WriteAsync(body).AsTask();
+        context.Response.ContentLength = body.Length;
+        await context.Response.Body.WriteAsync(body);
+        await context.Response.Body.FlushAsync();
     }
 
     static void SetError(HttpContext context, int statusCode, TimeSpan? retryAfter)
@@ -224,17 +233,6 @@ public static class HttpHosting
         context.Response.StatusCode = statusCode;
         if (retryAfter is { } wait)
             context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
-    }
-
-    /// <summary>
-    /// The rest of an oversized body is never read, so the connection cannot carry another request: say
-    /// so, and flush the answer before Kestrel drops the connection.
-    /// </summary>
-    static async Task WriteAndCloseAsync(HttpContext context, string message)
-    {
-        context.Response.Headers.Connection = "close";
-        await context.Response.WriteAsJsonAsync(new { error = message });
-        await context.Response.CompleteAsync();
     }
 
     /// <summary>An inference response: JSON, or a JSON header and binary tensor data when <paramref name="headerLength"/> is given.</summary>

@@ -23,7 +23,7 @@ public sealed class RouterMetrics
     public RouterMetrics(CollectorRegistry registry)
     {
         var factory = Prometheus.Metrics.WithCustomRegistry(registry);
-        requests = factory.CreateCounter("adaptive_pipeline_requests_total", "Pipeline requests by outcome (ok, bad_request, rejected, timeout, error)", "pipeline", "outcome");
+        requests = factory.CreateCounter("adaptive_pipeline_requests_total", "Pipeline requests by outcome (ok, bad_request, rejected, timeout, client_closed, error)", "pipeline", "outcome");
         duration = factory.CreateHistogram("adaptive_pipeline_request_duration_seconds", "End-to-end latency of pipeline requests through the router",
             new HistogramConfiguration { LabelNames = ["pipeline"], Buckets = LatencyBuckets });
         stageRequests = factory.CreateCounter("adaptive_pipeline_stage_requests_total", "Requests the router sent to each stage's variants, by HTTP status class", "pipeline", "stage", "variant", "code");

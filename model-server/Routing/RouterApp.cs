@@ -15,7 +15,9 @@ namespace Adaptive.ModelServer.Routing;
 /// <param name="ConfigPollInterval">How often the configuration file is compared with the one loaded.
 /// Polling the content, not file events, is what works with ConfigMap volumes, which swap a symlink.</param>
 /// <param name="MaxInFlight">Most pipeline requests in progress at once; more are refused with 429.</param>
-public sealed record RouterOptions(HttpOptions Http, string ConfigPath, TimeSpan ConfigPollInterval, int MaxInFlight);
+/// <param name="BodyBudgetBytes">The most bytes of request bodies read at once, over all requests; beyond it requests get 429.</param>
+public sealed record RouterOptions(HttpOptions Http, string ConfigPath, TimeSpan ConfigPollInterval, int MaxInFlight,
+    long BodyBudgetBytes = Serving.ModelServerOptions.DefaultBodyBudgetBytes);
 
 /// <summary>
 /// <c>adaptive-server router</c>: the pipeline's entry point. A request to <c>/v2/models/{pipeline}/infer</c>
@@ -170,7 +172,15 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
     sealed record Message(byte[] Body, int? HeaderLength);
 
     readonly ConcurrentDictionary<string, string[]> inputNames = new();
+    readonly BodyBudget bodies = new(options.BodyBudgetBytes);
     int inFlight;
+
+    /// <summary>The client's body was refused before it was read to its end: the answer closes the connection.</summary>
+    sealed class BodyRefused(int statusCode, string message, TimeSpan? retryAfter = null) : Exception(message)
+    {
+        public int StatusCode { get; } = statusCode;
+        public TimeSpan? RetryAfter { get; } = retryAfter;
+    }
 
     /// <param name="VariantFailed">The variant, not the request, was at fault: worth another variant, and counted against it.</param>
     sealed class StageFailure(int statusCode, string message, TimeSpan? retryAfter = null, bool variantFailed = false) : Exception(message)
@@ -198,7 +208,7 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
                 throw new StageFailure(StatusCodes.Status429TooManyRequests, $"the router has {options.MaxInFlight} requests in progress", TimeSpan.FromSeconds(1));
             using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
             deadline.CancelAfter(options.Http.RequestTimeout);
-            var payload = new Message([.. await HttpHosting.ReadBodyAsync(context)], InferRequestReader.HeaderLength(context.Request));
+            var payload = await ReadRequest(context, deadline.Token);
             try
             {
                 for (int s = 0; s < route.Config.Stages.Count; s++)
@@ -226,6 +236,15 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
             outcome = "bad_request";
             await HttpHosting.WriteErrorAsync(context, e.StatusCode, e.Message);
         }
+        catch (BodyRefused e)
+        {
+            outcome = e.StatusCode == StatusCodes.Status429TooManyRequests ? "rejected" : "bad_request";
+            await HttpHosting.RefuseBodyAsync(context, e.StatusCode, e.Message, e.RetryAfter);
+        }
+        catch (Exception) when (context.RequestAborted.IsCancellationRequested)
+        {
+            outcome = "client_closed"; // the client went away: nobody to answer
+        }
         catch (StageFailure e)
         {
             outcome = e.StatusCode switch
@@ -250,6 +269,28 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
     /// what is left of the deadline. The first try gets half of what is left when there is another to try,
     /// so that a hung variant leaves time for the retry.
     /// </summary>
+    /// <summary>
+    /// The client's request, read within the request's deadline (408 past it) and within the budget of bodies
+    /// being read at once (429 beyond it): neither a slow body nor many large ones can hold the router.
+    /// </summary>
+    async Task<Message> ReadRequest(HttpContext context, CancellationToken deadline)
+    {
+        using var share = bodies.TryTake(context.Request.ContentLength ?? options.Http.MaxBodyBytes)
+            ?? throw new BodyRefused(StatusCodes.Status429TooManyRequests, $"the router is reading as many request bodies as its {bodies.TotalBytes}-byte budget holds; retry shortly", TimeSpan.FromSeconds(1));
+        try
+        {
+            return new Message([.. await HttpHosting.ReadBodyAsync(context, deadline)], InferRequestReader.HeaderLength(context.Request));
+        }
+        catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested)
+        {
+            throw new BodyRefused(StatusCodes.Status408RequestTimeout, $"the request body did not arrive within the request's {options.Http.RequestTimeout.TotalMilliseconds:F0} ms deadline");
+        }
+        catch (BadHttpRequestException e) when (!context.RequestAborted.IsCancellationRequested)
+        {
+            throw new BodyRefused(e.StatusCode, $"bad request body: {e.Message}"); // Kestrel's: malformed chunking, too slow, too large
+        }
+    }
+
     async Task<Message> CallStageWithRetry(string pipeline, StageRoute stage, WeightedChooser chooser, Message payload, long started, CancellationToken deadline)
     {
         var first = chooser.Next(v => health.IsUsable(v.Endpoint))

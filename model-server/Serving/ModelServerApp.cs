@@ -170,24 +170,24 @@ public static class ModelServerApp
             catch (OperationCanceledException) when (deadline.IsCancellationRequested && !bodyRead)
             {
                 metrics.Count(Outcome.BadRequest);
-                await RefuseBody(context, StatusCodes.Status408RequestTimeout, $"the request body did not arrive within the request's {options.Http.RequestTimeout.TotalMilliseconds:F0} ms deadline");
+                await HttpHosting.RefuseBodyAsync(context, StatusCodes.Status408RequestTimeout, $"the request body did not arrive within the request's {options.Http.RequestTimeout.TotalMilliseconds:F0} ms deadline");
             }
             catch (BadHttpRequestException e)
             {
                 // Kestrel's own refusals while reading the body: malformed chunking, a body too slow or too large.
                 metrics.Count(Outcome.BadRequest);
-                await RefuseBody(context, e.StatusCode, $"bad request body: {e.Message}");
+                await HttpHosting.RefuseBodyAsync(context, e.StatusCode, $"bad request body: {e.Message}");
             }
             catch (ProtocolException e)
             {
                 metrics.Count(Outcome.BadRequest);
                 if (bodyRead) await HttpHosting.WriteErrorAsync(context, e.StatusCode, e.Message);
-                else await RefuseBody(context, e.StatusCode, e.Message);
+                else await HttpHosting.RefuseBodyAsync(context, e.StatusCode, e.Message);
             }
             catch (HttpHosting.BodyBudgetException e)
             {
                 metrics.Count(Outcome.BodiesFull);
-                await RefuseBody(context, StatusCodes.Status429TooManyRequests, e.Message, TimeSpan.FromSeconds(1));
+                await HttpHosting.RefuseBodyAsync(context, StatusCodes.Status429TooManyRequests, e.Message, TimeSpan.FromSeconds(1));
             }
             catch (RequestRejectedException e)
             {
@@ -210,20 +210,6 @@ public static class ModelServerApp
         /// <summary>The connection ended before the body did: Kestrel says so only in its message (a 400 "Unexpected end of request content").</summary>
         static bool EndedMidBody(Exception e) =>
             e is BadHttpRequestException && e.Message.StartsWith("Unexpected end of request content", StringComparison.Ordinal);
-
-        /// <summary>
-        /// An error before the body was read to its end: the connection cannot carry another request. The answer
-        /// goes out at once, whole (with its length) and with <c>Connection: close</c>, so that the client has it
-        /// even if Kestrel later gives up on the unread body and resets the connection.
-        /// </summary>
-        static async Task RefuseBody(HttpContext context, int statusCode, string message, TimeSpan? retryAfter = null)
-        {
-            context.Response.Headers.Connection = "close";
-            byte[] body = JsonSerializer.SerializeToUtf8Bytes(new { error = message });
-            context.Response.ContentLength = body.Length;
-            await HttpHosting.WriteErrorAsync(context, statusCode, body, retryAfter);
-            await context.Response.Body.FlushAsync();
-        }
 
         /// <summary>
         /// The W3C Server-Timing header (milliseconds): the request's wait in the batching queue and the

@@ -104,6 +104,33 @@ public sealed class HostileClientTests(TestModels models) : IDisposable
         Assert.Equal(HttpStatusCode.OK, (await server.Client.PostAsync("/v2/models/classify/infer", V2.Json(V2.Request("input", [1, 3, 32, 32], models.Images(1, 3))), Cancel)).StatusCode);
     }
 
+    /// <summary>
+    /// The router as a hostile client sees it: a stalled body gets 408 at the request's deadline, malformed
+    /// chunking 400, and bodies beyond the budget of bodies being read at once 429, at once.
+    /// </summary>
+    [Fact]
+    public async Task The_router_bounds_slow_broken_and_many_bodies()
+    {
+        string config = Path.Combine(directory, "routes.json");
+        File.WriteAllText(config, new Adaptive.Core.Routing.RouterConfig("images", [new Adaptive.Core.Routing.StageRoute("classify", [new Adaptive.Core.Routing.VariantRoute("a", "http://127.0.0.1:9", 1)])]).Write());
+        await using var router = await RunningServer.StartRouter(new Adaptive.ModelServer.Routing.RouterOptions(
+            RunningServer.Http(requestTimeoutMs: 1000, maxBodyBytes: 1 << 20), config, TimeSpan.FromSeconds(1), 64, BodyBudgetBytes: 1 << 20));
+        byte[] Request(string lines) => Encoding.ASCII.GetBytes($"POST /v2/models/images/infer HTTP/1.1\r\nHost: localhost\r\n{lines}\r\n");
+
+        // One client holds the whole budget with a body it never finishes; another is refused at once.
+        var holding = Raw(router.Address, [.. Request("Content-Type: application/json\r\nContent-Length: 1000000\r\n"), .. Encoding.ASCII.GetBytes("{\"inputs\":[")], TimeSpan.FromSeconds(20));
+        await Task.Delay(200, Cancel);
+        var refused = await router.Client.PostAsync("/v2/models/images/infer", new ByteArrayContent(new byte[500_000]), Cancel);
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        Assert.Contains("budget", await V2.Error(refused));
+        string slow = await holding;
+        Assert.StartsWith("HTTP/1.1 408", slow);
+
+        string chunks = await Raw(router.Address, [.. Request("Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"), .. Encoding.ASCII.GetBytes("zz\r\n{}\r\n0\r\n\r\n")], TimeSpan.FromSeconds(20));
+        Assert.StartsWith("HTTP/1.1 400", chunks);
+        Assert.Equal(0, await router.Metric("adaptive_pipeline_requests_total{pipeline=\"images\",outcome=\"error\"}"));
+    }
+
     /// <summary>A JSON body of about <paramref name="megabytes"/> MB for input x, in the given datatype and shape.</summary>
     static byte[] LargeBody(int megabytes, string datatype, string shape)
     {
