@@ -1,6 +1,4 @@
-using System.Net.Http.Headers;
 using System.Runtime.InteropServices;
-using System.Text;
 using System.Text.Json;
 using Adaptive.Tests.Support;
 
@@ -22,18 +20,11 @@ public sealed class BatchIsolationTests : IDisposable
     static HttpContent Json(long id, int length) =>
         V2.Json(JsonSerializer.Serialize(new { id = id.ToString(System.Globalization.CultureInfo.InvariantCulture), inputs = new[] { new { name = "x", shape = new[] { 1, length }, datatype = "FP32", data = Row(id, length) } } }));
 
-    static HttpContent Binary(long id, int length)
+    static HttpContent Binary(long id, int length) => V2.Binary(JsonSerializer.Serialize(new
     {
-        byte[] header = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(new
-        {
-            id = id.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            inputs = new[] { new { name = "x", shape = new[] { 1, length }, datatype = "FP32", parameters = new { binary_data_size = 4 * length } } },
-        }));
-        var content = new ByteArrayContent([.. header, .. MemoryMarshal.AsBytes(Row(id, length).AsSpan())]);
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
-        content.Headers.Add("Inference-Header-Content-Length", header.Length.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        return content;
-    }
+        id = id.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        inputs = new[] { new { name = "x", shape = new[] { 1, length }, datatype = "FP32", parameters = new { binary_data_size = 4 * length } } },
+    }), MemoryMarshal.AsBytes(Row(id, length).AsSpan()));
 
     /// <summary>A row only this request has: its id, then the id plus 1, 2, … as many as its length.</summary>
     static float[] Row(long id, int length) => [.. Enumerable.Range(0, length).Select(i => (float)(id * 100 + i))];

@@ -1,6 +1,5 @@
 using Adaptive.Core.Routing;
 using System.Net;
-using System.Net.Http.Headers;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
@@ -14,15 +13,6 @@ namespace Adaptive.Tests.Serving;
 public sealed class BinaryDataTests(TestModels models)
 {
     static readonly CancellationToken Cancel = TestContext.Current.CancellationToken;
-
-    static ByteArrayContent Binary(string header, ReadOnlySpan<byte> data)
-    {
-        byte[] head = Encoding.UTF8.GetBytes(header);
-        var content = new ByteArrayContent([.. head, .. data]);
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
-        content.Headers.Add("Inference-Header-Content-Length", head.Length.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        return content;
-    }
 
     float[] Image => models.Images(1, 21);
     static string Header(long bytes, string extra = "") =>
@@ -43,12 +33,12 @@ public sealed class BinaryDataTests(TestModels models)
         await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18));
         var json = await V2.Output(await server.Client.PostAsync("/v2/models/classify/infer", V2.Json(V2.Request("input", [1, 3, 32, 32], Image)), Cancel), "logits");
 
-        var binaryIn = await server.Client.PostAsync("/v2/models/classify/infer", Binary(Header(3072 * 4), MemoryMarshal.AsBytes(Image.AsSpan())), Cancel);
+        var binaryIn = await server.Client.PostAsync("/v2/models/classify/infer", V2.Binary(Header(3072 * 4), MemoryMarshal.AsBytes(Image.AsSpan())), Cancel);
         Assert.Equal(HttpStatusCode.OK, binaryIn.StatusCode);
         Assert.Equal(json, await V2.Output(binaryIn, "logits"));
 
         var binaryOut = await server.Client.PostAsync("/v2/models/classify/infer",
-            Binary(Header(3072 * 4, ",\"parameters\":{\"binary_data_output\":true}"), MemoryMarshal.AsBytes(Image.AsSpan())), Cancel);
+            V2.Binary(Header(3072 * 4, ",\"parameters\":{\"binary_data_output\":true}"), MemoryMarshal.AsBytes(Image.AsSpan())), Cancel);
         Assert.Equal(HttpStatusCode.OK, binaryOut.StatusCode);
         var (header, data) = await ReadBinary(binaryOut);
         Assert.Equal(4000, header.GetProperty("outputs")[0].GetProperty("parameters").GetProperty("binary_data_size").GetInt32());
@@ -62,14 +52,14 @@ public sealed class BinaryDataTests(TestModels models)
     public async Task Binary_sizes_that_do_not_match_are_refused(long claimed, int sent, string message)
     {
         await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18));
-        var response = await server.Client.PostAsync("/v2/models/classify/infer", Binary(Header(claimed), MemoryMarshal.AsBytes(Image.AsSpan())[..sent]), Cancel);
+        var response = await server.Client.PostAsync("/v2/models/classify/infer", V2.Binary(Header(claimed), MemoryMarshal.AsBytes(Image.AsSpan())[..sent]), Cancel);
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Contains(message, await V2.Error(response));
 
-        var extra = await server.Client.PostAsync("/v2/models/classify/infer", Binary(Header(12288), [.. MemoryMarshal.AsBytes(Image.AsSpan()), 1, 2]), Cancel);
+        var extra = await server.Client.PostAsync("/v2/models/classify/infer", V2.Binary(Header(12288), [.. MemoryMarshal.AsBytes(Image.AsSpan()), 1, 2]), Cancel);
         Assert.Equal("2 bytes of binary data follow the header that no input's binary_data_size claims", await V2.Error(extra));
 
-        var content = Binary(Header(12288), MemoryMarshal.AsBytes(Image.AsSpan()));
+        var content = V2.Binary(Header(12288), MemoryMarshal.AsBytes(Image.AsSpan()));
         content.Headers.Remove("Inference-Header-Content-Length");
         content.Headers.Add("Inference-Header-Content-Length", "999999");
         var beyond = await server.Client.PostAsync("/v2/models/classify/infer", content, Cancel);
@@ -117,7 +107,7 @@ public sealed class BinaryDataTests(TestModels models)
 
         var json = await V2.Output(await router.Client.PostAsync("/v2/models/two-stage/infer", V2.Json(V2.Request("input", [1, 3, 32, 32], Image)), Cancel), "probabilities");
         var binary = await router.Client.PostAsync("/v2/models/two-stage/infer",
-            Binary(Header(3072 * 4, ",\"parameters\":{\"binary_data_output\":true}"), MemoryMarshal.AsBytes(Image.AsSpan())), Cancel);
+            V2.Binary(Header(3072 * 4, ",\"parameters\":{\"binary_data_output\":true}"), MemoryMarshal.AsBytes(Image.AsSpan())), Cancel);
         Assert.Equal(HttpStatusCode.OK, binary.StatusCode);
         var (header, data) = await ReadBinary(binary);
         Assert.Equal("probabilities", header.GetProperty("outputs")[0].GetProperty("name").GetString());

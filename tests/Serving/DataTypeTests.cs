@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -65,11 +64,8 @@ public sealed class DataTypeTests : IDisposable
             TensorDataType.Bytes => Encoded([1], [], [2, 3]),
             _ => [.. Enumerable.Range(0, 3 * type.ElementSize()).Select(i => (byte)(i * 37 % 251))],
         };
-        byte[] header = Encoding.UTF8.GetBytes($"{{\"inputs\":[{{\"name\":\"x\",\"datatype\":\"{datatype}\",\"shape\":[1,3],\"parameters\":{{\"binary_data_size\":{raw.Length}}}}}],\"parameters\":{{\"binary_data_output\":true}}}}");
-        var content = new ByteArrayContent([.. header, .. raw]);
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
-        content.Headers.Add("Inference-Header-Content-Length", header.Length.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        var binary = await server.Client.PostAsync("/v2/models/identity/infer", content, Cancel);
+        var binary = await server.Client.PostAsync("/v2/models/identity/infer", V2.Binary(
+            $"{{\"inputs\":[{{\"name\":\"x\",\"datatype\":\"{datatype}\",\"shape\":[1,3],\"parameters\":{{\"binary_data_size\":{raw.Length}}}}}],\"parameters\":{{\"binary_data_output\":true}}}}", raw), Cancel);
         Assert.Equal(HttpStatusCode.OK, binary.StatusCode);
         byte[] bytes = await binary.Content.ReadAsByteArrayAsync(Cancel);
         int headerLength = int.Parse(binary.Headers.GetValues("Inference-Header-Content-Length").Single(), System.Globalization.CultureInfo.InvariantCulture);
@@ -92,11 +88,8 @@ public sealed class DataTypeTests : IDisposable
         await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(model, name: "identity", maxBatch: 4, maxQueueDelayMs: 0));
         byte[] overrun = Encoded([0, 1, 2], [], Encoding.UTF8.GetBytes("tokens"));
         overrun[0] = 200; // the first element claims 200 bytes
-        byte[] header = Encoding.UTF8.GetBytes($"{{\"inputs\":[{{\"name\":\"x\",\"datatype\":\"BYTES\",\"shape\":[1,3],\"parameters\":{{\"binary_data_size\":{overrun.Length}}}}}]}}");
-        var content = new ByteArrayContent([.. header, .. overrun]);
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
-        content.Headers.Add("Inference-Header-Content-Length", header.Length.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        var refused = await server.Client.PostAsync("/v2/models/identity/infer", content, Cancel);
+        var refused = await server.Client.PostAsync("/v2/models/identity/infer",
+            V2.Binary($"{{\"inputs\":[{{\"name\":\"x\",\"datatype\":\"BYTES\",\"shape\":[1,3],\"parameters\":{{\"binary_data_size\":{overrun.Length}}}}}]}}", overrun), Cancel);
         Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
         Assert.Contains("element 0 claims 200 bytes", await V2.Error(refused));
     }

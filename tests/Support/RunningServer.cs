@@ -77,6 +77,16 @@ public static class V2
 
     public static StringContent Json(string body) => new(body, System.Text.Encoding.UTF8, "application/json");
 
+    /// <summary>A body with the binary tensor data extension: the JSON header, then raw bytes, and the header's length in Inference-Header-Content-Length.</summary>
+    public static ByteArrayContent Binary(string header, ReadOnlySpan<byte> data)
+    {
+        byte[] head = System.Text.Encoding.UTF8.GetBytes(header);
+        var content = new ByteArrayContent([.. head, .. data]);
+        content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/octet-stream");
+        content.Headers.Add("Inference-Header-Content-Length", head.Length.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        return content;
+    }
+
     public static async Task<float[]> Output(HttpResponseMessage response, string name)
     {
         using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
