@@ -102,10 +102,7 @@ public sealed class NativeBody : IDisposable
     }
 
     /// <summary>The body went past its limit.</summary>
-    public sealed class TooLargeException(long limit) : Exception($"the request body is larger than the {limit}-byte limit")
-    {
-        public long Limit { get; } = limit;
-    }
+    public sealed class TooLargeException(long limit) : Exception($"the request body is larger than the {limit}-byte limit");
 }
 
 public static class PipeReads

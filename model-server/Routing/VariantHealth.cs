@@ -78,9 +78,4 @@ public sealed class VariantHealth(TimeProvider time)
             }
         }
     }
-
-    public int EjectedCount(IEnumerable<string> endpoints)
-    {
-        lock (gate) return endpoints.Count(e => states.TryGetValue(e, out var state) && state.EjectedUntil is not null);
-    }
 }

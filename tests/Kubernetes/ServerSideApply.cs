@@ -72,7 +72,8 @@ public static class ServerSideApply
         if (conflicts.Count > 0) return (null, conflicts);
 
         var result = (JsonObject)live.DeepClone();
-        Merge(result, configuration, keys, keys.Schema, root: true);
+        // Status is not the object's to apply: it has a subresource of its own.
+        Merge(result, new JsonObject(configuration.Where(p => p.Key != "status").Select(p => KeyValuePair.Create(p.Key, p.Value?.DeepClone()))), keys, keys.Schema, strategic: false);
         var previous = owners.GetValueOrDefault((manager, "Apply")) ?? [];
         owners[(manager, "Apply")] = applied;
         // Outermost first: a removed item or map takes what is inside it along (its key fields included).
@@ -105,42 +106,39 @@ public static class ServerSideApply
     }
 
     /// <summary>A strategic merge patch: a merge patch whose keyed lists merge by item, with the <c>$patch: delete</c> directive; other directives are dropped.</summary>
-    public static void StrategicMerge(JsonObject target, JsonObject patch, MergeKeys keys)
+    public static void StrategicMerge(JsonObject target, JsonObject patch, MergeKeys keys) => Merge(target, patch, keys, null, strategic: true);
+
+    static JsonObject WithoutDirectives(JsonObject o) => new(o.Where(p => !p.Key.StartsWith('$')).Select(p => KeyValuePair.Create(p.Key, p.Value?.DeepClone())));
+
+    /// <summary>
+    /// Merges <paramref name="patch"/> into <paramref name="target"/>: maps by key, keyed lists item by item,
+    /// anything else replaced. A strategic merge patch also deletes a key set to null and an item marked
+    /// <c>$patch: delete</c>, and drops its other directives (keys starting with <c>$</c>).
+    /// </summary>
+    static void Merge(JsonObject target, JsonObject patch, MergeKeys keys, JsonObject? schema, bool strategic)
     {
         foreach (var (key, value) in patch)
         {
-            if (key.StartsWith('$')) continue;
-            if (value is null) target.Remove(key);
-            else if (value is JsonObject patchObject && target[key] is JsonObject targetObject) StrategicMerge(targetObject, patchObject, keys);
-            else if (value is JsonArray items && target[key] is JsonArray list && keys.Of(key, null, items) is { } keyFields)
-                foreach (var item in items.OfType<JsonObject>())
-                {
-                    var match = list.OfType<JsonObject>().FirstOrDefault(l => MergeKeys.ItemKey(l, keyFields) == MergeKeys.ItemKey(item, keyFields));
-                    if (item["$patch"]?.GetValue<string>() == "delete") { if (match is not null) list.Remove(match); }
-                    else if (match is not null) StrategicMerge(match, item, keys);
-                    else list.Add(Without(item, k => k.StartsWith('$')));
-                }
-            else target[key] = value is JsonObject o ? Without(o, k => k.StartsWith('$')) : value.DeepClone();
-        }
-    }
-
-    static JsonObject Without(JsonObject o, Func<string, bool> drop) => new(o.Where(p => !drop(p.Key)).Select(p => KeyValuePair.Create(p.Key, p.Value?.DeepClone())));
-
-    static void Merge(JsonObject target, JsonObject configuration, MergeKeys keys, JsonObject? schema, bool root = false)
-    {
-        foreach (var (key, value) in configuration)
-        {
-            if (root && key == "status") continue;
+            if (strategic && key.StartsWith('$')) continue;
+            if (strategic && value is null)
+            {
+                target.Remove(key);
+                continue;
+            }
             var childSchema = MergeKeys.Child(schema, key);
-            if (value is JsonObject o && target[key] is JsonObject existing) Merge(existing, o, keys, childSchema);
+            if (value is JsonObject o && target[key] is JsonObject existing) Merge(existing, o, keys, childSchema, strategic);
             else if (value is JsonArray items && target[key] is JsonArray list && keys.Of(key, childSchema, items) is { } keyFields)
                 foreach (var item in items.OfType<JsonObject>())
                 {
                     var match = list.OfType<JsonObject>().FirstOrDefault(l => MergeKeys.ItemKey(l, keyFields) == MergeKeys.ItemKey(item, keyFields));
-                    if (match is not null) Merge(match, item, keys, childSchema?["items"] as JsonObject);
-                    else list.Add(item.DeepClone());
+                    if (strategic && item["$patch"]?.GetValue<string>() == "delete")
+                    {
+                        if (match is not null) list.Remove(match);
+                    }
+                    else if (match is not null) Merge(match, item, keys, childSchema?["items"] as JsonObject, strategic);
+                    else list.Add(strategic ? WithoutDirectives(item) : item.DeepClone());
                 }
-            else target[key] = value?.DeepClone();
+            else target[key] = strategic && value is JsonObject obj ? WithoutDirectives(obj) : value?.DeepClone();
         }
     }
 
