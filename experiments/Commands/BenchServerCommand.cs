@@ -41,8 +41,9 @@ public static class BenchServerCommand
     }
 
     /// <summary>A request body; <see cref="HeaderLength"/> is set for the binary tensor data extension.</summary>
-    /// <param name="Refused">The same body naming an input the model lacks: the server reads and parses it,
-    /// then answers 400 without inference, so its latency is the HTTP exchange and parsing alone.</param>
+    /// <param name="Refused">The same body asking for an output the model lacks: the server reads and parses it
+    /// (the output is named after the inputs), then answers 400 without inference, so its latency is the HTTP
+    /// exchange and parsing alone.</param>
     sealed record Body(string Encoding, byte[] Bytes, int? HeaderLength, byte[] Refused);
 
     /// <param name="OverheadP50Ms">Per request at low load, the latency less the server's own ONNX Runtime call for it.</param>
@@ -348,12 +349,13 @@ public static class BenchServerCommand
         var data = new float[shape.Aggregate(1L, (a, b) => a * b)];
         for (int i = 0; i < data.Length; i++) data[i] = i % 255 / 255f;
         string name = input.GetProperty("name").GetString()!;
-        byte[] Json(string inputName) => V2Requests.Json(inputName, shape, data);
-        byte[] Header(string inputName) => V2Requests.BinaryHeader(inputName, shape, data);
-        byte[] Binary(string inputName) => V2Requests.Binary(inputName, shape, data);
+        string output = metadata.RootElement.GetProperty("outputs")[0].GetProperty("name").GetString()!;
+        byte[] Json(string outputName) => V2Requests.Json(name, shape, data, outputName);
+        byte[] Header(string outputName) => V2Requests.BinaryHeader(name, shape, data, outputName);
+        byte[] Binary(string outputName) => V2Requests.Binary(name, shape, data, outputName);
         // The refused name has the same length, so the refused body has the same size and header length.
-        string refused = new('x', name.Length);
-        return [new Body("json", Json(name), null, Json(refused)), new Body("binary", Binary(name), Header(name).Length, Binary(refused))];
+        string refused = new('x', output.Length);
+        return [new Body("json", Json(output), null, Json(refused)), new Body("binary", Binary(output), Header(output).Length, Binary(refused))];
     }
 
     /// <summary>Closed loop: <paramref name="callers"/> callers each send one request after another for the duration.</summary>

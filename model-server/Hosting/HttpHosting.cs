@@ -94,8 +94,8 @@ public static class HttpHosting
     /// server's limit), its bytes must fit in the <paramref name="budget"/> of bodies being read at once,
     /// and each input is checked against the model before its array is taken. With the binary tensor data
     /// extension the JSON header is read and parsed first, and the bytes after it go from the request pipe
-    /// straight into the binary inputs' arrays; an all-JSON body is read into native memory, parsed, and
-    /// freed. The tensors' arrays come from <paramref name="arrays"/>. <paramref name="cancel"/> ends the read
+    /// straight into the binary inputs' arrays; an all-JSON body is parsed as it arrives, its data straight
+    /// into the inputs' arrays. The tensors' arrays come from <paramref name="arrays"/>. <paramref name="cancel"/> ends the read
     /// at the request's deadline.
     /// </summary>
     public static async Task<InferRequest> ReadInferRequestAsync(HttpContext context, TensorArrayPool arrays, InputContract contract, BodyBudget budget, CancellationToken cancel)
@@ -110,17 +110,18 @@ public static class HttpHosting
         var pipe = context.Request.BodyReader;
         try
         {
+            long bodyLength = declared ?? limit; // at most, without Content-Length
             if (headerLength is not { } length)
             {
-                using var body = await NativeBody.ReadAsync(pipe, declared, limit, cancel);
-                return InferRequestReader.Parse(body.Span, arrays, contract);
+                using var reader = new InferRequestReader(bodyLength, binaryBytes: 0, arrays, contract);
+                await FeedAsync(pipe, reader, limit, cancel);
+                return reader.Finish().Request;
             }
-            long bodyLength = declared ?? limit; // at most, without Content-Length
             var header = new byte[Math.Min(length, bodyLength)];
             long received = await FillAsync(pipe, header, cancel);
             if (received < length)
                 throw new ProtocolException(StatusCodes.Status400BadRequest, $"{InferRequestReader.HeaderLengthHeader} is {length}, but the body has {received} bytes");
-            var parsed = InferRequestReader.ParseHeader(header, bodyLength - length, arrays, contract);
+            var parsed = InferRequestReader.Read(header, bodyLength - length, arrays, contract);
             try
             {
                 foreach (var input in parsed.BinaryInputs)
@@ -141,13 +142,31 @@ public static class HttpHosting
             }
             return parsed.Request;
         }
-        catch (NativeBody.TooLargeException)
-        {
-            throw TooLarge(limit);
-        }
         catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
             throw TooLarge(serverLimit);
+        }
+    }
+
+    /// <summary>Feeds the body to <paramref name="reader"/> as it arrives; more than <paramref name="limit"/> bytes is too large.</summary>
+    static async Task FeedAsync(PipeReader pipe, InferRequestReader reader, long limit, CancellationToken cancel)
+    {
+        long consumed = 0;
+        while (true)
+        {
+            var read = await pipe.ReadWithinAsync(cancel);
+            var position = read.Buffer.End; // all of it, when the body is refused: Kestrel drains what is left
+            try
+            {
+                if (consumed + read.Buffer.Length > limit) throw TooLarge(limit);
+                position = reader.Feed(read.Buffer, read.IsCompleted);
+                consumed += read.Buffer.Slice(0, position).Length;
+            }
+            finally
+            {
+                pipe.AdvanceTo(position, read.Buffer.End);
+            }
+            if (read.IsCompleted) return;
         }
     }
 
@@ -194,7 +213,7 @@ public static class HttpHosting
         {
             var read = await pipe.ReadWithinAsync(cancel);
             count += read.Buffer.Length;
-            if (count > limit) throw new NativeBody.TooLargeException(limit);
+            if (count > limit) throw TooLarge(limit);
             pipe.AdvanceTo(read.Buffer.End);
             if (read.IsCompleted) return count;
         }

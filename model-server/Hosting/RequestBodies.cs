@@ -1,5 +1,4 @@
 using System.IO.Pipelines;
-using System.Runtime.InteropServices;
 
 namespace Adaptive.ModelServer.Hosting;
 
@@ -35,74 +34,6 @@ public sealed class BodyBudget(long totalBytes)
             if (Interlocked.Exchange(ref disposed, 1) == 0) Interlocked.Add(ref budget.used, -bytes);
         }
     }
-}
-
-/// <summary>
-/// A request body in native memory, freed when disposed: a large JSON body's pages go back to the operating
-/// system as soon as it has been parsed, not whenever the garbage collector next compacts.
-/// </summary>
-public sealed class NativeBody : IDisposable
-{
-    unsafe byte* data;
-    long capacity;
-
-    public long Length { get; private set; }
-
-    unsafe NativeBody(long capacity)
-    {
-        data = (byte*)NativeMemory.Alloc((nuint)Math.Max(1, capacity));
-        this.capacity = capacity;
-    }
-
-    public unsafe ReadOnlySpan<byte> Span => new(data, checked((int)Length));
-
-    /// <summary>
-    /// Reads the rest of the body from <paramref name="pipe"/>; more than <paramref name="limit"/> bytes is a
-    /// <see cref="TooLargeException"/>. <paramref name="expected"/> (the Content-Length) sizes the buffer once.
-    /// </summary>
-    public static async Task<NativeBody> ReadAsync(PipeReader pipe, long? expected, long limit, CancellationToken cancel)
-    {
-        var body = new NativeBody(Math.Min(expected ?? 64 * 1024, limit));
-        try
-        {
-            while (true)
-            {
-                var read = await pipe.ReadWithinAsync(cancel);
-                foreach (var segment in read.Buffer) body.Append(segment.Span, limit);
-                pipe.AdvanceTo(read.Buffer.End);
-                if (read.IsCompleted) return body;
-            }
-        }
-        catch
-        {
-            body.Dispose();
-            throw;
-        }
-    }
-
-    unsafe void Append(ReadOnlySpan<byte> bytes, long limit)
-    {
-        long needed = Length + bytes.Length;
-        if (needed > limit) throw new TooLargeException(limit);
-        if (needed > capacity)
-        {
-            long grown = Math.Min(limit, Math.Max(2 * capacity, needed));
-            data = (byte*)NativeMemory.Realloc(data, (nuint)grown);
-            capacity = grown;
-        }
-        bytes.CopyTo(new Span<byte>(data + Length, bytes.Length));
-        Length = needed;
-    }
-
-    public unsafe void Dispose()
-    {
-        if (data is null) return;
-        NativeMemory.Free(data);
-        data = null;
-    }
-
-    /// <summary>The body went past its limit.</summary>
-    public sealed class TooLargeException(long limit) : Exception($"the request body is larger than the {limit}-byte limit");
 }
 
 public static class PipeReads

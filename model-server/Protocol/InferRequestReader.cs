@@ -1,21 +1,67 @@
+using System.Buffers;
 using System.Text.Json;
 
 namespace Adaptive.ModelServer.Protocol;
 
 /// <summary>
-/// Reads an Open Inference Protocol (KServe v2) inference request in one pass, straight into typed
-/// arrays. Supports the binary tensor data extension (Triton, KServe): when the body starts with a JSON
-/// header of <c>Inference-Header-Content-Length</c> bytes, inputs whose parameters give a
-/// <c>binary_data_size</c> take their raw bytes, in order, from what follows the header. Reading the header
-/// alone gives those inputs' arrays, so that the bytes after it can go into them without another copy.
-/// Every refusal is a 400 whose message names the offending field. Each input is checked against the
-/// model's <see cref="InputContract"/> as soon as its name, datatype and shape are known, before its array
-/// is taken: a request's tensor memory is never more than the model's inputs at the max batch size.
+/// Reads one Open Inference Protocol (KServe v2) inference request as its body arrives, piece by piece
+/// (<see cref="Feed"/>), straight into typed arrays: an input's <c>data</c> goes into its tensor's array one
+/// JSON number at a time, so the body's text is never held whole. Only when <c>data</c> comes before the
+/// name, datatype or shape that say how to read it is its text kept (in native memory) until they are known.
+/// Each input is checked against the model's <see cref="InputContract"/> before its array is taken: a
+/// request's tensor memory is never more than the model's inputs at the max batch size.
+/// Supports the binary tensor data extension (Triton, KServe): when the body starts with a JSON header of
+/// <c>Inference-Header-Content-Length</c> bytes, inputs whose parameters give a <c>binary_data_size</c> take
+/// their raw bytes, in order, from what follows the header; reading the header gives those inputs' arrays,
+/// so that the bytes after it can go into them without another copy.
+/// Every refusal is a 400 whose message names the offending field. Arrays taken for a request that is then
+/// refused go back to the pool when the reader is disposed.
 /// </summary>
-public static class InferRequestReader
+public sealed partial class InferRequestReader : IDisposable
 {
     public const string HeaderLengthHeader = "Inference-Header-Content-Length";
-    const int MaxDepth = 32;
+    /// <summary>
+    /// The longest single JSON token (in practice a BYTES element as a string) a streamed body may hold: the
+    /// request pipe stops filling while one token is incomplete, so a longer one could never arrive.
+    /// Larger BYTES elements go in the binary data extension.
+    /// </summary>
+    public const int MaxTokenBytes = 256 * 1024;
+    static readonly JsonReaderOptions Options = new() { MaxDepth = 32 };
+
+    /// <summary>Where in the request the next token is.</summary>
+    enum Place { BeforeRequest, Request, Inputs, Input, AfterRequest }
+
+    readonly long bodyBytes;
+    readonly long binaryBytes;
+    readonly TensorArrayPool arrays;
+    readonly InputContract contract;
+    JsonReaderState json = new(Options);
+    Place place = Place.BeforeRequest;
+    /// <summary>The property whose value the next token starts.</summary>
+    string? property;
+
+    string? id;
+    List<Tensor>? inputs;
+    List<RequestedOutput>? outputs;
+    bool binaryOutput;
+    readonly List<BinaryInput> binaryInputs = [];
+    long binaryClaimed;
+    bool finished;
+
+    /// <summary>The input whose object is being read.</summary>
+    InputFields? input;
+    /// <summary>A value kept whole until it ends (or skipped, when <see cref="CapturedValue.Keep"/> is false).</summary>
+    CapturedValue? captured;
+
+    /// <param name="bodyBytes">The body's length (or the most it may be): a shape with more elements than it can carry is refused before its array is taken.</param>
+    /// <param name="binaryBytes">The bytes of binary data that follow the JSON (0 for an all-JSON body).</param>
+    public InferRequestReader(long bodyBytes, long binaryBytes, TensorArrayPool arrays, InputContract contract)
+    {
+        this.bodyBytes = bodyBytes;
+        this.binaryBytes = binaryBytes;
+        this.arrays = arrays;
+        this.contract = contract;
+    }
 
     /// <summary>The JSON header's length from the request's <c>Inference-Header-Content-Length</c>; null when absent.</summary>
     public static int? HeaderLength(HttpRequest request)
@@ -26,52 +72,36 @@ public static class InferRequestReader
             : throw Bad($"{HeaderLengthHeader} must be a non-negative integer, got '{value}'");
     }
 
-    /// <summary>An all-JSON request body; its tensors' arrays come from <paramref name="arrays"/>.</summary>
-    public static InferRequest Parse(ReadOnlySpan<byte> json, TensorArrayPool arrays, InputContract contract) => ParseHeader(json, binaryBytes: 0, arrays, contract).Request;
-
     /// <summary>
-    /// The JSON header of a request whose binary data, <paramref name="binaryBytes"/> at most, follows it.
-    /// The inputs that take binary data come back in <see cref="RequestHeader.BinaryInputs"/>, in the
-    /// order of their bytes, with arrays of the claimed size that the caller must fill. Every tensor's
-    /// array comes from <paramref name="arrays"/>.
+    /// Reads the JSON tokens of the next piece of the body, <paramref name="isLast"/> when nothing follows it,
+    /// and returns how far it read: the caller gives the rest (an incomplete token) again with what comes next.
     /// </summary>
-    public static RequestHeader ParseHeader(ReadOnlySpan<byte> json, long binaryBytes, TensorArrayPool arrays, InputContract contract)
+    public SequencePosition Feed(ReadOnlySequence<byte> piece, bool isLast)
     {
-        var parse = new ParseState(binaryBytes, arrays, contract);
-        var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = MaxDepth });
+        var reader = new Utf8JsonReader(piece, isLast, json);
         try
         {
-            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject) throw Bad("the request body must be a JSON object");
-            string? id = null;
-            List<Tensor>? inputs = null;
-            List<RequestedOutput>? outputs = null;
-            bool binaryOutput = false;
-            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            long capturedFrom = 0; // a value captured across pieces continues from this piece's start
+            while (reader.Read())
             {
-                string property = reader.GetString()!;
-                reader.Read();
-                switch (property)
+                if (captured is not null)
                 {
-                    case "id":
-                        if (reader.TokenType is not (JsonTokenType.String or JsonTokenType.Null)) throw Bad("'id' must be a string");
-                        id = reader.GetString();
-                        break;
-                    case "inputs":
-                        inputs = ReadInputs(ref reader, json.Length, parse);
-                        break;
-                    case "outputs":
-                        outputs = ReadRequestedOutputs(ref reader);
-                        break;
-                    case "parameters":
-                        binaryOutput = ReadBoolParameter(ref reader, "binary_data_output", "parameters") ?? false;
-                        break;
-                    default:
-                        reader.Skip(); // extensions this server does not use
-                        break;
+                    if (!captured.EndsAt(ref reader)) continue;
+                    captured.Append(piece.Slice(capturedFrom, reader.BytesConsumed - capturedFrom));
+                    var value = captured;
+                    captured = null;
+                    using (value) ReadCaptured(value);
+                    continue;
                 }
+                if (input?.Data is { } data)
+                {
+                    if (data.Take(ref reader)) (input.Values, input.Data) = (data.Values, null);
+                    continue;
+                }
+                Take(ref reader);
+                if (captured is not null) capturedFrom = reader.TokenStartIndex;
             }
-            if (inputs is null || inputs.Count == 0) throw Bad("'inputs' is required and must list at least one tensor");
-            return new RequestHeader(new InferRequest(id, inputs, outputs, binaryOutput), parse.BinaryInputs);
+            captured?.Append(piece.Slice(capturedFrom, reader.BytesConsumed - capturedFrom));
         }
         catch (JsonException e)
         {
@@ -81,6 +111,216 @@ public static class InferRequestReader
         {
             throw Bad($"malformed JSON: {e.Message}");
         }
+        if (piece.Length - reader.BytesConsumed > MaxTokenBytes)
+            throw Bad($"a JSON token is longer than {MaxTokenBytes} bytes; send large BYTES elements with the binary data extension");
+        json = reader.CurrentState;
+        return piece.GetPosition(reader.BytesConsumed);
+    }
+
+    /// <summary>
+    /// The request, once the whole body has been fed. The inputs that take binary data come back in
+    /// <see cref="RequestHeader.BinaryInputs"/>, in the order of their bytes, with arrays of the claimed size
+    /// that the caller must fill.
+    /// </summary>
+    public RequestHeader Finish()
+    {
+        if (place == Place.BeforeRequest) throw Bad("the request body must be a JSON object");
+        if (place != Place.AfterRequest) throw Bad("malformed JSON: the body ends inside the request");
+        if (inputs is null || inputs.Count == 0) throw Bad("'inputs' is required and must list at least one tensor");
+        finished = true;
+        return new RequestHeader(new InferRequest(id, inputs, outputs, binaryOutput), binaryInputs);
+    }
+
+    /// <summary>A whole request in one piece (a binary request's JSON header).</summary>
+    public static RequestHeader Read(byte[] json, long binaryBytes, TensorArrayPool arrays, InputContract contract)
+    {
+        using var reader = new InferRequestReader(json.Length, binaryBytes, arrays, contract);
+        reader.Feed(new ReadOnlySequence<byte>(json), isLast: true);
+        return reader.Finish();
+    }
+
+    /// <summary>One token of the request's structure (not inside a captured value or an input's data).</summary>
+    void Take(ref Utf8JsonReader reader)
+    {
+        var token = reader.TokenType;
+        switch (place)
+        {
+            case Place.BeforeRequest:
+                if (token != JsonTokenType.StartObject) throw Bad("the request body must be a JSON object");
+                place = Place.Request;
+                break;
+            case Place.Request or Place.Input when token == JsonTokenType.PropertyName:
+                property = reader.GetString();
+                break;
+            case Place.Request when token == JsonTokenType.EndObject:
+                place = Place.AfterRequest;
+                break;
+            case Place.Request when property == "inputs":
+                if (token != JsonTokenType.StartArray) throw Bad("'inputs' must be an array of tensors");
+                inputs = [];
+                place = Place.Inputs;
+                break;
+            case Place.Inputs when token == JsonTokenType.EndArray:
+                place = Place.Request;
+                break;
+            case Place.Inputs:
+                string path = $"inputs[{inputs!.Count}]";
+                if (token != JsonTokenType.StartObject) throw Bad($"{path} must be an object with name, shape, datatype and data");
+                input = new InputFields(path);
+                place = Place.Input;
+                break;
+            case Place.Input when token == JsonTokenType.EndObject:
+                inputs!.Add(FinishInput(input!));
+                input = null;
+                place = Place.Inputs;
+                break;
+            case Place.Input when property == "data":
+                StartData(ref reader, input!);
+                break;
+            default: // a property's value: read now if it is one token, else kept whole until it ends
+                bool keep = place == Place.Request ? property is "id" or "outputs" or "parameters" : property is "name" or "datatype" or "shape" or "parameters";
+                if (token is JsonTokenType.StartObject or JsonTokenType.StartArray) captured = new CapturedValue(place, property!, keep, reader.CurrentDepth);
+                else if (keep) ReadValue(ref reader, place, property!);
+                break;
+        }
+    }
+
+    /// <summary>
+    /// The start of an input's data: read into the tensor's array as it comes when the input's name, datatype
+    /// and shape are known and it is not binary, else kept whole until they are.
+    /// </summary>
+    void StartData(ref Utf8JsonReader reader, InputFields fields)
+    {
+        fields.HasData = true;
+        if (fields.Name is null || fields.DataType is null || fields.Shape is null || fields.BinarySize is not null)
+        {
+            if (reader.TokenType is not (JsonTokenType.StartObject or JsonTokenType.StartArray))
+                throw Bad($"{(string.IsNullOrEmpty(fields.Name) ? fields.Path : $"input '{fields.Name}'")}: data must be an array");
+            captured = new CapturedValue(Place.Input, "data", Keep: true, reader.CurrentDepth);
+            return;
+        }
+        var declared = Declare(fields);
+        fields.Data = new TensorDataReader(declared.Type, Rent(declared.Type, declared.Count), fields.Shape, declared.Path);
+        fields.Data.Take(ref reader); // the opening bracket, or a 400 when the data is not an array
+    }
+
+    /// <summary>A captured value, once it has ended: data kept until its input said how to read it, or a property's value.</summary>
+    void ReadCaptured(CapturedValue value)
+    {
+        if (!value.Keep) return;
+        var reader = new Utf8JsonReader(value.Bytes.Span, Options);
+        reader.Read();
+        if (value.Property == "data" && value.Place == Place.Input) input!.CapturedData = value.TakeBytes();
+        else ReadValue(ref reader, value.Place, value.Property);
+    }
+
+    /// <summary>A property's value, the reader at its first token.</summary>
+    void ReadValue(ref Utf8JsonReader reader, Place at, string name)
+    {
+        if (at == Place.Request)
+        {
+            switch (name)
+            {
+                case "id":
+                    if (reader.TokenType is not (JsonTokenType.String or JsonTokenType.Null)) throw Bad("'id' must be a string");
+                    id = reader.GetString();
+                    break;
+                case "outputs":
+                    outputs = ReadRequestedOutputs(ref reader);
+                    break;
+                case "parameters":
+                    binaryOutput = ReadBoolParameter(ref reader, "binary_data_output", "parameters") ?? false;
+                    break;
+            }
+            return;
+        }
+        var fields = input!;
+        switch (name)
+        {
+            case "name":
+                if (reader.TokenType != JsonTokenType.String) throw Bad($"{fields.Path}.name must be a string");
+                fields.Name = reader.GetString();
+                break;
+            case "datatype":
+                if (reader.TokenType != JsonTokenType.String) throw Bad($"{fields.Path}.datatype must be a string");
+                fields.DataType = reader.GetString();
+                break;
+            case "shape":
+                fields.Shape = ReadShape(ref reader, fields.Path);
+                break;
+            case "parameters":
+                fields.BinarySize = ReadBinarySize(ref reader, fields.Path);
+                break;
+        }
+    }
+
+    /// <summary>An input's name, datatype and shape, checked against the model: what its array needs.</summary>
+    (string Name, TensorDataType Type, long Count, string Path) Declare(InputFields fields)
+    {
+        if (string.IsNullOrEmpty(fields.Name)) throw Bad($"{fields.Path}.name is required");
+        string path = $"input '{fields.Name}'";
+        if (fields.DataType is null) throw Bad($"{path}: datatype is required");
+        var type = TensorDataTypes.FromProtocolName(fields.DataType) ?? throw Bad($"{path}: datatype '{fields.DataType}' is not supported; use one of {TensorDataTypes.Supported}");
+        if (fields.Shape is not { } shape) throw Bad($"{path}: shape is required");
+        long count = ElementCount(shape, path);
+        contract.Check(fields.Name, type, shape);
+        // Each element takes at least two bytes of JSON ("0,"), so a larger shape cannot be honest.
+        if (fields.HasData && fields.BinarySize is null && count > bodyBytes / 2 + 1)
+            throw Bad($"{path}: shape {Tensor.FormatShape(shape)} holds {count} elements, more than a {bodyBytes}-byte body can carry");
+        return (fields.Name, type, count, path);
+    }
+
+    Tensor FinishInput(InputFields fields)
+    {
+        var declared = Declare(fields);
+        var shape = fields.Shape!;
+        string path = declared.Path;
+        if (fields.BinarySize is { } size)
+        {
+            if (fields.HasData) throw Bad($"{path}: give either data or parameters.binary_data_size, not both");
+            var type = declared.Type;
+            if (type.HasFixedSize() && size != declared.Count * type.ElementSize())
+                throw Bad($"{path}: binary_data_size is {size} bytes, shape {Tensor.FormatShape(shape)} of {type.ToProtocolName()} needs {declared.Count * type.ElementSize()}");
+            if (!type.HasFixedSize() && size < 4 * declared.Count)
+                throw Bad($"{path}: binary_data_size is {size} bytes, too few for the {declared.Count} elements of shape {Tensor.FormatShape(shape)} (4 bytes of length each)");
+            if (size > binaryBytes - binaryClaimed)
+                throw Bad($"{path}: binary_data_size is {size} bytes, but only {binaryBytes - binaryClaimed} bytes of binary data are left");
+            binaryClaimed += size;
+            var tensor = new Tensor(declared.Name, type, shape, Rent(type, declared.Count));
+            binaryInputs.Add(new BinaryInput(tensor, size));
+            return tensor;
+        }
+        if (!fields.HasData) throw Bad($"{path}: data is required");
+        if (fields.CapturedData is { } text)
+        {
+            using (text)
+            {
+                var data = new TensorDataReader(declared.Type, Rent(declared.Type, declared.Count), shape, path);
+                var reader = new Utf8JsonReader(text.Span, Options);
+                while (reader.Read() && !data.Take(ref reader)) { }
+                return new Tensor(declared.Name, declared.Type, shape, data.Values);
+            }
+        }
+        return new Tensor(declared.Name, declared.Type, shape, fields.Values!);
+    }
+
+    readonly List<(TensorDataType Type, Array Array)> rented = [];
+
+    Array Rent(TensorDataType type, long count)
+    {
+        var array = arrays.Rent(type, count);
+        rented.Add((type, array));
+        return array;
+    }
+
+    /// <summary>Frees what was kept of the body and, for a request that was refused, gives its arrays back.</summary>
+    public void Dispose()
+    {
+        captured?.Dispose();
+        input?.CapturedData?.Dispose();
+        if (!finished)
+            foreach (var (type, array) in rented) arrays.Return(type, array);
+        rented.Clear();
     }
 
     /// <summary>
@@ -98,240 +338,45 @@ public static class InferRequestReader
     /// <summary>An input whose <paramref name="Size"/> bytes follow the header: its raw elements, or for BYTES its encoded elements.</summary>
     public sealed record BinaryInput(Tensor Tensor, long Size);
 
-    /// <summary>One request's parse: where its arrays come from, the inputs that take binary data, and how many of the bytes after the header they claim.</summary>
-    sealed class ParseState(long binaryBytes, TensorArrayPool arrays, InputContract contract)
+    /// <summary>What has been read of one input object.</summary>
+    sealed class InputFields(string path)
     {
-        public readonly TensorArrayPool Arrays = arrays;
-        public readonly InputContract Contract = contract;
-        public readonly List<BinaryInput> BinaryInputs = [];
-        public long BinaryClaimed;
-        public long BinaryRemaining => binaryBytes - BinaryClaimed;
+        public readonly string Path = path;
+        public string? Name, DataType;
+        public long[]? Shape;
+        public long? BinarySize;
+        public bool HasData;
+        /// <summary>Its data being read into the tensor's array; null once read, into <see cref="Values"/>.</summary>
+        public TensorDataReader? Data;
+        public Array? Values;
+        /// <summary>Its data's text, when it came before what says how to read it.</summary>
+        public NativeBuffer? CapturedData;
     }
 
-    static List<Tensor> ReadInputs(ref Utf8JsonReader reader, int jsonLength, ParseState parse)
+    /// <summary>
+    /// A JSON object or array read whole before it is used: it ends at the closing token at its own depth.
+    /// <paramref name="Keep"/> false skips it, keeping no bytes.
+    /// </summary>
+    sealed record CapturedValue(Place Place, string Property, bool Keep, int Depth) : IDisposable
     {
-        if (reader.TokenType != JsonTokenType.StartArray) throw Bad("'inputs' must be an array of tensors");
-        var inputs = new List<Tensor>();
-        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
-            inputs.Add(ReadInput(ref reader, $"inputs[{inputs.Count}]", jsonLength, parse));
-        return inputs;
+        public NativeBuffer Bytes { get; private set; } = new();
+
+        public bool EndsAt(ref Utf8JsonReader reader) =>
+            reader.TokenType is JsonTokenType.EndObject or JsonTokenType.EndArray && reader.CurrentDepth == Depth;
+
+        public void Append(ReadOnlySequence<byte> bytes)
+        {
+            if (Keep) Bytes.Append(bytes);
+        }
+
+        /// <summary>The bytes, now the caller's to dispose.</summary>
+        public NativeBuffer TakeBytes()
+        {
+            var bytes = Bytes;
+            Bytes = new();
+            return bytes;
+        }
+
+        public void Dispose() => Bytes.Dispose();
     }
-
-    static Tensor ReadInput(ref Utf8JsonReader reader, string path, int jsonLength, ParseState parse)
-    {
-        if (reader.TokenType != JsonTokenType.StartObject) throw Bad($"{path} must be an object with name, shape, datatype and data");
-        string? name = null, datatype = null;
-        long[]? shape = null;
-        var data = default(Utf8JsonReader);
-        bool hasData = false;
-        long? binarySize = null;
-        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-        {
-            string property = reader.GetString()!;
-            reader.Read();
-            switch (property)
-            {
-                case "name":
-                    if (reader.TokenType != JsonTokenType.String) throw Bad($"{path}.name must be a string");
-                    name = reader.GetString();
-                    break;
-                case "datatype":
-                    if (reader.TokenType != JsonTokenType.String) throw Bad($"{path}.datatype must be a string");
-                    datatype = reader.GetString();
-                    break;
-                case "shape":
-                    shape = ReadShape(ref reader, path);
-                    break;
-                case "parameters":
-                    binarySize = ReadBinarySize(ref reader, path);
-                    break;
-                case "data":
-                    // The data may come before the datatype and shape that say how to read it: remember
-                    // where it starts and read it once the whole tensor object has been seen.
-                    data = reader;
-                    hasData = true;
-                    reader.Skip();
-                    break;
-                default:
-                    reader.Skip();
-                    break;
-            }
-        }
-        if (string.IsNullOrEmpty(name)) throw Bad($"{path}.name is required");
-        path = $"input '{name}'";
-        if (datatype is null) throw Bad($"{path}: datatype is required");
-        var type = TensorDataTypes.FromProtocolName(datatype) ?? throw Bad($"{path}: datatype '{datatype}' is not supported; use one of {TensorDataTypes.Supported}");
-        if (shape is null) throw Bad($"{path}: shape is required");
-        long count = ElementCount(shape, path);
-        parse.Contract.Check(name, type, shape);
-        if (binarySize is { } size)
-        {
-            if (hasData) throw Bad($"{path}: give either data or parameters.binary_data_size, not both");
-            if (type.HasFixedSize() && size != count * type.ElementSize())
-                throw Bad($"{path}: binary_data_size is {size} bytes, shape {Tensor.FormatShape(shape)} of {type.ToProtocolName()} needs {count * type.ElementSize()}");
-            if (!type.HasFixedSize() && size < 4 * count)
-                throw Bad($"{path}: binary_data_size is {size} bytes, too few for the {count} elements of shape {Tensor.FormatShape(shape)} (4 bytes of length each)");
-            if (size > parse.BinaryRemaining)
-                throw Bad($"{path}: binary_data_size is {size} bytes, but only {parse.BinaryRemaining} bytes of binary data are left");
-            parse.BinaryClaimed += size;
-            var tensor = new Tensor(name, type, shape, parse.Arrays.Rent(type, count));
-            parse.BinaryInputs.Add(new BinaryInput(tensor, size));
-            return tensor;
-        }
-        if (!hasData) throw Bad($"{path}: data is required");
-        // Each element takes at least two bytes of JSON ("0,"), so a larger shape cannot be honest.
-        if (count > jsonLength / 2 + 1) throw Bad($"{path}: shape {Tensor.FormatShape(shape)} holds {count} elements, more than a {jsonLength}-byte body can carry");
-        return new Tensor(name, type, shape, ReadData(ref data, type, parse.Arrays.Rent(type, count), shape, path));
-    }
-
-    /// <summary>The elements of a shape; one whose product overflows is a client's error, not the server's.</summary>
-    static long ElementCount(long[] shape, string path)
-    {
-        try
-        {
-            return Tensor.ElementCount(shape);
-        }
-        catch (OverflowException)
-        {
-            throw Bad($"{path}: shape {Tensor.FormatShape(shape)} holds more elements than any tensor can");
-        }
-    }
-
-    static long[] ReadShape(ref Utf8JsonReader reader, string path)
-    {
-        if (reader.TokenType != JsonTokenType.StartArray) throw Bad($"{path}.shape must be an array of non-negative integers");
-        var shape = new List<long>();
-        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
-        {
-            if (reader.TokenType != JsonTokenType.Number || !reader.TryGetInt64(out long dim) || dim < 0 || dim > int.MaxValue)
-                throw Bad($"{path}.shape must be an array of non-negative integers");
-            shape.Add(dim);
-            if (shape.Count > 16) throw Bad($"{path}.shape has more than 16 dimensions");
-        }
-        return [.. shape];
-    }
-
-    /// <summary>Reads flat or nested (row-major) data into <paramref name="values"/>, which it must fill exactly.</summary>
-    static Array ReadData(ref Utf8JsonReader reader, TensorDataType type, Array values, long[] shape, string path)
-    {
-        if (reader.TokenType != JsonTokenType.StartArray) throw Bad($"{path}: data must be an array");
-        long count = values.LongLength;
-        long index = 0;
-        int depth = 0;
-        do
-        {
-            switch (reader.TokenType)
-            {
-                case JsonTokenType.StartArray: depth++; break;
-                case JsonTokenType.EndArray: depth--; break;
-                case var token when token == ElementToken(type) || (type == TensorDataType.Bool && token == JsonTokenType.False):
-                    if (index >= count) throw Bad($"{path}: data has more than the {count} elements of shape {Tensor.FormatShape(shape)}");
-                    if (!Store(ref reader, type, values, index)) throw Bad($"{path}: data element {index} is not a valid {type.ToProtocolName()} value");
-                    index++;
-                    break;
-                default:
-                    throw Bad($"{path}: data element {index} is not a {type switch { TensorDataType.Bool => "boolean", TensorDataType.Bytes => "string", _ => "number" }}");
-            }
-        } while (depth > 0 && reader.Read());
-        if (index != count) throw Bad($"{path}: data has {index} elements, shape {Tensor.FormatShape(shape)} needs {count}");
-        return values;
-    }
-
-    /// <summary>The JSON token an element of <paramref name="type"/> is written as (BOOL: true, or false).</summary>
-    static JsonTokenType ElementToken(TensorDataType type) => type switch
-    {
-        TensorDataType.Bool => JsonTokenType.True,
-        TensorDataType.Bytes => JsonTokenType.String,
-        _ => JsonTokenType.Number,
-    };
-
-    /// <summary>Stores one JSON value as an element of <paramref name="type"/>: booleans for BOOL, numbers in range for the others.</summary>
-    static bool Store(ref Utf8JsonReader reader, TensorDataType type, Array values, long index)
-    {
-        if (type == TensorDataType.Bytes)
-        {
-            if (reader.TokenType != JsonTokenType.String) return false;
-            ((byte[][])values)[index] = System.Text.Encoding.UTF8.GetBytes(reader.GetString()!);
-            return true;
-        }
-        if (type == TensorDataType.Bool)
-        {
-            if (reader.TokenType is not (JsonTokenType.True or JsonTokenType.False)) return false;
-            ((bool[])values)[index] = reader.GetBoolean();
-            return true;
-        }
-        if (reader.TokenType != JsonTokenType.Number) return false;
-        switch (type)
-        {
-            case TensorDataType.Uint8 when reader.TryGetByte(out byte v): ((byte[])values)[index] = v; return true;
-            case TensorDataType.Uint16 when reader.TryGetUInt16(out ushort v): ((ushort[])values)[index] = v; return true;
-            case TensorDataType.Uint32 when reader.TryGetUInt32(out uint v): ((uint[])values)[index] = v; return true;
-            case TensorDataType.Uint64 when reader.TryGetUInt64(out ulong v): ((ulong[])values)[index] = v; return true;
-            case TensorDataType.Int8 when reader.TryGetSByte(out sbyte v): ((sbyte[])values)[index] = v; return true;
-            case TensorDataType.Int16 when reader.TryGetInt16(out short v): ((short[])values)[index] = v; return true;
-            case TensorDataType.Int32 when reader.TryGetInt32(out int v): ((int[])values)[index] = v; return true;
-            case TensorDataType.Int64 when reader.TryGetInt64(out long v): ((long[])values)[index] = v; return true;
-            case TensorDataType.Fp32 when reader.TryGetSingle(out float v) && float.IsFinite(v): ((float[])values)[index] = v; return true;
-            case TensorDataType.Fp64 when reader.TryGetDouble(out double v) && double.IsFinite(v): ((double[])values)[index] = v; return true;
-            case TensorDataType.Fp16 when reader.TryGetSingle(out float v) && TensorDataTypes.ToFp16(v) is { } bits: ((ushort[])values)[index] = bits; return true;
-            case TensorDataType.Bf16 when reader.TryGetSingle(out float v) && TensorDataTypes.ToBf16(v) is { } bits: ((ushort[])values)[index] = bits; return true;
-            default: return false;
-        }
-    }
-
-    static List<RequestedOutput> ReadRequestedOutputs(ref Utf8JsonReader reader)
-    {
-        if (reader.TokenType != JsonTokenType.StartArray) throw Bad("'outputs' must be an array of objects with a name");
-        var outputs = new List<RequestedOutput>();
-        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
-        {
-            string path = $"outputs[{outputs.Count}]";
-            if (reader.TokenType != JsonTokenType.StartObject) throw Bad($"{path} must be an object with a name");
-            string? name = null;
-            bool? binary = null;
-            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-            {
-                string property = reader.GetString()!;
-                reader.Read();
-                if (property == "name" && reader.TokenType == JsonTokenType.String) name = reader.GetString();
-                else if (property == "parameters") binary = ReadBoolParameter(ref reader, "binary_data", $"{path}.parameters");
-                else reader.Skip();
-            }
-            outputs.Add(new RequestedOutput(string.IsNullOrEmpty(name) ? throw Bad($"{path}.name is required") : name, binary));
-        }
-        return outputs;
-    }
-
-    /// <summary>Reads a parameters object for one boolean parameter, skipping the others.</summary>
-    static bool? ReadBoolParameter(ref Utf8JsonReader reader, string parameter, string path)
-    {
-        if (reader.TokenType != JsonTokenType.StartObject) throw Bad($"{path} must be an object");
-        bool? value = null;
-        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-        {
-            string property = reader.GetString()!;
-            reader.Read();
-            if (property != parameter) reader.Skip();
-            else if (reader.TokenType is JsonTokenType.True or JsonTokenType.False) value = reader.GetBoolean();
-            else throw Bad($"{path}.{parameter} must be true or false");
-        }
-        return value;
-    }
-
-    static long? ReadBinarySize(ref Utf8JsonReader reader, string path)
-    {
-        if (reader.TokenType != JsonTokenType.StartObject) throw Bad($"{path}.parameters must be an object");
-        long? size = null;
-        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-        {
-            string property = reader.GetString()!;
-            reader.Read();
-            if (property != "binary_data_size") reader.Skip();
-            else if (reader.TokenType == JsonTokenType.Number && reader.TryGetInt64(out long bytes) && bytes >= 0) size = bytes;
-            else throw Bad($"{path}.parameters.binary_data_size must be a non-negative integer");
-        }
-        return size;
-    }
-
-    static ProtocolException Bad(string message) => new(StatusCodes.Status400BadRequest, message);
 }

@@ -21,47 +21,6 @@ public sealed class HostileClientTests(TestModels models) : IDisposable
 
     const string Errors = "adaptive_model_requests_total{model=\"classify\",variant=\"resnet18\",outcome=\"error\"}";
 
-    /// <summary>Sends raw bytes on one connection and reads what comes back until the server closes it or <paramref name="wait"/> passes.</summary>
-    static async Task<string> Raw(Uri server, byte[] request, TimeSpan wait, bool closeAfterSending = false)
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await socket.ConnectAsync(server.Host, server.Port, Cancel);
-        await socket.SendAsync(request, SocketFlags.None, Cancel);
-        if (closeAfterSending)
-        {
-            socket.Close();
-            return "";
-        }
-        var answer = new StringBuilder();
-        var buffer = new byte[8192];
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Cancel);
-        timeout.CancelAfter(wait);
-        try
-        {
-            while (true)
-            {
-                int read = await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token);
-                if (read == 0) break;
-                answer.Append(Encoding.UTF8.GetString(buffer, 0, read));
-                if (Complete(answer.ToString())) break;
-            }
-        }
-        catch (OperationCanceledException) when (!Cancel.IsCancellationRequested)
-        {
-            // waited long enough
-        }
-        return answer.ToString();
-    }
-
-    /// <summary>Whether the text holds a whole response: its headers and as many bytes as their Content-Length says.</summary>
-    static bool Complete(string response)
-    {
-        int end = response.IndexOf("\r\n\r\n", StringComparison.Ordinal);
-        if (end < 0) return false;
-        var length = System.Text.RegularExpressions.Regex.Match(response[..end], "(?im)^content-length: *([0-9]+)");
-        return length.Success && response.Length - end - 4 >= int.Parse(length.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
-    }
-
     static byte[] Head(string lines) => Encoding.ASCII.GetBytes($"POST /v2/models/classify/infer HTTP/1.1\r\nHost: localhost\r\n{lines}\r\n");
 
     [Fact]
@@ -80,19 +39,19 @@ public sealed class HostileClientTests(TestModels models) : IDisposable
 
         // A body that stalls halfway: 408 once the request's deadline (1 s) passes, not when Kestrel's own timers do.
         var stalled = System.Diagnostics.Stopwatch.StartNew();
-        string slow = await Raw(server.Address, [.. Head("Content-Type: application/json\r\nContent-Length: 100000\r\n"), .. Encoding.ASCII.GetBytes("{\"inputs\":[")], TimeSpan.FromSeconds(20));
+        string slow = await RawHttp.Exchange(server.Address, [.. Head("Content-Type: application/json\r\nContent-Length: 100000\r\n"), .. Encoding.ASCII.GetBytes("{\"inputs\":[")], TimeSpan.FromSeconds(20));
         Assert.StartsWith("HTTP/1.1 408", slow);
         Assert.Contains("did not arrive within the request", slow); // the request's 1000 ms deadline
         Assert.True(stalled.Elapsed < TimeSpan.FromSeconds(10), $"answered after {stalled.Elapsed}");
 
         // Malformed chunking: 400.
-        string chunks = await Raw(server.Address, [.. Head("Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"), .. Encoding.ASCII.GetBytes("zz\r\n{}\r\n0\r\n\r\n")], TimeSpan.FromSeconds(20));
+        string chunks = await RawHttp.Exchange(server.Address, [.. Head("Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"), .. Encoding.ASCII.GetBytes("zz\r\n{}\r\n0\r\n\r\n")], TimeSpan.FromSeconds(20));
         Assert.StartsWith("HTTP/1.1 400", chunks);
         Assert.Contains("\"error\"", chunks);
 
         // A client that disconnects mid-body is counted as gone, not as an error.
         double before = await server.Metric("adaptive_model_requests_total{model=\"classify\",variant=\"resnet18\",outcome=\"client_closed\"}");
-        await Raw(server.Address, [.. Head("Content-Type: application/json\r\nContent-Length: 100000\r\n"), .. new byte[5000]], TimeSpan.Zero, closeAfterSending: true);
+        await RawHttp.Exchange(server.Address, [.. Head("Content-Type: application/json\r\nContent-Length: 100000\r\n"), .. new byte[5000]], TimeSpan.Zero, closeAfterSending: true);
         for (int i = 0; i < 100 && await server.Metric("adaptive_model_requests_total{model=\"classify\",variant=\"resnet18\",outcome=\"client_closed\"}") == before; i++)
             await Task.Delay(50, Cancel);
         Assert.Equal(before + 1, await server.Metric("adaptive_model_requests_total{model=\"classify\",variant=\"resnet18\",outcome=\"client_closed\"}"));
@@ -115,7 +74,7 @@ public sealed class HostileClientTests(TestModels models) : IDisposable
         byte[] Request(string lines) => Encoding.ASCII.GetBytes($"POST /v2/models/images/infer HTTP/1.1\r\nHost: localhost\r\n{lines}\r\n");
 
         // One client holds the whole budget with a body it never finishes; another is refused at once.
-        var holding = Raw(router.Address, [.. Request("Content-Type: application/json\r\nContent-Length: 1000000\r\n"), .. Encoding.ASCII.GetBytes("{\"inputs\":[")], TimeSpan.FromSeconds(20));
+        var holding = RawHttp.Exchange(router.Address, [.. Request("Content-Type: application/json\r\nContent-Length: 1000000\r\n"), .. Encoding.ASCII.GetBytes("{\"inputs\":[")], TimeSpan.FromSeconds(20));
         await Task.Delay(200, Cancel);
         var refused = await router.Client.PostAsync("/v2/models/images/infer", new ByteArrayContent(new byte[500_000]), Cancel);
         Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
@@ -123,7 +82,7 @@ public sealed class HostileClientTests(TestModels models) : IDisposable
         string slow = await holding;
         Assert.StartsWith("HTTP/1.1 408", slow);
 
-        string chunks = await Raw(router.Address, [.. Request("Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"), .. Encoding.ASCII.GetBytes("zz\r\n{}\r\n0\r\n\r\n")], TimeSpan.FromSeconds(20));
+        string chunks = await RawHttp.Exchange(router.Address, [.. Request("Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"), .. Encoding.ASCII.GetBytes("zz\r\n{}\r\n0\r\n\r\n")], TimeSpan.FromSeconds(20));
         Assert.StartsWith("HTTP/1.1 400", chunks);
         Assert.Equal(0, await router.Metric("adaptive_pipeline_requests_total{pipeline=\"images\",outcome=\"error\"}"));
     }
