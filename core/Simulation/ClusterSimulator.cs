@@ -1,4 +1,5 @@
 using Adaptive.Core.Planning;
+using Adaptive.Core.Queueing;
 using Adaptive.Core.Workloads;
 
 namespace Adaptive.Core.Simulation;
@@ -24,8 +25,7 @@ public sealed record SimulatedStage(string Name, IReadOnlyList<SimulatedGroup> G
 
 /// <param name="SloMs">End-to-end deadline: a request still queued past it is dropped as expired, one served past it is late.</param>
 /// <param name="QueueCapacity">Requests each ready replica's queue holds; beyond it arrivals are rejected.</param>
-/// <param name="LatencyNoise">Coefficient of variation of each batch's service time (multiplicative, lognormal).</param>
-public sealed record SimulationOptions(double SloMs, double MaxQueueDelayMs, int QueueCapacity, double LatencyNoise, int Seed)
+public sealed record SimulationOptions(double SloMs, double MaxQueueDelayMs, int QueueCapacity, int Seed)
 {
     /// <summary>How a request's accuracy combines the accuracies of the variants that served its stages.</summary>
     public AccuracyMethod AccuracyMethod { get; init; } = AccuracyMethod.Sum;
@@ -75,8 +75,9 @@ public sealed record SimulationResult(
 /// <summary>
 /// A discrete-event simulation of a pipeline: Poisson arrivals at the workload's per-second rate, the router's
 /// smooth weighted split per stage, a bounded queue per group, replicas that take a batch when it is full or
-/// its oldest request has waited the max queue delay, and service times from the profile (the smallest
-/// profiled batch that holds the requests) with noise. A controller may reconfigure it every interval: new
+/// its oldest request has waited the max queue delay, and service times drawn from the profile of the
+/// smallest profiled batch that holds the requests (<see cref="ServiceTime"/>: mean batch / throughput,
+/// p99 the profiled latency). A controller may reconfigure it every interval: new
 /// replicas serve after their start-up delay, removed ones finish their batch, and replaced groups drain their
 /// queue before they go. Runs until every request has left.
 /// </summary>
@@ -271,7 +272,7 @@ public sealed class ClusterSimulator
             while (batch.Count < group.Spec.Batch && group.Queue.Count > 0) batch.Add(group.Queue.Dequeue().Request);
             replica.State = ReplicaState.Busy;
             var spec = group.Spec;
-            double serviceMs = ServiceMs(spec, batch.Count) * Noise(options.LatencyNoise);
+            double serviceMs = ServiceTimeOf(spec, batch.Count).Sample(random);
             At(now + serviceMs / 1000, () =>
             {
                 replica.State = replica.Removing ? ReplicaState.Gone : ReplicaState.Idle;
@@ -433,18 +434,9 @@ public sealed class ClusterSimulator
         return best;
     }
 
-    /// <summary>The latency of the smallest profiled batch that holds <paramref name="requests"/> (the largest when none does).</summary>
-    static double ServiceMs(SimulatedGroup group, int requests) =>
-        (group.Profile.Where(p => p.Batch >= requests).MinBy(p => p.Batch) ?? group.Profile.MaxBy(p => p.Batch)!).LatencyMs;
+    /// <summary>The service time of the smallest profiled batch that holds <paramref name="requests"/> (the largest when none does).</summary>
+    static ServiceTime ServiceTimeOf(SimulatedGroup group, int requests) =>
+        ServiceTime.Of(group.Profile.Where(p => p.Batch >= requests).MinBy(p => p.Batch) ?? group.Profile.MaxBy(p => p.Batch)!);
 
     double Exponential(double rate) => -Math.Log(1 - random.NextDouble()) / rate;
-
-    /// <summary>Lognormal with mean 1 and the given coefficient of variation.</summary>
-    double Noise(double cv)
-    {
-        if (cv <= 0) return 1;
-        double sigma = Math.Sqrt(Math.Log(1 + cv * cv));
-        double normal = Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble());
-        return Math.Exp(sigma * normal - sigma * sigma / 2);
-    }
 }

@@ -29,8 +29,7 @@ public static class ReplayCommand
         var damping = new Option<double>("--damping") { Description = "The trace's counts are divided by this", DefaultValueFactory = _ => WorkloadPatterns.IpaDamping };
         var forecaster = new Option<string?>("--forecaster") { Description = "Override the pipeline's forecaster: last-value, moving-max, ewma-trend, learned" };
         var utilization = new Option<double?>("--target-utilization") { Description = "Override the pipeline's spec.adaptation.targetUtilization (0.01 to 1)" };
-        var seed = new Option<int>("--seed") { Description = "Seed of arrivals, noise and synthetic workloads: the same seed gives the same run", DefaultValueFactory = _ => 1 };
-        var noise = new Option<double>("--noise") { Description = "Coefficient of variation of each batch's service time", DefaultValueFactory = _ => 0.1 };
+        var seed = new Option<int>("--seed") { Description = "Seed of arrivals, service times and synthetic workloads: the same seed gives the same run", DefaultValueFactory = _ => 1 };
         var podStart = new Option<double>("--pod-start-seconds") { Description = "Seconds before a new replica loads its model", DefaultValueFactory = _ => 5 };
         var output = new Option<string>("--out") { Description = "Directory for the report, CSVs and plots", DefaultValueFactory = _ => "replay-report" };
         var live = new Option<bool>("--live") { Description = $"Run for real on this machine (zoo ResNets as model-server processes, a router, Prometheus) and compare with the simulator; defaults: {string.Join(",", LiveDefaults.Policies)}, {LiveDefaults.Seconds} s from {LiveDefaults.Start}, damping {LiveDefaults.Damping}" };
@@ -39,7 +38,7 @@ public static class ReplayCommand
         var maxReplicas = new Option<int>("--max-replicas") { Description = "With --live: most replica processes at once", DefaultValueFactory = _ => 3 };
         var command = new Command("replay", "Replay a load window on a simulated cluster under Adaptive's policies and the baselines, and report")
         {
-            pipeline, policies, workload, trace, start, seconds, damping, forecaster, utilization, seed, noise, podStart, output, live, resolution, sloMs, maxReplicas,
+            pipeline, policies, workload, trace, start, seconds, damping, forecaster, utilization, seed, podStart, output, live, resolution, sloMs, maxReplicas,
         };
         command.SetAction(parse =>
         {
@@ -48,7 +47,7 @@ public static class ReplayCommand
             T Value<T>(Option<T> option, T liveDefault) => isLive && parse.GetResult(option) is null or { Implicit: true } ? liveDefault : parse.GetValue(option)!;
             var settings = new Settings(parse.GetValue(pipeline)!, [.. Value(policies, LiveDefaults.Policies).SelectMany(p => p.Split(',', StringSplitOptions.RemoveEmptyEntries))],
                 parse.GetValue(workload)!, parse.GetValue(trace)!, Value(start, LiveDefaults.Start), Value(seconds, LiveDefaults.Seconds), Value(damping, LiveDefaults.Damping),
-                parse.GetValue(forecaster), parse.GetValue(utilization), parse.GetValue(seed), parse.GetValue(noise), parse.GetValue(podStart), parse.GetValue(output)!);
+                parse.GetValue(forecaster), parse.GetValue(utilization), parse.GetValue(seed), parse.GetValue(podStart), parse.GetValue(output)!);
             if (isLive && parse.GetResult(pipeline) is { Implicit: false })
                 return Fail(new PlanningInputException("--pipeline", "--live serves the zoo's ResNets, profiled on this machine; it takes no pipeline"));
             return isLive ? RunLive(settings, new LiveSettings(parse.GetValue(resolution), parse.GetValue(sloMs), parse.GetValue(maxReplicas), 30, settings.Seed)) : Run(settings);
@@ -66,7 +65,7 @@ public static class ReplayCommand
     }
 
     sealed record Settings(string Pipeline, string[] Policies, string Workload, string Trace, int Start, int Seconds, double Damping,
-        string? Forecaster, double? TargetUtilization, int Seed, double Noise, double PodStartSeconds, string Output);
+        string? Forecaster, double? TargetUtilization, int Seed, double PodStartSeconds, string Output);
 
     static int Run(Settings settings)
     {
@@ -74,13 +73,12 @@ public static class ReplayCommand
         {
             var clock = Stopwatch.StartNew();
             if (settings.Policies.Length == 0) throw new PlanningInputException("--policies", "names no policy");
-            if (!(settings.Noise >= 0)) throw new PlanningInputException("--noise", $"must be 0 or more, got {settings.Noise}");
             if (!(settings.PodStartSeconds >= 0)) throw new PlanningInputException("--pod-start-seconds", $"must be 0 or more, got {settings.PodStartSeconds}");
             var pipeline = Override(ReplayPipeline.Load(settings.Pipeline, settings.PodStartSeconds), settings);
             var replay = ReplayWorkloads.Create(settings.Workload, settings.Trace, settings.Start, settings.Seconds, settings.Damping, settings.Seed);
             var workload = replay.Workload;
             var policies = settings.Policies.Distinct().Select(p => ReplayPolicies.Create(p, pipeline, workload.Peak, workload.Mean)).ToList();
-            var options = pipeline.SimulationOptions(settings.Noise, settings.Seed);
+            var options = pipeline.SimulationOptions(settings.Seed);
 
             var runs = new ConcurrentDictionary<string, PolicyRun>();
             var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
@@ -96,7 +94,7 @@ public static class ReplayCommand
             [
                 $"pipeline: {pipeline.Name} ({settings.Pipeline}), SLO {pipeline.Spec.Spec.SloMs} ms, forecaster {pipeline.Spec.Spec.Adaptation.Forecaster}, target utilization {pipeline.Spec.Spec.Adaptation.TargetUtilization}, interval {pipeline.Spec.Spec.Adaptation.IntervalSeconds} s",
                 $"workload: {workload.Name}, {workload.Seconds} s, mean {workload.Mean:F1} rps, peak {workload.Peak:F1} rps",
-                $"simulation: seed {settings.Seed}, service-time noise {settings.Noise}, pod start {settings.PodStartSeconds} s + the model's load time",
+                $"simulation: seed {settings.Seed}, service times fitted to each profile (mean batch / throughput, p99 latency), pod start {settings.PodStartSeconds} s + the model's load time",
             ]);
             Console.Out.WriteLine($"Report, CSVs and plots in {Path.GetFullPath(settings.Output)} ({clock.Elapsed.TotalSeconds:F1} s)");
             return ExitCodes.Ok;
@@ -120,7 +118,7 @@ public static class ReplayCommand
             var replay = ReplayWorkloads.Create(settings.Workload, settings.Trace, settings.Start, settings.Seconds, settings.Damping, settings.Seed);
             var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
             CheckOverrides(settings);
-            var comparisons = LiveReplay.Run(settings.Policies.Distinct().ToList(), replay, live, settings.Noise, pipeline => Override(pipeline, settings),
+            var comparisons = LiveReplay.Run(settings.Policies.Distinct().ToList(), replay, live, pipeline => Override(pipeline, settings),
                 line => console.MarkupLineInterpolated($"{line}"), CancellationToken.None).GetAwaiter().GetResult();
 
             var runs = comparisons.SelectMany(c => new[] { c.Measured with { Policy = $"{c.Policy} (live)" }, c.Simulated with { Policy = $"{c.Policy} (simulated)" } }).ToList();

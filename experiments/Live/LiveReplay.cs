@@ -37,7 +37,7 @@ public static class LiveReplay
 
     /// <param name="configure">Applies the command line's adaptation settings (forecaster, target utilization) to the profiled pipeline.</param>
     public static async Task<IReadOnlyList<LiveComparison>> Run(IReadOnlyList<string> policies, ReplayWorkload replay, LiveSettings settings,
-        double noise, Func<ReplayPipeline, ReplayPipeline> configure, Action<string> log, CancellationToken cancellation)
+        Func<ReplayPipeline, ReplayPipeline> configure, Action<string> log, CancellationToken cancellation)
     {
         string models = Directory.CreateTempSubdirectory("adaptive-live-models-").FullName;
         try
@@ -51,7 +51,7 @@ public static class LiveReplay
                 var simulatedPipeline = new ReplayPipeline(pipeline.Spec, Math.Max(0, startup - pipeline.Spec.Spec.Stages[0].Variants.Average(v => v.Profiles[0].LoadTimeSeconds)));
                 var policy = ReplayPolicies.Create(name, simulatedPipeline, replay.Workload.Peak, replay.Workload.Mean);
                 var simulated = ReplayRunner.Run(simulatedPipeline, policy, replay.Workload, replay.PriorArrivals,
-                    simulatedPipeline.SimulationOptions(noise, settings.Seed));
+                    simulatedPipeline.SimulationOptions(settings.Seed));
                 comparisons.Add(new LiveComparison(name, measured, simulated, startup));
             }
             return comparisons;

@@ -48,8 +48,8 @@ public sealed class ReplayPipeline
 
     public string Name => Spec.Metadata.Name;
 
-    public SimulationOptions SimulationOptions(double latencyNoise, int seed) =>
-        new(Spec.Spec.SloMs, DefaultMaxQueueDelayMs, QueueCapacityPerReplica, latencyNoise, seed)
+    public SimulationOptions SimulationOptions(int seed) =>
+        new(Spec.Spec.SloMs, DefaultMaxQueueDelayMs, QueueCapacityPerReplica, seed)
         {
             AccuracyMethod = Enum.Parse<AccuracyMethod>(Spec.Spec.Objective.AccuracyMethod, ignoreCase: true),
         };

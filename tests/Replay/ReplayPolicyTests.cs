@@ -27,7 +27,7 @@ public sealed class ReplayPolicyTests
         var pipeline = ReplayPipeline.Load(pipelineName, podStartSeconds: 5);
         var policy = ReplayPolicies.Create(policyName, pipeline, replay.Workload.Peak, replay.Workload.Mean);
         int decisions = 0;
-        var run = ReplayRunner.Run(pipeline, policy, replay.Workload, replay.PriorArrivals, pipeline.SimulationOptions(0.1, seed: 2), () => decisions++);
+        var run = ReplayRunner.Run(pipeline, policy, replay.Workload, replay.PriorArrivals, pipeline.SimulationOptions(seed: 2), () => decisions++);
         Assert.Equal(ReplayRunner.DecisionCount(policy, replay.Workload.Seconds), decisions);
         Assert.Equal(decisions, run.Decisions.Count);
         return run;

@@ -10,8 +10,8 @@ public sealed class ClusterSimulatorTests
     static SimulatedStage Stage(int replicas, double latencyMs, int batch = 1, double weight = 1, string variant = "v") =>
         new("s", [new SimulatedGroup(variant, "cpu", replicas, batch, [new ProfilePoint(batch, latencyMs, 1000 * batch / latencyMs)], weight)]);
 
-    static SimulationOptions Options(double sloMs = 200, int queueCapacity = 1000, double noise = 0, int seed = 1) =>
-        new(sloMs, MaxQueueDelayMs: 0, queueCapacity, noise, seed);
+    static SimulationOptions Options(double sloMs = 200, int queueCapacity = 1000, int seed = 1) =>
+        new(sloMs, MaxQueueDelayMs: 0, queueCapacity, seed);
 
     [Fact]
     public void Every_request_is_served_rejected_or_expired_exactly_once()
@@ -55,7 +55,7 @@ public sealed class ClusterSimulatorTests
         var stages = new[] { Stage(6, 30, batch: 1), new SimulatedStage("t", [
             new SimulatedGroup("a", "cpu", 3, 2, [new ProfilePoint(1, 20, 50), new ProfilePoint(2, 30, 66)], 3),
             new SimulatedGroup("b", "cpu", 2, 1, [new ProfilePoint(1, 25, 40)], 1)]) };
-        var options = Options(sloMs: 250, noise: 0.1, seed: 7) with { MaxQueueDelayMs = 10 };
+        var options = Options(sloMs: 250, seed: 7) with { MaxQueueDelayMs = 10 };
         var result = ClusterSimulator.Run(stages, workload, options);
         Assert.Equal(0, result.Late + result.Rejected + result.Expired);
         Assert.Equal(result.Arrived, result.Served);

@@ -16,7 +16,7 @@ public sealed class ReconfigurationTests
             StartupSeconds = startupSeconds,
         };
 
-    static SimulationOptions Options => new(SloMs: 200, MaxQueueDelayMs: 0, QueueCapacity: 256, LatencyNoise: 0, Seed: 3);
+    static SimulationOptions Options => new(SloMs: 200, MaxQueueDelayMs: 0, QueueCapacity: 256, Seed: 3);
 
     static SimulatedStage[] Stage(params SimulatedGroup[] groups) => [new SimulatedStage("s", groups)];
 
