@@ -158,7 +158,7 @@ public sealed class CpSatPlanner(PlannerOptions? options = null)
             var chosen = stage.Options.Where(o => solver.BooleanValue(o.Active)).ToList();
             var replicas = chosen.Select(o => (int)solver.Value(o.Replicas)).ToList();
             var allocations = stage.LatencyBudgetNs is { } budget
-                ? ShareSplitter.Split(pipeline.ArrivalRate, stage.Stage.MinReplicas, (double)solver.Value(budget) / FixedPoint.NsPerMs,
+                ? ShareSplitter.Split(pipeline, stage.Stage, stage.BudgetLevels?.Single(l => solver.BooleanValue(l.Chosen)).BudgetMs ?? (double)solver.Value(budget) / FixedPoint.NsPerMs,
                     chosen.Select((o, i) => new ShareSplitter.Candidate(o.Variant, o.Hardware.Class, o.Point, replicas[i],
                         (double)solver.Value(o.Share!) / FixedPoint.ShareUnitsPerRps)).ToList())
                 : chosen.Select((o, i) => new Allocation(o.Variant.Name, o.Hardware.Class, replicas[i], o.Point.Batch, pipeline.ArrivalRate)).ToList();

@@ -1,6 +1,6 @@
 namespace Adaptive.Core.Planning;
 
-/// <summary>What a configuration is expected to deliver, by the planning semantics of FORMAT.md.</summary>
+/// <summary>What a configuration is expected to deliver, by the planning semantics of docs/planning-format.md.</summary>
 public sealed record PlanMetrics(
     IReadOnlyList<double> StageLatencyMs,
     double LatencyMs,
@@ -32,7 +32,7 @@ public static class PlanEvaluator
                 var hardware = variant.Hardware.First(h => h.Class == a.Hardware);
                 var point = hardware.At(a.Batch)
                     ?? throw new ArgumentException($"stage '{stage.Name}': {a.Variant} on {a.Hardware} has no profile at batch {a.Batch}");
-                latency = Math.Max(latency, point.LatencyMs + BatchFillMs(a.Batch, a.Share));
+                latency = Math.Max(latency, AllocationLatency.Ms(pipeline, stage, point, a.Replicas, a.Share));
                 accuracy += a.Share / pipeline.ArrivalRate * variant.Accuracy;
                 cost += a.Replicas * hardware.CostPerReplica;
                 maxBatch = Math.Max(maxBatch, a.Batch);
@@ -53,9 +53,6 @@ public static class PlanEvaluator
         double objective = w.Accuracy * pipelineAccuracy - w.Cost * cost - w.Batch * batchTerm - w.Loading * loading;
         return new PlanMetrics(stageLatencies, stageLatencies.Sum(), pipelineAccuracy, cost, batchTerm, loading, objective);
     }
-
-    /// <summary>Time to fill a batch of <paramref name="batch"/> requests arriving at <paramref name="rate"/> per second.</summary>
-    public static double BatchFillMs(int batch, double rate) => 1000.0 * (batch - 1) / rate;
 
     /// <summary>
     /// The largest load time among the (stage, variant, hardware) whose replicas grow against the running

@@ -2,7 +2,7 @@ namespace Adaptive.Core.Planning;
 
 /// <summary>
 /// One adaptation decision, frozen: one or more pipelines that plan together because they share
-/// hardware limits. This is the planner's input language; the exchange format (FORMAT.md) and the
+/// hardware limits. This is the planner's input language; the exchange format (docs/planning-format.md) and the
 /// InferencePipeline resource are both translated into it.
 /// </summary>
 public sealed record PlanningProblem(
@@ -25,12 +25,31 @@ public sealed record PipelineProblem(
     IReadOnlyList<StageProblem> Stages,
     IReadOnlyList<RunningAllocation> Current)
 {
+    /// <summary>How a stage's latency is modelled: the papers' batch latency plus fill time, or with queueing.</summary>
+    public LatencyModel LatencyModel { get; init; } = LatencyModel.BatchFill;
+
     /// <summary>The largest model load time in the pipeline: the loading term's unit.</summary>
     public double MaxLoadTimeS => Stages.SelectMany(s => s.Variants).SelectMany(v => v.Hardware)
         .Select(h => h.LoadTimeS).DefaultIfEmpty(0).Max();
 }
 
 public enum AccuracyMethod { Sum, Average, Product }
+
+/// <summary>How the latency of a stage's allocation is modelled (docs/planning-format.md, <c>latencyModel</c>).</summary>
+public enum LatencyModel
+{
+    /// <summary>
+    /// The papers' model (InfAdapter, IPA): the batch's profiled latency plus the time to fill it at the
+    /// allocation's share, with replicas that sustain the share at their profiled throughput. No queueing.
+    /// </summary>
+    BatchFill,
+
+    /// <summary>
+    /// The p99 time in a stage of n replicas that batch, with queueing (<see cref="Queueing.BatchingStage"/>):
+    /// replicas are sized so that the p99, not the mean, stays within the SLO.
+    /// </summary>
+    Queueing,
+}
 
 public enum StageMode
 {
@@ -49,7 +68,11 @@ public sealed record StageProblem(
     int MinReplicas,
     int MaxReplicas,
     IReadOnlyList<int> BatchSizes,
-    IReadOnlyList<VariantProblem> Variants);
+    IReadOnlyList<VariantProblem> Variants)
+{
+    /// <summary>The longest a request waits for its batch to fill before a partial one runs (the queueing model's batch formation).</summary>
+    public double MaxQueueDelayMs { get; init; }
+}
 
 public sealed record VariantProblem(string Name, double Accuracy, IReadOnlyList<HardwareProfile> Hardware);
 

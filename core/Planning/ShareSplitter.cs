@@ -4,7 +4,9 @@ namespace Adaptive.Core.Planning;
 /// Splits a mixed stage's load among the allocations CP-SAT chose, in real numbers rather than the model's
 /// share units. With the choices fixed, the best split is greedy: every allocation first gets the least
 /// share that fills its batches within the stage's latency budget, then the rest of the load goes to the
-/// most accurate allocations first, each up to its capacity. Replicas the split leaves idle are removed.
+/// most accurate allocations first, each up to what its replicas take within the budget
+/// (<see cref="AllocationLatency"/>: their throughput with batch fill, less with queueing). Replicas the
+/// split leaves idle are removed.
 /// </summary>
 static class ShareSplitter
 {
@@ -13,11 +15,12 @@ static class ShareSplitter
     // Shares at their lower bound meet the latency budget exactly; a hair more keeps rounding on the safe side.
     const double SafetyFactor = 1 + 1e-12;
 
-    public static List<Allocation> Split(double load, int minReplicas, double latencyBudgetMs, IReadOnlyList<Candidate> chosen)
+    public static List<Allocation> Split(PipelineProblem pipeline, StageProblem stage, double latencyBudgetMs, IReadOnlyList<Candidate> chosen)
     {
-        var least = chosen.Select(c => c.Point.Batch == 1 ? 0
-            : SafetyFactor * PlanEvaluator.BatchFillMs(c.Point.Batch, 1) / (latencyBudgetMs - c.Point.LatencyMs)).ToList();
-        var most = chosen.Select(c => c.Replicas * c.Point.Throughput).ToList();
+        double load = pipeline.ArrivalRate;
+        int minReplicas = stage.MinReplicas;
+        var least = chosen.Select(c => SafetyFactor * AllocationLatency.LeastShare(pipeline, c.Point, latencyBudgetMs)).ToList();
+        var most = chosen.Select(c => AllocationLatency.CapacityRps(pipeline, stage, c.Point, c.Replicas, latencyBudgetMs)).ToList();
         bool splittable = least.All(l => l >= 0 && double.IsFinite(l)) && least.Sum() <= load && most.Sum() >= load;
         var shares = splittable ? Greedy(load, chosen, least, most) : Rescaled(load, chosen);
 
@@ -26,7 +29,7 @@ static class ShareSplitter
         var allocations = new List<Allocation>();
         foreach (var (c, share) in kept)
         {
-            int idle = c.Replicas - Math.Max(1, FixedPoint.ReplicasFor(share, c.Point.Throughput));
+            int idle = c.Replicas - (AllocationLatency.ReplicasFor(pipeline, stage, c.Point, share, latencyBudgetMs, c.Replicas) ?? c.Replicas);
             int removed = Math.Clamp(Math.Min(idle, total - minReplicas), 0, c.Replicas - 1);
             total -= removed;
             allocations.Add(new Allocation(c.Variant.Name, c.Hardware, c.Replicas - removed, c.Point.Batch, share));

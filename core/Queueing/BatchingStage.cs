@@ -83,18 +83,20 @@ public static class BatchingStage
         return servers * blocking / (servers - offered * (1 - blocking));
     }
 
-    /// <summary>The root z > 1 of m·ln z = x·(z − 1), for x &lt; m (a stable queue).</summary>
+    /// <summary>
+    /// The root z > 1 of g(z) = m·ln z − x·(z − 1) = 0, for x &lt; m (a stable queue). g is concave with g(1) = 0,
+    /// so Newton's method from a point beyond the root (where g ≤ 0) stays beyond it and converges.
+    /// </summary>
     static double DecayRoot(double x, int m)
     {
-        double Gap(double z) => m * Math.Log(z) - x * (z - 1);
-        double low = 1, high = 2;
-        while (Gap(high) > 0) (low, high) = (high, 2 * high);
-        for (int i = 0; i < 200 && high - low > 1e-13 * high; i++)
+        double z = Math.Max(2, 2.0 * m / x);
+        while (m * Math.Log(z) - x * (z - 1) > 0) z *= 2;
+        for (int i = 0; i < 100; i++)
         {
-            double middle = (low + high) / 2;
-            if (Gap(middle) > 0) low = middle;
-            else high = middle;
+            double step = (m * Math.Log(z) - x * (z - 1)) / (m / z - x);
+            z -= step;
+            if (Math.Abs(step) <= 1e-14 * z) break;
         }
-        return (low + high) / 2;
+        return z;
     }
 }

@@ -108,7 +108,7 @@ public static class LiveReplay
         var policy = ReplayPolicies.Create(name, pipeline, replay.Workload.Peak, replay.Workload.Mean);
         var stage = pipeline.Spec.Spec.Stages[0];
         var options = new LiveClusterOptions(PipelineName, Stage,
-            stage.Variants.ToDictionary(v => v.Name, v => new Uri(v.ModelUri).LocalPath), settings.SloMs, stage.MaxQueueDelayMs ?? 5);
+            stage.Variants.ToDictionary(v => v.Name, v => new Uri(v.ModelUri).LocalPath), settings.SloMs, stage.MaxQueueDelayMs ?? StageSpec.DefaultMaxQueueDelayMs);
         await using var cluster = new LiveCluster(options);
         var first = policy.Decide(new PolicyContext(0, new CountedLoadHistory(replay.PriorArrivals), null));
         var running = first.Plan!;

@@ -22,9 +22,6 @@ public sealed class ReplayPipeline
     /// <summary>The model server's default queue per replica.</summary>
     const int QueueCapacityPerReplica = 256;
 
-    /// <summary>The model server's default max queue delay, when a stage sets none.</summary>
-    const double DefaultMaxQueueDelayMs = 5;
-
     public InferencePipeline Spec { get; }
 
     /// <summary>Seconds from a replica's creation to its model loading: scheduling, image, container start.</summary>
@@ -49,7 +46,7 @@ public sealed class ReplayPipeline
     public string Name => Spec.Metadata.Name;
 
     public SimulationOptions SimulationOptions(int seed) =>
-        new(Spec.Spec.SloMs, DefaultMaxQueueDelayMs, QueueCapacityPerReplica, seed)
+        new(Spec.Spec.SloMs, StageSpec.DefaultMaxQueueDelayMs, QueueCapacityPerReplica, seed)
         {
             AccuracyMethod = Enum.Parse<AccuracyMethod>(Spec.Spec.Objective.AccuracyMethod, ignoreCase: true),
         };

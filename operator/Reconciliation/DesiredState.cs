@@ -57,7 +57,7 @@ public static class DesiredState
                     ["ADAPTIVE_NAME"] = stage.Name,
                     ["ADAPTIVE_VARIANT"] = allocation.Variant,
                     ["ADAPTIVE_MAX_BATCH"] = Invariant(allocation.Batch),
-                    ["ADAPTIVE_MAX_QUEUE_DELAY_MS"] = Invariant(stageSpec.MaxQueueDelayMs ?? 5),
+                    ["ADAPTIVE_MAX_QUEUE_DELAY_MS"] = Invariant(stageSpec.MaxQueueDelayMs ?? StageSpec.DefaultMaxQueueDelayMs),
                     ["ADAPTIVE_INTRA_OP_THREADS"] = Invariant(profile.Threads ?? 0),
                     // A request later than the pipeline's SLO is of no use to anyone: refuse it instead.
                     ["ADAPTIVE_REQUEST_TIMEOUT_MS"] = Invariant(pipeline.Spec.SloMs),

@@ -1,4 +1,5 @@
 using Adaptive.Core.Planning;
+using Adaptive.Core.Queueing;
 
 namespace Adaptive.Tests.Planning;
 
@@ -6,7 +7,9 @@ namespace Adaptive.Tests.Planning;
 /// The test oracle: tries every discrete configuration of a small problem (every variant, hardware, batch
 /// and replica count, every subset in mixed stages) and, for each, the best continuous part: load shares by
 /// a greedy split and, when two mixed stages compete for the latency SLO, a ternary search over how the SLO
-/// is divided (each stage's best accuracy is concave in its latency budget). Slow, simple, independent.
+/// is divided (each stage's best accuracy is concave in its latency budget). With the queueing latency
+/// model, a mixed stage's budget is one of the SLO's tenths (docs/planning-format.md), all of which are
+/// tried. Slow, simple, independent (but for the queueing formula, <see cref="BatchingStage"/>, the model's definition).
 /// </summary>
 static class ExhaustivePlanner
 {
@@ -107,7 +110,9 @@ static class ExhaustivePlanner
             }
             var a = configs[s][0];
             if (lambda > a.Replicas * a.Point.Throughput + 1e-9) return null;
-            latencyLeft -= a.Point.LatencyMs + 1000.0 * (a.Point.Batch - 1) / lambda;
+            latencyLeft -= p.LatencyModel == LatencyModel.Queueing
+                ? BatchingStage.P99Ms(lambda, a.Replicas, a.Point.Batch, ServiceTime.Of(a.Point), p.Stages[s].MaxQueueDelayMs)
+                : a.Point.LatencyMs + 1000.0 * (a.Point.Batch - 1) / lambda;
             fixedAccuracy[s] = a.Variant.Accuracy;
         }
         if (latencyLeft < -1e-9) return null;
@@ -116,7 +121,12 @@ static class ExhaustivePlanner
         {
             var accuracies = fixedAccuracy.ToArray();
             for (int i = 0; i < mixed.Count; i++)
-                if ((accuracies[mixed[i]] = MixedAccuracy(configs[mixed[i]], lambda, budgets[i])) == null) return null;
+            {
+                accuracies[mixed[i]] = p.LatencyModel == LatencyModel.Queueing
+                    ? QueueingMixedAccuracy(configs[mixed[i]], p.Stages[mixed[i]].MaxQueueDelayMs, lambda, budgets[i])
+                    : MixedAccuracy(configs[mixed[i]], lambda, budgets[i]);
+                if (accuracies[mixed[i]] == null) return null;
+            }
             var values = accuracies.Select(x => x!.Value).ToList();
             return p.AccuracyMethod switch
             {
@@ -128,6 +138,7 @@ static class ExhaustivePlanner
 
         double? accuracy = mixed.Count switch
         {
+            _ when p.LatencyModel == LatencyModel.Queueing && mixed.Count > 0 => BestLevels(p.SloMs, latencyLeft, mixed.Count, Accuracy),
             0 => Accuracy([]),
             1 => Accuracy([latencyLeft]),
             2 => BestSplit(latencyLeft, configs[mixed[0]], configs[mixed[1]], lambda, x => Accuracy(x)),
@@ -178,6 +189,41 @@ static class ExhaustivePlanner
             accuracy += share / lambda * config[i].Variant.Accuracy;
         }
         return accuracy;
+    }
+
+    /// <summary>
+    /// With queueing, a mixed stage's share is bounded by what its replicas take within the budget; the rest of
+    /// the load goes to the most accurate first. Null when the replicas cannot take the load.
+    /// </summary>
+    static double? QueueingMixedAccuracy(List<Alloc> config, double maxQueueDelayMs, double lambda, double budgetMs)
+    {
+        var capacity = config.Select(a => BatchingStage.CapacityRps(a.Replicas, a.Point.Batch, ServiceTime.Of(a.Point), maxQueueDelayMs, budgetMs)).ToList();
+        if (capacity.Sum() < lambda - 1e-9 || capacity.Any(c => c <= 0)) return null;
+        double remaining = lambda, accuracy = 0;
+        foreach (int i in Enumerable.Range(0, config.Count).OrderByDescending(i => config[i].Variant.Accuracy))
+        {
+            double share = Math.Min(capacity[i], remaining);
+            remaining -= share;
+            accuracy += share / lambda * config[i].Variant.Accuracy;
+        }
+        return accuracy;
+    }
+
+    /// <summary>With queueing, the best accuracy over every choice of the mixed stages' budgets among the SLO's tenths that fit in what is left.</summary>
+    static double? BestLevels(double sloMs, double latencyLeft, int mixedStages, Func<double[], double?> accuracy)
+    {
+        double? best = null;
+        foreach (var levels in Levels(mixedStages))
+        {
+            var budgets = levels.Select(k => sloMs * k / 10).ToArray();
+            if (budgets.Sum() > latencyLeft + 1e-9) continue;
+            if (accuracy(budgets) is { } value && (best == null || value > best)) best = value;
+        }
+        return best;
+
+        static IEnumerable<int[]> Levels(int count) => count == 0
+            ? [[]]
+            : Levels(count - 1).SelectMany(rest => Enumerable.Range(1, 10).Select(k => (int[])[k, .. rest]));
     }
 
     /// <summary>Two mixed stages share <paramref name="budgetMs"/>: search the split that maximises accuracy.</summary>

@@ -1,10 +1,13 @@
 using System.Text.Json.Nodes;
+using Adaptive.Core.Queueing;
 
 namespace Adaptive.Tests.Planning;
 
 /// <summary>
-/// Judges an answer by the rules of the exchange format (FORMAT.md, "Semantics"), reading the problem and
-/// the answer as plain JSON. It shares no code with the planner on purpose: it is the independent check.
+/// Judges an answer by the rules of the exchange format (docs/planning-format.md, "Semantics"), reading the
+/// problem and the answer as plain JSON. It shares no code with the planner on purpose: it is the independent
+/// check. The one exception is the queueing latency model's formula (<see cref="BatchingStage"/>), which is
+/// the model's definition; BatchingStageTests check it against the simulator.
 /// </summary>
 static class FormatJudge
 {
@@ -77,7 +80,10 @@ static class FormatJudge
                 if (!(share > 0)) violations.Add($"{name}/{variantName}: share {share} is not positive");
                 double throughput = (double)point["throughput"]!;
                 if (share > n * throughput * (1 + 1e-9)) violations.Add($"{name}/{variantName}: share {share} over capacity {n * throughput}");
-                latency = Math.Max(latency, (double)point["latencyMs"]! + 1000.0 * (b - 1) / share);
+                double latencyMs = (double)point["latencyMs"]!;
+                latency = Math.Max(latency, (string?)p["latencyModel"] == "queueing"
+                    ? BatchingStage.P99Ms(share, n, b, ServiceTime.Fit(1000.0 * b / throughput, latencyMs), (double?)stage["maxQueueDelayMs"] ?? 0)
+                    : latencyMs + 1000.0 * (b - 1) / share);
                 accuracy += share / lambda * (double)variant!["accuracy"]!;
                 cost += n * (double)hardware!["costPerReplica"]!;
                 shares += share;

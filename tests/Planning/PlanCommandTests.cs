@@ -82,8 +82,11 @@ public sealed class PlanCommandTests : IDisposable
     [Fact]
     public void ManifestIsPlannedLikeTheSameExchangeProblem()
     {
-        // The video sample carries the profiles and weights of the video-2stage case: same load, same optimum.
-        var run = AdaptiveCli.Run("plan", RepoPaths.Of("samples", "video-pipeline.yaml"), "--rate", "25");
+        // The video sample carries the profiles and weights of the video-2stage case: same load, same optimum,
+        // in the case's latency model.
+        string manifest = File.ReadAllText(RepoPaths.Of("samples", "video-pipeline.yaml"));
+        Assert.Contains("\n  adaptation:\n", manifest);
+        var run = AdaptiveCli.Run("plan", Write("video-batch-fill.yaml", manifest.Replace("\n  adaptation:\n", "\n  adaptation:\n    latencyModel: batch-fill\n")), "--rate", "25");
         Assert.Equal(0, run.ExitCode);
         var answer = JsonNode.Parse(run.Stdout)!;
         Assert.Equal("optimal", (string)answer["status"]!);

@@ -11,7 +11,8 @@ namespace Adaptive.Tests.Planning;
 /// <summary>
 /// On random small problems (single and mixed stages, batching, one or two hardware classes with limits,
 /// budgets, every accuracy method, loading cost, one or two pipelines sharing hardware) the planner reaches
-/// the optimum the exhaustive oracle finds, with an answer that meets every rule of FORMAT.md.
+/// the optimum the exhaustive oracle finds, with an answer that meets every rule of docs/planning-format.md,
+/// in the papers' batch-fill latency model and in the queueing one.
 /// </summary>
 public class PlannerPropertyTests
 {
@@ -194,6 +195,11 @@ static class RandomProblems
                     ["batch"] = 1,
                 };
             }).ToArray());
+        }
+        if (random.NextDouble() < 0.4)
+        {
+            pipeline["latencyModel"] = "queueing";
+            foreach (var stage in stages) stage!["maxQueueDelayMs"] = Pick(random, 0.0, 5.0, 20.0);
         }
         return pipeline;
     }

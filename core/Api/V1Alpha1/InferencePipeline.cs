@@ -126,8 +126,10 @@ public sealed class StageSpec
     [JsonPropertyName("minReplicas")] public int MinReplicas { get; set; } = 1;
     [JsonPropertyName("maxReplicas")] public int MaxReplicas { get; set; }
 
-    /// <summary>How long the model server may hold a request waiting for a batch to fill.</summary>
+    /// <summary>How long the model server may hold a request waiting for a batch to fill; <see cref="DefaultMaxQueueDelayMs"/> when absent.</summary>
     [JsonPropertyName("maxQueueDelayMs")] public double? MaxQueueDelayMs { get; set; }
+
+    public const double DefaultMaxQueueDelayMs = 5;
 
     [JsonPropertyName("variants")] public List<VariantSpec> Variants { get; set; } = [];
 }
@@ -188,10 +190,16 @@ public sealed class AdaptationSpec
     [JsonPropertyName("scaleDownCooldownSeconds")] public int ScaleDownCooldownSeconds { get; set; } = 120;
 
     /// <summary>
-    /// The share of the planned replicas' profiled throughput the predicted load may use: the plan is made for
-    /// the prediction divided by it, so that queues stay short where a replica's throughput is its saturation rate.
+    /// How the planner models a stage's latency: <c>queueing</c> (replicas sized so that the p99 with queueing
+    /// meets the SLO) or <c>batch-fill</c> (the papers' model, with no queueing).
     /// </summary>
-    [JsonPropertyName("targetUtilization")] public double TargetUtilization { get; set; } = 0.8;
+    [JsonPropertyName("latencyModel")] public string LatencyModel { get; set; } = "queueing";
+
+    /// <summary>
+    /// The plan is made for the predicted load divided by this. The queueing model needs no headroom; with
+    /// batch-fill, whose replicas run at their profiled (saturation) throughput, a value below 1 keeps queues short.
+    /// </summary>
+    [JsonPropertyName("targetUtilization")] public double TargetUtilization { get; set; } = 1;
 
     /// <summary>The search time the planner may spend on one decision.</summary>
     [JsonPropertyName("plannerTimeLimitSeconds")] public double PlannerTimeLimitSeconds { get; set; } = 5;

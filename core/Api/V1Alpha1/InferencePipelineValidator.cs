@@ -14,6 +14,8 @@ public static partial class InferencePipelineValidator
     public static readonly IReadOnlySet<string> Modes = new HashSet<string> { "single", "mixed" };
     public static readonly IReadOnlySet<string> Forecasters = new HashSet<string> { "last-value", "moving-max", "ewma-trend", "learned" };
 
+    public static readonly IReadOnlySet<string> LatencyModels = new HashSet<string> { "queueing", "batch-fill" };
+
     // Names become parts of Deployment and Service names.
     [GeneratedRegex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
     private static partial Regex DnsLabel();
@@ -58,6 +60,7 @@ public static partial class InferencePipelineValidator
         var adaptation = spec.Adaptation;
         AtLeast(adaptation.IntervalSeconds, 1, "spec.adaptation.intervalSeconds");
         OneOf(adaptation.Forecaster, Forecasters, "spec.adaptation.forecaster");
+        OneOf(adaptation.LatencyModel, LatencyModels, "spec.adaptation.latencyModel");
         AtLeast(adaptation.ScaleDownCooldownSeconds, 0, "spec.adaptation.scaleDownCooldownSeconds");
         Positive(adaptation.PlannerTimeLimitSeconds, "spec.adaptation.plannerTimeLimitSeconds");
         if (!(adaptation.TargetUtilization >= 0.01 && adaptation.TargetUtilization <= 1))

@@ -31,8 +31,14 @@ public static class PlanningProblemBuilder
                     p.HardwareClass,
                     p.CostPerReplica ?? classes[p.HardwareClass].CostPerReplica,
                     p.LoadTimeSeconds,
-                    p.Batches.Select(b => new ProfilePoint(b.Batch, b.LatencyMs, b.ThroughputRps)).ToList())).ToList())).ToList()))
+                    p.Batches.Select(b => new ProfilePoint(b.Batch, b.LatencyMs, b.ThroughputRps)).ToList())).ToList())).ToList())
+                {
+                    MaxQueueDelayMs = s.MaxQueueDelayMs ?? StageSpec.DefaultMaxQueueDelayMs,
+                })
                 .ToList(),
-            Current: current);
+            Current: current)
+        {
+            LatencyModel = spec.Adaptation.LatencyModel == "batch-fill" ? LatencyModel.BatchFill : LatencyModel.Queueing,
+        };
     }
 }

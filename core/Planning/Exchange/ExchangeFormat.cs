@@ -8,7 +8,7 @@ namespace Adaptive.Core.Planning.Exchange;
 public sealed record ExchangeDocument(PlanningProblem Problem, bool ManyPipelines);
 
 /// <summary>
-/// Reads planning problems and writes answers in the planning exchange format (FORMAT.md). Every input
+/// Reads planning problems and writes answers in the planning exchange format (docs/planning-format.md). Every input
 /// mistake is reported as a <see cref="PlanningInputException"/> naming the field.
 /// </summary>
 public static class ExchangeFormat
@@ -19,6 +19,8 @@ public static class ExchangeFormat
     };
 
     static readonly Dictionary<string, StageMode> Modes = new() { ["single"] = StageMode.Single, ["mixed"] = StageMode.Mixed };
+
+    static readonly Dictionary<string, LatencyModel> LatencyModels = new() { ["batch-fill"] = LatencyModel.BatchFill, ["queueing"] = LatencyModel.Queueing };
 
     public static ExchangeDocument Parse(string json)
     {
@@ -60,7 +62,10 @@ public static class ExchangeFormat
             Budget: p.Optional("budget")?.NonNegative(),
             HardwareLimits: ReadLimits(p, stages),
             Stages: stages,
-            Current: []);
+            Current: [])
+        {
+            LatencyModel = p.Optional("latencyModel")?.Choice(LatencyModels) ?? LatencyModel.BatchFill,
+        };
         return pipeline with { Current = ReadCurrent(p, stages) };
     }
 
@@ -82,7 +87,10 @@ public static class ExchangeFormat
             MinReplicas: 1,
             MaxReplicas: s.Required("maxReplicas").Integer(1),
             BatchSizes: sizes,
-            Variants: variants);
+            Variants: variants)
+        {
+            MaxQueueDelayMs = s.Optional("maxQueueDelayMs")?.NonNegative() ?? 0,
+        };
     }
 
     static VariantProblem ReadVariant(JsonField v)
