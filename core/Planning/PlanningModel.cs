@@ -238,32 +238,66 @@ sealed class PlanningModel
 
     /// <summary>
     /// A single stage's option is dropped when another is at least as good in everything the objective and
-    /// the constraints see (accuracy, latency, cost, batch, model loading, replicas on a limited class) and
-    /// better in something, or equal and listed first. The optimum is unchanged; the model gets smaller.
+    /// the constraints see and better in something, or equal and listed first. The optimum is unchanged; the
+    /// model gets smaller. What they see: the option's own part of the objective (accuracy, where it adds up
+    /// across stages, less cost and batch), its latency, and apart where they do not add up: accuracy under a
+    /// product, cost under a budget, model loading (the term is a maximum), replicas on a limited class.
+    /// Options are taken by latency, each checked against those kept, so the work grows with the options
+    /// times the frontier, not with the options squared (queueing gives every (variant, hardware, batch)
+    /// several replica counts).
     /// </summary>
     List<Candidate> WithoutDominated(PipelineProblem pipeline, StageProblem stage, List<Candidate> candidates)
     {
         var w = pipeline.Weights;
+        bool additiveAccuracy = pipeline.AccuracyMethod != AccuracyMethod.Product;
+        double accuracyWeight = pipeline.AccuracyMethod == AccuracyMethod.Average ? w.Accuracy / pipeline.Stages.Count : w.Accuracy;
+        var running = pipeline.Current.Where(r => r.Stage == stage.Name)
+            .GroupBy(r => (r.Variant, r.Hardware)).ToDictionary(g => g.Key, g => g.Sum(r => r.Replicas));
         bool loading = w.Loading > 0 && pipeline.Current.Count > 0;
-        double Cost(Candidate c) => c.FixedReplicas * c.Hardware.CostPerReplica;
-        double Loading(Candidate c) => loading && c.FixedReplicas > pipeline.Current
-            .Where(r => r.Stage == stage.Name && r.Variant == c.Variant.Name && r.Hardware == c.Hardware.Class).Sum(r => r.Replicas)
-            ? c.Hardware.LoadTimeS : 0;
-        var keys = candidates.Select(c => (Accuracy: c.Variant.Accuracy, Latency: c.LatencyMs, Cost: Cost(c),
-            Batch: w.Batch > 0 ? c.Point.Batch : 0, Loading: Loading(c))).ToList();
-
-        bool SameOrFewerReplicas(Candidate better, Candidate worse) =>
-            better.Hardware.Class == worse.Hardware.Class
-                ? better.FixedReplicas <= worse.FixedReplicas
-                : !limitedClasses.Contains(better.Hardware.Class) && !limitedClasses.Contains(worse.Hardware.Class);
-        bool Dominates(int a, int b)
+        var keys = candidates.Select(c =>
         {
-            var (x, y) = (keys[a], keys[b]);
-            if (x.Accuracy < y.Accuracy || x.Latency > y.Latency || x.Cost > y.Cost || x.Batch > y.Batch || x.Loading > y.Loading) return false;
-            if (!SameOrFewerReplicas(candidates[a], candidates[b])) return false;
-            return x != y || a < b;
+            double cost = c.FixedReplicas * c.Hardware.CostPerReplica;
+            return new DominanceKey(
+                Objective: (additiveAccuracy ? accuracyWeight * c.Variant.Accuracy : 0) - (pipeline.Budget is null ? w.Cost * cost : 0) - w.Batch * c.Point.Batch,
+                Latency: c.LatencyMs,
+                Accuracy: additiveAccuracy ? 0 : c.Variant.Accuracy,
+                Cost: pipeline.Budget is null ? 0 : cost,
+                Loading: loading && c.FixedReplicas > running.GetValueOrDefault((c.Variant.Name, c.Hardware.Class)) ? c.Hardware.LoadTimeS : 0,
+                // Replicas count only on a class with a limit (their cost is in the objective or the budget).
+                LimitedClass: limitedClasses.Contains(c.Hardware.Class) ? c.Hardware.Class : null,
+                Replicas: c.FixedReplicas);
+        }).ToArray();
+
+        // A dominating option is no slower, so it comes first in this order, or ties on latency: then the
+        // one kept first is dropped again if the later one dominates it.
+        var order = Enumerable.Range(0, candidates.Count).ToArray();
+        Array.Sort(order, (i, j) => keys[i].Latency != keys[j].Latency ? keys[i].Latency.CompareTo(keys[j].Latency)
+            : keys[i].Objective != keys[j].Objective ? keys[j].Objective.CompareTo(keys[i].Objective) : i.CompareTo(j));
+        var kept = new List<int>();
+        foreach (int b in order)
+        {
+            bool dominated = false;
+            foreach (int a in kept)
+                if (keys[a].Dominates(keys[b], a < b)) { dominated = true; break; }
+            if (dominated) continue;
+            kept.RemoveAll(a => keys[b].Dominates(keys[a], b < a));
+            kept.Add(b);
         }
-        return candidates.Where((_, b) => !Enumerable.Range(0, candidates.Count).Any(a => a != b && Dominates(a, b))).ToList();
+        kept.Sort();
+        return [.. kept.Select(i => candidates[i])];
+    }
+
+    /// <summary>What of a single stage's option the objective and the constraints see, for <see cref="WithoutDominated"/>.</summary>
+    readonly record struct DominanceKey(double Objective, double Latency, double Accuracy, double Cost, double Loading, string? LimitedClass, int Replicas)
+    {
+        /// <summary>At least as good in everything and better in something, or equal and <paramref name="first"/>.</summary>
+        public bool Dominates(DominanceKey other, bool first)
+        {
+            if (Objective < other.Objective || Latency > other.Latency || Accuracy < other.Accuracy || Cost > other.Cost || Loading > other.Loading) return false;
+            if (LimitedClass is not null && (LimitedClass != other.LimitedClass || Replicas > other.Replicas)) return false;
+            return first || Objective != other.Objective || Latency != other.Latency || Accuracy != other.Accuracy || Cost != other.Cost
+                || Loading != other.Loading || LimitedClass != other.LimitedClass || Replicas != other.Replicas;
+        }
     }
 
     /// <summary>

@@ -22,10 +22,11 @@ public static class BenchPlannerCommand
         var repeats = new Option<int>("--repeats") { Description = "Random instances per cell", DefaultValueFactory = _ => 20 };
         var maxReplicas = new Option<int>("--max-replicas") { Description = "Replica bound per stage", DefaultValueFactory = _ => 30 };
         var timeLimit = new Option<double>("--time-limit") { Description = "Planner time limit per solve, seconds", DefaultValueFactory = _ => 10 };
+        var latencyModel = new Option<LatencyModel>("--latency-model") { Description = "The planner's latency model: BatchFill (the papers') or Queueing", DefaultValueFactory = _ => LatencyModel.BatchFill };
         var output = new Option<DirectoryInfo>("--out") { Description = "Where the CSV and plots go", DefaultValueFactory = _ => new DirectoryInfo("bench-results") };
-        var command = new Command("planner", "Planner solve time over a grid of pipeline sizes") { stages, mixedStages, variants, modes, repeats, maxReplicas, timeLimit, output };
+        var command = new Command("planner", "Planner solve time over a grid of pipeline sizes") { stages, mixedStages, variants, modes, repeats, maxReplicas, timeLimit, latencyModel, output };
         command.SetAction(parse => Run(parse.GetValue(stages)!, parse.GetValue(mixedStages)!, parse.GetValue(variants)!, parse.GetValue(modes)!, parse.GetValue(repeats), parse.GetValue(maxReplicas),
-            parse.GetValue(timeLimit), parse.GetValue(output)!));
+            parse.GetValue(timeLimit), parse.GetValue(latencyModel), parse.GetValue(output)!));
         return command;
     }
 
@@ -40,7 +41,7 @@ public static class BenchPlannerCommand
         }
     }
 
-    static int Run(int[] stageCounts, int[] mixedStageCounts, int[] variantCounts, StageMode[] modes, int repeats, int maxReplicas, double timeLimitSeconds, DirectoryInfo output)
+    static int Run(int[] stageCounts, int[] mixedStageCounts, int[] variantCounts, StageMode[] modes, int repeats, int maxReplicas, double timeLimitSeconds, LatencyModel latencyModel, DirectoryInfo output)
     {
         if (repeats < 1 || maxReplicas < 1 || stageCounts.Concat(mixedStageCounts).Any(s => s < 1) || variantCounts.Any(v => v < 1) || !(timeLimitSeconds > 0))
         {
@@ -66,7 +67,7 @@ public static class BenchPlannerCommand
                 for (int r = 0; r < repeats; r++)
                 {
                     var random = new Random(HashCode.Combine(s, v, classes, mode, r));
-                    var result = planner.Plan(PlanningProblem.Single(SyntheticPipelines.Build(s, v, classes, mode, maxReplicas, random)));
+                    var result = planner.Plan(PlanningProblem.Single(SyntheticPipelines.Build(s, v, classes, mode, maxReplicas, random) with { LatencyModel = latencyModel }));
                     cell.SolveMs.Add(result.SolveMs);
                     cell.Statuses[result.Status] = cell.Statuses.GetValueOrDefault(result.Status) + 1;
                     task.Increment(1);
