@@ -32,7 +32,9 @@ public sealed record PlannerOptions(TimeSpan TimeLimit, double WorkLimit = Plann
 /// below the true one (tests/Planning/Cases/presolve-wrong-optimum.json), and problems that the search
 /// with probing cannot solve in minutes but the one without solves in milliseconds; the reverse happens too.
 /// So such models are searched both ways, in rounds of growing work, and the better answer wins: the plan
-/// is optimal once a search proves it and no search has beaten the proof. Presolve has also called a
+/// is optimal once a search proves it and no search has beaten the proof. A linear model has stalled with
+/// probing too (linear-probing-stalls.json), but never proven a wrong optimum: it is searched without
+/// probing only in the rounds where the search with probing settled nothing. Presolve has also called a
 /// feasible model infeasible (presolve-false-infeasible.json): a proof of infeasibility is checked by a
 /// search without presolve.
 /// </remarks>
@@ -82,17 +84,19 @@ public sealed class CpSatPlanner(PlannerOptions? options = null)
     (Search?, PlanStatus) FindBest(PlanningModel model, Stopwatch clock, List<Search> searches)
     {
         TimeSpan Left() => options.TimeLimit - clock.Elapsed;
-        if (!HasProducts(model)) searches.Add(Solve(model, Presolve.Full, Left(), options.WorkLimit));
-        else
+        // A model with products is always searched both ways (probing has proven wrong optima there); a
+        // linear one is searched without probing only when the search with it settled nothing.
+        bool bothWays = HasProducts(model);
+        bool Settled()
         {
-            for (double work = options.WorkLimit * FirstRoundShare; ; work = Math.Min(2 * work, options.WorkLimit))
-            {
-                searches.Add(Solve(model, Presolve.Full, Left(), work));
-                searches.Add(Solve(model, Presolve.WithoutProbing, Left(), work));
-                var (found, status) = Best(searches);
-                if (status == PlanStatus.Optimal || ClaimedInfeasible(found, searches) || work >= options.WorkLimit || Left() <= TimeSpan.Zero)
-                    break;
-            }
+            var (found, status) = Best(searches);
+            return status == PlanStatus.Optimal || ClaimedInfeasible(found, searches);
+        }
+        for (double work = options.WorkLimit * FirstRoundShare; ; work = Math.Min(2 * work, options.WorkLimit))
+        {
+            searches.Add(Solve(model, Presolve.Full, Left(), work));
+            if (bothWays || !Settled()) searches.Add(Solve(model, Presolve.WithoutProbing, Left(), work));
+            if (Settled() || work >= options.WorkLimit || Left() <= TimeSpan.Zero) break;
         }
         var (best, planStatus) = Best(searches);
         if (ClaimedInfeasible(best, searches))

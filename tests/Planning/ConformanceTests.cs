@@ -4,7 +4,7 @@ using Adaptive.Tests.Support;
 namespace Adaptive.Tests.Planning;
 
 /// <summary>
-/// `adaptive plan` on every public conformance case: the answer must meet every constraint of FORMAT.md
+/// `adaptive plan` on every public conformance case: the answer must meet every constraint of docs/planning-format.md
 /// and reach the published optimum, both recomputed by <see cref="FormatJudge"/> from the allocations.
 /// </summary>
 public class ConformanceTests
