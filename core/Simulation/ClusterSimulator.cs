@@ -1,5 +1,6 @@
 using Adaptive.Core.Planning;
 using Adaptive.Core.Queueing;
+using Adaptive.Core.Routing;
 using Adaptive.Core.Workloads;
 
 namespace Adaptive.Core.Simulation;
@@ -44,7 +45,8 @@ public delegate Reconfiguration? SimulationController(double nowSeconds, IReadOn
 
 public enum RequestOutcome
 {
-    Served,
+    /// <summary>Served within the SLO.</summary>
+    OnTime,
     /// <summary>Served after the SLO.</summary>
     Late,
     /// <summary>Refused on arrival: the queue was full, or the stage had no ready replica.</summary>
@@ -55,18 +57,40 @@ public enum RequestOutcome
 
 /// <param name="LatencyMs">Time in the pipeline until served or dropped.</param>
 /// <param name="Accuracy">The combined accuracy of the variants that served it; 0 when not served.</param>
-public readonly record struct RequestRecord(double ArrivalSeconds, double LatencyMs, double Accuracy, RequestOutcome Outcome);
+public readonly record struct RequestRecord(double ArrivalSeconds, double LatencyMs, double Accuracy, RequestOutcome Outcome)
+{
+    /// <summary>It got an answer: on time or late.</summary>
+    public bool Served => Outcome is RequestOutcome.OnTime or RequestOutcome.Late;
+}
 
 /// <summary>The cluster at the start of one second: replicas (starting, serving or draining) per "stage/variant@hardware/bN", and their cost rate.</summary>
 public sealed record SecondSample(double CostPerSecond, IReadOnlyDictionary<string, int> Replicas);
 
-/// <summary>What happened to every request: each is served (on time or late), rejected or expired exactly once.</summary>
-public sealed record SimulationResult(
-    int Arrived, int Served, int Rejected, int Expired, int Late,
-    IReadOnlyList<double> LatenciesMs, double MeanInSystem, double DurationSeconds,
-    IReadOnlyList<RequestRecord> Requests, IReadOnlyList<int> ArrivalsPerSecond, IReadOnlyList<SecondSample> Seconds)
+/// <summary>
+/// What happened to every request, one record each: on time, late, rejected or expired. The counts are
+/// derived from the records, so every request is counted exactly once by construction.
+/// </summary>
+public sealed class SimulationResult(IReadOnlyList<RequestRecord> requests, double meanInSystem, double durationSeconds,
+    IReadOnlyList<int> arrivalsPerSecond, IReadOnlyList<SecondSample> seconds)
 {
-    public double ViolationRate => Arrived == 0 ? 0 : (double)(Rejected + Expired + Late) / Arrived;
+    public IReadOnlyList<RequestRecord> Requests { get; } = requests;
+    /// <summary>Time-averaged requests in the pipeline (NaN where it was not observed).</summary>
+    public double MeanInSystem { get; } = meanInSystem;
+    public double DurationSeconds { get; } = durationSeconds;
+    public IReadOnlyList<int> ArrivalsPerSecond { get; } = arrivalsPerSecond;
+    public IReadOnlyList<SecondSample> Seconds { get; } = seconds;
+
+    public int Arrived => Requests.Count;
+    /// <summary>Answered, on time or late.</summary>
+    public int Served => Arrived - Rejected - Expired;
+    public int Late { get; } = requests.Count(r => r.Outcome == RequestOutcome.Late);
+    public int Rejected { get; } = requests.Count(r => r.Outcome == RequestOutcome.Rejected);
+    public int Expired { get; } = requests.Count(r => r.Outcome == RequestOutcome.Expired);
+
+    /// <summary>The latencies of the served requests, in the order they finished.</summary>
+    public IReadOnlyList<double> LatenciesMs { get; } = [.. requests.Where(r => r.Served).Select(r => r.LatencyMs)];
+
+    public double ViolationRate => Arrived == 0 ? 0 : (double)(Arrived - (Served - Late)) / Arrived;
 
     /// <summary>Replica-seconds weighted by each class's cost, over the workload's seconds.</summary>
     public double Cost => Seconds.Sum(s => s.CostPerSecond);
@@ -129,7 +153,8 @@ public sealed class ClusterSimulator
         public string Name { get; } = name;
         public List<Group> Groups { get; } = [];
         public List<Group> Routes { get; set; } = [];
-        public double[] Credit { get; set; } = [];
+        /// <summary>Splits the stage's requests among <see cref="Routes"/> by weight, as the router does.</summary>
+        public WeightedChooser<Group>? Chooser { get; set; }
         /// <summary>Groups traffic moves to once all are ready (make-before-break).</summary>
         public List<Group>? Pending { get; set; }
     }
@@ -141,9 +166,8 @@ public sealed class ClusterSimulator
     readonly PriorityQueue<Action, (double, long)> events = new();
     long sequence;
     double now;
-    int arrived, served, rejected, expired, late, inSystem;
+    int inSystem;
     double area, lastChange;
-    readonly List<double> latencies = [];
     readonly List<RequestRecord> records = [];
     readonly int[] arrivalsPerSecond;
     readonly List<SecondSample> samples = [];
@@ -186,7 +210,7 @@ public sealed class ClusterSimulator
             now = key.Item1;
             action();
         }
-        return new SimulationResult(arrived, served, rejected, expired, late, latencies, now > 0 ? area / now : 0, now, records, arrivalsPerSecond, samples);
+        return new SimulationResult(records, now > 0 ? area / now : 0, now, arrivalsPerSecond, samples);
     }
 
     /// <summary>A Poisson process whose rate changes every second.</summary>
@@ -201,7 +225,6 @@ public sealed class ClusterSimulator
                 double arrival = t;
                 At(arrival, () =>
                 {
-                    arrived++;
                     arrivalsPerSecond[(int)arrival]++;
                     Count(+1);
                     Enter(new Request(arrival), 0);
@@ -237,7 +260,7 @@ public sealed class ClusterSimulator
     {
         request.Stage = stageIndex;
         var stage = stages[stageIndex];
-        var group = stage.Routes.Count == 0 ? null : stage.Routes[Choose(stage)];
+        var group = stage.Chooser?.Next();
         int ready = group?.Ready ?? 0;
         if (group == null || ready == 0 || group.Queue.Count >= options.QueueCapacity * ready)
         {
@@ -302,31 +325,27 @@ public sealed class ClusterSimulator
             Enter(request, request.Stage + 1);
             return;
         }
-        Finish(request, (now - request.Arrival) * 1000 > options.SloMs ? RequestOutcome.Late : RequestOutcome.Served);
+        Finish(request, (now - request.Arrival) * 1000 > options.SloMs ? RequestOutcome.Late : RequestOutcome.OnTime);
     }
 
     void Finish(Request request, RequestOutcome outcome)
     {
         double latencyMs = (now - request.Arrival) * 1000;
-        double accuracy = 0;
-        switch (outcome)
+        var record = new RequestRecord(request.Arrival, latencyMs, 0, outcome);
+        if (record.Served)
         {
-            case RequestOutcome.Rejected: rejected++; break;
-            case RequestOutcome.Expired: expired++; break;
-            default:
-                served++;
-                if (outcome == RequestOutcome.Late) late++;
-                latencies.Add(latencyMs);
-                accuracy = options.AccuracyMethod switch
+            record = record with
+            {
+                Accuracy = options.AccuracyMethod switch
                 {
                     AccuracyMethod.Sum => request.AccuracySum,
                     AccuracyMethod.Average => request.AccuracySum / stages.Length,
                     AccuracyMethod.Product => request.AccuracyProduct,
                     _ => throw new ArgumentOutOfRangeException(nameof(options), options.AccuracyMethod, "unknown accuracy method"),
-                };
-                break;
+                },
+            };
         }
-        records.Add(new RequestRecord(request.Arrival, latencyMs, accuracy, outcome));
+        records.Add(record);
         Count(-1);
     }
 
@@ -395,7 +414,7 @@ public sealed class ClusterSimulator
     void Route(Stage stage, List<Group> groups)
     {
         stage.Routes = groups;
-        stage.Credit = new double[groups.Count];
+        stage.Chooser = groups.Count == 0 ? null : new WeightedChooser<Group>(groups, g => g.Spec.Weight);
         stage.Pending = null;
         foreach (var group in stage.Groups.Where(g => !groups.Contains(g)))
         {
@@ -417,21 +436,6 @@ public sealed class ClusterSimulator
             else if (replica.State == ReplicaState.Busy) replica.Removing = true;
         }
         group.Replicas.RemoveAll(r => r.State == ReplicaState.Gone);
-    }
-
-    /// <summary>Smooth weighted round-robin, as the router does it.</summary>
-    static int Choose(Stage stage)
-    {
-        double total = 0;
-        int best = 0;
-        for (int i = 0; i < stage.Credit.Length; i++)
-        {
-            stage.Credit[i] += stage.Routes[i].Spec.Weight;
-            total += stage.Routes[i].Spec.Weight;
-            if (stage.Credit[i] > stage.Credit[best]) best = i;
-        }
-        stage.Credit[best] -= total;
-        return best;
     }
 
     /// <summary>The service time of the smallest profiled batch that holds <paramref name="requests"/> (the largest when none does).</summary>

@@ -144,7 +144,7 @@ public static class LiveReplay
             decisions.Add(new DecisionRecord(second, decision.PredictedRps, decision.SolveMs, reconfigured, running));
         }
         var records = await load;
-        var result = Measured(records, decisions, stage, samples, replay.Workload.Seconds, settings.SloMs);
+        var result = Measured(records, decisions, stage, samples, replay.Workload.Seconds);
         double startup = cluster.StartupSeconds.Count == 0 ? 0 : cluster.StartupSeconds.Average();
         return (new PolicyRun(name, result, decisions), startup);
     }
@@ -155,7 +155,7 @@ public static class LiveReplay
     /// the variants' shares.
     /// </summary>
     static SimulationResult Measured(IReadOnlyList<RequestRecord> records, List<DecisionRecord> decisions, StageSpec stage,
-        List<SecondSample> samples, int seconds, double sloMs)
+        List<SecondSample> samples, int seconds)
     {
         double AccuracyAt(double time)
         {
@@ -163,13 +163,10 @@ public static class LiveReplay
             double total = allocations.Sum(a => a.Share);
             return allocations.Sum(a => a.Share / total * stage.Variants.First(v => v.Name == a.Variant).Accuracy);
         }
-        var credited = records.Select(r => r.Outcome is RequestOutcome.Served or RequestOutcome.Late ? r with { Accuracy = AccuracyAt(r.ArrivalSeconds) } : r).ToList();
-        var served = credited.Where(r => r.Outcome is RequestOutcome.Served or RequestOutcome.Late).ToList();
+        var credited = records.Select(r => r.Served ? r with { Accuracy = AccuracyAt(r.ArrivalSeconds) } : r).ToList();
         var arrivals = new int[seconds];
         foreach (var r in credited) arrivals[Math.Min(seconds - 1, (int)r.ArrivalSeconds)]++;
-        return new SimulationResult(credited.Count, served.Count, credited.Count(r => r.Outcome == RequestOutcome.Rejected),
-            credited.Count(r => r.Outcome == RequestOutcome.Expired), served.Count(r => r.LatencyMs > sloMs),
-            [.. served.Select(r => r.LatencyMs)], MeanInSystem: double.NaN, seconds, credited, arrivals, samples);
+        return new SimulationResult(credited, meanInSystem: double.NaN, seconds, arrivals, samples);
     }
 }
 

@@ -57,7 +57,7 @@ public sealed class LoadGenerator(Uri router, string pipeline, byte[] body, int 
             double latencyMs = (clock.Elapsed.TotalSeconds - due) * 1000;
             outcome = response.StatusCode switch
             {
-                HttpStatusCode.OK => latencyMs > sloMs ? RequestOutcome.Late : RequestOutcome.Served,
+                HttpStatusCode.OK => latencyMs > sloMs ? RequestOutcome.Late : RequestOutcome.OnTime,
                 HttpStatusCode.GatewayTimeout => RequestOutcome.Expired,
                 _ => RequestOutcome.Rejected,
             };

@@ -25,7 +25,7 @@ public static class ReplayReport
     {
         var result = run.Result;
         var sorted = result.LatenciesMs.Order().ToList();
-        var served = result.Requests.Where(r => r.Outcome is RequestOutcome.Served or RequestOutcome.Late).ToList();
+        var served = result.Requests.Where(r => r.Served).ToList();
         var solves = run.Decisions.Select(d => d.SolveMs).ToList();
         return new PolicySummary(run.Policy, result.Arrived, result.ViolationRate, Percentiles.Of(sorted, 0.5), Percentiles.Of(sorted, 0.99),
             served.Count == 0 ? 0 : served.Average(r => r.Accuracy), result.Cost, run.Decisions.Count(d => d.Reconfigured),
@@ -42,7 +42,7 @@ public static class ReplayReport
         {
             int end = Math.Min(start + BucketSeconds, result.Seconds.Count);
             var requests = byBucket[start / BucketSeconds].ToList();
-            var latencies = requests.Where(r => r.Outcome is RequestOutcome.Served or RequestOutcome.Late).Select(r => r.LatencyMs).Order().ToList();
+            var latencies = requests.Where(r => r.Served).Select(r => r.LatencyMs).Order().ToList();
             var forecast = run.Decisions.LastOrDefault(d => d.Second <= start)?.PredictedRps ?? double.NaN;
             points.Add(new TimelinePoint(start,
                 Enumerable.Range(start, end - start).Average(s => result.ArrivalsPerSecond[s]),
@@ -50,8 +50,8 @@ public static class ReplayReport
                 result.Seconds[start].Replicas.Values.Sum(),
                 Enumerable.Range(start, end - start).Average(s => result.Seconds[s].CostPerSecond),
                 Percentiles.Of(latencies, 0.5), Percentiles.Of(latencies, 0.99),
-                latencies.Count == 0 ? double.NaN : requests.Where(r => r.Outcome is RequestOutcome.Served or RequestOutcome.Late).Average(r => r.Accuracy),
-                requests.Count == 0 ? 0 : (double)requests.Count(r => r.Outcome != RequestOutcome.Served) / requests.Count));
+                latencies.Count == 0 ? double.NaN : requests.Where(r => r.Served).Average(r => r.Accuracy),
+                requests.Count == 0 ? 0 : (double)requests.Count(r => r.Outcome != RequestOutcome.OnTime) / requests.Count));
         }
         return points;
     }

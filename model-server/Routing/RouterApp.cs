@@ -84,7 +84,7 @@ public static class RouterApp
 /// <summary>The configuration in use and a weighted chooser per stage, swapped whole on reload.</summary>
 public sealed class RouteTable(RouterConfig initial)
 {
-    public sealed record Routes(RouterConfig Config, IReadOnlyList<WeightedChooser> Choosers, long Generation);
+    public sealed record Routes(RouterConfig Config, IReadOnlyList<WeightedChooser<VariantRoute>> Choosers, long Generation);
 
     volatile Routes current = Create(initial, 1);
 
@@ -93,7 +93,7 @@ public sealed class RouteTable(RouterConfig initial)
     public void Replace(RouterConfig config) => current = Create(config, current.Generation + 1);
 
     static Routes Create(RouterConfig config, long generation) =>
-        new(config, [.. config.Stages.Select(s => new WeightedChooser(s.Variants))], generation);
+        new(config, [.. config.Stages.Select(s => new WeightedChooser<VariantRoute>(s.Variants, v => v.Weight))], generation);
 }
 
 /// <summary>Reloads the configuration when the file's content changes; a bad file keeps the last good configuration.</summary>
@@ -291,7 +291,7 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
         }
     }
 
-    async Task<Message> CallStageWithRetry(string pipeline, StageRoute stage, WeightedChooser chooser, Message payload, long started, CancellationToken deadline)
+    async Task<Message> CallStageWithRetry(string pipeline, StageRoute stage, WeightedChooser<VariantRoute> chooser, Message payload, long started, CancellationToken deadline)
     {
         var first = chooser.Next(v => health.IsUsable(v.Endpoint))
             ?? throw new StageFailure(StatusCodes.Status503ServiceUnavailable, $"stage '{stage.Name}' has no healthy variant", TimeSpan.FromSeconds(1));

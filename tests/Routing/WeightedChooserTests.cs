@@ -1,9 +1,8 @@
 using Adaptive.Core.Routing;
-using Adaptive.ModelServer.Routing;
 using FsCheck;
 using FsCheck.Fluent;
 
-namespace Adaptive.Tests.Serving;
+namespace Adaptive.Tests.Routing;
 
 public sealed class WeightedChooserTests
 {
@@ -19,7 +18,7 @@ public sealed class WeightedChooserTests
         Prop.ForAll(weights.ToArbitrary(), Gen.Choose(1, 300).ToArbitrary(), (double[] w, int picks) =>
         {
             var variants = w.Select((weight, i) => new VariantRoute($"v{i}", "http://x", weight)).ToList();
-            var chooser = new WeightedChooser(variants);
+            var chooser = new WeightedChooser<VariantRoute>(variants, v => v.Weight);
             var counts = new int[w.Length];
             double total = w.Sum();
             for (int n = 1; n <= picks; n++)
@@ -36,7 +35,7 @@ public sealed class WeightedChooserTests
     public void Integer_weights_give_exact_counts_over_each_cycle()
     {
         var variants = new[] { 5.0, 1, 3 }.Select((w, i) => new VariantRoute($"v{i}", "http://x", w)).ToList();
-        var chooser = new WeightedChooser(variants);
+        var chooser = new WeightedChooser<VariantRoute>(variants, v => v.Weight);
         var picks = Enumerable.Range(0, 9 * 4).Select(_ => chooser.Next().Name).ToList();
         Assert.Equal(20, picks.Count(p => p == "v0"));
         Assert.Equal(4, picks.Count(p => p == "v1"));
