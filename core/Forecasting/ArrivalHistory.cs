@@ -10,6 +10,7 @@ public static class ArrivalHistory
     /// <summary>The operator's history step and rate window at its default 15 s scrape interval.</summary>
     public const int OperatorStepSeconds = 5;
     public const int OperatorWindowSeconds = 30;
+    public const int OperatorScrapeSeconds = 15;
 
     /// <param name="arrivalsPerSecond">Requests counted in each second, oldest first.</param>
     /// <param name="endSecond">The decision's time: seconds [0, endSecond) are known.</param>

@@ -30,8 +30,7 @@ public static class PlanEvaluator
             {
                 var variant = stage.Variants.First(v => v.Name == a.Variant);
                 var hardware = variant.Hardware.First(h => h.Class == a.Hardware);
-                var point = hardware.At(a.Batch)
-                    ?? throw new ArgumentException($"stage '{stage.Name}': {a.Variant} on {a.Hardware} has no profile at batch {a.Batch}");
+                var point = PointOf(stage, a);
                 latency = Math.Max(latency, AllocationLatency.Ms(pipeline, stage, point, a.Replicas, a.Share));
                 accuracy += a.Share / pipeline.ArrivalRate * variant.Accuracy;
                 cost += a.Replicas * hardware.CostPerReplica;
@@ -53,6 +52,43 @@ public static class PlanEvaluator
         double objective = w.Accuracy * pipelineAccuracy - w.Cost * cost - w.Batch * batchTerm - w.Loading * loading;
         return new PlanMetrics(stageLatencies, stageLatencies.Sum(), pipelineAccuracy, cost, batchTerm, loading, objective);
     }
+
+    /// <summary>
+    /// The highest arrival rate a running configuration takes within the SLO, its shares scaled alike: the
+    /// plan's own rate when it does not meet the SLO even there (a fallback), else found by bisection upward
+    /// from it (more load only lengthens the queues; in the batch-fill model, up to the replicas' throughput).
+    /// </summary>
+    public static double SustainableRps(PipelineProblem pipeline, IReadOnlyList<StagePlan> stages)
+    {
+        double planned = stages.Count == 0 ? 0 : stages[0].Allocations.Sum(a => a.Share);
+        if (!(planned > 0)) return 0;
+        bool Meets(double rate)
+        {
+            double scale = rate / planned;
+            var scaled = new List<StagePlan>();
+            foreach (var (stage, plan) in pipeline.Stages.Zip(stages))
+            {
+                var allocations = plan.Allocations.Select(a => a with { Share = a.Share * scale }).ToList();
+                if (allocations.Any(a => a.Share >= a.Replicas * PointOf(stage, a).Throughput)) return false;
+                scaled.Add(plan with { Allocations = allocations });
+            }
+            return Evaluate(pipeline, scaled).LatencyMs <= pipeline.SloMs;
+        }
+        if (!Meets(planned)) return planned;
+        double low = planned, high = 2 * planned;
+        while (Meets(high) && high < 1e9) (low, high) = (high, 2 * high);
+        for (int i = 0; i < 40 && high - low > 1e-6 * high; i++)
+        {
+            double middle = (low + high) / 2;
+            if (Meets(middle)) low = middle;
+            else high = middle;
+        }
+        return low;
+    }
+
+    static ProfilePoint PointOf(StageProblem stage, Allocation a) =>
+        stage.Variants.First(v => v.Name == a.Variant).Hardware.First(h => h.Class == a.Hardware).At(a.Batch)
+        ?? throw new ArgumentException($"stage '{stage.Name}': {a.Variant} on {a.Hardware} has no profile at batch {a.Batch}");
 
     /// <summary>
     /// The largest load time among the (stage, variant, hardware) whose replicas grow against the running

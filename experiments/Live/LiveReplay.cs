@@ -110,7 +110,7 @@ public static class LiveReplay
         var options = new LiveClusterOptions(PipelineName, Stage,
             stage.Variants.ToDictionary(v => v.Name, v => new Uri(v.ModelUri).LocalPath), settings.SloMs, stage.MaxQueueDelayMs ?? StageSpec.DefaultMaxQueueDelayMs);
         await using var cluster = new LiveCluster(options);
-        var first = policy.Decide(new PolicyContext(0, new CountedLoadHistory(replay.PriorArrivals), null));
+        var first = policy.Decide(new PolicyContext(0, new CountedLoadHistory(replay.PriorArrivals), null))!;
         var running = first.Plan!;
         await cluster.Start(running[0], cancellation);
         var decisions = new List<DecisionRecord> { new(0, first.PredictedRps, first.SolveMs, false, running) };
@@ -134,7 +134,7 @@ public static class LiveReplay
             samples.Add(new SecondSample(replicas.Values.Sum(), replicas));
             if (second == 0 || second % policy.IntervalSeconds != 0) continue;
             var history = new PrometheusLoadHistory(prometheus, PipelineName, DateTimeOffset.UtcNow, replay.PriorArrivals);
-            var decision = policy.Decide(new PolicyContext(second, history, running));
+            if (policy.Decide(new PolicyContext(second, history, running)) is not { } decision) continue;
             bool reconfigured = decision.Plan is { } plan && ReplayRunner.Describe(plan) != ReplayRunner.Describe(running);
             if (decision.Plan is { } next)
             {

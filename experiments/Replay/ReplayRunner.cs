@@ -28,8 +28,8 @@ public static class ReplayRunner
         var arrivals = new List<double>(priorArrivals);
         var decisions = new List<DecisionRecord>();
         var first = policy.Decide(new PolicyContext(0, new CountedLoadHistory(arrivals), null));
-        var running = first.Plan ?? throw new InvalidOperationException($"policy {policy.Name} chose no initial configuration");
-        decisions.Add(new DecisionRecord(0, first.PredictedRps, first.SolveMs, false, running));
+        var running = first?.Plan ?? throw new InvalidOperationException($"policy {policy.Name} chose no initial configuration");
+        decisions.Add(new DecisionRecord(0, first!.PredictedRps, first.SolveMs, false, running));
         onDecision?.Invoke();
 
         var result = ClusterSimulator.Run(pipeline.Simulate(running), workload, options, (now, observed) =>
@@ -37,6 +37,7 @@ public static class ReplayRunner
             for (int s = arrivals.Count - priorArrivals.Count; s < observed.Count; s++) arrivals.Add(observed[s]);
             var decision = policy.Decide(new PolicyContext((int)now, new CountedLoadHistory(arrivals), running));
             onDecision?.Invoke();
+            if (decision is null) return null;
             if (decision.Plan is not { } plan)
             {
                 decisions.Add(new DecisionRecord((int)now, decision.PredictedRps, decision.SolveMs, false, running));
@@ -50,7 +51,7 @@ public static class ReplayRunner
         return new PolicyRun(policy.Name, result, decisions);
     }
 
-    /// <summary>How many decisions a policy makes over <paramref name="seconds"/>, the first included.</summary>
+    /// <summary>How many times a policy is asked over <paramref name="seconds"/>, the first included.</summary>
     public static int DecisionCount(IReplayPolicy policy, int seconds) => 1 + (seconds - 1) / policy.IntervalSeconds;
 
     public static string Describe(IReadOnlyList<StagePlan> plan) =>

@@ -146,7 +146,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         {
             var cooldown = TimeSpan.FromSeconds(pipeline.Spec.Adaptation.ScaleDownCooldownSeconds);
             Conditions.Set(status, PipelineCondition.Adapting, false, "ScaleDownCooldown",
-                $"the plan has {decided.PlannedReplicas} replicas, {decided.RunningReplicas} run; scaling down waits until {(status.LastScaleUpTime!.Value + cooldown):u}", generation, now);
+                $"the plan removes capacity ({decided.PlannedReplicas} replicas, {decided.RunningReplicas} run); removing it waits until {(status.LastScaleUpTime!.Value + cooldown):u}", generation, now);
             status.LastDecisionTime = now;
             status.PredictedLoadRps = Math.Round(load.PredictedRps, 3);
             status.ObservedLoadRps = Math.Round(load.ObservedRps, 3);

@@ -52,4 +52,45 @@ public sealed class AdaptationDeciderTests
         var up = AdaptationDecider.Decide(pipeline, 120, running, Now, Now);
         Assert.True(up.ScalesUp);
     }
+
+    static InferencePipeline ResNetSingle()
+    {
+        var pipeline = ManifestReader.Parse(File.ReadAllText(RepoPaths.Of("samples", "resnet-mixed.yaml")));
+        pipeline.Spec.Stages[0].Mode = "single";
+        return pipeline;
+    }
+
+    /// <summary>Capacity, not the replica count, says what a scale-down is: fewer replicas of a faster variant may carry more.</summary>
+    [Fact]
+    public void A_faster_variant_on_fewer_replicas_is_not_held_by_the_cooldown()
+    {
+        var pipeline = ResNetSingle();
+        RunningAllocation[] slow = [new("classify", "resnet152", "cpu", 4, 1)]; // 4 × 7.9 requests/s
+        var decided = AdaptationDecider.Decide(pipeline, 26, slow, Now, Now);
+        Assert.False(decided.HeldByCooldown, ReplayRunner.Describe(decided.Plan ?? []));
+        Assert.True(decided.PlannedReplicas < decided.RunningReplicas || decided.Plan![0].Allocations[0].Variant != "resnet152", ReplayRunner.Describe(decided.Plan!));
+        Assert.True(decided.ScalesUp);
+        // Less load within the cooldown: the plan would remove capacity, and waits.
+        Assert.True(AdaptationDecider.Decide(pipeline, 3, slow, Now, Now).HeldByCooldown);
+    }
+
+    /// <summary>
+    /// What a running configuration sustains is the rate at which its planned latency reaches the SLO: for one
+    /// allocation with queueing, the model's capacity of its replicas within the whole SLO.
+    /// </summary>
+    [Fact]
+    public void A_surge_is_a_rate_near_what_the_running_configuration_sustains()
+    {
+        var pipeline = ResNetSingle();
+        var problem = PlanningProblemBuilder.Build(pipeline, 10, []);
+        var point = problem.Stages[0].Variants.Single(v => v.Name == "resnet152").Hardware.Single(h => h.Class == "cpu").At(1)!;
+        StagePlan[] running = [new("classify", [new Allocation("resnet152", "cpu", 3, 1, 10)])];
+        double sustainable = PlanEvaluator.SustainableRps(problem, running);
+        Assert.Equal(AllocationLatency.CapacityRps(problem, problem.Stages[0], point, 3, pipeline.Spec.SloMs), sustainable, sustainable * 1e-4);
+
+        var settled = TimeSpan.FromSeconds(SurgeRule.MinimumSecondsBetween);
+        Assert.False(SurgeRule.Triggers(pipeline, running, 0.85 * sustainable, settled));
+        Assert.True(SurgeRule.Triggers(pipeline, running, 0.95 * sustainable, settled));
+        Assert.False(SurgeRule.Triggers(pipeline, running, 2 * sustainable, settled - TimeSpan.FromSeconds(1))); // too soon after the last change
+    }
 }

@@ -26,6 +26,13 @@ sealed class FixedVariantScaling(InferencePipeline pipeline)
     public int[] ReplicasFor(double loadRps, double utilization) =>
         [.. stages.Select(s => Math.Clamp((int)Math.Ceiling(loadRps / (utilization * s.ThroughputRps)), Math.Max(1, s.MinReplicas), s.MaxReplicas))];
 
+    /// <summary>What one replica of stage <paramref name="stage"/> sustains, requests per second.</summary>
+    public double CapacityRps(int stage) => stages[stage].ThroughputRps;
+
+    /// <summary>The replicas of each stage in a plan this scaling made.</summary>
+    public int[] RunningReplicas(IReadOnlyList<StagePlan> plan) =>
+        [.. stages.Select(s => plan.Single(p => p.Name == s.Stage).Allocations.Sum(a => a.Replicas))];
+
     public IReadOnlyList<StagePlan> Plan(IReadOnlyList<int> replicas, double loadRps) =>
         [.. stages.Select((s, i) => new StagePlan(s.Stage, [new Allocation(s.Variant, s.Hardware, replicas[i], 1, loadRps)]))];
 }

@@ -10,11 +10,22 @@ public interface ILoadHistory
     double[] Rates(int historySeconds, int stepSeconds, int windowSeconds);
 }
 
-/// <summary>The history of a simulated run: requests counted in each second up to now, the history before the window first.</summary>
+/// <summary>
+/// The history of a simulated run as every policy sees it, through Prometheus: requests counted in each
+/// second up to now (the history before the window first), known only up to the last scrape, every
+/// <see cref="ArrivalHistory.OperatorScrapeSeconds"/>. Decisions come every 15 or 30 s, in step with the
+/// scrapes; the scrapes are half an interval out of phase with them, the average of a phase nobody chooses.
+/// </summary>
 public sealed class CountedLoadHistory(IReadOnlyList<double> arrivalsPerSecond) : ILoadHistory
 {
-    public double[] Rates(int historySeconds, int stepSeconds, int windowSeconds) =>
-        ArrivalHistory.PrometheusRates(arrivalsPerSecond, arrivalsPerSecond.Count, historySeconds, stepSeconds, windowSeconds);
+    const int ScrapePhase = ArrivalHistory.OperatorScrapeSeconds / 2;
+
+    public double[] Rates(int historySeconds, int stepSeconds, int windowSeconds)
+    {
+        const int interval = ArrivalHistory.OperatorScrapeSeconds;
+        int lastScrape = (arrivalsPerSecond.Count - ScrapePhase) / interval * interval + ScrapePhase;
+        return ArrivalHistory.PrometheusRates(arrivalsPerSecond, Math.Clamp(lastScrape, 1, arrivalsPerSecond.Count), historySeconds, stepSeconds, windowSeconds);
+    }
 }
 
 /// <summary>What a policy sees at a decision.</summary>
@@ -32,8 +43,9 @@ public interface IReplayPolicy
 {
     string Name { get; }
 
-    /// <summary>Seconds between decisions.</summary>
+    /// <summary>Seconds between calls to <see cref="Decide"/>.</summary>
     int IntervalSeconds { get; }
 
-    PolicyDecision Decide(PolicyContext context);
+    /// <summary>The decision at this call; null when a check between decisions finds nothing to decide (never at the first call).</summary>
+    PolicyDecision? Decide(PolicyContext context);
 }

@@ -8,26 +8,38 @@ namespace Adaptive.Experiments.Replay.Policies;
 /// <summary>
 /// The operator's loop on a pipeline: every interval, the 30 s arrival rate every 5 s (what the operator
 /// reads from Prometheus at its default 15 s scrape interval) goes through the pipeline's forecaster, and
-/// <see cref="AdaptationDecider"/> — the operator's own planning and cooldown code — decides. The baselines
-/// that plan (fa2, model-switching, rim) run it on a pipeline restricted as their papers describe them.
+/// <see cref="AdaptationDecider"/> — the operator's own planning and cooldown code — decides; between
+/// intervals, <see cref="SurgeRule"/> calls a decision early when the load outgrows the running
+/// configuration. The baselines that plan (fa2, model-switching, rim) run it on a pipeline restricted as
+/// their papers describe them.
 /// </summary>
 public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IReplayPolicy
 {
     static readonly DateTimeOffset Epoch = DateTimeOffset.UnixEpoch;
     readonly ILoadForecaster forecaster = LoadForecasters.Create(pipeline.Spec.Adaptation.Forecaster);
     DateTimeOffset? lastScaleUp;
+    int lastScheduled;
 
     public string Name => name;
-    public int IntervalSeconds => pipeline.Spec.Adaptation.IntervalSeconds;
+    public int IntervalSeconds => Math.Min(SurgeRule.CheckSeconds, pipeline.Spec.Adaptation.IntervalSeconds);
 
-    public PolicyDecision Decide(PolicyContext context)
+    public PolicyDecision? Decide(PolicyContext context)
     {
         var adaptation = pipeline.Spec.Adaptation;
+        var now = Epoch.AddSeconds(context.NowSeconds);
+        bool scheduled = context.Running is null || context.NowSeconds - lastScheduled >= adaptation.IntervalSeconds;
+        double latest = context.Load.Rates(SurgeRule.RateWindowSeconds, SurgeRule.RateWindowSeconds, SurgeRule.RateWindowSeconds)[^1];
+        var lastChange = Epoch.AddSeconds(lastScheduled) > lastScaleUp.GetValueOrDefault() ? Epoch.AddSeconds(lastScheduled) : lastScaleUp!.Value;
+        bool surge = !scheduled && SurgeRule.Triggers(pipeline, context.Running!, latest, now - lastChange);
+        if (!scheduled && !surge) return null;
+
         var history = context.Load.Rates(adaptation.Metrics.HistorySeconds, ArrivalHistory.OperatorStepSeconds, ArrivalHistory.OperatorWindowSeconds);
         double predicted = forecaster.ForecastPeak(history, AdaptationDecider.ForecastHorizon(adaptation.IntervalSeconds, ArrivalHistory.OperatorStepSeconds));
+        if (surge) predicted = Math.Max(predicted, latest);
         var current = context.Running is null ? [] : Running(context.Running);
-        var now = Epoch.AddSeconds(context.NowSeconds);
         var decision = AdaptationDecider.Decide(pipeline, predicted, current, context.Running is null ? null : lastScaleUp, now);
+        if (surge && !decision.ScalesUp) return null; // a surge decision only adds capacity
+        if (scheduled) lastScheduled = context.NowSeconds;
         if (decision.ScalesUp) lastScaleUp = now;
         return new PolicyDecision(decision.Plan, predicted, decision.Result.SolveMs);
     }

@@ -14,7 +14,7 @@ public sealed class StaticPolicy(InferencePipeline pipeline, double peakRps) : I
     public string Name => "static";
     public int IntervalSeconds => pipeline.Spec.Adaptation.IntervalSeconds;
 
-    public PolicyDecision Decide(PolicyContext context)
+    public PolicyDecision? Decide(PolicyContext context)
     {
         if (planned) return new PolicyDecision(null, peakRps, 0);
         planned = true;

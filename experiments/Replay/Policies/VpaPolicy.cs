@@ -22,7 +22,7 @@ public sealed class VpaPolicy(InferencePipeline pipeline) : IReplayPolicy
     public string Name => "vpa";
     public int IntervalSeconds => 60;
 
-    public PolicyDecision Decide(PolicyContext context)
+    public PolicyDecision? Decide(PolicyContext context)
     {
         var recent = context.Load.Rates(HistorySeconds, ArrivalHistory.OperatorStepSeconds, ArrivalHistory.OperatorWindowSeconds).Order().ToList();
         double Percentile(double q) => Percentiles.Of(recent, q);
