@@ -20,13 +20,25 @@ public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeS
     public async Task<LoadEstimate> Estimate(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
     {
         var adaptation = pipeline.Spec.Adaptation;
-        var source = adaptation.Metrics.PrometheusUrl is { Length: > 0 } url ? new Uri(url) : defaultPrometheus
-            ?? throw new MetricsUnavailableException(MetricsFailure.Unreachable,
-                "no Prometheus configured: set spec.adaptation.metrics.prometheusUrl or the operator's --prometheus-url");
-        var history = await new PrometheusClient(http, source).ArrivalRateHistory(pipeline.Metadata.Name, now,
+        var history = await Prometheus(pipeline).ArrivalRateHistory(pipeline.Metadata.Name, now,
             TimeSpan.FromSeconds(adaptation.Metrics.HistorySeconds), step, rateWindow, cancellation);
         var forecaster = LoadForecasters.Create(adaptation.Forecaster);
         int horizon = AdaptationDecider.ForecastHorizon(adaptation.IntervalSeconds, step.TotalSeconds);
         return new LoadEstimate(forecaster.ForecastPeak(history, horizon), history[^1], forecaster.Name);
+    }
+
+    /// <summary>The rate between the last two scrapes, for the surge rule between decisions.</summary>
+    public async Task<double> LatestRps(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
+    {
+        var history = await Prometheus(pipeline).ArrivalRateHistory(pipeline.Metadata.Name, now, step, step, rateWindow, cancellation, latestOnly: true);
+        return history[^1];
+    }
+
+    PrometheusClient Prometheus(InferencePipeline pipeline)
+    {
+        var source = pipeline.Spec.Adaptation.Metrics.PrometheusUrl is { Length: > 0 } url ? new Uri(url) : defaultPrometheus
+            ?? throw new MetricsUnavailableException(MetricsFailure.Unreachable,
+                "no Prometheus configured: set spec.adaptation.metrics.prometheusUrl or the operator's --prometheus-url");
+        return new PrometheusClient(http, source);
     }
 }

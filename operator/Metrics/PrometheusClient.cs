@@ -18,9 +18,11 @@ public sealed class MetricsUnavailableException(MetricsFailure failure, string m
 public sealed class PrometheusClient(HttpClient http, Uri baseAddress)
 {
     /// <param name="rateWindow">The window of <c>rate()</c>; at least two scrape intervals, or some steps have no rate.</param>
-    public async Task<IReadOnlyList<double>> ArrivalRateHistory(string pipeline, DateTimeOffset end, TimeSpan length, TimeSpan step, TimeSpan rateWindow, CancellationToken cancellation)
+    /// <param name="latestOnly">Each step's rate between the window's last two scrapes (<c>irate</c>) rather than over the whole window.</param>
+    public async Task<IReadOnlyList<double>> ArrivalRateHistory(string pipeline, DateTimeOffset end, TimeSpan length, TimeSpan step, TimeSpan rateWindow,
+        CancellationToken cancellation, bool latestOnly = false)
     {
-        string query = $"sum(rate(adaptive_pipeline_requests_total{{pipeline=\"{Escape(pipeline)}\"}}[{Seconds(rateWindow)}s]))";
+        string query = $"sum({(latestOnly ? "irate" : "rate")}(adaptive_pipeline_requests_total{{pipeline=\"{Escape(pipeline)}\"}}[{Seconds(rateWindow)}s]))";
         var start = end - length;
         string url = $"{baseAddress.ToString().TrimEnd('/')}/api/v1/query_range?query={Uri.EscapeDataString(query)}"
             + $"&start={Seconds(start.ToUnixTimeMilliseconds() / 1000.0)}&end={Seconds(end.ToUnixTimeMilliseconds() / 1000.0)}&step={Seconds(step)}s";

@@ -59,11 +59,12 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         var decision = Recorded(status);
         bool due = decision is null || status.ObservedGeneration != generation || status.LastDecisionTime is not { } last
             || now - last >= TimeSpan.FromSeconds(pipeline.Spec.Adaptation.IntervalSeconds);
+        double? surgeRps = due ? null : await SurgeRps(pipeline, status, decision!, now, cancellation);
         TimeSpan? retryMetrics = null;
-        if (due)
+        if (due || surgeRps is not null)
         {
             var current = running.Where(d => d.Metadata.Annotations?.ContainsKey(Names.RetiringSince) != true).Select(Allocation).ToList();
-            var (newDecision, metricsFailed) = await Decide(pipeline, status, decision, current, now, cancellation);
+            var (newDecision, metricsFailed) = await Decide(pipeline, status, decision, current, now, surgeRps, cancellation);
             decision = newDecision;
             if (metricsFailed) retryMetrics = settings.MetricsRetry;
         }
@@ -84,6 +85,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         await WriteStatus(pipeline, status, cancellation);
 
         var untilDecision = status.LastDecisionTime!.Value + TimeSpan.FromSeconds(pipeline.Spec.Adaptation.IntervalSeconds) - now;
+        if (untilDecision > TimeSpan.FromSeconds(SurgeRule.CheckSeconds)) untilDecision = TimeSpan.FromSeconds(SurgeRule.CheckSeconds); // the next surge check
         var next = !settled ? ProgressCheck : retiring && settings.RetireAfter < untilDecision ? settings.RetireAfter : untilDecision;
         if (retryMetrics is { } retry && retry < next) next = retry;
         return next < TimeSpan.Zero ? TimeSpan.Zero : next;
@@ -107,9 +109,33 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         status.Stages.Count == 0 ? null
             : [.. status.Stages.Select(s => new StagePlan(s.Name, [.. s.Allocations.Select(a => new Allocation(a.Variant, a.HardwareClass, a.Replicas, a.Batch, a.ShareRps))]))];
 
-    /// <summary>Forecast, plan, and record the decision in status. Returns the decision to run, and whether metrics failed.</summary>
+    /// <summary>
+    /// Between decisions: the latest rate when it calls for one now (<see cref="SurgeRule"/>), else null. A
+    /// check that cannot read Prometheus decides nothing; the next scheduled decision reports why.
+    /// </summary>
+    async Task<double?> SurgeRps(InferencePipeline pipeline, InferencePipelineStatus status, IReadOnlyList<StagePlan> running, DateTimeOffset now, CancellationToken cancellation)
+    {
+        var lastChange = status.LastDecisionTime!.Value;
+        if (status.LastScaleUpTime is { } grew && grew > lastChange) lastChange = grew;
+        if (now - lastChange < TimeSpan.FromSeconds(SurgeRule.MinimumSecondsBetween)) return null;
+        try
+        {
+            double latest = await loads.LatestRps(pipeline, now, cancellation);
+            return SurgeRule.Triggers(pipeline, running, latest, now - lastChange) ? latest : null;
+        }
+        catch (MetricsUnavailableException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Forecast, plan, and record the decision in status. Returns the decision to run, and whether metrics failed.
+    /// A surge decision (<paramref name="surgeRps"/>) plans for at least that rate, only adds capacity, and
+    /// leaves the schedule of decisions as it was.
+    /// </summary>
     async Task<(IReadOnlyList<StagePlan>? Decision, bool MetricsFailed)> Decide(InferencePipeline pipeline, InferencePipelineStatus status,
-        IReadOnlyList<StagePlan>? previous, List<RunningAllocation> current, DateTimeOffset now, CancellationToken cancellation)
+        IReadOnlyList<StagePlan>? previous, List<RunningAllocation> current, DateTimeOffset now, double? surgeRps, CancellationToken cancellation)
     {
         long? generation = pipeline.Metadata.Generation;
         LoadEstimate load;
@@ -133,9 +159,11 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
             load = new LoadEstimate(status.PredictedLoadRps ?? AdaptationDecider.MinimumLoadRps, status.ObservedLoadRps ?? 0, "none");
         }
 
+        if (surgeRps is { } surge && surge > load.PredictedRps) load = load with { PredictedRps = surge };
         // The cooldown applies to a running configuration whose spec is unchanged.
         bool cooldownApplies = previous is not null && status.ObservedGeneration == generation;
         var decided = AdaptationDecider.Decide(pipeline, load.PredictedRps, current, cooldownApplies ? status.LastScaleUpTime : null, now);
+        if (surgeRps is not null && !decided.ScalesUp) return (previous, metricsFailed);
         var (problem, result) = (decided.Problem, decided.Result);
         metrics.Decisions.WithLabels(result.Status.ToString().ToLowerInvariant()).Inc();
         metrics.SolveSeconds.Observe(result.SolveMs / 1000);
@@ -174,7 +202,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         status.ExpectedLatencyMs = Math.Round(evaluated.LatencyMs, 3);
         status.PlanStatus = result.Status.ToString().ToLowerInvariant();
         status.SolveTimeMs = Math.Round(result.SolveMs, 3);
-        status.LastDecisionTime = now;
+        if (surgeRps is null) status.LastDecisionTime = now;
         metrics.ExpectedAccuracy.WithLabels(pipeline.Metadata.Name).Set(evaluated.Accuracy);
         metrics.ExpectedCost.WithLabels(pipeline.Metadata.Name).Set(evaluated.Cost);
         foreach (var s in previous ?? [])
@@ -187,7 +215,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         string before = previous is null ? "nothing" : Summary(previous);
         if (before != status.Summary)
         {
-            string message = $"{before} → {status.Summary}: predicted {load.PredictedRps:F1} rps ({load.Forecaster}), observed {load.ObservedRps:F1} rps; "
+            string message = $"{before} → {status.Summary}: {(surgeRps is { } latest ? $"a surge to {latest:F1} rps; " : "")}predicted {load.PredictedRps:F1} rps ({load.Forecaster}), observed {load.ObservedRps:F1} rps; "
                 + $"expected accuracy {evaluated.Accuracy:F4}, cost {evaluated.Cost:F2}, latency {evaluated.LatencyMs:F1} ms of {pipeline.Spec.SloMs} ms ({status.PlanStatus})";
             log.LogInformation("Reconfiguring: {Message}", message);
             await Event(pipeline, feasible ? "Normal" : "Warning", "Reconfigured", message, cancellation);

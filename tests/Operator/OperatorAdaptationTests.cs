@@ -17,6 +17,14 @@ public sealed class OperatorAdaptationTests(TestModels models)
 
     static int TotalReplicas(InferencePipeline p) => p.Status!.Stages.Sum(s => s.Allocations.Sum(a => a.Replicas));
 
+    /// <summary>What the planned replicas sustain at their profiled throughput, requests per second.</summary>
+    static double Capacity(InferencePipeline p)
+    {
+        var spec = p.Spec.Stages.Single();
+        return p.Status!.Stages.Single().Allocations.Sum(a =>
+            a.Replicas * spec.Variants.Single(v => v.Name == a.Variant).Profiles.Single().Batches.Single(b => b.Batch == a.Batch).ThroughputRps);
+    }
+
     static int RunningReplicas(OperatorHarness harness) => harness.Api.List("deployments", OperatorHarness.Namespace)
         .Where(d => d["metadata"]!["labels"]!["adaptive.dev/component"]!.GetValue<string>() == "model-server")
         .Where(d => d["metadata"]!["annotations"]?[Adaptive.Operator.Reconciliation.Names.RetiringSince] is null) // replaced, on its way out
@@ -64,9 +72,7 @@ public sealed class OperatorAdaptationTests(TestModels models)
             "more replicas for the higher load", seconds: 40);
         Assert.Equal("True", high.Status!.Conditions.Single(c => c.Type == PipelineCondition.SloFeasible).Status);
         // The planned capacity covers the forecast.
-        var spec = high.Spec.Stages.Single();
-        double capacity = high.Status.Stages.Single().Allocations.Sum(a =>
-            a.Replicas * spec.Variants.Single(v => v.Name == a.Variant).Profiles.Single().Batches.Single(b => b.Batch == a.Batch).ThroughputRps);
+        double capacity = Capacity(high);
         Assert.True(capacity >= high.Status.PredictedLoadRps, $"capacity {capacity} rps for a forecast of {high.Status.PredictedLoadRps} rps");
         AssertMakeBeforeBreak(harness);
 
@@ -76,9 +82,7 @@ public sealed class OperatorAdaptationTests(TestModels models)
             p => p.Status?.Conditions.Any(c => c.Type == PipelineCondition.Adapting && c.Reason == "ScaleDownCooldown") == true,
             "the scale-down cooldown", seconds: 40);
         string message = cooling.Status!.Conditions.Single(c => c.Type == PipelineCondition.Adapting).Message;
-        var counts = System.Text.RegularExpressions.Regex.Match(message, @"the plan has (\d+) replicas, (\d+) run; scaling down waits until");
-        Assert.True(counts.Success, message);
-        Assert.True(int.Parse(counts.Groups[1].Value) < int.Parse(counts.Groups[2].Value), message);
+        Assert.Matches(@"the plan removes capacity \(\d+ replicas, \d+ run\); removing it waits until", message);
         Assert.True(TotalReplicas(cooling) >= TotalReplicas(high));
         Assert.Equal(TotalReplicas(cooling), RunningReplicas(harness));
 
@@ -94,6 +98,54 @@ public sealed class OperatorAdaptationTests(TestModels models)
         Assert.Equal(TotalReplicas(cooling), TotalReplicas(held));
         Assert.Equal(TotalReplicas(cooling), RunningReplicas(harness));
 
+        load.Cancel();
+        await generator;
+    }
+
+    /// <summary>
+    /// Decisions ten minutes apart, and the load rises tenfold after the first: the surge rule adds capacity
+    /// (more replicas, or faster variants) within a check or two, says so in an Event, and leaves the schedule
+    /// of decisions alone.
+    /// </summary>
+    [Fact]
+    public async Task A_surge_gets_replicas_before_the_next_scheduled_decision()
+    {
+        await using var local = await LocalPipeline.Start(models, "resnet-mixed");
+        await using var prometheus = await TestPrometheus.Start(local.Router.Address);
+        await using var harness = await OperatorHarness.Start(prometheus: prometheus.Address);
+        harness.Api.PodsReadyAfter = TimeSpan.FromSeconds(1);
+        await harness.Create(OperatorHarness.Sample("resnet-mixed.yaml", p =>
+        {
+            p.Spec.Adaptation.IntervalSeconds = 600;
+            p.Spec.Adaptation.Metrics.HistorySeconds = 600;
+            p.Spec.HardwareClasses.RemoveAll(c => c.Name == "gpu");
+            foreach (var v in p.Spec.Stages.SelectMany(s => s.Variants)) v.Profiles.RemoveAll(pr => pr.HardwareClass == "gpu");
+        }));
+
+        using var load = new CancellationTokenSource();
+        double rate = 2;
+        var generator = Task.Run(async () =>
+        {
+            while (!load.IsCancellationRequested)
+            {
+                _ = local.Send(models, Cancel);
+                await Task.Delay(TimeSpan.FromSeconds(1 / Volatile.Read(ref rate)), Cancel).ContinueWith(_ => { }, TaskScheduler.Default);
+            }
+        }, Cancel);
+        // The first decision comes before Prometheus has data: the least load. The low load stays within it.
+        var low = await OperatorHarness.Eventually(() => harness.Pipeline("resnet-mixed"),
+            p => p.Status?.Conditions.Any(c => c.Type == PipelineCondition.Ready && c.Status == "True") == true, "the first configuration serving", seconds: 40);
+        await Task.Delay(TimeSpan.FromSeconds(5), Cancel);
+        Assert.Equal(Capacity(low), Capacity(await harness.Pipeline("resnet-mixed")));
+        Assert.True(Capacity(low) < 20, $"{Capacity(low)} rps at first");
+
+        Volatile.Write(ref rate, 30);
+        var surged = await OperatorHarness.Eventually(() => harness.Pipeline("resnet-mixed"),
+            p => Capacity(p) > 20, "capacity for the surge before the next scheduled decision", seconds: 60);
+        Assert.Equal(low.Status!.LastDecisionTime, surged.Status!.LastDecisionTime);
+        Assert.True(surged.Status.PredictedLoadRps > 10, $"planned for {surged.Status.PredictedLoadRps} rps");
+        Assert.Contains(harness.Api.List("events", OperatorHarness.Namespace),
+            e => e["reason"]?.GetValue<string>() == "Reconfigured" && e["message"]!.GetValue<string>().Contains("a surge to", StringComparison.Ordinal));
         load.Cancel();
         await generator;
     }
