@@ -52,25 +52,52 @@ public static class BatchingStage
     }
 
     /// <summary>The largest rate (requests per second) whose p99 stays within <paramref name="budgetMs"/>; 0 when none does.</summary>
-    public static double CapacityRps(int replicas, int batch, ServiceTime service, double maxQueueDelayMs, double budgetMs) =>
-        Capacities.GetOrAdd(new CapacityKey(replicas, batch, service, maxQueueDelayMs, budgetMs), key =>
+    public static double CapacityRps(int replicas, int batch, ServiceTime service, double maxQueueDelayMs, double budgetMs)
+    {
+        if (replicas < 1) return 0;
+        var table = Capacities.GetOrAdd(new CapacityKey(batch, service, maxQueueDelayMs, budgetMs), _ =>
         {
-            if (Capacities.Count > MaxCachedCapacities) Capacities.Clear(); // profiles and SLOs change rarely; bound it anyway
-            if (P99Ms(0, key.Replicas, key.Batch, key.Service, key.MaxQueueDelayMs) > key.BudgetMs) return 0;
-            double low = 0, high = key.Replicas * key.Batch * 1000 / key.Service.MeanMs; // saturation: never within a budget
-            for (int i = 0; i < 64 && high - low > 1e-9 * high; i++)
-            {
-                double middle = (low + high) / 2;
-                if (P99Ms(middle, key.Replicas, key.Batch, key.Service, key.MaxQueueDelayMs) <= key.BudgetMs) low = middle;
-                else high = middle;
-            }
-            return low;
+            if (Capacities.Count > MaxCachedTables) Capacities.Clear(); // profiles and SLOs change rarely; bound it anyway
+            return new CapacityTable();
         });
+        return table.At(replicas, batch, service, maxQueueDelayMs, budgetMs);
+    }
 
-    const int MaxCachedCapacities = 1 << 17;
-    static readonly ConcurrentDictionary<CapacityKey, double> Capacities = new();
+    const int MaxCachedTables = 1 << 14;
+    static readonly ConcurrentDictionary<CapacityKey, CapacityTable> Capacities = new();
 
-    readonly record struct CapacityKey(int Replicas, int Batch, ServiceTime Service, double MaxQueueDelayMs, double BudgetMs);
+    readonly record struct CapacityKey(int Batch, ServiceTime Service, double MaxQueueDelayMs, double BudgetMs);
+
+    /// <summary>
+    /// The capacities of 1, 2, … replicas of one (batch, service, delay, budget), found in order: n replicas
+    /// sustain at least what n − 1 do and less than their saturation, so each search starts from the last.
+    /// </summary>
+    sealed class CapacityTable
+    {
+        readonly List<double> capacities = [0];
+        readonly Lock gate = new();
+
+        public double At(int replicas, int batch, ServiceTime service, double maxQueueDelayMs, double budgetMs)
+        {
+            lock (gate)
+            {
+                while (capacities.Count <= replicas)
+                {
+                    int n = capacities.Count;
+                    double low = capacities[^1], high = n * batch * 1000 / service.MeanMs; // saturation: never within a budget
+                    if (P99Ms(0, n, batch, service, maxQueueDelayMs) > budgetMs) high = low = 0;
+                    for (int i = 0; i < 64 && high - low > 1e-7 * high; i++)
+                    {
+                        double middle = (low + high) / 2;
+                        if (P99Ms(middle, n, batch, service, maxQueueDelayMs) <= budgetMs) low = middle;
+                        else high = middle;
+                    }
+                    capacities.Add(low);
+                }
+                return capacities[replicas];
+            }
+        }
+    }
 
     /// <summary>
     /// Erlang C: the probability that an arrival waits, for <paramref name="servers"/> servers at offered load

@@ -32,13 +32,14 @@ public static class ReplayCommand
         var seed = new Option<int>("--seed") { Description = "Seed of arrivals, service times and synthetic workloads: the same seed gives the same run", DefaultValueFactory = _ => 1 };
         var podStart = new Option<double>("--pod-start-seconds") { Description = "Seconds before a new replica loads its model", DefaultValueFactory = _ => 5 };
         var output = new Option<string>("--out") { Description = "Directory for the report, CSVs and plots", DefaultValueFactory = _ => "replay-report" };
+        var isoCost = new Option<bool>("--iso-cost") { Description = "Add, for each of ipa and infadapter (P) and each baseline (B), a row P@B: P with its cost weight tuned so that it spends what B spends (-5 % to +2 %)" };
         var live = new Option<bool>("--live") { Description = $"Run for real on this machine (zoo ResNets as model-server processes, a router, Prometheus) and compare with the simulator; defaults: {string.Join(",", LiveDefaults.Policies)}, {LiveDefaults.Seconds} s from {LiveDefaults.Start}, damping {LiveDefaults.Damping}" };
         var resolution = new Option<int>("--resolution") { Description = "With --live: input size of the ResNets served", DefaultValueFactory = _ => 96 };
         var sloMs = new Option<double>("--slo-ms") { Description = "With --live: the pipeline's latency SLO", DefaultValueFactory = _ => 150 };
         var maxReplicas = new Option<int>("--max-replicas") { Description = "With --live: most replica processes at once", DefaultValueFactory = _ => 3 };
         var command = new Command("replay", "Replay a load window on a simulated cluster under Adaptive's policies and the baselines, and report")
         {
-            pipeline, policies, workload, trace, start, seconds, damping, forecaster, utilization, seed, podStart, output, live, resolution, sloMs, maxReplicas,
+            pipeline, policies, workload, trace, start, seconds, damping, forecaster, utilization, seed, podStart, output, isoCost, live, resolution, sloMs, maxReplicas,
         };
         command.SetAction(parse =>
         {
@@ -47,7 +48,7 @@ public static class ReplayCommand
             T Value<T>(Option<T> option, T liveDefault) => isLive && parse.GetResult(option) is null or { Implicit: true } ? liveDefault : parse.GetValue(option)!;
             var settings = new Settings(parse.GetValue(pipeline)!, [.. Value(policies, LiveDefaults.Policies).SelectMany(p => p.Split(',', StringSplitOptions.RemoveEmptyEntries))],
                 parse.GetValue(workload)!, parse.GetValue(trace)!, Value(start, LiveDefaults.Start), Value(seconds, LiveDefaults.Seconds), Value(damping, LiveDefaults.Damping),
-                parse.GetValue(forecaster), parse.GetValue(utilization), parse.GetValue(seed), parse.GetValue(podStart), parse.GetValue(output)!);
+                parse.GetValue(forecaster), parse.GetValue(utilization), parse.GetValue(seed), parse.GetValue(podStart), parse.GetValue(output)!, parse.GetValue(isoCost));
             if (isLive && parse.GetResult(pipeline) is { Implicit: false })
                 return Fail(new PlanningInputException("--pipeline", "--live serves the zoo's ResNets, profiled on this machine; it takes no pipeline"));
             return isLive ? RunLive(settings, new LiveSettings(parse.GetValue(resolution), parse.GetValue(sloMs), parse.GetValue(maxReplicas), 30, settings.Seed)) : Run(settings);
@@ -65,7 +66,7 @@ public static class ReplayCommand
     }
 
     sealed record Settings(string Pipeline, string[] Policies, string Workload, string Trace, int Start, int Seconds, double Damping,
-        string? Forecaster, double? TargetUtilization, int Seed, double PodStartSeconds, string Output);
+        string? Forecaster, double? TargetUtilization, int Seed, double PodStartSeconds, string Output, bool IsoCost = false);
 
     static int Run(Settings settings)
     {
@@ -89,6 +90,7 @@ public static class ReplayCommand
                     runs[policy.Name] = ReplayRunner.Run(pipeline, policy, workload, replay.PriorArrivals, options, () => tasks[policy.Name].Increment(1)));
             });
             var ordered = policies.Select(p => runs[p.Name]).ToList();
+            if (settings.IsoCost) ordered.AddRange(IsoCostRows(pipeline, ordered, replay, options));
 
             Write(settings.Output, ordered, workload,
             [
@@ -103,6 +105,17 @@ public static class ReplayCommand
         {
             return Fail(e);
         }
+    }
+
+    /// <summary>For each Adaptive policy run and each baseline run, the Adaptive policy at the baseline's cost (<see cref="IsoCost"/>).</summary>
+    static List<PolicyRun> IsoCostRows(ReplayPipeline pipeline, List<PolicyRun> runs, ReplayWorkload replay, Core.Simulation.SimulationOptions options)
+    {
+        string[] adaptive = ["ipa", "infadapter"];
+        var pairs = (from p in runs where adaptive.Contains(p.Policy) from b in runs where !adaptive.Contains(b.Policy) select (p.Policy, Baseline: b)).ToList();
+        var rows = new PolicyRun[pairs.Count];
+        Parallel.For(0, pairs.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
+            i => rows[i] = IsoCost.Match(pipeline, pairs[i].Policy, pairs[i].Baseline, replay, options));
+        return [.. rows];
     }
 
     static int RunLive(Settings settings, LiveSettings live)

@@ -117,6 +117,17 @@ public sealed class ReplayPolicyTests
             $"at {early[0].Second} s: {early[0].Configuration} after {before.Configuration}");
     }
 
+    /// <summary>ipa tuned to spend what hpa spends over the rising window: within −5 % … +2 % of its cost.</summary>
+    [Fact]
+    public void An_iso_cost_run_spends_what_its_baseline_spends()
+    {
+        var pipeline = ReplayPipeline.Load("resnet", podStartSeconds: 5);
+        var hpa = Replay("hpa", "resnet", Rise);
+        var matched = IsoCost.Match(pipeline, "ipa", hpa, Rise, pipeline.SimulationOptions(seed: 2));
+        Assert.Equal("ipa@hpa", matched.Policy);
+        Assert.InRange(matched.Result.Cost, hpa.Result.Cost * (1 - IsoCost.Below), hpa.Result.Cost * (1 + IsoCost.Above));
+    }
+
     [Fact]
     public void Vertical_scaling_recreates_the_pod_and_loses_requests_while_it_starts()
     {
