@@ -30,6 +30,44 @@ public sealed class OperatorAdaptationTests(TestModels models)
         .Where(d => d["metadata"]!["annotations"]?[Adaptive.Operator.Reconciliation.Names.RetiringSince] is null) // replaced, on its way out
         .Sum(d => d["spec"]!["replicas"]!.GetValue<int>());
 
+    /// <summary>The ResNet sample on CPU only, so that more load needs more replicas, changed by <paramref name="change"/>.</summary>
+    static System.Text.Json.Nodes.JsonObject CpuOnly(Action<InferencePipeline> change) => OperatorHarness.Sample("resnet-mixed.yaml", p =>
+    {
+        p.Spec.HardwareClasses.RemoveAll(c => c.Name == "gpu");
+        foreach (var v in p.Spec.Stages.SelectMany(s => s.Variants)) v.Profiles.RemoveAll(pr => pr.HardwareClass == "gpu");
+        change(p);
+    });
+
+    /// <summary>Requests through the local router at a rate that can be changed, until disposed.</summary>
+    sealed class RouterLoad : IAsyncDisposable
+    {
+        readonly CancellationTokenSource stop = new();
+        readonly Task sending;
+        double rate;
+
+        public RouterLoad(LocalPipeline local, TestModels models, double rate)
+        {
+            this.rate = rate;
+            sending = Task.Run(async () =>
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    _ = local.Send(models, Cancel);
+                    await Task.Delay(TimeSpan.FromSeconds(1 / Volatile.Read(ref this.rate)), Cancel).ContinueWith(_ => { }, TaskScheduler.Default);
+                }
+            }, Cancel);
+        }
+
+        public double Rate { set => Volatile.Write(ref rate, value); }
+
+        public async ValueTask DisposeAsync()
+        {
+            await stop.CancelAsync();
+            await sending;
+            stop.Dispose();
+        }
+    }
+
     [Fact]
     public async Task Replicas_follow_the_load_make_before_break_and_hold_when_prometheus_is_gone()
     {
@@ -39,24 +77,9 @@ public sealed class OperatorAdaptationTests(TestModels models)
 
         await using var harness = await OperatorHarness.Start(retireAfter: TimeSpan.FromSeconds(1), prometheus: prometheus.Address);
         harness.Api.PodsReadyAfter = TimeSpan.FromSeconds(1.5);
-        // CPU only, so that more load needs more replicas.
-        await harness.Create(OperatorHarness.Sample("resnet-mixed.yaml", p =>
-        {
-            p.Spec.Adaptation.ScaleDownCooldownSeconds = 60;
-            p.Spec.HardwareClasses.RemoveAll(c => c.Name == "gpu");
-            foreach (var v in p.Spec.Stages.SelectMany(s => s.Variants)) v.Profiles.RemoveAll(pr => pr.HardwareClass == "gpu");
-        }));
+        await harness.Create(CpuOnly(p => p.Spec.Adaptation.ScaleDownCooldownSeconds = 60));
 
-        using var load = new CancellationTokenSource();
-        double rate = 2;
-        var generator = Task.Run(async () =>
-        {
-            while (!load.IsCancellationRequested)
-            {
-                _ = local.Send(models, Cancel);
-                await Task.Delay(TimeSpan.FromSeconds(1 / Volatile.Read(ref rate)), Cancel).ContinueWith(_ => { }, TaskScheduler.Default);
-            }
-        }, Cancel);
+        await using var load = new RouterLoad(local, models, 2);
 
         var low = await OperatorHarness.Eventually(() => harness.Pipeline("resnet-mixed"),
             p => p.Status?.Conditions.Any(c => c.Type == PipelineCondition.Degraded && c.Status == "False") == true
@@ -65,7 +88,7 @@ public sealed class OperatorAdaptationTests(TestModels models)
             "a decision from Prometheus at the low load", seconds: 40);
         int lowReplicas = TotalReplicas(low);
 
-        Volatile.Write(ref rate, 40);
+        load.Rate = 40;
         var high = await OperatorHarness.Eventually(() => harness.Pipeline("resnet-mixed"),
             p => p.Status?.PredictedLoadRps > 25 && TotalReplicas(p) > lowReplicas
                  && p.Status.Conditions.Any(c => c.Type == PipelineCondition.Ready && c.Status == "True"),
@@ -77,7 +100,7 @@ public sealed class OperatorAdaptationTests(TestModels models)
         AssertMakeBeforeBreak(harness);
 
         // The load falls back: fewer replicas would do, but the cooldown after the scale-up holds them.
-        Volatile.Write(ref rate, 2);
+        load.Rate = 2;
         var cooling = await OperatorHarness.Eventually(() => harness.Pipeline("resnet-mixed"),
             p => p.Status?.Conditions.Any(c => c.Type == PipelineCondition.Adapting && c.Reason == "ScaleDownCooldown") == true,
             "the scale-down cooldown", seconds: 40);
@@ -92,14 +115,12 @@ public sealed class OperatorAdaptationTests(TestModels models)
             p => p.Status?.Conditions.Any(c => c.Type == PipelineCondition.Degraded && c.Status == "True" && c.Reason == "MetricsUnavailable") == true,
             "Degraded after Prometheus stopped");
         Assert.Contains("unreachable", degraded.Status!.Conditions.Single(c => c.Type == PipelineCondition.Degraded).Message);
-        Volatile.Write(ref rate, 1);
+        load.Rate = 1;
         await Task.Delay(TimeSpan.FromSeconds(5), Cancel);
         var held = await harness.Pipeline("resnet-mixed");
         Assert.Equal(TotalReplicas(cooling), TotalReplicas(held));
         Assert.Equal(TotalReplicas(cooling), RunningReplicas(harness));
 
-        load.Cancel();
-        await generator;
     }
 
     /// <summary>
@@ -114,24 +135,9 @@ public sealed class OperatorAdaptationTests(TestModels models)
         await using var prometheus = await TestPrometheus.Start(local.Router.Address);
         await using var harness = await OperatorHarness.Start(prometheus: prometheus.Address);
         harness.Api.PodsReadyAfter = TimeSpan.FromSeconds(1);
-        await harness.Create(OperatorHarness.Sample("resnet-mixed.yaml", p =>
-        {
-            p.Spec.Adaptation.IntervalSeconds = 600;
-            p.Spec.Adaptation.Metrics.HistorySeconds = 600;
-            p.Spec.HardwareClasses.RemoveAll(c => c.Name == "gpu");
-            foreach (var v in p.Spec.Stages.SelectMany(s => s.Variants)) v.Profiles.RemoveAll(pr => pr.HardwareClass == "gpu");
-        }));
+        await harness.Create(CpuOnly(p => p.Spec.Adaptation.IntervalSeconds = p.Spec.Adaptation.Metrics.HistorySeconds = 600));
 
-        using var load = new CancellationTokenSource();
-        double rate = 2;
-        var generator = Task.Run(async () =>
-        {
-            while (!load.IsCancellationRequested)
-            {
-                _ = local.Send(models, Cancel);
-                await Task.Delay(TimeSpan.FromSeconds(1 / Volatile.Read(ref rate)), Cancel).ContinueWith(_ => { }, TaskScheduler.Default);
-            }
-        }, Cancel);
+        await using var load = new RouterLoad(local, models, 2);
         // The first decision comes before Prometheus has data: the least load. The low load stays within it.
         var low = await OperatorHarness.Eventually(() => harness.Pipeline("resnet-mixed"),
             p => p.Status?.Conditions.Any(c => c.Type == PipelineCondition.Ready && c.Status == "True") == true, "the first configuration serving", seconds: 40);
@@ -139,15 +145,13 @@ public sealed class OperatorAdaptationTests(TestModels models)
         Assert.Equal(Capacity(low), Capacity(await harness.Pipeline("resnet-mixed")));
         Assert.True(Capacity(low) < 20, $"{Capacity(low)} rps at first");
 
-        Volatile.Write(ref rate, 30);
+        load.Rate = 30;
         var surged = await OperatorHarness.Eventually(() => harness.Pipeline("resnet-mixed"),
             p => Capacity(p) > 20, "capacity for the surge before the next scheduled decision", seconds: 60);
         Assert.Equal(low.Status!.LastDecisionTime, surged.Status!.LastDecisionTime);
         Assert.True(surged.Status.PredictedLoadRps > 10, $"planned for {surged.Status.PredictedLoadRps} rps");
         Assert.Contains(harness.Api.List("events", OperatorHarness.Namespace),
             e => e["reason"]?.GetValue<string>() == "Reconfigured" && e["message"]!.GetValue<string>().Contains("a surge to", StringComparison.Ordinal));
-        load.Cancel();
-        await generator;
     }
 
     /// <summary>
