@@ -32,6 +32,7 @@ public static class ReplayCommand
         var seed = new Option<int>("--seed") { Description = "Seed of arrivals, service times and synthetic workloads: the same seed gives the same run", DefaultValueFactory = _ => 1 };
         var podStart = new Option<double>("--pod-start-seconds") { Description = "Seconds before a new replica loads its model", DefaultValueFactory = _ => 5 };
         var output = new Option<string>("--out") { Description = "Directory for the report, CSVs and plots", DefaultValueFactory = _ => "replay-report" };
+        var hpaTarget = new Option<double>("--hpa-target") { Description = "The utilization the hpa baseline scales to (0.01 to 1)", DefaultValueFactory = _ => HpaPolicy.DefaultTarget };
         var isoCost = new Option<bool>("--iso-cost") { Description = "Add, for each of ipa and infadapter (P) and each baseline (B), a row P@B: P with its cost weight tuned so that it spends what B spends (-5 % to +2 %)" };
         var live = new Option<bool>("--live") { Description = $"Run for real on this machine (zoo ResNets as model-server processes, a router, Prometheus) and compare with the simulator; defaults: {string.Join(",", LiveDefaults.Policies)}, {LiveDefaults.Seconds} s from {LiveDefaults.Start}, damping {LiveDefaults.Damping}" };
         var resolution = new Option<int>("--resolution") { Description = "With --live: input size of the ResNets served", DefaultValueFactory = _ => 96 };
@@ -39,7 +40,7 @@ public static class ReplayCommand
         var maxReplicas = new Option<int>("--max-replicas") { Description = "With --live: most replica processes at once", DefaultValueFactory = _ => 3 };
         var command = new Command("replay", "Replay a load window on a simulated cluster under Adaptive's policies and the baselines, and report")
         {
-            pipeline, policies, workload, trace, start, seconds, damping, forecaster, utilization, seed, podStart, output, isoCost, live, resolution, sloMs, maxReplicas,
+            pipeline, policies, workload, trace, start, seconds, damping, forecaster, utilization, seed, podStart, output, hpaTarget, isoCost, live, resolution, sloMs, maxReplicas,
         };
         command.SetAction(parse =>
         {
@@ -48,7 +49,7 @@ public static class ReplayCommand
             T Value<T>(Option<T> option, T liveDefault) => isLive && parse.GetResult(option) is null or { Implicit: true } ? liveDefault : parse.GetValue(option)!;
             var settings = new Settings(parse.GetValue(pipeline)!, [.. Value(policies, LiveDefaults.Policies).SelectMany(p => p.Split(',', StringSplitOptions.RemoveEmptyEntries))],
                 parse.GetValue(workload)!, parse.GetValue(trace)!, Value(start, LiveDefaults.Start), Value(seconds, LiveDefaults.Seconds), Value(damping, LiveDefaults.Damping),
-                parse.GetValue(forecaster), parse.GetValue(utilization), parse.GetValue(seed), parse.GetValue(podStart), parse.GetValue(output)!, parse.GetValue(isoCost));
+                parse.GetValue(forecaster), parse.GetValue(utilization), parse.GetValue(seed), parse.GetValue(podStart), parse.GetValue(output)!, parse.GetValue(isoCost), parse.GetValue(hpaTarget));
             if (isLive && parse.GetResult(pipeline) is { Implicit: false })
                 return Fail(new PlanningInputException("--pipeline", "--live serves the zoo's ResNets, profiled on this machine; it takes no pipeline"));
             return isLive ? RunLive(settings, new LiveSettings(parse.GetValue(resolution), parse.GetValue(sloMs), parse.GetValue(maxReplicas), 30, settings.Seed)) : Run(settings);
@@ -66,7 +67,7 @@ public static class ReplayCommand
     }
 
     sealed record Settings(string Pipeline, string[] Policies, string Workload, string Trace, int Start, int Seconds, double Damping,
-        string? Forecaster, double? TargetUtilization, int Seed, double PodStartSeconds, string Output, bool IsoCost = false);
+        string? Forecaster, double? TargetUtilization, int Seed, double PodStartSeconds, string Output, bool IsoCost = false, double HpaTarget = HpaPolicy.DefaultTarget);
 
     static int Run(Settings settings)
     {
@@ -75,10 +76,11 @@ public static class ReplayCommand
             var clock = Stopwatch.StartNew();
             if (settings.Policies.Length == 0) throw new PlanningInputException("--policies", "names no policy");
             if (!(settings.PodStartSeconds >= 0)) throw new PlanningInputException("--pod-start-seconds", $"must be 0 or more, got {settings.PodStartSeconds}");
+            if (!(settings.HpaTarget >= 0.01 && settings.HpaTarget <= 1)) throw new PlanningInputException("--hpa-target", $"must be between 0.01 and 1, got {settings.HpaTarget}");
             var pipeline = Override(ReplayPipeline.Load(settings.Pipeline, settings.PodStartSeconds), settings);
             var replay = ReplayWorkloads.Create(settings.Workload, settings.Trace, settings.Start, settings.Seconds, settings.Damping, settings.Seed);
             var workload = replay.Workload;
-            var policies = settings.Policies.Distinct().Select(p => ReplayPolicies.Create(p, pipeline, workload.Peak, workload.Mean)).ToList();
+            var policies = settings.Policies.Distinct().Select(p => ReplayPolicies.Create(p, pipeline, workload.Peak, workload.Mean, settings.HpaTarget)).ToList();
             var options = pipeline.SimulationOptions(settings.Seed);
 
             var runs = new ConcurrentDictionary<string, PolicyRun>();

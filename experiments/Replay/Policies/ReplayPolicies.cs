@@ -13,7 +13,7 @@ public static class ReplayPolicies
         ["ipa"] = "Adaptive, one variant per stage with batch and replicas (IPA)",
         ["infadapter"] = "Adaptive, a set of variants per stage sharing the load (InfAdapter)",
         ["static"] = "planned once for the window's peak, never changed",
-        ["hpa"] = "horizontal autoscaling of the median variant at 70 % utilization",
+        ["hpa"] = "Kubernetes' HPA on the median variant at its target utilization (--hpa-target, 70 %)",
         ["vpa"] = "vertical autoscaling of the median variant, pod recreated on resize",
         ["model-switching"] = "one variant at a time by load, replicas fixed for the mean load (MS+)",
         ["fa2"] = "batch and replicas of the fixed median variant (FA2)",
@@ -22,12 +22,13 @@ public static class ReplayPolicies
 
     /// <param name="peakRps">The window's peak per-second rate: what the over-provisioned baselines are sized for.</param>
     /// <param name="meanRps">The window's mean rate: what model switching's fixed replicas are sized for.</param>
-    public static IReplayPolicy Create(string name, ReplayPipeline pipeline, double peakRps, double meanRps) => name switch
+    /// <param name="hpaTarget">The utilization hpa scales to.</param>
+    public static IReplayPolicy Create(string name, ReplayPipeline pipeline, double peakRps, double meanRps, double hpaTarget = HpaPolicy.DefaultTarget) => name switch
     {
         "ipa" => new PlannerPolicy(name, pipeline.Derive(spec => spec.Stages.ForEach(s => s.Mode = "single"))),
         "infadapter" => new PlannerPolicy(name, pipeline.Derive(spec => spec.Stages.ForEach(s => s.Mode = "mixed"))),
         "static" => new StaticPolicy(pipeline.Spec, peakRps),
-        "hpa" => new HpaPolicy(pipeline.Spec),
+        "hpa" => new HpaPolicy(pipeline.Spec, hpaTarget),
         "vpa" => new VpaPolicy(pipeline.Spec),
         "fa2" => new PlannerPolicy(name, pipeline.Derive(spec => spec.Stages.ForEach(s =>
         {
