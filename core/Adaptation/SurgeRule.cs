@@ -26,10 +26,17 @@ public static class SurgeRule
 
     public const int MinimumSecondsBetween = 15;
 
-    /// <summary>Whether <paramref name="latestRps"/> calls for a decision now, <paramref name="sinceLastChange"/> after the last decision or added capacity.</summary>
-    public static bool Triggers(InferencePipeline pipeline, IReadOnlyList<StagePlan> running, double latestRps, TimeSpan sinceLastChange)
+    /// <summary>Whether a surge decision may come <paramref name="now"/>: long enough after the last decision and the last added capacity.</summary>
+    public static bool MayDecide(DateTimeOffset lastDecision, DateTimeOffset? lastScaleUp, DateTimeOffset now)
     {
-        if (sinceLastChange < TimeSpan.FromSeconds(MinimumSecondsBetween) || running.Count == 0 || !(latestRps > 0)) return false;
+        var lastChange = lastScaleUp is { } grew && grew > lastDecision ? grew : lastDecision;
+        return now - lastChange >= TimeSpan.FromSeconds(MinimumSecondsBetween);
+    }
+
+    /// <summary>Whether <paramref name="latestRps"/> outgrows the <paramref name="running"/> configuration.</summary>
+    public static bool Triggers(InferencePipeline pipeline, IReadOnlyList<StagePlan> running, double latestRps)
+    {
+        if (running.Count == 0 || !(latestRps > 0)) return false;
         var problem = PlanningProblemBuilder.Build(pipeline, Math.Max(latestRps, AdaptationDecider.MinimumLoadRps), []);
         return latestRps >= Threshold * PlanEvaluator.SustainableRps(problem, running);
     }

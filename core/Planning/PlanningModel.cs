@@ -295,8 +295,7 @@ sealed class PlanningModel
         {
             if (Objective < other.Objective || Latency > other.Latency || Accuracy < other.Accuracy || Cost > other.Cost || Loading > other.Loading) return false;
             if (LimitedClass is not null && (LimitedClass != other.LimitedClass || Replicas > other.Replicas)) return false;
-            return first || Objective != other.Objective || Latency != other.Latency || Accuracy != other.Accuracy || Cost != other.Cost
-                || Loading != other.Loading || LimitedClass != other.LimitedClass || Replicas != other.Replicas;
+            return first || this != other;
         }
     }
 

@@ -196,7 +196,7 @@ public sealed partial class InferRequestReader : IDisposable
         {
             if (reader.TokenType is not (JsonTokenType.StartObject or JsonTokenType.StartArray))
                 throw Bad($"{(string.IsNullOrEmpty(fields.Name) ? fields.Path : $"input '{fields.Name}'")}: data must be an array");
-            captured = new CapturedValue(Place.Input, "data", Keep: true, reader.CurrentDepth);
+            captured = new CapturedValue(Place.Input, "data", keep: true, reader.CurrentDepth);
             return;
         }
         var declared = Declare(fields);
@@ -355,14 +355,18 @@ public sealed partial class InferRequestReader : IDisposable
 
     /// <summary>
     /// A JSON object or array read whole before it is used: it ends at the closing token at its own depth.
-    /// <paramref name="Keep"/> false skips it, keeping no bytes.
+    /// <paramref name="keep"/> false skips it, keeping no bytes.
     /// </summary>
-    sealed record CapturedValue(Place Place, string Property, bool Keep, int Depth) : IDisposable
+    sealed class CapturedValue(Place place, string property, bool keep, int depth) : IDisposable
     {
+        public Place Place { get; } = place;
+        public string Property { get; } = property;
+        public bool Keep { get; } = keep;
+
         public NativeBuffer Bytes { get; private set; } = new();
 
         public bool EndsAt(ref Utf8JsonReader reader) =>
-            reader.TokenType is JsonTokenType.EndObject or JsonTokenType.EndArray && reader.CurrentDepth == Depth;
+            reader.TokenType is JsonTokenType.EndObject or JsonTokenType.EndArray && reader.CurrentDepth == depth;
 
         public void Append(ReadOnlySequence<byte> bytes)
         {

@@ -115,13 +115,11 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
     /// </summary>
     async Task<double?> SurgeRps(InferencePipeline pipeline, InferencePipelineStatus status, IReadOnlyList<StagePlan> running, DateTimeOffset now, CancellationToken cancellation)
     {
-        var lastChange = status.LastDecisionTime!.Value;
-        if (status.LastScaleUpTime is { } grew && grew > lastChange) lastChange = grew;
-        if (now - lastChange < TimeSpan.FromSeconds(SurgeRule.MinimumSecondsBetween)) return null;
+        if (!SurgeRule.MayDecide(status.LastDecisionTime!.Value, status.LastScaleUpTime, now)) return null;
         try
         {
             double latest = await loads.LatestRps(pipeline, now, cancellation);
-            return SurgeRule.Triggers(pipeline, running, latest, now - lastChange) ? latest : null;
+            return SurgeRule.Triggers(pipeline, running, latest) ? latest : null;
         }
         catch (MetricsUnavailableException)
         {

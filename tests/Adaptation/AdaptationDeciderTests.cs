@@ -88,9 +88,11 @@ public sealed class AdaptationDeciderTests
         double sustainable = PlanEvaluator.SustainableRps(problem, running);
         Assert.Equal(AllocationLatency.CapacityRps(problem, problem.Stages[0], point, 3, pipeline.Spec.SloMs), sustainable, sustainable * 1e-4);
 
+        Assert.False(SurgeRule.Triggers(pipeline, running, 0.85 * sustainable));
+        Assert.True(SurgeRule.Triggers(pipeline, running, 0.95 * sustainable));
         var settled = TimeSpan.FromSeconds(SurgeRule.MinimumSecondsBetween);
-        Assert.False(SurgeRule.Triggers(pipeline, running, 0.85 * sustainable, settled));
-        Assert.True(SurgeRule.Triggers(pipeline, running, 0.95 * sustainable, settled));
-        Assert.False(SurgeRule.Triggers(pipeline, running, 2 * sustainable, settled - TimeSpan.FromSeconds(1))); // too soon after the last change
+        Assert.True(SurgeRule.MayDecide(Now - settled, Now - 2 * settled, Now));
+        Assert.False(SurgeRule.MayDecide(Now - 2 * settled, Now - settled + TimeSpan.FromSeconds(1), Now)); // too soon after the last added capacity
+        Assert.False(SurgeRule.MayDecide(Now - settled + TimeSpan.FromSeconds(1), null, Now)); // too soon after the last decision
     }
 }

@@ -166,6 +166,28 @@ public sealed class StreamingRequestTests(TestModels models) : IDisposable
         Assert.True(answer.Contains("has datatype FP64, the model expects FP32", StringComparison.Ordinal), answer);
     }
 
+    /// <summary>
+    /// One JSON token longer than the reader holds (a 2 MB string, sent whole) cannot stall the request pipe
+    /// until the deadline: it is a 400 naming the limit, at once.
+    /// </summary>
+    [Fact]
+    public async Task A_JSON_token_longer_than_the_limit_is_refused_at_once()
+    {
+        string model = IdentityModels.Write(directory, "identity.onnx", IdentityModels.Float, "batch", "length");
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(model, name: "identity", maxBatch: 4,
+            http: RunningServer.Http(requestTimeoutMs: 20_000, maxBodyBytes: 64L << 20)));
+        string body = $"{{\"note\":\"{new string('x', 2 << 20)}\",\"inputs\":[{{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,2],\"data\":[1,2]}}]}}";
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        var response = await server.Client.PostAsync("/v2/models/identity/infer", V2.Json(body), Cancel);
+        Assert.True(started.Elapsed < TimeSpan.FromSeconds(10), $"answered after {started.Elapsed}");
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains($"longer than {InferRequestReader.MaxTokenBytes} bytes", await V2.Error(response));
+        // And the server carries on.
+        var fine = await server.Client.PostAsync("/v2/models/identity/infer",
+            V2.Json("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,2],\"data\":[1,2]}]}"), Cancel);
+        Assert.Equal(HttpStatusCode.OK, fine.StatusCode);
+    }
+
     [Fact]
     public async Task A_JSON_body_trickled_in_small_chunks_is_served()
     {

@@ -29,8 +29,7 @@ public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IRe
         var now = Epoch.AddSeconds(context.NowSeconds);
         bool scheduled = context.Running is null || context.NowSeconds - lastScheduled >= adaptation.IntervalSeconds;
         double latest = context.Load.Rates(SurgeRule.RateWindowSeconds, SurgeRule.RateWindowSeconds, SurgeRule.RateWindowSeconds)[^1];
-        var lastChange = Epoch.AddSeconds(lastScheduled) > lastScaleUp.GetValueOrDefault() ? Epoch.AddSeconds(lastScheduled) : lastScaleUp!.Value;
-        bool surge = !scheduled && SurgeRule.Triggers(pipeline, context.Running!, latest, now - lastChange);
+        bool surge = !scheduled && SurgeRule.MayDecide(Epoch.AddSeconds(lastScheduled), lastScaleUp, now) && SurgeRule.Triggers(pipeline, context.Running!, latest);
         if (!scheduled && !surge) return null;
 
         var history = context.Load.Rates(adaptation.Metrics.HistorySeconds, ArrivalHistory.OperatorStepSeconds, ArrivalHistory.OperatorWindowSeconds);
