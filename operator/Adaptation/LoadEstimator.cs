@@ -5,12 +5,12 @@ using Adaptive.Operator.Metrics;
 
 namespace Adaptive.Operator.Adaptation;
 
-/// <summary>The load a decision plans for: the forecast peak of the next interval, and the latest observed rate.</summary>
-public sealed record LoadEstimate(double PredictedRps, double ObservedRps, string Forecaster);
+/// <summary>The load a decision plans for, the latest observed rate, and the forecaster that predicted it.</summary>
+public sealed record LoadEstimate(PlanningLoad Planned, double ObservedRps, string Forecaster);
 
 /// <summary>
-/// Reads a pipeline's arrival-rate history from its Prometheus and forecasts the next interval's peak
-/// with the pipeline's forecaster. Throws <see cref="MetricsUnavailableException"/> when there is nothing
+/// Reads a pipeline's arrival-rate history from its Prometheus, forecasts the next interval's peak with the
+/// pipeline's forecaster and finds the highest rate of its scale-down stabilization window. Throws <see cref="MetricsUnavailableException"/> when there is nothing
 /// to forecast from; the reconciler then keeps what runs.
 /// </summary>
 /// <param name="step">History resolution.</param>
@@ -24,7 +24,9 @@ public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeS
             TimeSpan.FromSeconds(adaptation.Metrics.HistorySeconds), step, rateWindow, cancellation);
         var forecaster = LoadForecasters.Create(adaptation.Forecaster);
         int horizon = AdaptationDecider.ForecastHorizon(adaptation.IntervalSeconds, step.TotalSeconds);
-        return new LoadEstimate(forecaster.ForecastPeak(history, horizon), history[^1], forecaster.Name);
+        var planned = new PlanningLoad(forecaster.ForecastPeak(history, horizon),
+            PlanningLoad.RecentPeak(history, step.TotalSeconds, adaptation.ScaleDownStabilizationSeconds));
+        return new LoadEstimate(planned, history[^1], forecaster.Name);
     }
 
     /// <summary>The rate between the last two scrapes, for the surge rule between decisions.</summary>

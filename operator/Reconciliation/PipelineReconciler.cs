@@ -61,11 +61,12 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
             || now - last >= TimeSpan.FromSeconds(pipeline.Spec.Adaptation.IntervalSeconds);
         double? surgeRps = due ? null : await SurgeRps(pipeline, status, decision!, now, cancellation);
         TimeSpan? retryMetrics = null;
+        string? stabilizing = status.Conditions.FirstOrDefault(c => c.Type == PipelineCondition.Adapting && c.Reason == StabilizingReason)?.Message;
         if (due || surgeRps is not null)
         {
             var current = running.Where(d => d.Metadata.Annotations?.ContainsKey(Names.RetiringSince) != true).Select(Allocation).ToList();
-            var (newDecision, metricsFailed) = await Decide(pipeline, status, decision, current, now, surgeRps, cancellation);
-            decision = newDecision;
+            var (newDecision, metricsFailed, held) = await Decide(pipeline, status, decision, current, now, surgeRps, cancellation);
+            (decision, stabilizing) = (newDecision, held);
             if (metricsFailed) retryMetrics = settings.MetricsRetry;
         }
         status.ObservedGeneration = generation;
@@ -78,7 +79,9 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         var (settled, retiring) = await Apply(pipeline, decision, running, now, cancellation);
         Conditions.Set(status, PipelineCondition.Ready, settled, settled ? "Serving" : "Progressing",
             settled ? "every planned variant is ready and routed" : "waiting for new variants to become ready before moving traffic to them", generation, now);
-        if (!Conditions.Is(status, PipelineCondition.Adapting, "ScaleDownCooldown") || !settled)
+        if (settled && !retiring && stabilizing is not null)
+            Conditions.Set(status, PipelineCondition.Adapting, false, StabilizingReason, stabilizing, generation, now);
+        else
             Conditions.Set(status, PipelineCondition.Adapting, !settled || retiring, settled ? retiring ? "Retiring" : "Stable" : "Reconfiguring",
                 settled ? retiring ? "replaced variants keep running until their traffic has surely moved" : "the running configuration is the planned one"
                         : "moving to the planned configuration, make-before-break", generation, now);
@@ -128,11 +131,14 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
     }
 
     /// <summary>
-    /// Forecast, plan, and record the decision in status. Returns the decision to run, and whether metrics failed.
-    /// A surge decision (<paramref name="surgeRps"/>) plans for at least that rate, only adds capacity, and
-    /// leaves the schedule of decisions as it was.
+    /// Forecast, plan, and record the decision in status. Returns the decision to run, whether metrics failed,
+    /// and, when the stabilization window holds the plan above the forecast, why. A surge decision
+    /// (<paramref name="surgeRps"/>) plans for <see cref="PlanningLoad.SurgeHeadroom"/> times that rate, only
+    /// adds capacity, and leaves the schedule of decisions as it was.
     /// </summary>
-    async Task<(IReadOnlyList<StagePlan>? Decision, bool MetricsFailed)> Decide(InferencePipeline pipeline, InferencePipelineStatus status,
+    const string StabilizingReason = "ScaleDownStabilization";
+
+    async Task<(IReadOnlyList<StagePlan>? Decision, bool MetricsFailed, string? Stabilizing)> Decide(InferencePipeline pipeline, InferencePipelineStatus status,
         IReadOnlyList<StagePlan>? previous, List<RunningAllocation> current, DateTimeOffset now, double? surgeRps, CancellationToken cancellation)
     {
         long? generation = pipeline.Metadata.Generation;
@@ -153,37 +159,24 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
             if (changed) await Event(pipeline, "Warning", reason, e.Message, cancellation);
             // Without data nothing is scaled, least of all down; a new pipeline starts small so that it serves.
             bool specChanged = status.ObservedGeneration != generation && previous is not null;
-            if (previous is not null && !specChanged) return (previous, true);
-            load = new LoadEstimate(status.PredictedLoadRps ?? AdaptationDecider.MinimumLoadRps, status.ObservedLoadRps ?? 0, "none");
+            if (previous is not null && !specChanged) return (previous, true, null);
+            load = new LoadEstimate(new PlanningLoad(status.PredictedLoadRps ?? AdaptationDecider.MinimumLoadRps, 0), status.ObservedLoadRps ?? 0, "none");
         }
 
-        if (surgeRps is { } surge && surge > load.PredictedRps) load = load with { PredictedRps = surge };
-        // The cooldown applies to a running configuration whose spec is unchanged.
-        bool cooldownApplies = previous is not null && status.ObservedGeneration == generation;
-        var decided = AdaptationDecider.Decide(pipeline, load.PredictedRps, current, cooldownApplies ? status.LastScaleUpTime : null, now);
-        if (surgeRps is not null && !decided.ScalesUp) return (previous, metricsFailed);
-        var (problem, result) = (decided.Problem, decided.Result);
+        var planned = load.Planned with { SurgeRps = surgeRps };
+        var decided = AdaptationDecider.Decide(pipeline, planned.Rps, current);
+        if (surgeRps is not null && !decided.ScalesUp) return (previous, metricsFailed, null);
+        var (problem, result, plan) = (decided.Problem, decided.Result, decided.Plan);
         metrics.Decisions.WithLabels(result.Status.ToString().ToLowerInvariant()).Inc();
         metrics.SolveSeconds.Observe(result.SolveMs / 1000);
-        metrics.ForecastRps.WithLabels(pipeline.Metadata.Name).Set(load.PredictedRps);
+        metrics.ForecastRps.WithLabels(pipeline.Metadata.Name).Set(planned.ForecastRps);
         metrics.ObservedRps.WithLabels(pipeline.Metadata.Name).Set(load.ObservedRps);
-
-        if (decided.Plan is not { } plan)
-        {
-            var cooldown = TimeSpan.FromSeconds(pipeline.Spec.Adaptation.ScaleDownCooldownSeconds);
-            Conditions.Set(status, PipelineCondition.Adapting, false, "ScaleDownCooldown",
-                $"the plan removes capacity ({decided.PlannedReplicas} replicas, {decided.RunningReplicas} run); removing it waits until {(status.LastScaleUpTime!.Value + cooldown):u}", generation, now);
-            status.LastDecisionTime = now;
-            status.PredictedLoadRps = Math.Round(load.PredictedRps, 3);
-            status.ObservedLoadRps = Math.Round(load.ObservedRps, 3);
-            return (previous, metricsFailed);
-        }
         if (decided.ScalesUp) status.LastScaleUpTime = now;
 
         bool feasible = result.Status != PlanStatus.Infeasible;
         Conditions.Set(status, PipelineCondition.SloFeasible, feasible, feasible ? "PlanFound" : "Infeasible",
-            feasible ? $"a configuration meets the {pipeline.Spec.SloMs} ms SLO at {load.PredictedRps:F1} rps ({result.Status.ToString().ToLowerInvariant()})"
-                     : $"no configuration meets the {pipeline.Spec.SloMs} ms SLO at {load.PredictedRps:F1} rps within the replica and budget limits; running the most capacity they allow",
+            feasible ? $"a configuration meets the {pipeline.Spec.SloMs} ms SLO at {planned.Rps:F1} rps ({result.Status.ToString().ToLowerInvariant()})"
+                     : $"no configuration meets the {pipeline.Spec.SloMs} ms SLO at {planned.Rps:F1} rps within the replica and budget limits; running the most capacity they allow",
             generation, now);
         var evaluated = PlanEvaluator.Evaluate(problem, plan);
         status.Stages = [.. plan.Select((s, i) => new StageStatus
@@ -193,7 +186,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
             Allocations = [.. s.Allocations.Select(a => new AllocationStatus { Variant = a.Variant, HardwareClass = a.Hardware, Replicas = a.Replicas, Batch = a.Batch, ShareRps = Math.Round(a.Share, 3) })],
         })];
         status.Summary = Summary(plan);
-        status.PredictedLoadRps = Math.Round(load.PredictedRps, 3);
+        status.PredictedLoadRps = Math.Round(planned.Rps, 3);
         status.ObservedLoadRps = Math.Round(load.ObservedRps, 3);
         status.ExpectedAccuracy = Math.Round(evaluated.Accuracy, 5);
         status.ExpectedCost = Math.Round(evaluated.Cost, 3);
@@ -213,12 +206,15 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         string before = previous is null ? "nothing" : Summary(previous);
         if (before != status.Summary)
         {
-            string message = $"{before} → {status.Summary}: {(surgeRps is { } latest ? $"a surge to {latest:F1} rps; " : "")}predicted {load.PredictedRps:F1} rps ({load.Forecaster}), observed {load.ObservedRps:F1} rps; "
+            string message = $"{before} → {status.Summary}: {planned.Describe(load.Forecaster)}, observed {load.ObservedRps:F1} rps; "
                 + $"expected accuracy {evaluated.Accuracy:F4}, cost {evaluated.Cost:F2}, latency {evaluated.LatencyMs:F1} ms of {pipeline.Spec.SloMs} ms ({status.PlanStatus})";
             log.LogInformation("Reconfiguring: {Message}", message);
             await Event(pipeline, feasible ? "Normal" : "Warning", "Reconfigured", message, cancellation);
         }
-        return (plan, metricsFailed);
+        string? stabilizing = planned.Stabilizing
+            ? $"the forecast fell to {planned.ForecastRps:F1} rps; plans hold {planned.RecentPeakRps:F1} rps, the highest rate of the last {pipeline.Spec.Adaptation.ScaleDownStabilizationSeconds} s, until it leaves that window"
+            : null;
+        return (plan, metricsFailed, stabilizing);
     }
 
     static string Summary(IReadOnlyList<StagePlan> plan) =>

@@ -24,33 +24,51 @@ public sealed class AdaptationDeciderTests
     [Fact]
     public void The_plan_is_made_for_the_prediction_divided_by_the_target_utilization()
     {
-        var full = AdaptationDecider.Decide(Video(1), 20, [], null, Now);
-        var half = AdaptationDecider.Decide(Video(0.5), 20, [], null, Now);
+        var full = AdaptationDecider.Decide(Video(1), 20, []);
+        var half = AdaptationDecider.Decide(Video(0.5), 20, []);
         Assert.Equal(20, full.Problem.ArrivalRate);
         Assert.Equal(40, half.Problem.ArrivalRate);
-        var atForty = AdaptationDecider.Decide(Video(1), 40, [], null, Now);
-        Assert.Equal(ReplayRunner.Describe(atForty.Plan!), ReplayRunner.Describe(half.Plan!));
-        Assert.True(Replicas(half.Plan!) > Replicas(full.Plan!));
+        var atForty = AdaptationDecider.Decide(Video(1), 40, []);
+        Assert.Equal(ReplayRunner.Describe(atForty.Plan), ReplayRunner.Describe(half.Plan));
+        Assert.True(Replicas(half.Plan) > Replicas(full.Plan));
         // Nothing is planned for less than the minimum load, so that something always serves.
-        Assert.Equal(AdaptationDecider.MinimumLoadRps, AdaptationDecider.Decide(Video(1), 0, [], null, Now).Problem.ArrivalRate);
+        Assert.Equal(AdaptationDecider.MinimumLoadRps, AdaptationDecider.Decide(Video(1), 0, []).Problem.ArrivalRate);
     }
 
+    /// <summary>
+    /// A plan is made for the forecast, the highest rate of the stabilization window, or 1.5 × a surge's rate,
+    /// whichever is highest; the window reads the history's last points back to its length.
+    /// </summary>
     [Fact]
-    public void Scaling_down_waits_for_the_cooldown_after_the_last_scale_up_and_scaling_up_never_does()
+    public void Plans_hold_the_recent_peak_until_it_leaves_the_stabilization_window_and_surges_get_headroom()
     {
+        // Five-second steps: 60 rps 200 s before the decision, 5 rps since.
+        double[] history = [.. Enumerable.Range(0, 120).Select(i => i == 79 ? 60.0 : 5.0)];
+        Assert.Equal(60, PlanningLoad.RecentPeak(history, 5, 300));
+        Assert.Equal(60, PlanningLoad.RecentPeak(history, 5, 200));
+        Assert.Equal(5, PlanningLoad.RecentPeak(history, 5, 195));
+        Assert.Equal(5, PlanningLoad.RecentPeak(history, 5, 0));
+        Assert.Equal(60, PlanningLoad.RecentPeak(history, 5, 10_000));
+
+        var held = new PlanningLoad(6, 60);
+        Assert.Equal(60, held.Rps);
+        Assert.True(held.Stabilizing);
+        Assert.Contains("held at the recent peak 60.0 rps", held.Describe("learned"));
+        var rising = new PlanningLoad(30, 12);
+        Assert.Equal(30, rising.Rps);
+        Assert.False(rising.Stabilizing);
+        var surge = held with { SurgeRps = 50 };
+        Assert.Equal(PlanningLoad.SurgeHeadroom * 50, surge.Rps);
+        Assert.False(surge.Stabilizing); // a surge is a rise, not a fall
+        Assert.Equal("predicted 6.0 rps (learned), a surge to 50.0 rps: planned for 75.0 rps", surge.Describe("learned"));
+
+        // Held at the peak, the plan keeps what the peak needed.
         var pipeline = Video(1);
-        var high = AdaptationDecider.Decide(pipeline, 60, [], null, Now).Plan!;
-        var running = high.SelectMany(s => s.Allocations.Select(a => new RunningAllocation(s.Name, a.Variant, a.Hardware, a.Replicas, a.Batch))).ToList();
-        var cooldown = TimeSpan.FromSeconds(pipeline.Spec.Adaptation.ScaleDownCooldownSeconds);
-
-        var held = AdaptationDecider.Decide(pipeline, 5, running, Now - cooldown / 2, Now);
-        Assert.True(held.HeldByCooldown);
-        Assert.True(held.PlannedReplicas < held.RunningReplicas);
-
-        Assert.False(AdaptationDecider.Decide(pipeline, 5, running, Now - cooldown, Now).HeldByCooldown);
-        Assert.False(AdaptationDecider.Decide(pipeline, 5, running, null, Now).HeldByCooldown);
-        var up = AdaptationDecider.Decide(pipeline, 120, running, Now, Now);
-        Assert.True(up.ScalesUp);
+        var high = AdaptationDecider.Decide(pipeline, 60, []);
+        var running = high.Plan.SelectMany(s => s.Allocations.Select(a => new RunningAllocation(s.Name, a.Variant, a.Hardware, a.Replicas, a.Batch))).ToList();
+        Assert.Equal(ReplayRunner.Describe(high.Plan), ReplayRunner.Describe(AdaptationDecider.Decide(pipeline, held.Rps, running).Plan));
+        Assert.True(Replicas(AdaptationDecider.Decide(pipeline, held.ForecastRps, running).Plan) < Replicas(high.Plan));
+        Assert.True(AdaptationDecider.Decide(pipeline, 120, running).ScalesUp);
     }
 
     static InferencePipeline ResNetSingle()
@@ -60,18 +78,17 @@ public sealed class AdaptationDeciderTests
         return pipeline;
     }
 
-    /// <summary>Capacity, not the replica count, says what a scale-down is: fewer replicas of a faster variant may carry more.</summary>
+    /// <summary>Capacity, not the replica count, says what a scale-up is: fewer replicas of a faster variant may carry more.</summary>
     [Fact]
-    public void A_faster_variant_on_fewer_replicas_is_not_held_by_the_cooldown()
+    public void A_faster_variant_on_fewer_replicas_adds_capacity()
     {
         var pipeline = ResNetSingle();
         RunningAllocation[] slow = [new("classify", "resnet152", "cpu", 4, 1)]; // 4 × 7.9 requests/s
-        var decided = AdaptationDecider.Decide(pipeline, 26, slow, Now, Now);
-        Assert.False(decided.HeldByCooldown, ReplayRunner.Describe(decided.Plan ?? []));
-        Assert.True(decided.PlannedReplicas < decided.RunningReplicas || decided.Plan![0].Allocations[0].Variant != "resnet152", ReplayRunner.Describe(decided.Plan!));
+        var decided = AdaptationDecider.Decide(pipeline, 26, slow);
+        var chosen = decided.Plan[0].Allocations[0];
+        Assert.True(chosen.Replicas < 4 || chosen.Variant != "resnet152", ReplayRunner.Describe(decided.Plan));
         Assert.True(decided.ScalesUp);
-        // Less load within the cooldown: the plan would remove capacity, and waits.
-        Assert.True(AdaptationDecider.Decide(pipeline, 3, slow, Now, Now).HeldByCooldown);
+        Assert.False(AdaptationDecider.Decide(pipeline, 3, slow).ScalesUp);
     }
 
     /// <summary>

@@ -77,7 +77,11 @@ public sealed class OperatorAdaptationTests(TestModels models)
 
         await using var harness = await OperatorHarness.Start(retireAfter: TimeSpan.FromSeconds(1), prometheus: prometheus.Address);
         harness.Api.PodsReadyAfter = TimeSpan.FromSeconds(1.5);
-        await harness.Create(CpuOnly(p => p.Spec.Adaptation.ScaleDownCooldownSeconds = 60));
+        await harness.Create(CpuOnly(p =>
+        {
+            p.Spec.Adaptation.Metrics.HistorySeconds = 60;
+            p.Spec.Adaptation.ScaleDownStabilizationSeconds = 60;
+        }));
 
         await using var load = new RouterLoad(local, models, 2);
 
@@ -99,13 +103,14 @@ public sealed class OperatorAdaptationTests(TestModels models)
         Assert.True(capacity >= high.Status.PredictedLoadRps, $"capacity {capacity} rps for a forecast of {high.Status.PredictedLoadRps} rps");
         AssertMakeBeforeBreak(harness);
 
-        // The load falls back: fewer replicas would do, but the cooldown after the scale-up holds them.
+        // The load falls back: fewer replicas would do, but the stabilization window holds the plan at the recent peak.
         load.Rate = 2;
         var cooling = await OperatorHarness.Eventually(() => harness.Pipeline("resnet-mixed"),
-            p => p.Status?.Conditions.Any(c => c.Type == PipelineCondition.Adapting && c.Reason == "ScaleDownCooldown") == true,
-            "the scale-down cooldown", seconds: 40);
+            p => p.Status?.Conditions.Any(c => c.Type == PipelineCondition.Adapting && c.Reason == "ScaleDownStabilization") == true,
+            "the scale-down stabilization", seconds: 40);
         string message = cooling.Status!.Conditions.Single(c => c.Type == PipelineCondition.Adapting).Message;
-        Assert.Matches(@"the plan removes capacity \(\d+ replicas, \d+ run\); removing it waits until", message);
+        Assert.Matches(@"^the forecast fell to [\d.]+ rps; plans hold [\d.]+ rps, the highest rate of the last 60 s, until it leaves that window$", message);
+        Assert.True(cooling.Status.PredictedLoadRps > 25, $"planned for {cooling.Status.PredictedLoadRps} rps");
         Assert.True(TotalReplicas(cooling) >= TotalReplicas(high));
         Assert.Equal(TotalReplicas(cooling), RunningReplicas(harness));
 

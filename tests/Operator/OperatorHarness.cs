@@ -116,7 +116,7 @@ public sealed class OperatorHarness : IAsyncDisposable
     {
         var pipeline = ManifestReader.Parse(File.ReadAllText(RepoPaths.Of("samples", file)));
         pipeline.Spec.Adaptation.IntervalSeconds = 2;
-        pipeline.Spec.Adaptation.ScaleDownCooldownSeconds = 0;
+        pipeline.Spec.Adaptation.ScaleDownStabilizationSeconds = 0;
         pipeline.Spec.Adaptation.PlannerTimeLimitSeconds = 2;
         pipeline.Spec.Adaptation.Metrics.HistorySeconds = 10;
         edit?.Invoke(pipeline);

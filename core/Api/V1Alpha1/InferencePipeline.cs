@@ -186,8 +186,12 @@ public sealed class AdaptationSpec
     /// </summary>
     [JsonPropertyName("forecaster")] public string Forecaster { get; set; } = "learned";
 
-    /// <summary>How long a lower load must last before replicas are removed, against flapping.</summary>
-    [JsonPropertyName("scaleDownCooldownSeconds")] public int ScaleDownCooldownSeconds { get; set; } = 120;
+    /// <summary>
+    /// How long a lower load must last before capacity is removed, against flapping: every plan is made for at
+    /// least the highest arrival rate of this many last seconds (Kubernetes' HPA default, 300). At most
+    /// <c>metrics.historySeconds</c>, the history it is read from.
+    /// </summary>
+    [JsonPropertyName("scaleDownStabilizationSeconds")] public int ScaleDownStabilizationSeconds { get; set; } = 300;
 
     /// <summary>
     /// How the planner models a stage's latency: <c>queueing</c> (replicas sized so that the p99 with queueing

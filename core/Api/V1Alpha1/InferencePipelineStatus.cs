@@ -14,6 +14,7 @@ public sealed class InferencePipelineStatus
     /// <summary>One line for <c>kubectl get</c>: each stage's variants and replicas, e.g. <c>classify=resnet50x3+resnet18x1</c>.</summary>
     [JsonPropertyName("summary")] public string? Summary { get; set; }
 
+    /// <summary>The load the last decision planned for: the forecast, held up by the scale-down stabilization window or raised by a surge.</summary>
     [JsonPropertyName("predictedLoadRps")] public double? PredictedLoadRps { get; set; }
     [JsonPropertyName("observedLoadRps")] public double? ObservedLoadRps { get; set; }
     [JsonPropertyName("expectedAccuracy")] public double? ExpectedAccuracy { get; set; }
@@ -25,7 +26,7 @@ public sealed class InferencePipelineStatus
 
     [JsonPropertyName("lastDecisionTime")] public DateTimeOffset? LastDecisionTime { get; set; }
 
-    /// <summary>When capacity last grew; scaling down waits for the cooldown after it.</summary>
+    /// <summary>When capacity last grew; the next surge decision waits a while after it.</summary>
     [JsonPropertyName("lastScaleUpTime")] public DateTimeOffset? LastScaleUpTime { get; set; }
     [JsonPropertyName("solveTimeMs")] public double? SolveTimeMs { get; set; }
 }

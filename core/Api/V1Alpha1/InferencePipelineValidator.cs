@@ -61,11 +61,14 @@ public static partial class InferencePipelineValidator
         AtLeast(adaptation.IntervalSeconds, 1, "spec.adaptation.intervalSeconds");
         OneOf(adaptation.Forecaster, Forecasters, "spec.adaptation.forecaster");
         OneOf(adaptation.LatencyModel, LatencyModels, "spec.adaptation.latencyModel");
-        AtLeast(adaptation.ScaleDownCooldownSeconds, 0, "spec.adaptation.scaleDownCooldownSeconds");
         Positive(adaptation.PlannerTimeLimitSeconds, "spec.adaptation.plannerTimeLimitSeconds");
         if (!(adaptation.TargetUtilization >= 0.01 && adaptation.TargetUtilization <= 1))
             throw new PlanningInputException("spec.adaptation.targetUtilization", $"must be between 0.01 and 1, got {adaptation.TargetUtilization}");
         AtLeast(adaptation.Metrics.HistorySeconds, adaptation.IntervalSeconds, "spec.adaptation.metrics.historySeconds");
+        AtLeast(adaptation.ScaleDownStabilizationSeconds, 0, "spec.adaptation.scaleDownStabilizationSeconds");
+        if (adaptation.ScaleDownStabilizationSeconds > adaptation.Metrics.HistorySeconds)
+            throw new PlanningInputException("spec.adaptation.scaleDownStabilizationSeconds",
+                $"must be at most spec.adaptation.metrics.historySeconds ({adaptation.Metrics.HistorySeconds}), the history it is read from; got {adaptation.ScaleDownStabilizationSeconds}");
     }
 
     static void Stage(StageSpec stage, string at, HashSet<string> classes)

@@ -8,7 +8,7 @@ namespace Adaptive.Experiments.Replay.Policies;
 /// <summary>
 /// The operator's loop on a pipeline: every interval, the 30 s arrival rate every 5 s (what the operator
 /// reads from Prometheus at its default 15 s scrape interval) goes through the pipeline's forecaster, and
-/// <see cref="AdaptationDecider"/> — the operator's own planning and cooldown code — decides; between
+/// <see cref="PlanningLoad"/> and <see cref="AdaptationDecider"/> — the operator's own code — decide; between
 /// intervals, <see cref="SurgeRule"/> calls a decision early when the load outgrows the running
 /// configuration. The baselines that plan (fa2, model-switching, rim) run it on a pipeline restricted as
 /// their papers describe them.
@@ -33,14 +33,15 @@ public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IRe
         if (!scheduled && !surge) return null;
 
         var history = context.Load.Rates(adaptation.Metrics.HistorySeconds, ArrivalHistory.OperatorStepSeconds, ArrivalHistory.OperatorWindowSeconds);
-        double predicted = forecaster.ForecastPeak(history, AdaptationDecider.ForecastHorizon(adaptation.IntervalSeconds, ArrivalHistory.OperatorStepSeconds));
-        if (surge) predicted = Math.Max(predicted, latest);
-        var current = context.Running is null ? [] : Running(context.Running);
-        var decision = AdaptationDecider.Decide(pipeline, predicted, current, context.Running is null ? null : lastScaleUp, now);
+        var load = new PlanningLoad(
+            forecaster.ForecastPeak(history, AdaptationDecider.ForecastHorizon(adaptation.IntervalSeconds, ArrivalHistory.OperatorStepSeconds)),
+            PlanningLoad.RecentPeak(history, ArrivalHistory.OperatorStepSeconds, adaptation.ScaleDownStabilizationSeconds),
+            surge ? latest : null);
+        var decision = AdaptationDecider.Decide(pipeline, load.Rps, context.Running is null ? [] : Running(context.Running));
         if (surge && !decision.ScalesUp) return null; // a surge decision only adds capacity
         if (scheduled) lastScheduled = context.NowSeconds;
         if (decision.ScalesUp) lastScaleUp = now;
-        return new PolicyDecision(decision.Plan, predicted, decision.Result.SolveMs);
+        return new PolicyDecision(decision.Plan, load.Rps, decision.Result.SolveMs);
     }
 
     static List<RunningAllocation> Running(IReadOnlyList<StagePlan> plan) =>

@@ -18,7 +18,7 @@ public sealed class StaticPolicy(InferencePipeline pipeline, double peakRps) : I
     {
         if (planned) return new PolicyDecision(null, peakRps, 0);
         planned = true;
-        var decision = AdaptationDecider.Decide(pipeline, peakRps, [], null, DateTimeOffset.UnixEpoch);
+        var decision = AdaptationDecider.Decide(pipeline, peakRps, []);
         return new PolicyDecision(decision.Plan, peakRps, decision.Result.SolveMs);
     }
 }
