@@ -33,6 +33,9 @@ sealed class StageOption
     public double? LatencyMs { get; init; }
 }
 
+/// <summary>An option of a stage before it gets variables; in single stages of the objective goal, with its replicas and the latency they give.</summary>
+sealed record Candidate(VariantProblem Variant, HardwareProfile Hardware, ProfilePoint Point, int FixedReplicas, double LatencyMs);
+
 /// <summary>One latency budget a mixed stage may take in the queueing model, chosen by <paramref name="Chosen"/>.</summary>
 sealed record BudgetLevel(BoolVar Chosen, double BudgetMs);
 
@@ -76,7 +79,14 @@ sealed class PlanningModel
         var pipelines = new List<IReadOnlyList<StageVariables>>();
         foreach (var pipeline in problem.Pipelines)
         {
-            var stages = pipeline.Stages.Select(s => AddStage(pipeline, s)).ToList();
+            var candidates = pipeline.Stages.Select(s => Candidates(pipeline, s)).ToList();
+            // Bounds from one pipeline's single stages hold only where no other pipeline shares its limits.
+            var incumbent = goal == PlanningGoal.Objective && problem.Pipelines.Count == 1
+                ? SingleStageBounds.Prune(pipeline, problem.SharedHardwareLimits, candidates)
+                : null;
+            var stages = pipeline.Stages.Select((s, i) => AddStage(pipeline, s, candidates[i])).ToList();
+            if (incumbent is not null)
+                for (int i = 0; i < stages.Count; i++) model.AddHint(stages[i].Options[incumbent[i]].Active, 1);
             pipelines.Add(stages);
             if (stages.Any(s => s.Options.Count == 0)) TriviallyInfeasible = true;
         }
@@ -101,9 +111,6 @@ sealed class PlanningModel
 
     public CpModel Model => model;
 
-    /// <summary>An option of a stage; in single stages of the objective goal, with its replicas and the latency they give.</summary>
-    sealed record Candidate(VariantProblem Variant, HardwareProfile Hardware, ProfilePoint Point, int FixedReplicas, double LatencyMs);
-
     /// <summary>
     /// How many budgets a mixed stage of a pipeline with several stages chooses from in the queueing model:
     /// SLO·k/10. Twenty levels gave the same plans on the video sample at twice the solve time (1.4 s against
@@ -111,13 +118,12 @@ sealed class PlanningModel
     /// </summary>
     const int BudgetLevelCount = 10;
 
-    StageVariables AddStage(PipelineProblem pipeline, StageProblem stage)
+    /// <summary>What a stage may run: with fixed replicas (single stages of the objective goal), each useful replica count, without the dominated.</summary>
+    List<Candidate> Candidates(PipelineProblem pipeline, StageProblem stage)
     {
-        bool shared = stage.Mode == StageMode.Mixed && goal == PlanningGoal.Objective;
         bool fixedReplicas = stage.Mode == StageMode.Single && goal == PlanningGoal.Objective;
         bool queueing = pipeline.LatencyModel == LatencyModel.Queueing;
         long sloNs = FixedPoint.SloNs(pipeline.SloMs);
-        long loadUnits = FixedPoint.ShareUnits(pipeline.ArrivalRate);
         var candidates = new List<Candidate>();
         foreach (var variant in stage.Variants)
         foreach (var hardware in variant.Hardware)
@@ -136,7 +142,16 @@ sealed class PlanningModel
             if (goal == PlanningGoal.Objective && FixedPoint.LatencyNs(fastest) > sloNs) continue;
             candidates.Add(new Candidate(variant, hardware, point, 0, fastest));
         }
-        if (fixedReplicas) candidates = WithoutDominated(pipeline, stage, candidates);
+        return fixedReplicas ? WithoutDominated(pipeline, stage, candidates) : candidates;
+    }
+
+    StageVariables AddStage(PipelineProblem pipeline, StageProblem stage, List<Candidate> candidates)
+    {
+        bool shared = stage.Mode == StageMode.Mixed && goal == PlanningGoal.Objective;
+        bool fixedReplicas = stage.Mode == StageMode.Single && goal == PlanningGoal.Objective;
+        bool queueing = pipeline.LatencyModel == LatencyModel.Queueing;
+        long sloNs = FixedPoint.SloNs(pipeline.SloMs);
+        long loadUnits = FixedPoint.ShareUnits(pipeline.ArrivalRate);
         var levels = shared && queueing
             ? (pipeline.Stages.Count == 1 ? [pipeline.SloMs] : Enumerable.Range(1, BudgetLevelCount).Select(k => pipeline.SloMs * k / BudgetLevelCount))
                 .Select(budget => new BudgetLevel(model.NewBoolVar($"{stage.Name}/budget-{budget:G6}ms"), budget)).ToList()

@@ -49,8 +49,7 @@ public static class BenchPlannerCommand
             return ExitCodes.InvalidInput;
         }
         var planner = new CpSatPlanner(new PlannerOptions(TimeSpan.FromSeconds(timeLimitSeconds)));
-        // The first solve loads CP-SAT's native library; keep it out of the numbers.
-        planner.Plan(PlanningProblem.Single(SyntheticPipelines.Build(2, 2, 1, StageMode.Single, maxReplicas, new Random(0))));
+        WarmUp(planner, modes, maxReplicas, latencyModel);
 
         var grid = (from mode in modes.Distinct()
                     from classes in new[] { 1, 2 }
@@ -83,6 +82,21 @@ public static class BenchPlannerCommand
         PrintTable(cells);
         AnsiConsole.MarkupLine($"[grey]wrote {Markup.Escape(output.FullName)}/planner.csv and planner-*.png[/]");
         return ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// "Warm" is the operator after its first decisions: CP-SAT's native library loaded and the planner's code
+    /// compiled to its optimised tier. .NET compiles a method again, optimised, after 30 calls, in the background;
+    /// so small problems of each measured mode are planned for a second, then the compiler is given time to finish.
+    /// </summary>
+    static void WarmUp(CpSatPlanner planner, StageMode[] modes, int maxReplicas, LatencyModel latencyModel)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var random = new Random(0);
+        for (int i = 0; clock.Elapsed < TimeSpan.FromSeconds(1) || i < 40; i++)
+            foreach (var mode in modes.Distinct())
+                planner.Plan(PlanningProblem.Single(SyntheticPipelines.Build(3, 3, 1 + i % 2, mode, maxReplicas, random) with { LatencyModel = latencyModel }));
+        Thread.Sleep(TimeSpan.FromMilliseconds(500));
     }
 
     static void WriteCsv(List<Cell> cells, string path)
