@@ -30,6 +30,12 @@ public sealed record SimulationOptions(double SloMs, double MaxQueueDelayMs, int
 {
     /// <summary>How a request's accuracy combines the accuracies of the variants that served its stages.</summary>
     public AccuracyMethod AccuracyMethod { get; init; } = AccuracyMethod.Sum;
+
+    /// <summary>
+    /// What the request path adds at every stage outside the model: the router's hop to a replica and back
+    /// (two HTTP exchanges and the body's copies), in ms. The request reaches the stage's queue this much later.
+    /// </summary>
+    public double HopMs { get; init; }
 }
 
 /// <summary>A change of configuration the controller asks for.</summary>
@@ -257,6 +263,12 @@ public sealed class ClusterSimulator
     }
 
     void Enter(Request request, int stageIndex)
+    {
+        if (options.HopMs > 0) At(now + options.HopMs / 1000, () => Queue(request, stageIndex));
+        else Queue(request, stageIndex);
+    }
+
+    void Queue(Request request, int stageIndex)
     {
         request.Stage = stageIndex;
         var stage = stages[stageIndex];

@@ -33,6 +33,7 @@ public static class ReplayCommand
         var podStart = new Option<double>("--pod-start-seconds") { Description = "Seconds before a new replica loads its model", DefaultValueFactory = _ => 5 };
         var output = new Option<string>("--out") { Description = "Directory for the report, CSVs and plots", DefaultValueFactory = _ => "replay-report" };
         var hpaTarget = new Option<double>("--hpa-target") { Description = "The utilization the hpa baseline scales to (0.01 to 1)", DefaultValueFactory = _ => HpaPolicy.DefaultTarget };
+        var hopMs = new Option<double>("--hop-ms") { Description = "What the router and HTTP add to a request at every stage, ms (replay --live measures it)", DefaultValueFactory = _ => ReplayPipeline.DefaultHopMs };
         var isoCost = new Option<bool>("--iso-cost") { Description = "Add, for each of ipa and infadapter (P) and each baseline (B), a row P@B: P with its cost weight tuned so that it spends what B spends (-5 % to +2 %)" };
         var live = new Option<bool>("--live") { Description = $"Run for real on this machine (zoo ResNets as model-server processes, a router, Prometheus) and compare with the simulator; defaults: {string.Join(",", LiveDefaults.Policies)}, {LiveDefaults.Seconds} s from {LiveDefaults.Start}, damping {LiveDefaults.Damping}" };
         var resolution = new Option<int>("--resolution") { Description = "With --live: input size of the ResNets served", DefaultValueFactory = _ => 96 };
@@ -40,7 +41,7 @@ public static class ReplayCommand
         var maxReplicas = new Option<int>("--max-replicas") { Description = "With --live: most replica processes at once", DefaultValueFactory = _ => 3 };
         var command = new Command("replay", "Replay a load window on a simulated cluster under Adaptive's policies and the baselines, and report")
         {
-            pipeline, policies, workload, trace, start, seconds, damping, forecaster, utilization, seed, podStart, output, hpaTarget, isoCost, live, resolution, sloMs, maxReplicas,
+            pipeline, policies, workload, trace, start, seconds, damping, forecaster, utilization, seed, podStart, hopMs, output, hpaTarget, isoCost, live, resolution, sloMs, maxReplicas,
         };
         command.SetAction(parse =>
         {
@@ -49,7 +50,7 @@ public static class ReplayCommand
             T Value<T>(Option<T> option, T liveDefault) => isLive && parse.GetResult(option) is null or { Implicit: true } ? liveDefault : parse.GetValue(option)!;
             var settings = new Settings(parse.GetValue(pipeline)!, [.. Value(policies, LiveDefaults.Policies).SelectMany(p => p.Split(',', StringSplitOptions.RemoveEmptyEntries))],
                 parse.GetValue(workload)!, parse.GetValue(trace)!, Value(start, LiveDefaults.Start), Value(seconds, LiveDefaults.Seconds), Value(damping, LiveDefaults.Damping),
-                parse.GetValue(forecaster), parse.GetValue(utilization), parse.GetValue(seed), parse.GetValue(podStart), parse.GetValue(output)!, parse.GetValue(isoCost), parse.GetValue(hpaTarget));
+                parse.GetValue(forecaster), parse.GetValue(utilization), parse.GetValue(seed), parse.GetValue(podStart), parse.GetValue(output)!, parse.GetValue(isoCost), parse.GetValue(hpaTarget), parse.GetValue(hopMs));
             if (isLive && parse.GetResult(pipeline) is { Implicit: false })
                 return Fail(new PlanningInputException("--pipeline", "--live serves the zoo's ResNets, profiled on this machine; it takes no pipeline"));
             return isLive ? RunLive(settings, new LiveSettings(parse.GetValue(resolution), parse.GetValue(sloMs), parse.GetValue(maxReplicas), 30, settings.Seed)) : Run(settings);
@@ -67,7 +68,8 @@ public static class ReplayCommand
     }
 
     sealed record Settings(string Pipeline, string[] Policies, string Workload, string Trace, int Start, int Seconds, double Damping,
-        string? Forecaster, double? TargetUtilization, int Seed, double PodStartSeconds, string Output, bool IsoCost = false, double HpaTarget = HpaPolicy.DefaultTarget);
+        string? Forecaster, double? TargetUtilization, int Seed, double PodStartSeconds, string Output, bool IsoCost = false, double HpaTarget = HpaPolicy.DefaultTarget,
+        double HopMs = ReplayPipeline.DefaultHopMs);
 
     static int Run(Settings settings)
     {
@@ -76,12 +78,13 @@ public static class ReplayCommand
             var clock = Stopwatch.StartNew();
             if (settings.Policies.Length == 0) throw new PlanningInputException("--policies", "names no policy");
             if (!(settings.PodStartSeconds >= 0)) throw new PlanningInputException("--pod-start-seconds", $"must be 0 or more, got {settings.PodStartSeconds}");
+            if (!(settings.HopMs >= 0)) throw new PlanningInputException("--hop-ms", $"must be 0 or more, got {settings.HopMs}");
             if (!(settings.HpaTarget >= 0.01 && settings.HpaTarget <= 1)) throw new PlanningInputException("--hpa-target", $"must be between 0.01 and 1, got {settings.HpaTarget}");
             var pipeline = Override(ReplayPipeline.Load(settings.Pipeline, settings.PodStartSeconds), settings);
             var replay = ReplayWorkloads.Create(settings.Workload, settings.Trace, settings.Start, settings.Seconds, settings.Damping, settings.Seed);
             var workload = replay.Workload;
             var policies = settings.Policies.Distinct().Select(p => ReplayPolicies.Create(p, pipeline, workload.Peak, workload.Mean, settings.HpaTarget)).ToList();
-            var options = pipeline.SimulationOptions(settings.Seed);
+            var options = pipeline.SimulationOptions(settings.Seed, settings.HopMs);
 
             var runs = new ConcurrentDictionary<string, PolicyRun>();
             var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
@@ -98,7 +101,7 @@ public static class ReplayCommand
             [
                 $"pipeline: {pipeline.Name} ({settings.Pipeline}), SLO {pipeline.Spec.Spec.SloMs} ms, forecaster {pipeline.Spec.Spec.Adaptation.Forecaster}, target utilization {pipeline.Spec.Spec.Adaptation.TargetUtilization}, interval {pipeline.Spec.Spec.Adaptation.IntervalSeconds} s",
                 $"workload: {workload.Name}, {workload.Seconds} s, mean {workload.Mean:F1} rps, peak {workload.Peak:F1} rps",
-                $"simulation: seed {settings.Seed}, service times fitted to each profile (mean batch / throughput, p99 latency), pod start {settings.PodStartSeconds} s + the model's load time",
+                $"simulation: seed {settings.Seed}, service times fitted to each profile (mean batch / throughput, p99 latency), pod start {settings.PodStartSeconds} s + the model's load time, router hop {settings.HopMs} ms a stage",
             ]);
             Console.Out.WriteLine($"Report, CSVs and plots in {Path.GetFullPath(settings.Output)} ({clock.Elapsed.TotalSeconds:F1} s)");
             return ExitCodes.Ok;
@@ -142,6 +145,7 @@ public static class ReplayCommand
                 $"live: zoo ResNet-18/34/50 at {live.Resolution} px as model-server processes (1 thread each, at most {live.MaxReplicas}), a router and Prometheus on {Environment.ProcessorCount} cores; SLO {live.SloMs} ms",
                 $"workload: {replay.Workload.Name}, {replay.Workload.Seconds} s, mean {replay.Workload.Mean:F1} rps, peak {replay.Workload.Peak:F1} rps",
                 $"measured replica start-up (process start to ready), used by the simulation: {string.Join(", ", comparisons.Select(c => $"{c.Policy} {c.StartupSeconds:F2} s"))}",
+                $"measured router hop (median latency at {comparisons.FirstOrDefault()?.HopMs:F2} ms over the model's mean at low load), used by the simulation",
             ]);
             Console.Out.WriteLine($"Report, CSVs and plots in {Path.GetFullPath(settings.Output)}");
             return ExitCodes.Ok;

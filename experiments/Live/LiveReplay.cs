@@ -19,7 +19,8 @@ public sealed record LiveSettings(int Resolution, double SloMs, int MaxReplicas,
 
 /// <summary>One policy run for real and in the simulator on the same pipeline, window and seed.</summary>
 /// <param name="StartupSeconds">Measured mean time from a replica's process start to its serving; the simulation uses it.</param>
-public sealed record LiveComparison(string Policy, PolicyRun Measured, PolicyRun Simulated, double StartupSeconds);
+/// <param name="HopMs">What the router and HTTP add to a request at low load, measured; the simulation adds it at the stage.</param>
+public sealed record LiveComparison(string Policy, PolicyRun Measured, PolicyRun Simulated, double StartupSeconds, double HopMs);
 
 /// <summary>
 /// <c>adaptive replay --live</c>: the replay's loop on this machine. The zoo's ResNet-18/34/50 are written and
@@ -43,16 +44,18 @@ public static class LiveReplay
         try
         {
             var pipeline = configure(Profile(models, settings, log));
+            double hopMs = await MeasureHop(pipeline, settings, cancellation);
+            log($"the router and HTTP add {hopMs:F2} ms to a request at low load");
             var comparisons = new List<LiveComparison>();
             foreach (string name in policies)
             {
                 log($"{name}: {replay.Workload.Seconds} s live");
-                var (measured, startup) = await RunLive(pipeline, name, replay, settings, models, cancellation);
+                var (measured, startup) = await RunLive(pipeline, name, replay, settings, cancellation);
                 var simulatedPipeline = new ReplayPipeline(pipeline.Spec, Math.Max(0, startup - pipeline.Spec.Spec.Stages[0].Variants.Average(v => v.Profiles[0].LoadTimeSeconds)));
                 var policy = ReplayPolicies.Create(name, simulatedPipeline, replay.Workload.Peak, replay.Workload.Mean);
                 var simulated = ReplayRunner.Run(simulatedPipeline, policy, replay.Workload, replay.PriorArrivals,
-                    simulatedPipeline.SimulationOptions(settings.Seed));
-                comparisons.Add(new LiveComparison(name, measured, simulated, startup));
+                    simulatedPipeline.SimulationOptions(settings.Seed, hopMs));
+                comparisons.Add(new LiveComparison(name, measured, simulated, startup, hopMs));
             }
             return comparisons;
         }
@@ -102,24 +105,54 @@ public static class LiveReplay
         return new ReplayPipeline(spec, podStartSeconds: 0);
     }
 
+    static LiveCluster Cluster(ReplayPipeline pipeline, LiveSettings settings)
+    {
+        var stage = pipeline.Spec.Spec.Stages[0];
+        return new LiveCluster(new LiveClusterOptions(PipelineName, Stage,
+            stage.Variants.ToDictionary(v => v.Name, v => new Uri(v.ModelUri).LocalPath), settings.SloMs, stage.MaxQueueDelayMs ?? StageSpec.DefaultMaxQueueDelayMs));
+    }
+
+    /// <summary>The load generator's requests: one image, binary tensor data.</summary>
+    static LoadGenerator Generator(LiveCluster cluster, LiveSettings settings, int maxInFlight)
+    {
+        long[] shape = [1, 3, settings.Resolution, settings.Resolution];
+        var data = new float[shape.Aggregate(1L, (a, b) => a * b)];
+        for (int i = 0; i < data.Length; i++) data[i] = i % 255 / 255f;
+        return new LoadGenerator(cluster.RouterAddress, PipelineName, V2Requests.Binary(ResNet.InputName, shape, data),
+            V2Requests.BinaryHeader(ResNet.InputName, shape, data).Length, settings.SloMs, maxInFlight);
+    }
+
+    /// <summary>Requests per second of the hop measurement: low enough that none waits for another.</summary>
+    const double HopMeasurementRps = 2;
+
+    /// <summary>
+    /// What the request path adds to the model's time: one replica of the fastest variant at batch 1 behind the
+    /// router, 30 s at <see cref="HopMeasurementRps"/>, the median latency after the first 5 s less the
+    /// profile's mean time of one request.
+    /// </summary>
+    static async Task<double> MeasureHop(ReplayPipeline pipeline, LiveSettings settings, CancellationToken cancellation)
+    {
+        var fastest = pipeline.Spec.Spec.Stages[0].Variants.Select(v => (v.Name, Point: v.Profiles[0].Batches.First(b => b.Batch == 1)))
+            .MinBy(v => v.Point.LatencyMs);
+        await using var cluster = Cluster(pipeline, settings);
+        await cluster.Start(new StagePlan(Stage, [new Allocation(fastest.Name, "cpu", 1, 1, HopMeasurementRps)]), cancellation);
+        var records = await Generator(cluster, settings, maxInFlight: 16).Run(WorkloadPatterns.Steady(HopMeasurementRps, 30), settings.Seed, Stopwatch.StartNew(), cancellation);
+        var latencies = records.Where(r => r.Served && r.ArrivalSeconds >= 5).Select(r => r.LatencyMs).Order().ToList();
+        if (latencies.Count == 0) throw new InvalidOperationException("no request was served while measuring the router's hop");
+        return Math.Max(0, Percentiles.Of(latencies, 0.5) - 1000 / fastest.Point.ThroughputRps);
+    }
+
     static async Task<(PolicyRun Run, double StartupSeconds)> RunLive(ReplayPipeline pipeline, string name, ReplayWorkload replay, LiveSettings settings,
-        string models, CancellationToken cancellation)
+        CancellationToken cancellation)
     {
         var policy = ReplayPolicies.Create(name, pipeline, replay.Workload.Peak, replay.Workload.Mean);
         var stage = pipeline.Spec.Spec.Stages[0];
-        var options = new LiveClusterOptions(PipelineName, Stage,
-            stage.Variants.ToDictionary(v => v.Name, v => new Uri(v.ModelUri).LocalPath), settings.SloMs, stage.MaxQueueDelayMs ?? StageSpec.DefaultMaxQueueDelayMs);
-        await using var cluster = new LiveCluster(options);
+        await using var cluster = Cluster(pipeline, settings);
         var first = policy.Decide(new PolicyContext(0, new CountedLoadHistory(replay.PriorArrivals), null))!;
         var running = first.Plan!;
         await cluster.Start(running[0], cancellation);
         var decisions = new List<DecisionRecord> { new(0, first.PredictedRps, first.SolveMs, false, running) };
-
-        long[] shape = [1, 3, settings.Resolution, settings.Resolution];
-        var data = new float[shape.Aggregate(1L, (a, b) => a * b)];
-        for (int i = 0; i < data.Length; i++) data[i] = i % 255 / 255f;
-        var generator = new LoadGenerator(cluster.RouterAddress, PipelineName, V2Requests.Binary(ResNet.InputName, shape, data),
-            V2Requests.BinaryHeader(ResNet.InputName, shape, data).Length, settings.SloMs, maxInFlight: 512);
+        var generator = Generator(cluster, settings, maxInFlight: 512);
 
         var clock = Stopwatch.StartNew();
         var samples = new List<SecondSample>();

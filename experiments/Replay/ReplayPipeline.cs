@@ -27,6 +27,9 @@ public sealed class ReplayPipeline
     /// <summary>Seconds from a replica's creation to its model loading: scheduling, image, container start.</summary>
     public double PodStartSeconds { get; }
 
+    /// <summary>What the router and HTTP add to a request at a stage, ms: <c>replay --live</c> measured 1.0 on the development machine (README).</summary>
+    public const double DefaultHopMs = 1.0;
+
     public ReplayPipeline(InferencePipeline spec, double podStartSeconds)
     {
         InferencePipelineValidator.Validate(spec);
@@ -45,10 +48,12 @@ public sealed class ReplayPipeline
 
     public string Name => Spec.Metadata.Name;
 
-    public SimulationOptions SimulationOptions(int seed) =>
+    /// <param name="hopMs">What the router and HTTP add to a request at every stage (<see cref="Core.Simulation.SimulationOptions.HopMs"/>).</param>
+    public SimulationOptions SimulationOptions(int seed, double hopMs) =>
         new(Spec.Spec.SloMs, StageSpec.DefaultMaxQueueDelayMs, QueueCapacityPerReplica, seed)
         {
             AccuracyMethod = Enum.Parse<AccuracyMethod>(Spec.Spec.Objective.AccuracyMethod, ignoreCase: true),
+            HopMs = hopMs,
         };
 
     /// <summary>The simulated cluster that runs <paramref name="plan"/>: one group per allocation, weighted by its share.</summary>

@@ -36,7 +36,7 @@ public sealed class QueueingPlanTests
         var plan = Planner.Plan(PlanningProblem.Single(PlanningProblemBuilder.Build(pipeline.Spec, rate, [])));
         Assert.Equal(PlanStatus.Optimal, plan.Status);
         var result = ClusterSimulator.Run(pipeline.Simulate(plan.Pipelines[0].Stages), WorkloadPatterns.Steady(rate, (int)Math.Clamp(40_000 / rate, 300, 3000)),
-            pipeline.SimulationOptions(seed: 11) with { QueueCapacity = 100_000 });
+            pipeline.SimulationOptions(seed: 11, hopMs: 0) with { QueueCapacity = 100_000 });
         return (result, pipeline.Spec.Spec.SloMs);
     }
 

@@ -28,7 +28,7 @@ public sealed class ReplayPolicyTests
         var pipeline = ReplayPipeline.Load(pipelineName, podStartSeconds: 5);
         var policy = ReplayPolicies.Create(policyName, pipeline, replay.Workload.Peak, replay.Workload.Mean);
         int decisions = 0;
-        var run = ReplayRunner.Run(pipeline, policy, replay.Workload, replay.PriorArrivals, pipeline.SimulationOptions(seed: 2), () => decisions++);
+        var run = ReplayRunner.Run(pipeline, policy, replay.Workload, replay.PriorArrivals, pipeline.SimulationOptions(seed: 2, ReplayPipeline.DefaultHopMs), () => decisions++);
         Assert.Equal(ReplayRunner.DecisionCount(policy, replay.Workload.Seconds), decisions);
         Assert.InRange(run.Decisions.Count, 1, decisions); // a check between decisions that finds nothing to decide is not one
         return run;
@@ -123,7 +123,7 @@ public sealed class ReplayPolicyTests
     {
         var pipeline = ReplayPipeline.Load("resnet", podStartSeconds: 5);
         var hpa = Replay("hpa", "resnet", Rise);
-        var matched = IsoCost.Match(pipeline, "ipa", hpa, Rise, pipeline.SimulationOptions(seed: 2));
+        var matched = IsoCost.Match(pipeline, "ipa", hpa, Rise, pipeline.SimulationOptions(seed: 2, ReplayPipeline.DefaultHopMs));
         Assert.Equal("ipa@hpa", matched.Policy);
         Assert.InRange(matched.Result.Cost, hpa.Result.Cost * (1 - IsoCost.Below), hpa.Result.Cost * (1 + IsoCost.Above));
     }

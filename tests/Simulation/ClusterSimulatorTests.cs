@@ -63,6 +63,18 @@ public sealed class ClusterSimulatorTests
         Assert.NotEqual(result.LatenciesMs, ClusterSimulator.Run(stages, workload, options with { Seed = 8 }).LatenciesMs);
     }
 
+    /// <summary>The router's hop adds its time at every stage: the M/D/1 queue's mean above, plus two hops for two stages.</summary>
+    [Fact]
+    public void The_router_hop_adds_its_time_at_every_stage()
+    {
+        var stages = new[] { Stage(1, 30), new SimulatedStage("t", [new SimulatedGroup("w", "cpu", 50, 1, [new ProfilePoint(1, 10, 100)], 1)]) };
+        var without = ClusterSimulator.Run(stages, WorkloadPatterns.Steady(20, 600), Options(sloMs: 60_000));
+        var with = ClusterSimulator.Run(stages, WorkloadPatterns.Steady(20, 600), Options(sloMs: 60_000) with { HopMs = 4 });
+        Assert.InRange(with.LatenciesMs.Min() - without.LatenciesMs.Min(), 8 - 1e-6, 8 + 1e-6);
+        Assert.InRange(with.LatenciesMs.Average() - without.LatenciesMs.Average(), 8 * 0.9, 8 * 1.1);
+        Assert.Equal(with.Arrived, with.Served);
+    }
+
     [Fact]
     public void An_under_provisioned_configuration_violates_the_slo()
     {
