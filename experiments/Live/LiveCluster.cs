@@ -1,3 +1,4 @@
+using Adaptive.Core.Forecasting;
 using System.Diagnostics;
 using System.Globalization;
 using Adaptive.Core.Planning;
@@ -44,7 +45,8 @@ public sealed class LiveCluster : IAsyncDisposable
         await Apply(plan, cancellation);
         router = await ServerProcess.Start(["router", "--config", RoutesPath, "--host", "127.0.0.1", "--port", "0", "--config-poll-ms", "200",
             "--request-timeout-ms", Invariant(3 * options.SloMs), "--drain-delay-ms", "0"]);
-        Prometheus = await PrometheusServer.Start(RouterAddress);
+        // Scraped as the operator's default deployment is, so that the policies see what the simulation shows them.
+        Prometheus = await PrometheusServer.Start(TimeSpan.FromSeconds(ArrivalHistory.OperatorScrapeSeconds), RouterAddress);
     }
 
     /// <summary>Replicas by "variant/bN", starting, serving and draining: what a cluster would bill.</summary>

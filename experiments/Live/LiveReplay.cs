@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Adaptive.Core.Api.V1Alpha1;
+using Adaptive.Core.Forecasting;
 using Adaptive.Core.Planning;
 using Adaptive.Core.Simulation;
 using Adaptive.Core.Workloads;
@@ -205,14 +206,16 @@ public static class LiveReplay
 
 /// <summary>
 /// The load history from Prometheus, as the operator reads it (its own client). Before the window the
-/// replay's prior history stands in, since Prometheus has only seen the window so far.
+/// replay's prior history stands in, since Prometheus has only seen the window so far. A window shorter than
+/// two scrapes is read as the operator reads the latest rate: <c>irate</c>, between the last two scrapes.
 /// </summary>
 sealed class PrometheusLoadHistory(PrometheusClient prometheus, string pipeline, DateTimeOffset now, IReadOnlyList<double> prior) : ILoadHistory
 {
     public double[] Rates(int historySeconds, int stepSeconds, int windowSeconds)
     {
+        bool latest = windowSeconds < 2 * ArrivalHistory.OperatorScrapeSeconds;
         var measured = prometheus.ArrivalRateHistory(pipeline, now, TimeSpan.FromSeconds(historySeconds), TimeSpan.FromSeconds(stepSeconds),
-            TimeSpan.FromSeconds(windowSeconds), CancellationToken.None).GetAwaiter().GetResult();
+            TimeSpan.FromSeconds(latest ? 2 * ArrivalHistory.OperatorScrapeSeconds : windowSeconds), CancellationToken.None, latestOnly: latest).GetAwaiter().GetResult();
         int missing = historySeconds / stepSeconds - measured.Count;
         if (missing <= 0) return [.. measured];
         var before = new CountedLoadHistory(prior).Rates(missing * stepSeconds, stepSeconds, windowSeconds);

@@ -6,7 +6,7 @@ namespace Adaptive.Experiments.Live;
 
 /// <summary>
 /// A real Prometheus (Debian's package: <c>apt-get install prometheus</c>) on a free loopback port, scraping
-/// the given targets every second, its data in a temporary directory removed on dispose.
+/// the given targets every second (or as often as asked), its data in a temporary directory removed on dispose.
 /// </summary>
 public sealed class PrometheusServer : IAsyncDisposable
 {
@@ -25,15 +25,17 @@ public sealed class PrometheusServer : IAsyncDisposable
     /// <summary>The installed binary, or null.</summary>
     public static string? Binary => new[] { "/usr/bin/prometheus", "/usr/local/bin/prometheus" }.FirstOrDefault(File.Exists);
 
-    public static async Task<PrometheusServer> Start(params Uri[] targets)
+    public static Task<PrometheusServer> Start(params Uri[] targets) => Start(TimeSpan.FromSeconds(1), targets);
+
+    public static async Task<PrometheusServer> Start(TimeSpan scrapeInterval, params Uri[] targets)
     {
         string binary = Binary ?? throw new InvalidOperationException("prometheus is not installed (apt-get install prometheus)");
         string directory = Directory.CreateTempSubdirectory("adaptive-prometheus-").FullName;
         string config = Path.Combine(directory, "prometheus.yml");
         File.WriteAllText(config, $"""
             global:
-              scrape_interval: 1s
-              evaluation_interval: 1s
+              scrape_interval: {(int)scrapeInterval.TotalSeconds}s
+              evaluation_interval: {(int)scrapeInterval.TotalSeconds}s
             scrape_configs:
               - job_name: adaptive
                 static_configs:
