@@ -214,8 +214,16 @@ sealed class PrometheusLoadHistory(PrometheusClient prometheus, string pipeline,
     public double[] Rates(int historySeconds, int stepSeconds, int windowSeconds)
     {
         bool latest = windowSeconds < 2 * ArrivalHistory.OperatorScrapeSeconds;
-        var measured = prometheus.ArrivalRateHistory(pipeline, now, TimeSpan.FromSeconds(historySeconds), TimeSpan.FromSeconds(stepSeconds),
-            TimeSpan.FromSeconds(latest ? 2 * ArrivalHistory.OperatorScrapeSeconds : windowSeconds), CancellationToken.None, latestOnly: latest).GetAwaiter().GetResult();
+        IReadOnlyList<double> measured;
+        try
+        {
+            measured = prometheus.ArrivalRateHistory(pipeline, now, TimeSpan.FromSeconds(historySeconds), TimeSpan.FromSeconds(stepSeconds),
+                TimeSpan.FromSeconds(latest ? 2 * ArrivalHistory.OperatorScrapeSeconds : windowSeconds), CancellationToken.None, latestOnly: latest).GetAwaiter().GetResult();
+        }
+        catch (MetricsUnavailableException e) when (e.Failure == MetricsFailure.NoData)
+        {
+            measured = []; // the first scrapes of the window are not in yet
+        }
         int missing = historySeconds / stepSeconds - measured.Count;
         if (missing <= 0) return [.. measured];
         var before = new CountedLoadHistory(prior).Rates(missing * stepSeconds, stepSeconds, windowSeconds);
