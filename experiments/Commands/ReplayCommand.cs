@@ -145,7 +145,7 @@ public static class ReplayCommand
                 $"live: zoo ResNet-18/34/50 at {live.Resolution} px as model-server processes (1 thread each, at most {live.MaxReplicas}), a router and Prometheus on {Environment.ProcessorCount} cores; SLO {live.SloMs} ms",
                 $"workload: {replay.Workload.Name}, {replay.Workload.Seconds} s, mean {replay.Workload.Mean:F1} rps, peak {replay.Workload.Peak:F1} rps",
                 $"measured replica start-up (process start to ready), used by the simulation: {string.Join(", ", comparisons.Select(c => $"{c.Policy} {c.StartupSeconds:F2} s"))}",
-                $"measured router hop (median latency at {comparisons.FirstOrDefault()?.HopMs:F2} ms over the model's mean at low load), used by the simulation",
+                $"measured router hop, used by the simulation: {comparisons.FirstOrDefault()?.HopMs:F2} ms (the median latency at low load over the model's mean time)",
             ]);
             Console.Out.WriteLine($"Report, CSVs and plots in {Path.GetFullPath(settings.Output)}");
             return ExitCodes.Ok;

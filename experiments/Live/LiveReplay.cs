@@ -51,11 +51,11 @@ public static class LiveReplay
             foreach (string name in policies)
             {
                 log($"{name}: {replay.Workload.Seconds} s live");
-                var (measured, startup) = await RunLive(pipeline, name, replay, settings, cancellation);
+                var (measured, startup, scrapePhase) = await RunLive(pipeline, name, replay, settings, cancellation);
                 var simulatedPipeline = new ReplayPipeline(pipeline.Spec, Math.Max(0, startup - pipeline.Spec.Spec.Stages[0].Variants.Average(v => v.Profiles[0].LoadTimeSeconds)));
                 var policy = ReplayPolicies.Create(name, simulatedPipeline, replay.Workload.Peak, replay.Workload.Mean);
                 var simulated = ReplayRunner.Run(simulatedPipeline, policy, replay.Workload, replay.PriorArrivals,
-                    simulatedPipeline.SimulationOptions(settings.Seed, hopMs));
+                    simulatedPipeline.SimulationOptions(settings.Seed, hopMs), scrapePhaseSeconds: scrapePhase);
                 comparisons.Add(new LiveComparison(name, measured, simulated, startup, hopMs));
             }
             return comparisons;
@@ -143,7 +143,8 @@ public static class LiveReplay
         return Math.Max(0, Percentiles.Of(latencies, 0.5) - 1000 / fastest.Point.ThroughputRps);
     }
 
-    static async Task<(PolicyRun Run, double StartupSeconds)> RunLive(ReplayPipeline pipeline, string name, ReplayWorkload replay, LiveSettings settings,
+    /// <summary>The policy on real processes. Returns the run, the replicas' mean start-up time, and when in each scrape interval from the window's start Prometheus scraped.</summary>
+    static async Task<(PolicyRun Run, double StartupSeconds, int ScrapePhaseSeconds)> RunLive(ReplayPipeline pipeline, string name, ReplayWorkload replay, LiveSettings settings,
         CancellationToken cancellation)
     {
         var policy = ReplayPolicies.Create(name, pipeline, replay.Workload.Peak, replay.Workload.Mean);
@@ -156,6 +157,7 @@ public static class LiveReplay
         var generator = Generator(cluster, settings, maxInFlight: 512);
 
         var clock = Stopwatch.StartNew();
+        var started = DateTimeOffset.UtcNow;
         var samples = new List<SecondSample>();
         var load = generator.Run(replay.Workload, settings.Seed, clock, cancellation);
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
@@ -180,7 +182,9 @@ public static class LiveReplay
         var records = await load;
         var result = Measured(records, decisions, stage, samples, replay.Workload.Seconds);
         double startup = cluster.StartupSeconds.Count == 0 ? 0 : cluster.StartupSeconds.Average();
-        return (new PolicyRun(name, result, decisions), startup);
+        const int interval = ArrivalHistory.OperatorScrapeSeconds;
+        int phase = (int)Math.Round((await cluster.Prometheus!.LastScrape() - started).TotalSeconds) % interval;
+        return (new PolicyRun(name, result, decisions), startup, (phase + interval) % interval);
     }
 
     /// <summary>

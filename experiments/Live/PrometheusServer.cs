@@ -67,6 +67,15 @@ public sealed class PrometheusServer : IAsyncDisposable
         throw new InvalidOperationException("prometheus did not become ready within 30 s");
     }
 
+    /// <summary>When Prometheus last scraped its targets (<c>timestamp(up)</c>).</summary>
+    public async Task<DateTimeOffset> LastScrape()
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        using var answer = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync(new Uri(Address, "/api/v1/query?query=max(timestamp(up))")));
+        var value = answer.RootElement.GetProperty("data").GetProperty("result")[0].GetProperty("value")[1].GetString()!;
+        return DateTimeOffset.FromUnixTimeMilliseconds((long)(double.Parse(value, System.Globalization.CultureInfo.InvariantCulture) * 1000));
+    }
+
     public static int FreePort()
     {
         var listener = new TcpListener(IPAddress.Loopback, 0);

@@ -1,3 +1,4 @@
+using Adaptive.Core.Forecasting;
 using Adaptive.Core.Planning;
 using Adaptive.Core.Simulation;
 using Adaptive.Core.Workloads;
@@ -21,13 +22,15 @@ public static class ReplayRunner
 {
     /// <param name="priorArrivals">Requests per second before the window: the history the first decisions forecast from.</param>
     /// <param name="onDecision">Called after each decision, for progress.</param>
+    /// <param name="scrapePhaseSeconds">When, in each scrape interval from the window's start, Prometheus scrapes (<see cref="CountedLoadHistory"/>).</param>
     public static PolicyRun Run(ReplayPipeline pipeline, IReplayPolicy policy, Workload workload, IReadOnlyList<double> priorArrivals,
-        SimulationOptions options, Action? onDecision = null)
+        SimulationOptions options, Action? onDecision = null, int scrapePhaseSeconds = CountedLoadHistory.DefaultScrapePhase)
     {
         if (priorArrivals.Count == 0) throw new ArgumentException("the replay needs some history before the window to forecast from", nameof(priorArrivals));
         var arrivals = new List<double>(priorArrivals);
+        int phase = (priorArrivals.Count + scrapePhaseSeconds) % ArrivalHistory.OperatorScrapeSeconds; // from the history's first second
         var decisions = new List<DecisionRecord>();
-        var first = policy.Decide(new PolicyContext(0, new CountedLoadHistory(arrivals), null));
+        var first = policy.Decide(new PolicyContext(0, new CountedLoadHistory(arrivals, phase), null));
         var running = first?.Plan ?? throw new InvalidOperationException($"policy {policy.Name} chose no initial configuration");
         decisions.Add(new DecisionRecord(0, first!.PredictedRps, first.SolveMs, false, running));
         onDecision?.Invoke();
@@ -35,7 +38,7 @@ public static class ReplayRunner
         var result = ClusterSimulator.Run(pipeline.Simulate(running), workload, options, (now, observed) =>
         {
             for (int s = arrivals.Count - priorArrivals.Count; s < observed.Count; s++) arrivals.Add(observed[s]);
-            var decision = policy.Decide(new PolicyContext((int)now, new CountedLoadHistory(arrivals), running));
+            var decision = policy.Decide(new PolicyContext((int)now, new CountedLoadHistory(arrivals, phase), running));
             onDecision?.Invoke();
             if (decision is null) return null;
             if (decision.Plan is not { } plan)

@@ -14,16 +14,18 @@ public interface ILoadHistory
 /// The history of a simulated run as every policy sees it, through Prometheus: requests counted in each
 /// second up to now (the history before the window first), known only up to the last scrape, every
 /// <see cref="ArrivalHistory.OperatorScrapeSeconds"/>. Decisions come every 15 or 30 s, in step with the
-/// scrapes; the scrapes are half an interval out of phase with them, the average of a phase nobody chooses.
+/// scrapes; by default the scrapes are half an interval out of phase with them, the average of a phase nobody
+/// chooses (<c>replay --live</c> gives the simulation the phase its Prometheus had).
 /// </summary>
-public sealed class CountedLoadHistory(IReadOnlyList<double> arrivalsPerSecond) : ILoadHistory
+/// <param name="scrapePhaseSeconds">Seconds after each multiple of the scrape interval, counted from the history's first second, that a scrape happens.</param>
+public sealed class CountedLoadHistory(IReadOnlyList<double> arrivalsPerSecond, int scrapePhaseSeconds = CountedLoadHistory.DefaultScrapePhase) : ILoadHistory
 {
-    const int ScrapePhase = ArrivalHistory.OperatorScrapeSeconds / 2;
+    public const int DefaultScrapePhase = ArrivalHistory.OperatorScrapeSeconds / 2;
 
     public double[] Rates(int historySeconds, int stepSeconds, int windowSeconds)
     {
         const int interval = ArrivalHistory.OperatorScrapeSeconds;
-        int lastScrape = (arrivalsPerSecond.Count - ScrapePhase) / interval * interval + ScrapePhase;
+        int lastScrape = (arrivalsPerSecond.Count - scrapePhaseSeconds) / interval * interval + scrapePhaseSeconds;
         return ArrivalHistory.PrometheusRates(arrivalsPerSecond, Math.Clamp(lastScrape, 1, arrivalsPerSecond.Count), historySeconds, stepSeconds, windowSeconds);
     }
 }
