@@ -87,15 +87,16 @@ public static class BenchPlannerCommand
     /// <summary>
     /// "Warm" is the operator after its first decisions: CP-SAT's native library loaded and the planner's code
     /// compiled to its optimised tier. .NET compiles a method again, optimised, after 30 calls, in the background;
-    /// so small problems of each measured mode are planned for a second, then the compiler is given time to finish.
+    /// so small problems of each measured mode (one stage where it is mixed, whose search is slow) are planned
+    /// for a second, then the compiler is given time to finish.
     /// </summary>
     static void WarmUp(CpSatPlanner planner, StageMode[] modes, int maxReplicas, LatencyModel latencyModel)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var random = new Random(0);
-        for (int i = 0; clock.Elapsed < TimeSpan.FromSeconds(1) || i < 40; i++)
+        for (int i = 0; clock.Elapsed < TimeSpan.FromSeconds(1); i++)
             foreach (var mode in modes.Distinct())
-                planner.Plan(PlanningProblem.Single(SyntheticPipelines.Build(3, 3, 1 + i % 2, mode, maxReplicas, random) with { LatencyModel = latencyModel }));
+                planner.Plan(PlanningProblem.Single(SyntheticPipelines.Build(mode == StageMode.Mixed ? 1 : 3, 3, 1 + i % 2, mode, maxReplicas, random) with { LatencyModel = latencyModel }));
         Thread.Sleep(TimeSpan.FromMilliseconds(500));
     }
 

@@ -124,11 +124,11 @@ public static class LiveReplay
     }
 
     /// <summary>Requests per second of the hop measurement: low enough that none waits for another.</summary>
-    const double HopMeasurementRps = 2;
+    const double HopMeasurementRps = 4;
 
     /// <summary>
     /// What the request path adds to the model's time: one replica of the fastest variant at batch 1 behind the
-    /// router, 30 s at <see cref="HopMeasurementRps"/>, the median latency after the first 5 s less the
+    /// router, 12 s at <see cref="HopMeasurementRps"/>, the median latency after the first 2 s less the
     /// profile's mean time of one request.
     /// </summary>
     static async Task<double> MeasureHop(ReplayPipeline pipeline, LiveSettings settings, CancellationToken cancellation)
@@ -137,8 +137,8 @@ public static class LiveReplay
             .MinBy(v => v.Point.LatencyMs);
         await using var cluster = Cluster(pipeline, settings);
         await cluster.Start(new StagePlan(Stage, [new Allocation(fastest.Name, "cpu", 1, 1, HopMeasurementRps)]), cancellation);
-        var records = await Generator(cluster, settings, maxInFlight: 16).Run(WorkloadPatterns.Steady(HopMeasurementRps, 30), settings.Seed, Stopwatch.StartNew(), cancellation);
-        var latencies = records.Where(r => r.Served && r.ArrivalSeconds >= 5).Select(r => r.LatencyMs).Order().ToList();
+        var records = await Generator(cluster, settings, maxInFlight: 16).Run(WorkloadPatterns.Steady(HopMeasurementRps, 12), settings.Seed, Stopwatch.StartNew(), cancellation);
+        var latencies = records.Where(r => r.Served && r.ArrivalSeconds >= 2).Select(r => r.LatencyMs).Order().ToList();
         if (latencies.Count == 0) throw new InvalidOperationException("no request was served while measuring the router's hop");
         return Math.Max(0, Percentiles.Of(latencies, 0.5) - 1000 / fastest.Point.ThroughputRps);
     }

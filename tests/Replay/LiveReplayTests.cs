@@ -25,7 +25,12 @@ public sealed class LiveReplayTests
         // A decision at 30 s, from the router's arrival rate in Prometheus.
         var decisions = File.ReadAllLines(Path.Combine(dir, "decisions.csv")).Where(l => l.StartsWith("ipa (live),", StringComparison.Ordinal)).ToList();
         Assert.Equal(["0", "30"], decisions.Select(d => d.Split(',')[1]));
-        Assert.Contains("measured replica start-up", File.ReadAllText(Path.Combine(dir, "report.md")));
+        string report = File.ReadAllText(Path.Combine(dir, "report.md"));
+        Assert.Contains("measured replica start-up", report);
+        // What the router and HTTP add, measured before the window and given to the simulation.
+        var hop = System.Text.RegularExpressions.Regex.Match(report, @"measured router hop, used by the simulation: (\d+\.\d\d) ms");
+        Assert.True(hop.Success, report);
+        Assert.InRange(double.Parse(hop.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0, 100);
         Assert.True(File.Exists(Path.Combine(dir, "variants-ipa-live.png")));
     }
 }
