@@ -28,27 +28,26 @@ public class PlannerPropertyTests
 
     [Fact]
     public void PlannerMatchesExhaustiveSearch() =>
-        Prop.ForAll(Seeds, seed =>
-        {
-            var json = RandomProblems.Build(seed);
-            var document = ExchangeFormat.Parse(json.ToJsonString());
-            double? best = ExhaustivePlanner.BestObjective(document.Problem);
-            var result = Planner.Plan(document.Problem);
-            string context = $"seed {seed}: {json.ToJsonString()}";
+        Prop.ForAll(Seeds, seed => AssertMatchesOracle(seed, RandomProblems.Build(seed))).Check(Config.QuickThrowOnFailure.WithMaxTest(Cases));
 
-            if (best == null)
-            {
-                Assert.True(result.Status == PlanStatus.Infeasible, $"planner says {result.Status}, oracle finds nothing; {context}");
-                return;
-            }
-            Assert.True(result.Status == PlanStatus.Optimal, $"planner says {result.Status}, oracle finds {best}; {context}");
-            var answer = JsonNode.Parse(ExchangeFormat.Write(result, document.ManyPipelines))!;
-            var verdict = FormatJudge.Judge(json, answer);
-            Assert.True(verdict.Violations.Count == 0, $"{string.Join("; ", verdict.Violations)}; {context}");
-            double tolerance = 1e-4 * Math.Max(1, Math.Abs(best.Value));
-            Assert.True(Math.Abs(verdict.Objective - best.Value) <= tolerance,
-                $"planner reaches {verdict.Objective}, oracle {best}; {context}");
-        }).Check(Config.QuickThrowOnFailure.WithMaxTest(Cases));
+    /// <summary>The planner's answer keeps every rule and reaches the exhaustive oracle's optimum, or both find nothing.</summary>
+    static void AssertMatchesOracle(int seed, JsonNode json)
+    {
+        var document = ExchangeFormat.Parse(json.ToJsonString());
+        double? best = ExhaustivePlanner.BestObjective(document.Problem);
+        var result = Planner.Plan(document.Problem);
+        string context = $"seed {seed}: {json.ToJsonString()}";
+        if (best == null)
+        {
+            Assert.True(result.Status == PlanStatus.Infeasible, $"planner says {result.Status}, oracle finds nothing; {context}");
+            return;
+        }
+        Assert.True(result.Status == PlanStatus.Optimal, $"planner says {result.Status}, oracle finds {best}; {context}");
+        var verdict = FormatJudge.Judge(json, JsonNode.Parse(ExchangeFormat.Write(result, document.ManyPipelines))!);
+        Assert.True(verdict.Violations.Count == 0, $"{string.Join("; ", verdict.Violations)}; {context}");
+        Assert.True(Math.Abs(verdict.Objective - best.Value) <= 1e-4 * Math.Max(1, Math.Abs(best.Value)),
+            $"planner reaches {verdict.Objective}, oracle {best}; {context}");
+    }
 
     /// <summary>
     /// Pipelines of single stages with queueing, where each (variant, class, batch) brings an option per useful
@@ -57,24 +56,7 @@ public class PlannerPropertyTests
     /// </summary>
     [Fact]
     public void PrunedSingleStageChainsMatchExhaustiveSearch() =>
-        Prop.ForAll(Seeds, seed =>
-        {
-            var json = RandomProblems.Build(seed, singleStageQueueing: true);
-            var document = ExchangeFormat.Parse(json.ToJsonString());
-            double? best = ExhaustivePlanner.BestObjective(document.Problem);
-            var result = Planner.Plan(document.Problem);
-            string context = $"seed {seed}: {json.ToJsonString()}";
-            if (best == null)
-            {
-                Assert.True(result.Status == PlanStatus.Infeasible, $"planner says {result.Status}, oracle finds nothing; {context}");
-                return;
-            }
-            Assert.True(result.Status == PlanStatus.Optimal, $"planner says {result.Status}, oracle finds {best}; {context}");
-            var verdict = FormatJudge.Judge(json, JsonNode.Parse(ExchangeFormat.Write(result, document.ManyPipelines))!);
-            Assert.True(verdict.Violations.Count == 0, $"{string.Join("; ", verdict.Violations)}; {context}");
-            Assert.True(Math.Abs(verdict.Objective - best.Value) <= 1e-4 * Math.Max(1, Math.Abs(best.Value)),
-                $"planner reaches {verdict.Objective}, oracle {best}; {context}");
-        }).Check(Config.QuickThrowOnFailure.WithMaxTest(Cases / 2));
+        Prop.ForAll(Seeds, seed => AssertMatchesOracle(seed, RandomProblems.Build(seed, singleStageQueueing: true))).Check(Config.QuickThrowOnFailure.WithMaxTest(Cases / 2));
 
     /// <summary>
     /// Two mixed stages under a product of accuracies: the model is bilinear and CP-SAT may not prove the
