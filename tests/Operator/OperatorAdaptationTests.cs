@@ -111,7 +111,8 @@ public sealed class OperatorAdaptationTests(TestModels models)
         string message = cooling.Status!.Conditions.Single(c => c.Type == PipelineCondition.Adapting).Message;
         Assert.Matches(@"^the forecast fell to [\d.]+ rps; plans hold [\d.]+ rps, the highest rate of the last 60 s, until it leaves that window$", message);
         Assert.True(cooling.Status.PredictedLoadRps > 25, $"planned for {cooling.Status.PredictedLoadRps} rps");
-        Assert.True(TotalReplicas(cooling) >= TotalReplicas(high));
+        // Not more replicas than at the peak necessarily: the peak's plan may have carried the surge rule's headroom.
+        Assert.True(Capacity(cooling) >= cooling.Status.PredictedLoadRps, $"capacity {Capacity(cooling)} rps for a held peak of {cooling.Status.PredictedLoadRps} rps");
         Assert.Equal(TotalReplicas(cooling), RunningReplicas(harness));
 
         // Prometheus goes away: Degraded says why, and the replicas stay as they are.
