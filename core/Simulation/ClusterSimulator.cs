@@ -55,7 +55,7 @@ public enum RequestOutcome
     OnTime,
     /// <summary>Served after the SLO.</summary>
     Late,
-    /// <summary>Refused on arrival: the queue was full, or the stage had no ready replica.</summary>
+    /// <summary>Refused on arrival: the queue was full, the work ahead would make it miss its deadline, or the stage had no ready replica.</summary>
     Rejected,
     /// <summary>Dropped from a queue when its deadline had passed, as the model server does.</summary>
     Expired,
@@ -132,6 +132,8 @@ public sealed class ClusterSimulator
         public ReplicaState State { get; set; } = state;
         /// <summary>Scaled down while busy: leaves when its batch is done.</summary>
         public bool Removing { get; set; }
+        /// <summary>When its batch should be done, at the batch's mean service time: what the model server expects, not the draw.</summary>
+        public double ExpectedDone { get; set; }
     }
 
     sealed class Request(double arrival)
@@ -274,7 +276,7 @@ public sealed class ClusterSimulator
         var stage = stages[stageIndex];
         var group = stage.Chooser?.Next();
         int ready = group?.Ready ?? 0;
-        if (group == null || ready == 0 || group.Queue.Count >= options.QueueCapacity * ready)
+        if (group == null || ready == 0 || group.Queue.Count >= options.QueueCapacity * ready || !DeadlineReachable(group, request, ready))
         {
             Finish(request, RequestOutcome.Rejected);
             return;
@@ -307,7 +309,9 @@ public sealed class ClusterSimulator
             while (batch.Count < group.Spec.Batch && group.Queue.Count > 0) batch.Add(group.Queue.Dequeue().Request);
             replica.State = ReplicaState.Busy;
             var spec = group.Spec;
-            double serviceMs = ServiceTimeOf(spec, batch.Count).Sample(random);
+            var serviceTime = ServiceTimeOf(spec, batch.Count);
+            replica.ExpectedDone = now + serviceTime.MeanMs / 1000;
+            double serviceMs = serviceTime.Sample(random);
             At(now + serviceMs / 1000, () =>
             {
                 replica.State = replica.Removing ? ReplicaState.Gone : ReplicaState.Idle;
@@ -321,6 +325,26 @@ public sealed class ClusterSimulator
             });
         }
         if (group.Retired && group.Queue.Count == 0) RemoveIdle(group);
+    }
+
+    /// <summary>
+    /// The model server refuses a request at admission when the work ahead of it would make it miss its deadline
+    /// (<c>DynamicBatcher.ExpectedWait</c>), so that under overload the requests it takes stay on time. Here, as
+    /// there, at mean service times: the batches ahead of it go, in turn, to the replica that is free first, and
+    /// a batch that would not be full waits the fill delay.
+    /// </summary>
+    bool DeadlineReachable(Group group, Request request, int ready)
+    {
+        int batch = group.Spec.Batch;
+        int queued = group.Queue.Count;
+        var free = group.Replicas.Where(r => r.State is ReplicaState.Idle or ReplicaState.Busy && !r.Removing)
+            .Select(r => r.State == ReplicaState.Busy ? Math.Max(now, r.ExpectedDone) : now).Order().ToArray();
+        int ahead = queued / batch; // full batches before the one this request joins
+        double fullBatchSeconds = ServiceTimeOf(group.Spec, batch).MeanMs / 1000;
+        double starts = free[ahead % ready] + ahead / ready * fullBatchSeconds;
+        double done = starts + ServiceTimeOf(group.Spec, queued % batch + 1).MeanMs / 1000;
+        if (queued % batch + 1 < batch) done += (group.Spec.MaxQueueDelayMs ?? options.MaxQueueDelayMs) / 1000;
+        return (done - request.Arrival) * 1000 <= options.SloMs;
     }
 
     /// <summary>The model server drops a queued request whose deadline has passed rather than serve it late.</summary>

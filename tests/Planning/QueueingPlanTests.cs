@@ -53,8 +53,8 @@ public sealed class QueueingPlanTests
     [InlineData("video", 12.0)]
     public void The_batch_fill_model_runs_replicas_into_their_queues(string sample, double rate)
     {
-        // 23 % and 74 % when measured.
+        // 7.9 % and 39 % when measured (23 % and 74 % before the simulator refused, as the model server does, what would miss its deadline).
         var (result, sloMs) = PlanAndRun(sample, "single", rate, "batch-fill");
-        Assert.True(result.ViolationRate > 0.10, $"{result.ViolationRate:P2} missed the {sloMs} ms SLO");
+        Assert.True(result.ViolationRate > 0.05, $"{result.ViolationRate:P2} missed the {sloMs} ms SLO");
     }
 }
