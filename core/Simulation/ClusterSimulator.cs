@@ -24,7 +24,8 @@ public sealed record SimulatedGroup(string Variant, string Hardware, int Replica
 
 public sealed record SimulatedStage(string Name, IReadOnlyList<SimulatedGroup> Groups);
 
-/// <param name="SloMs">End-to-end deadline: a request still queued past it is dropped as expired, one served past it is late.</param>
+/// <param name="SloMs">The SLO: a request served past it, end to end, is late. It is also every model server's request timeout (as
+/// the operator sets it), counted from the request's arrival at that stage: a stage refuses what would end past it, and drops what is still queued at it.</param>
 /// <param name="QueueCapacity">Requests each ready replica's queue holds; beyond it arrivals are rejected.</param>
 public sealed record SimulationOptions(double SloMs, double MaxQueueDelayMs, int QueueCapacity, int Seed)
 {
@@ -276,7 +277,7 @@ public sealed class ClusterSimulator
         var stage = stages[stageIndex];
         var group = stage.Chooser?.Next();
         int ready = group?.Ready ?? 0;
-        if (group == null || ready == 0 || group.Queue.Count >= options.QueueCapacity * ready || !DeadlineReachable(group, request, ready))
+        if (group == null || ready == 0 || group.Queue.Count >= options.QueueCapacity * ready || !DeadlineReachable(group, ready))
         {
             Finish(request, RequestOutcome.Rejected);
             return;
@@ -329,11 +330,12 @@ public sealed class ClusterSimulator
 
     /// <summary>
     /// The model server refuses a request at admission when the work ahead of it would make it miss its deadline
-    /// (<c>DynamicBatcher.ExpectedWait</c>), so that under overload the requests it takes stay on time. Here, as
+    /// (<c>DynamicBatcher.ExpectedWait</c>; the SLO from its arrival at the stage), so that under overload the
+    /// requests it takes stay on time. Here, as
     /// there, at mean service times: the batches ahead of it go, in turn, to the replica that is free first, and
     /// a batch that would not be full waits the fill delay.
     /// </summary>
-    bool DeadlineReachable(Group group, Request request, int ready)
+    bool DeadlineReachable(Group group, int ready)
     {
         int batch = group.Spec.Batch;
         int queued = group.Queue.Count;
@@ -344,13 +346,13 @@ public sealed class ClusterSimulator
         double starts = free[ahead % ready] + ahead / ready * fullBatchSeconds;
         double done = starts + ServiceTimeOf(group.Spec, queued % batch + 1).MeanMs / 1000;
         if (queued % batch + 1 < batch) done += (group.Spec.MaxQueueDelayMs ?? options.MaxQueueDelayMs) / 1000;
-        return (done - request.Arrival) * 1000 <= options.SloMs;
+        return (done - now) * 1000 <= options.SloMs;
     }
 
-    /// <summary>The model server drops a queued request whose deadline has passed rather than serve it late.</summary>
+    /// <summary>The model server drops a queued request whose deadline (the SLO from its arrival there) has passed rather than serve it late.</summary>
     void DropExpired(Group group)
     {
-        while (group.Queue.Count > 0 && (now - group.Queue.Peek().Request.Arrival) * 1000 > options.SloMs)
+        while (group.Queue.Count > 0 && (now - group.Queue.Peek().Enqueued) * 1000 > options.SloMs)
             Finish(group.Queue.Dequeue().Request, RequestOutcome.Expired);
     }
 
