@@ -2,12 +2,12 @@ namespace Adaptive.Core.Adaptation;
 
 /// <summary>
 /// The load a decision plans for, from what Prometheus shows: the forecast peak of the next interval, never
-/// below the highest rate of the last <c>scaleDownStabilizationSeconds</c> (so capacity leaves only once a
+/// below the highest load of the last <c>scaleDownStabilizationSeconds</c> (so capacity leaves only once a
 /// lower load has lasted that long, as Kubernetes' HPA stabilizes its scale-downs), and at a surge
 /// <see cref="SurgeHeadroom"/> times the latest rate. The operator and the replay share it.
 /// </summary>
 /// <param name="ForecastRps">The forecaster's peak for the next interval.</param>
-/// <param name="RecentPeakRps">The highest rate in the stabilization window.</param>
+/// <param name="RecentPeakRps">The highest load in the stabilization window (<see cref="RecentPeak"/>).</param>
 /// <param name="SurgeRps">The latest rate when a surge called this decision, else null.</param>
 public sealed record PlanningLoad(double ForecastRps, double RecentPeakRps, double? SurgeRps = null)
 {
@@ -24,12 +24,20 @@ public sealed record PlanningLoad(double ForecastRps, double RecentPeakRps, doub
     /// <summary>The stabilization window holds the plan above the forecast: the load has fallen, and capacity waits.</summary>
     public bool Stabilizing => RecentPeakRps > ForecastRps && SurgeRps is null;
 
+    /// <summary>
+    /// The highest load of the stabilization window: the highest rate in it and, while the last scale-up is in it, the load that
+    /// scale-up planned for, so that a scheduled decision does not take back at once what a surge decision added (HPA's window
+    /// too holds its highest recommendation, not only the highest metric).
+    /// </summary>
     /// <param name="history">Rates <paramref name="stepSeconds"/> apart, oldest first, the last at the decision.</param>
-    public static double RecentPeak(IReadOnlyList<double> history, double stepSeconds, int stabilizationSeconds)
+    /// <param name="lastScaleUp">When capacity last grew, and the load it was planned for; null if never.</param>
+    public static double RecentPeak(IReadOnlyList<double> history, double stepSeconds, int stabilizationSeconds,
+        (DateTimeOffset Time, double PlannedRps)? lastScaleUp, DateTimeOffset now)
     {
         int points = Math.Min(history.Count, (int)(stabilizationSeconds / stepSeconds) + 1);
         double peak = 0;
         for (int i = history.Count - points; i < history.Count; i++) peak = Math.Max(peak, history[i]);
+        if (lastScaleUp is { } grew && now - grew.Time < TimeSpan.FromSeconds(stabilizationSeconds)) peak = Math.Max(peak, grew.PlannedRps);
         return peak;
     }
 

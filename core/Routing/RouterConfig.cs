@@ -14,11 +14,12 @@ public sealed record StageRoute(string Name, IReadOnlyList<VariantRoute> Variant
 
 /// <summary>
 /// The contract between the operator and the router (model-server/Routing): what the router serves, as
-/// the operator writes it into a ConfigMap: the pipeline's name and, for each
+/// the operator writes it into a ConfigMap: the pipeline's name, its SLO (optional: with it the router gives each stage
+/// its share of the SLO, <see cref="StageDeadlines"/>, and counts the requests that miss it) and, for each
 /// stage in order, the variants and their weights. Example:
-/// <code>{"pipeline":"video","stages":[{"name":"detect","variants":[{"name":"yolov5n","endpoint":"http://video-detect-yolov5n:8080","weight":12.5}]}]}</code>
+/// <code>{"pipeline":"video","sloMs":800,"stages":[{"name":"detect","variants":[{"name":"yolov5n","endpoint":"http://video-detect-yolov5n:8080","weight":12.5}]}]}</code>
 /// </summary>
-public sealed record RouterConfig(string Pipeline, IReadOnlyList<StageRoute> Stages)
+public sealed record RouterConfig(string Pipeline, IReadOnlyList<StageRoute> Stages, double? SloMs = null)
 {
     static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {
@@ -47,6 +48,7 @@ public sealed record RouterConfig(string Pipeline, IReadOnlyList<StageRoute> Sta
     void Validate()
     {
         if (string.IsNullOrWhiteSpace(Pipeline)) throw new RouterConfigException("pipeline: a name is required");
+        if (SloMs is { } slo && !(slo > 0 && double.IsFinite(slo))) throw new RouterConfigException($"sloMs: must be a positive number of milliseconds, got {slo}");
         if (Stages is null || Stages.Count == 0) throw new RouterConfigException("stages: at least one stage is required");
         for (int s = 0; s < Stages.Count; s++)
         {

@@ -24,8 +24,8 @@ public sealed record SimulatedGroup(string Variant, string Hardware, int Replica
 
 public sealed record SimulatedStage(string Name, IReadOnlyList<SimulatedGroup> Groups);
 
-/// <param name="SloMs">The SLO: a request served past it, end to end, is late. It is also every model server's request timeout (as
-/// the operator sets it), counted from the request's arrival at that stage: a stage refuses what would end past it, and drops what is still queued at it.</param>
+/// <param name="SloMs">The SLO: a request served past it, end to end, is late. Each stage gets what is left of it less what the later
+/// stages have been taking (<see cref="StageDeadlines"/>, as the router sends it): a stage refuses what would end past that, and drops what is still queued at it then.</param>
 /// <param name="QueueCapacity">Requests each ready replica's queue holds; beyond it arrivals are rejected.</param>
 public sealed record SimulationOptions(double SloMs, double MaxQueueDelayMs, int QueueCapacity, int Seed)
 {
@@ -47,8 +47,14 @@ public sealed record SimulationOptions(double SloMs, double MaxQueueDelayMs, int
 /// </param>
 public sealed record Reconfiguration(IReadOnlyList<SimulatedStage> Stages, bool Recreate = false);
 
-/// <summary>Called every interval of simulated time with the arrivals counted in each second so far.</summary>
-public delegate Reconfiguration? SimulationController(double nowSeconds, IReadOnlyList<int> arrivalsPerSecond);
+/// <summary>
+/// What the router's counters show, per second so far: requests that arrived, requests answered (in the second
+/// they left, whatever the outcome), and of those the ones that missed the SLO (late, refused or expired).
+/// </summary>
+public sealed record SimulationObservations(IReadOnlyList<int> Arrivals, IReadOnlyList<int> Answered, IReadOnlyList<int> Missed);
+
+/// <summary>Called every interval of simulated time with what was observed so far.</summary>
+public delegate Reconfiguration? SimulationController(double nowSeconds, SimulationObservations observed);
 
 public enum RequestOutcome
 {
@@ -141,6 +147,10 @@ public sealed class ClusterSimulator
     {
         public double Arrival { get; } = arrival;
         public int Stage { get; set; }
+        /// <summary>When the router sent it to its current stage.</summary>
+        public double StageEntered { get; set; }
+        /// <summary>Until when its current stage's model server may keep it (<see cref="StageDeadlines"/>).</summary>
+        public double StageDeadline { get; set; }
         public double AccuracySum { get; set; }
         public double AccuracyProduct { get; set; } = 1;
     }
@@ -178,7 +188,8 @@ public sealed class ClusterSimulator
     int inSystem;
     double area, lastChange;
     readonly List<RequestRecord> records = [];
-    readonly int[] arrivalsPerSecond;
+    readonly int[] arrivalsPerSecond, answeredPerSecond, missedPerSecond;
+    readonly StageDeadlines deadlines;
     readonly List<SecondSample> samples = [];
 
     ClusterSimulator(IReadOnlyList<SimulatedStage> initial, Workload workload, SimulationOptions options)
@@ -188,7 +199,10 @@ public sealed class ClusterSimulator
         this.options = options;
         random = new Random(options.Seed);
         arrivalsPerSecond = new int[workload.Seconds];
+        answeredPerSecond = new int[workload.Seconds];
+        missedPerSecond = new int[workload.Seconds];
         stages = initial.Select(s => new Stage(s.Name)).ToArray();
+        deadlines = new StageDeadlines(stages.Length);
         for (int i = 0; i < stages.Length; i++)
         {
             foreach (var spec in initial[i].Groups)
@@ -211,8 +225,10 @@ public sealed class ClusterSimulator
             for (double t = intervalSeconds; t < workload.Seconds; t += intervalSeconds)
                 At(t, () =>
                 {
-                    if (controller(now, new ArraySegment<int>(arrivalsPerSecond, 0, Math.Min((int)now, arrivalsPerSecond.Length))) is { } change)
-                        Reconfigure(change);
+                    int seconds = Math.Min((int)now, workload.Seconds);
+                    var observed = new SimulationObservations(new ArraySegment<int>(arrivalsPerSecond, 0, seconds),
+                        new ArraySegment<int>(answeredPerSecond, 0, seconds), new ArraySegment<int>(missedPerSecond, 0, seconds));
+                    if (controller(now, observed) is { } change) Reconfigure(change);
                 });
         while (events.TryDequeue(out var action, out var key))
         {
@@ -267,6 +283,9 @@ public sealed class ClusterSimulator
 
     void Enter(Request request, int stageIndex)
     {
+        request.StageEntered = now;
+        double leftMs = options.SloMs - (now - request.Arrival) * 1000;
+        request.StageDeadline = now + (options.HopMs + deadlines.TimeForMs(stageIndex, leftMs)) / 1000;
         if (options.HopMs > 0) At(now + options.HopMs / 1000, () => Queue(request, stageIndex));
         else Queue(request, stageIndex);
     }
@@ -277,7 +296,7 @@ public sealed class ClusterSimulator
         var stage = stages[stageIndex];
         var group = stage.Chooser?.Next();
         int ready = group?.Ready ?? 0;
-        if (group == null || ready == 0 || group.Queue.Count >= options.QueueCapacity * ready || !DeadlineReachable(group, ready))
+        if (group == null || ready == 0 || group.Queue.Count >= options.QueueCapacity * ready || !DeadlineReachable(group, request, ready))
         {
             Finish(request, RequestOutcome.Rejected);
             return;
@@ -330,12 +349,11 @@ public sealed class ClusterSimulator
 
     /// <summary>
     /// The model server refuses a request at admission when the work ahead of it would make it miss its deadline
-    /// (<c>DynamicBatcher.ExpectedWait</c>; the SLO from its arrival at the stage), so that under overload the
-    /// requests it takes stay on time. Here, as
-    /// there, at mean service times: the batches ahead of it go, in turn, to the replica that is free first, and
-    /// a batch that would not be full waits the fill delay.
+    /// (<c>DynamicBatcher.ExpectedWait</c>; the time the router gave the stage, <see cref="StageDeadlines"/>), so
+    /// that under overload the requests it takes stay on time. Here, as there, at mean service times: the batches
+    /// ahead of it go, in turn, to the replica that is free first, and a batch that would not be full waits the fill delay.
     /// </summary>
-    bool DeadlineReachable(Group group, int ready)
+    bool DeadlineReachable(Group group, Request request, int ready)
     {
         int batch = group.Spec.Batch;
         int queued = group.Queue.Count;
@@ -346,18 +364,19 @@ public sealed class ClusterSimulator
         double starts = free[ahead % ready] + ahead / ready * fullBatchSeconds;
         double done = starts + ServiceTimeOf(group.Spec, queued % batch + 1).MeanMs / 1000;
         if (queued % batch + 1 < batch) done += (group.Spec.MaxQueueDelayMs ?? options.MaxQueueDelayMs) / 1000;
-        return (done - now) * 1000 <= options.SloMs;
+        return done <= request.StageDeadline;
     }
 
-    /// <summary>The model server drops a queued request whose deadline (the SLO from its arrival there) has passed rather than serve it late.</summary>
+    /// <summary>The model server drops a queued request whose deadline has passed rather than serve it late.</summary>
     void DropExpired(Group group)
     {
-        while (group.Queue.Count > 0 && (now - group.Queue.Peek().Enqueued) * 1000 > options.SloMs)
+        while (group.Queue.Count > 0 && now > group.Queue.Peek().Request.StageDeadline)
             Finish(group.Queue.Dequeue().Request, RequestOutcome.Expired);
     }
 
     void Leave(Request request)
     {
+        deadlines.Answered(request.Stage, (now - request.StageEntered) * 1000);
         if (request.Stage + 1 < stages.Length)
         {
             Enter(request, request.Stage + 1);
@@ -384,6 +403,11 @@ public sealed class ClusterSimulator
             };
         }
         records.Add(record);
+        if ((int)now < workload.Seconds)
+        {
+            answeredPerSecond[(int)now]++;
+            if (outcome != RequestOutcome.OnTime) missedPerSecond[(int)now]++;
+        }
         Count(-1);
     }
 

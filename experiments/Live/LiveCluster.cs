@@ -86,7 +86,7 @@ public sealed class LiveCluster : IAsyncDisposable
             var mine = replicas.Where(r => r.Variant == a.Variant && r.Batch == a.Batch).ToList();
             return mine.Select(r => new VariantRoute(a.Variant, r.Process.Address!.ToString(), a.Share / mine.Count));
         }).ToList();
-        await File.WriteAllTextAsync(RoutesPath + ".new", new RouterConfig(options.Pipeline, [new StageRoute(options.Stage, routes)]).Write(), cancellation);
+        await File.WriteAllTextAsync(RoutesPath + ".new", new RouterConfig(options.Pipeline, [new StageRoute(options.Stage, routes)], options.SloMs).Write(), cancellation);
         File.Move(RoutesPath + ".new", RoutesPath, overwrite: true);
         if (router != null) await Task.Delay(600, cancellation); // the router re-reads its file every 200 ms
         lock (gate)

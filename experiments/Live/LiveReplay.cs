@@ -233,4 +233,7 @@ sealed class PrometheusLoadHistory(PrometheusClient prometheus, string pipeline,
         var before = new CountedLoadHistory(prior).Rates(missing * stepSeconds, stepSeconds, windowSeconds);
         return [.. before, .. measured];
     }
+
+    public double MissedShare() => prometheus.LatestMissedShare(pipeline, now, TimeSpan.FromSeconds(2 * ArrivalHistory.OperatorScrapeSeconds), CancellationToken.None)
+        .GetAwaiter().GetResult();
 }

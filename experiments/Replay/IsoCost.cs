@@ -6,10 +6,11 @@ namespace Adaptive.Experiments.Replay;
 /// <summary>
 /// "At what I spend on my baseline today, what does Adaptive give me?": an Adaptive policy rerun with its
 /// cost weight β tuned until its total cost over the window is within −5 % … +2 % of the baseline's. β is
-/// searched by bisection on a log scale (a higher β spends less). Where even β = 0 spends less than the
-/// baseline (accuracy is bought, and more replicas buy none), the target utilization is lowered instead,
-/// which plans for more load than forecast: headroom. The run named <c>P@B</c> is the one within the band,
-/// or the closest found when none is.
+/// searched by bisection on a log scale (a higher β spends less). Cost moves in whole replicas, so β can
+/// jump over the band, and even β = 0 may spend less than the baseline (accuracy is bought, and more
+/// replicas buy none): then the closest run below the band gets headroom, a lower target utilization (which
+/// plans for more load than forecast), searched by bisection. The run named <c>P@B</c> is the one within the
+/// band, or the closest found when none is.
 /// </summary>
 public static class IsoCost
 {
@@ -20,51 +21,42 @@ public static class IsoCost
     {
         double target = baseline.Result.Cost;
         string name = $"{policy}@{baseline.Policy}";
-        var adaptation = pipeline.Spec.Spec.Adaptation;
-        var tried = new List<PolicyRun>();
-        PolicyRun Run(double costWeight, double utilization)
+        double utilization = pipeline.Spec.Spec.Adaptation.TargetUtilization;
+        var tried = new List<(PolicyRun Run, double CostWeight)>();
+        // Positive: spends too much; negative: too little; 0: within the band.
+        int Compare(PolicyRun run) => run.Result.Cost > target * (1 + Above) ? 1 : run.Result.Cost < target * (1 - Below) ? -1 : 0;
+        int Run(double costWeight, double targetUtilization)
         {
             var tuned = new ReplayPipeline(pipeline.Derive(spec =>
             {
                 spec.Objective.Weights.Cost = costWeight;
-                spec.Adaptation.TargetUtilization = utilization;
+                spec.Adaptation.TargetUtilization = targetUtilization;
             }), pipeline.PodStartSeconds);
             var run = ReplayRunner.Run(tuned, ReplayPolicies.Create(policy, tuned, replay.Workload.Peak, replay.Workload.Mean),
                 replay.Workload, replay.PriorArrivals, options) with { Policy = name };
-            tried.Add(run);
-            return run;
+            tried.Add((run, costWeight));
+            return Compare(run);
         }
-        // Positive: spends too much; negative: too little; 0: within the band.
-        int Compare(PolicyRun run) => run.Result.Cost > target * (1 + Above) ? 1 : run.Result.Cost < target * (1 - Below) ? -1 : 0;
-
-        int free = Compare(Run(0, adaptation.TargetUtilization));
-        if (free == 0) return tried[0];
-        if (free < 0)
+        /// <summary>Bisection of <paramref name="side"/> (1: too much, −1: too little, 0: in the band) between two values of a knob.</summary>
+        static void Bisect(double spendsLess, double spendsMore, Func<double, int> side)
         {
-            // Headroom: a lower target utilization spends more.
-            double low = 0.05, high = adaptation.TargetUtilization;
             for (int i = 0; i < Steps; i++)
             {
-                double middle = (low + high) / 2;
-                int side = Compare(Run(0, middle));
-                if (side == 0) break;
-                if (side > 0) low = middle;
-                else high = middle;
+                double middle = (spendsLess + spendsMore) / 2;
+                switch (side(middle))
+                {
+                    case 0: return;
+                    case > 0: spendsMore = middle; break;
+                    default: spendsLess = middle; break;
+                }
             }
         }
-        else
-        {
-            double low = Math.Log(1e-7), high = Math.Log(10);
-            if (Compare(Run(Math.Exp(high), adaptation.TargetUtilization)) <= 0)
-                for (int i = 0; i < Steps; i++)
-                {
-                    double middle = (low + high) / 2;
-                    int side = Compare(Run(Math.Exp(middle), adaptation.TargetUtilization));
-                    if (side == 0) break;
-                    if (side > 0) low = middle;
-                    else high = middle;
-                }
-        }
-        return tried.FirstOrDefault(r => Compare(r) == 0) ?? tried.MinBy(r => Math.Abs(r.Result.Cost / target - 1))!;
+
+        if (Run(0, utilization) > 0 && Run(10, utilization) <= 0)
+            Bisect(Math.Log(10), Math.Log(1e-7), logWeight => Run(Math.Exp(logWeight), utilization));
+        if (!tried.Any(t => Compare(t.Run) == 0) && tried.Where(t => Compare(t.Run) < 0).MaxBy(t => t.Run.Result.Cost) is var (below, costWeight) && below is not null)
+            Bisect(utilization, 0.05, targetUtilization => Run(costWeight, targetUtilization));
+        var runs = tried.Select(t => t.Run).ToList();
+        return runs.FirstOrDefault(r => Compare(r) == 0) ?? runs.MinBy(r => Math.Abs(r.Result.Cost / target - 1))!;
     }
 }

@@ -35,10 +35,16 @@ public static class ReplayRunner
         decisions.Add(new DecisionRecord(0, first!.PredictedRps, first.SolveMs, false, running));
         onDecision?.Invoke();
 
+        var answered = new List<int>(new int[priorArrivals.Count]);
+        var missed = new List<int>(new int[priorArrivals.Count]);
         var result = ClusterSimulator.Run(pipeline.Simulate(running), workload, options, (now, observed) =>
         {
-            for (int s = arrivals.Count - priorArrivals.Count; s < observed.Count; s++) arrivals.Add(observed[s]);
-            var decision = policy.Decide(new PolicyContext((int)now, new CountedLoadHistory(arrivals, phase), running));
+            for (int s = arrivals.Count - priorArrivals.Count; s < observed.Arrivals.Count; s++) arrivals.Add(observed.Arrivals[s]);
+            answered.RemoveRange(priorArrivals.Count, answered.Count - priorArrivals.Count);
+            answered.AddRange(observed.Answered); // a second's count grows until it has passed
+            missed.RemoveRange(priorArrivals.Count, missed.Count - priorArrivals.Count);
+            missed.AddRange(observed.Missed);
+            var decision = policy.Decide(new PolicyContext((int)now, new CountedLoadHistory(arrivals, phase, answered, missed), running));
             onDecision?.Invoke();
             if (decision is null) return null;
             if (decision.Plan is not { } plan)

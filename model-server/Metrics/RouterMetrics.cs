@@ -4,13 +4,15 @@ namespace Adaptive.ModelServer.Metrics;
 
 /// <summary>
 /// The router's metrics. <c>adaptive_pipeline_requests_total</c> is the pipeline's arrival counter the
-/// operator forecasts from (its rate), and the duration histogram its end-to-end latency.
+/// operator forecasts from (its rate), the duration histogram its end-to-end latency, and
+/// <c>adaptive_pipeline_slo_misses_total</c> (with the SLO in the configuration) what the operator's surge rule watches.
 /// </summary>
 public sealed class RouterMetrics
 {
     static readonly double[] LatencyBuckets = [.. Histogram.ExponentialBuckets(0.0005, 2, 16)];
 
     readonly Counter requests;
+    readonly Counter sloMisses;
     readonly Histogram duration;
     readonly Counter stageRequests;
     readonly Counter reloads;
@@ -24,6 +26,8 @@ public sealed class RouterMetrics
     {
         var factory = Prometheus.Metrics.WithCustomRegistry(registry);
         requests = factory.CreateCounter("adaptive_pipeline_requests_total", "Pipeline requests by outcome (ok, bad_request, rejected, timeout, client_closed, error)", "pipeline", "outcome");
+        sloMisses = factory.CreateCounter("adaptive_pipeline_slo_misses_total",
+            "Pipeline requests that missed the pipeline's SLO: answered after it, refused, timed out or failed (client errors and clients that left are not counted)", "pipeline");
         duration = factory.CreateHistogram("adaptive_pipeline_request_duration_seconds", "End-to-end latency of pipeline requests through the router",
             new HistogramConfiguration { LabelNames = ["pipeline"], Buckets = LatencyBuckets });
         stageRequests = factory.CreateCounter("adaptive_pipeline_stage_requests_total", "Requests the router sent to each stage's variants, by HTTP status class", "pipeline", "stage", "variant", "code");
@@ -39,6 +43,8 @@ public sealed class RouterMetrics
         requests.WithLabels(pipeline, outcome).Inc();
         duration.WithLabels(pipeline).Observe(seconds);
     }
+
+    public void SloMiss(string pipeline) => sloMisses.WithLabels(pipeline).Inc();
 
     public void StageRequest(string pipeline, string stage, string variant, int statusCode) =>
         stageRequests.WithLabels(pipeline, stage, variant, $"{statusCode / 100}xx").Inc();

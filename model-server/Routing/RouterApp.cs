@@ -84,7 +84,7 @@ public static class RouterApp
 /// <summary>The configuration in use and a weighted chooser per stage, swapped whole on reload.</summary>
 public sealed class RouteTable(RouterConfig initial)
 {
-    public sealed record Routes(RouterConfig Config, IReadOnlyList<WeightedChooser<VariantRoute>> Choosers, long Generation);
+    public sealed record Routes(RouterConfig Config, IReadOnlyList<WeightedChooser<VariantRoute>> Choosers, StageDeadlines Deadlines, long Generation);
 
     volatile Routes current = Create(initial, 1);
 
@@ -93,7 +93,7 @@ public sealed class RouteTable(RouterConfig initial)
     public void Replace(RouterConfig config) => current = Create(config, current.Generation + 1);
 
     static Routes Create(RouterConfig config, long generation) =>
-        new(config, [.. config.Stages.Select(s => new WeightedChooser<VariantRoute>(s.Variants, v => v.Weight))], generation);
+        new(config, [.. config.Stages.Select(s => new WeightedChooser<VariantRoute>(s.Variants, v => v.Weight))], new StageDeadlines(config.Stages.Count), generation);
 }
 
 /// <summary>Reloads the configuration when the file's content changes; a bad file keeps the last good configuration.</summary>
@@ -214,7 +214,7 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
                 for (int s = 0; s < route.Config.Stages.Count; s++)
                 {
                     var stage = route.Config.Stages[s];
-                    payload = await CallStageWithRetry(pipeline, stage, route.Choosers[s], payload, started, deadline.Token);
+                    payload = await CallStageWithRetry(route, s, payload, started, deadline.Token);
                     if (s + 1 < route.Config.Stages.Count)
                     {
                         var next = route.Config.Stages[s + 1];
@@ -260,7 +260,10 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
         {
             Interlocked.Decrement(ref inFlight);
             metrics.InFlight.Dec();
-            metrics.Request(pipeline, outcome, Stopwatch.GetElapsedTime(started).TotalSeconds);
+            double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+            metrics.Request(pipeline, outcome, seconds);
+            if (route.Config.SloMs is { } slo && outcome is not ("bad_request" or "client_closed") && (outcome != "ok" || seconds * 1000 > slo))
+                metrics.SloMiss(pipeline);
         }
     }
 
@@ -291,33 +294,40 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
         }
     }
 
-    async Task<Message> CallStageWithRetry(string pipeline, StageRoute stage, WeightedChooser<VariantRoute> chooser, Message payload, long started, CancellationToken deadline)
+    async Task<Message> CallStageWithRetry(RouteTable.Routes route, int s, Message payload, long started, CancellationToken deadline)
     {
+        var (stage, chooser) = (route.Config.Stages[s], route.Choosers[s]);
         var first = chooser.Next(v => health.IsUsable(v.Endpoint))
             ?? throw new StageFailure(StatusCodes.Status503ServiceUnavailable, $"stage '{stage.Name}' has no healthy variant", TimeSpan.FromSeconds(1));
         bool another = stage.Variants.Any(v => v != first && health.IsUsable(v.Endpoint));
         var left = options.Http.RequestTimeout - Stopwatch.GetElapsedTime(started);
         try
         {
-            return await Attempt(pipeline, stage, first, payload, another ? left / 2 : null, deadline);
+            return await Attempt(route, s, first, payload, another ? left / 2 : null, started, deadline);
         }
         catch (StageFailure e) when (e.VariantFailed && !deadline.IsCancellationRequested)
         {
             var second = chooser.Next(v => v != first && health.IsUsable(v.Endpoint));
             if (second is null) throw;
-            metrics.Retry(pipeline, stage.Name);
-            return await Attempt(pipeline, stage, second, payload, null, deadline);
+            metrics.Retry(route.Config.Pipeline, stage.Name);
+            return await Attempt(route, s, second, payload, null, started, deadline);
         }
     }
 
-    /// <summary>One call of one variant within <paramref name="time"/> (null: the request's deadline alone); its health learns how it went.</summary>
-    async Task<Message> Attempt(string pipeline, StageRoute stage, VariantRoute variant, Message payload, TimeSpan? time, CancellationToken deadline)
+    /// <summary>
+    /// One call of one variant of stage <paramref name="s"/> within <paramref name="time"/> (null: the request's deadline alone); its
+    /// health learns how it went, and the stage's time, <see cref="StageDeadlines"/>, when it answered.
+    /// </summary>
+    async Task<Message> Attempt(RouteTable.Routes route, int s, VariantRoute variant, Message payload, TimeSpan? time, long started, CancellationToken deadline)
     {
+        var (pipeline, stage) = (route.Config.Pipeline, route.Config.Stages[s]);
         using var attempt = CancellationTokenSource.CreateLinkedTokenSource(deadline);
         if (time is { } limit) attempt.CancelAfter(limit > TimeSpan.Zero ? limit : TimeSpan.Zero);
         try
         {
-            var answer = await CallStage(pipeline, stage, variant, payload, attempt.Token);
+            long called = Stopwatch.GetTimestamp();
+            var answer = await CallStage(pipeline, stage, variant, payload, ServerTime(route, s, started, time), attempt.Token);
+            route.Deadlines.Answered(s, Stopwatch.GetElapsedTime(called).TotalMilliseconds);
             health.Succeeded(variant.Endpoint);
             return answer;
         }
@@ -339,6 +349,24 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
         }
     }
 
+    /// <summary>
+    /// The time the stage's model server gets for the request (<see cref="StageDeadlines.TimeoutHeader"/>): what is left of the
+    /// router's deadline and of the attempt's share of it and, when the configuration names the pipeline's SLO, what is left of
+    /// the SLO less what the later stages have been taking.
+    /// </summary>
+    TimeSpan ServerTime(RouteTable.Routes route, int s, long started, TimeSpan? attemptTime)
+    {
+        var elapsed = Stopwatch.GetElapsedTime(started);
+        var time = options.Http.RequestTimeout - elapsed;
+        if (attemptTime is { } limit && limit < time) time = limit;
+        if (route.Config.SloMs is { } slo)
+        {
+            var forSlo = TimeSpan.FromMilliseconds(route.Deadlines.TimeForMs(s, slo - elapsed.TotalMilliseconds));
+            if (forSlo < time) time = forSlo;
+        }
+        return time > TimeSpan.Zero ? time : TimeSpan.Zero;
+    }
+
     void Failed(string pipeline, StageRoute stage, VariantRoute variant)
     {
         if (!health.Failed(variant.Endpoint)) return;
@@ -347,11 +375,12 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
             variant.Name, stage.Name, variant.Endpoint, VariantHealth.FailuresToEject);
     }
 
-    async Task<Message> CallStage(string pipeline, StageRoute stage, VariantRoute variant, Message payload, CancellationToken cancellation)
+    async Task<Message> CallStage(string pipeline, StageRoute stage, VariantRoute variant, Message payload, TimeSpan serverTime, CancellationToken cancellation)
     {
         string where = $"stage '{stage.Name}' (variant '{variant.Name}')";
         using var content = new ByteArrayContent(payload.Body);
         content.Headers.ContentType = new MediaTypeHeaderValue(payload.HeaderLength is null ? "application/json" : "application/octet-stream");
+        content.Headers.Add(StageDeadlines.TimeoutHeader, serverTime.TotalMilliseconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture));
         if (payload.HeaderLength is { } length) content.Headers.Add(InferRequestReader.HeaderLengthHeader, length.ToString(System.Globalization.CultureInfo.InvariantCulture));
         HttpResponseMessage response;
         try

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Diagnostics;
 using System.Text.Json;
+using Adaptive.Core.Routing;
 using Adaptive.ModelServer.Backend;
 using Adaptive.ModelServer.Hosting;
 using Adaptive.ModelServer.Metrics;
@@ -122,6 +123,20 @@ public static class ModelServerApp
         }
 
         /// <summary>
+        /// The time the request has from its arrival: the server's request timeout, or less when the caller (the router) says so in
+        /// <see cref="StageDeadlines.TimeoutHeader"/>. Only the batcher keeps to the shorter time: the body may still take the server's.
+        /// </summary>
+        TimeSpan TimeoutOf(HttpRequest request)
+        {
+            if (!request.Headers.TryGetValue(StageDeadlines.TimeoutHeader, out var given)) return options.Http.RequestTimeout;
+            if (given.Count != 1 || !double.TryParse(given[0], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double ms)
+                || !(ms >= 0) || !double.IsFinite(ms))
+                throw new ProtocolException(StatusCodes.Status400BadRequest, $"{StageDeadlines.TimeoutHeader} must be a number of milliseconds, 0 or more; got '{given}'");
+            var time = TimeSpan.FromMilliseconds(ms);
+            return time < options.Http.RequestTimeout ? time : options.Http.RequestTimeout;
+        }
+
+        /// <summary>
         /// One inference request, within its deadline from arrival: reading the body counts (a slow body gets
         /// 408 and cannot hold a slot longer), the batcher gets what is left. Every client error is a 4xx with
         /// <c>{"error": ...}</c>; a client that goes away is counted as such and logged without a stack trace;
@@ -142,13 +157,14 @@ public static class ModelServerApp
                     await UnknownModel(context, name);
                     return;
                 }
+                var timeout = TimeoutOf(context.Request);
                 var request = await HttpHosting.ReadInferRequestAsync(context, arrays, contract, bodies, deadline.Token);
                 bodyRead = true;
                 BatchResult result;
                 try
                 {
                     model.Validate(request);
-                    var left = options.Http.RequestTimeout - Stopwatch.GetElapsedTime(started);
+                    var left = timeout - Stopwatch.GetElapsedTime(started);
                     result = await batcher.Submit(request, left > TimeSpan.Zero ? left : TimeSpan.Zero);
                 }
                 finally

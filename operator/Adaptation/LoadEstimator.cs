@@ -25,16 +25,20 @@ public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeS
         var forecaster = LoadForecasters.Create(adaptation.Forecaster);
         int horizon = AdaptationDecider.ForecastHorizon(adaptation.IntervalSeconds, step.TotalSeconds);
         var planned = new PlanningLoad(forecaster.ForecastPeak(history, horizon),
-            PlanningLoad.RecentPeak(history, step.TotalSeconds, adaptation.ScaleDownStabilizationSeconds));
+            PlanningLoad.RecentPeak(history, step.TotalSeconds, adaptation.ScaleDownStabilizationSeconds, LastScaleUp(pipeline.Status), now));
         return new LoadEstimate(planned, history[^1], forecaster.Name);
     }
 
-    /// <summary>The rate between the last two scrapes, for the surge rule between decisions.</summary>
-    public async Task<double> LatestRps(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
+    /// <summary>The rate between the last two scrapes, and the share of the requests answered then that missed the SLO, for the surge rule between decisions.</summary>
+    public async Task<(double Rps, double MissedShare)> Latest(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
     {
-        var history = await Prometheus(pipeline).ArrivalRateHistory(pipeline.Metadata.Name, now, step, step, rateWindow, cancellation, latestOnly: true);
-        return history[^1];
+        var prometheus = Prometheus(pipeline);
+        var history = await prometheus.ArrivalRateHistory(pipeline.Metadata.Name, now, step, step, rateWindow, cancellation, latestOnly: true);
+        return (history[^1], await prometheus.LatestMissedShare(pipeline.Metadata.Name, now, rateWindow, cancellation));
     }
+
+    static (DateTimeOffset, double)? LastScaleUp(InferencePipelineStatus? status) =>
+        status is { LastScaleUpTime: { } time, LastScaleUpLoadRps: { } rps } ? (time, rps) : null;
 
     PrometheusClient Prometheus(InferencePipeline pipeline)
     {

@@ -12,8 +12,9 @@ public sealed class MetricsUnavailableException(MetricsFailure failure, string m
 }
 
 /// <summary>
-/// Reads a pipeline's arrival-rate history from the Prometheus HTTP API: a range query over the router's
-/// request counter (<c>adaptive_pipeline_requests_total</c>), one rate per step, oldest first.
+/// Reads a pipeline's router metrics from the Prometheus HTTP API: the arrival-rate history, a range query over
+/// the request counter (<c>adaptive_pipeline_requests_total</c>), one rate per step, oldest first; and the
+/// share of the latest requests that missed the SLO (<c>adaptive_pipeline_slo_misses_total</c>).
 /// </summary>
 public sealed class PrometheusClient(HttpClient http, Uri baseAddress)
 {
@@ -24,12 +25,32 @@ public sealed class PrometheusClient(HttpClient http, Uri baseAddress)
     {
         string query = $"sum({(latestOnly ? "irate" : "rate")}(adaptive_pipeline_requests_total{{pipeline=\"{Escape(pipeline)}\"}}[{Seconds(rateWindow)}s]))";
         var start = end - length;
-        string url = $"{baseAddress.ToString().TrimEnd('/')}/api/v1/query_range?query={Uri.EscapeDataString(query)}"
-            + $"&start={Seconds(start.ToUnixTimeMilliseconds() / 1000.0)}&end={Seconds(end.ToUnixTimeMilliseconds() / 1000.0)}&step={Seconds(step)}s";
+        var series = await Query($"query_range?query={Uri.EscapeDataString(query)}&start={Seconds(start)}&end={Seconds(end)}&step={Seconds(step)}s", cancellation);
+        if (series.GetArrayLength() == 0)
+            throw new MetricsUnavailableException(MetricsFailure.NoData, $"Prometheus has no requests of pipeline '{pipeline}' in the last {length.TotalSeconds:F0} s");
+        return [.. series[0].GetProperty("values").EnumerateArray().Select(v => Number(v[1]))];
+    }
+
+    /// <summary>
+    /// Of the requests the router answered between the last two scrapes in <paramref name="rateWindow"/>, the share that missed
+    /// the pipeline's SLO; 0 when there were none, or the router counts no misses (its configuration names no SLO).
+    /// </summary>
+    public async Task<double> LatestMissedShare(string pipeline, DateTimeOffset at, TimeSpan rateWindow, CancellationToken cancellation)
+    {
+        string selector = $"{{pipeline=\"{Escape(pipeline)}\"}}[{Seconds(rateWindow)}s]";
+        string query = $"sum(irate(adaptive_pipeline_slo_misses_total{selector})) / sum(irate(adaptive_pipeline_requests_total{selector}))";
+        var vector = await Query($"query?query={Uri.EscapeDataString(query)}&time={Seconds(at)}", cancellation);
+        double share = vector.GetArrayLength() == 0 ? 0 : Number(vector[0].GetProperty("value")[1]);
+        return double.IsFinite(share) ? share : 0; // no requests: 0 / 0
+    }
+
+    /// <summary>The <c>data.result</c> of a query of the HTTP API (<paramref name="pathAndQuery"/> after <c>/api/v1/</c>).</summary>
+    async Task<JsonElement> Query(string pathAndQuery, CancellationToken cancellation)
+    {
         HttpResponseMessage response;
         try
         {
-            response = await http.GetAsync(url, cancellation);
+            response = await http.GetAsync($"{baseAddress.ToString().TrimEnd('/')}/api/v1/{pathAndQuery}", cancellation);
         }
         catch (HttpRequestException e)
         {
@@ -54,13 +75,19 @@ public sealed class PrometheusClient(HttpClient http, Uri baseAddress)
             if (!response.IsSuccessStatusCode || root.GetProperty("status").GetString() != "success")
                 throw new MetricsUnavailableException(MetricsFailure.QueryFailed,
                     $"Prometheus refused the query ({(int)response.StatusCode}): {(root.TryGetProperty("error", out var error) ? error.GetString() : body)}");
-            var series = root.GetProperty("data").GetProperty("result");
-            if (series.GetArrayLength() == 0)
-                throw new MetricsUnavailableException(MetricsFailure.NoData, $"Prometheus has no requests of pipeline '{pipeline}' in the last {length.TotalSeconds:F0} s");
-            return [.. series[0].GetProperty("values").EnumerateArray().Select(v => double.Parse(v[1].GetString()!, CultureInfo.InvariantCulture))];
+            return root.GetProperty("data").GetProperty("result");
         }
     }
 
+    /// <summary>A sample's value, which the API writes as a string ("NaN" and "+Inf" included).</summary>
+    static double Number(JsonElement value) => value.GetString() switch
+    {
+        "+Inf" => double.PositiveInfinity,
+        "-Inf" => double.NegativeInfinity,
+        var text => double.Parse(text!, NumberStyles.Float, CultureInfo.InvariantCulture),
+    };
+
+    static string Seconds(DateTimeOffset time) => Seconds(time.ToUnixTimeMilliseconds() / 1000.0);
     static string Seconds(TimeSpan span) => Seconds(span.TotalSeconds);
     static string Seconds(double seconds) => seconds.ToString("0.###", CultureInfo.InvariantCulture);
 

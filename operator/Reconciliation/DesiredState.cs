@@ -72,9 +72,10 @@ public static class DesiredState
         return result;
     }
 
-    /// <summary>The router's configuration: the given routes, grouped by stage in the pipeline's order.</summary>
+    /// <summary>The router's configuration: the given routes, grouped by stage in the pipeline's order, and the pipeline's SLO.</summary>
     public static RouterConfig Routes(InferencePipeline pipeline, IReadOnlyList<(string Stage, VariantRoute Route)> routed) =>
-        new(pipeline.Metadata.Name, [.. pipeline.Spec.Stages.Select(s => new StageRoute(s.Name, [.. routed.Where(r => r.Stage == s.Name).Select(r => r.Route)]))]);
+        new(pipeline.Metadata.Name, [.. pipeline.Spec.Stages.Select(s => new StageRoute(s.Name, [.. routed.Where(r => r.Stage == s.Name).Select(r => r.Route)]))],
+            pipeline.Spec.SloMs);
 
     public static V1ConfigMap RoutesConfigMap(InferencePipeline pipeline, RouterConfig routes) => new()
     {

@@ -37,6 +37,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         pipeline.Metadata.Namespace ??= ns;
         var now = time.GetUtcNow();
         var status = pipeline.Status ?? new InferencePipelineStatus();
+        string statusRead = JsonSerializer.Serialize(status, Json);
         long? generation = pipeline.Metadata.Generation;
         using var scope = log.BeginScope(new Dictionary<string, object> { ["pipeline"] = $"{ns}/{name}" });
 
@@ -50,7 +51,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
             bool fresh = !Conditions.Is(status, PipelineCondition.Ready, "InvalidSpec") || status.ObservedGeneration != generation;
             Conditions.Set(status, PipelineCondition.Ready, false, "InvalidSpec", e.Message, generation, now);
             status.ObservedGeneration = generation;
-            await WriteStatus(pipeline, status, cancellation);
+            await WriteStatus(pipeline, status, statusRead, cancellation);
             if (fresh) await Event(pipeline, "Warning", "InvalidSpec", e.Message, cancellation);
             return null;
         }
@@ -72,7 +73,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         status.ObservedGeneration = generation;
         if (decision is null)
         {
-            await WriteStatus(pipeline, status, cancellation);
+            await WriteStatus(pipeline, status, statusRead, cancellation);
             return retryMetrics;
         }
 
@@ -85,7 +86,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
             Conditions.Set(status, PipelineCondition.Adapting, !settled || retiring, settled ? retiring ? "Retiring" : "Stable" : "Reconfiguring",
                 settled ? retiring ? "replaced variants keep running until their traffic has surely moved" : "the running configuration is the planned one"
                         : "moving to the planned configuration, make-before-break", generation, now);
-        await WriteStatus(pipeline, status, cancellation);
+        await WriteStatus(pipeline, status, statusRead, cancellation);
 
         var untilDecision = status.LastDecisionTime!.Value + TimeSpan.FromSeconds(pipeline.Spec.Adaptation.IntervalSeconds) - now;
         if (untilDecision > TimeSpan.FromSeconds(SurgeRule.CheckSeconds)) untilDecision = TimeSpan.FromSeconds(SurgeRule.CheckSeconds); // the next surge check
@@ -118,11 +119,11 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
     /// </summary>
     async Task<double?> SurgeRps(InferencePipeline pipeline, InferencePipelineStatus status, IReadOnlyList<StagePlan> running, DateTimeOffset now, CancellationToken cancellation)
     {
-        if (!SurgeRule.MayDecide(status.LastDecisionTime!.Value, status.LastScaleUpTime, now)) return null;
+        if (!SurgeRule.MayDecide(status.LastScaleUpTime, now)) return null;
         try
         {
-            double latest = await loads.LatestRps(pipeline, now, cancellation);
-            return SurgeRule.Triggers(pipeline, running, latest) ? latest : null;
+            var (latest, missed) = await loads.Latest(pipeline, now, cancellation);
+            return SurgeRule.Triggers(pipeline, running, latest, missed) ? latest : null;
         }
         catch (MetricsUnavailableException)
         {
@@ -171,7 +172,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         metrics.SolveSeconds.Observe(result.SolveMs / 1000);
         metrics.ForecastRps.WithLabels(pipeline.Metadata.Name).Set(planned.ForecastRps);
         metrics.ObservedRps.WithLabels(pipeline.Metadata.Name).Set(load.ObservedRps);
-        if (decided.ScalesUp) status.LastScaleUpTime = now;
+        if (decided.ScalesUp) (status.LastScaleUpTime, status.LastScaleUpLoadRps) = (now, Math.Round(planned.Rps, 3));
 
         bool feasible = result.Status != PlanStatus.Infeasible;
         Conditions.Set(status, PipelineCondition.SloFeasible, feasible, feasible ? "PlanFound" : "Infeasible",
@@ -212,7 +213,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
             await Event(pipeline, feasible ? "Normal" : "Warning", "Reconfigured", message, cancellation);
         }
         string? stabilizing = planned.Stabilizing
-            ? $"the forecast fell to {planned.ForecastRps:F1} rps; plans hold {planned.RecentPeakRps:F1} rps, the highest rate of the last {pipeline.Spec.Adaptation.ScaleDownStabilizationSeconds} s, until it leaves that window"
+            ? $"the forecast fell to {planned.ForecastRps:F1} rps; plans hold {planned.RecentPeakRps:F1} rps, the highest load of the last {pipeline.Spec.Adaptation.ScaleDownStabilizationSeconds} s, until it leaves that window"
             : null;
         return (plan, metricsFailed, stabilizing);
     }
@@ -348,8 +349,10 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         d.Metadata.Annotations is { } annotations && annotations.TryGetValue(Names.Batch, out var text)
             && int.TryParse(text, CultureInfo.InvariantCulture, out int batch) ? batch : 1);
 
-    Task WriteStatus(InferencePipeline pipeline, InferencePipelineStatus status, CancellationToken cancellation)
+    /// <summary>Patches the status unless it is still <paramref name="statusRead"/>: a check that changed nothing writes nothing (and wakes no watcher).</summary>
+    Task WriteStatus(InferencePipeline pipeline, InferencePipelineStatus status, string statusRead, CancellationToken cancellation)
     {
+        if (JsonSerializer.Serialize(status, Json) == statusRead) return Task.CompletedTask;
         string patch = JsonSerializer.Serialize(new { status }, Json);
         return client.CustomObjects.PatchNamespacedCustomObjectStatusAsync(new V1Patch(patch, V1Patch.PatchType.MergePatch),
             InferencePipeline.Group, InferencePipeline.Version, pipeline.Metadata.Namespace, InferencePipeline.Plural, pipeline.Metadata.Name, cancellationToken: cancellation);

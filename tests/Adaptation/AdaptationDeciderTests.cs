@@ -36,19 +36,25 @@ public sealed class AdaptationDeciderTests
     }
 
     /// <summary>
-    /// A plan is made for the forecast, the highest rate of the stabilization window, or 1.5 × a surge's rate,
-    /// whichever is highest; the window reads the history's last points back to its length.
+    /// A plan is made for the forecast, the highest load of the stabilization window (its highest rate, or what
+    /// a scale-up in it planned for), or 1.5 × a surge's rate, whichever is highest; the window reads the
+    /// history's last points back to its length.
     /// </summary>
     [Fact]
     public void Plans_hold_the_recent_peak_until_it_leaves_the_stabilization_window_and_surges_get_headroom()
     {
         // Five-second steps: 60 rps 200 s before the decision, 5 rps since.
         double[] history = [.. Enumerable.Range(0, 120).Select(i => i == 79 ? 60.0 : 5.0)];
-        Assert.Equal(60, PlanningLoad.RecentPeak(history, 5, 300));
-        Assert.Equal(60, PlanningLoad.RecentPeak(history, 5, 200));
-        Assert.Equal(5, PlanningLoad.RecentPeak(history, 5, 195));
-        Assert.Equal(5, PlanningLoad.RecentPeak(history, 5, 0));
-        Assert.Equal(60, PlanningLoad.RecentPeak(history, 5, 10_000));
+        Assert.Equal(60, PlanningLoad.RecentPeak(history, 5, 300, null, Now));
+        Assert.Equal(60, PlanningLoad.RecentPeak(history, 5, 200, null, Now));
+        Assert.Equal(5, PlanningLoad.RecentPeak(history, 5, 195, null, Now));
+        Assert.Equal(5, PlanningLoad.RecentPeak(history, 5, 0, null, Now));
+        Assert.Equal(60, PlanningLoad.RecentPeak(history, 5, 10_000, null, Now));
+        // A surge decision planned for 90 rps 100 s ago: held while it is in the window, not after.
+        var scaleUp = (Now - TimeSpan.FromSeconds(100), 90.0);
+        Assert.Equal(90, PlanningLoad.RecentPeak(history, 5, 300, scaleUp, Now));
+        Assert.Equal(90, PlanningLoad.RecentPeak(history, 5, 101, scaleUp, Now));
+        Assert.Equal(5, PlanningLoad.RecentPeak(history, 5, 100, scaleUp, Now));
 
         var held = new PlanningLoad(6, 60);
         Assert.Equal(60, held.Rps);
@@ -105,11 +111,15 @@ public sealed class AdaptationDeciderTests
         double sustainable = PlanEvaluator.SustainableRps(problem, running);
         Assert.Equal(AllocationLatency.CapacityRps(problem, problem.Stages[0], point, 3, pipeline.Spec.SloMs), sustainable, sustainable * 1e-4);
 
-        Assert.False(SurgeRule.Triggers(pipeline, running, 0.85 * sustainable));
-        Assert.True(SurgeRule.Triggers(pipeline, running, 0.95 * sustainable));
+        Assert.False(SurgeRule.Triggers(pipeline, running, 0.85 * sustainable, missedShare: 0));
+        Assert.True(SurgeRule.Triggers(pipeline, running, 0.95 * sustainable, missedShare: 0));
+        // The observed p99 past the SLO (more than 1 % of the latest requests missed it) calls for a decision at any rate.
+        Assert.True(SurgeRule.Triggers(pipeline, running, 0.5 * sustainable, missedShare: 0.02));
+        Assert.False(SurgeRule.Triggers(pipeline, running, 0.5 * sustainable, missedShare: 0.005));
+
         var settled = TimeSpan.FromSeconds(SurgeRule.MinimumSecondsBetween);
-        Assert.True(SurgeRule.MayDecide(Now - settled, Now - 2 * settled, Now));
-        Assert.False(SurgeRule.MayDecide(Now - 2 * settled, Now - settled + TimeSpan.FromSeconds(1), Now)); // too soon after the last added capacity
-        Assert.False(SurgeRule.MayDecide(Now - settled + TimeSpan.FromSeconds(1), null, Now)); // too soon after the last decision
+        Assert.True(SurgeRule.MayDecide(null, Now));
+        Assert.True(SurgeRule.MayDecide(Now - settled, Now));
+        Assert.False(SurgeRule.MayDecide(Now - settled + TimeSpan.FromSeconds(1), Now)); // too soon after the last added capacity
     }
 }

@@ -109,7 +109,7 @@ public sealed class OperatorAdaptationTests(TestModels models)
             p => p.Status?.Conditions.Any(c => c.Type == PipelineCondition.Adapting && c.Reason == "ScaleDownStabilization") == true,
             "the scale-down stabilization", seconds: 40);
         string message = cooling.Status!.Conditions.Single(c => c.Type == PipelineCondition.Adapting).Message;
-        Assert.Matches(@"^the forecast fell to [\d.]+ rps; plans hold [\d.]+ rps, the highest rate of the last 60 s, until it leaves that window$", message);
+        Assert.Matches(@"^the forecast fell to [\d.]+ rps; plans hold [\d.]+ rps, the highest load of the last 60 s, until it leaves that window$", message);
         Assert.True(cooling.Status.PredictedLoadRps > 25, $"planned for {cooling.Status.PredictedLoadRps} rps");
         // Not more replicas than at the peak necessarily: the peak's plan may have carried the surge rule's headroom.
         Assert.True(Capacity(cooling) >= cooling.Status.PredictedLoadRps, $"capacity {Capacity(cooling)} rps for a held peak of {cooling.Status.PredictedLoadRps} rps");

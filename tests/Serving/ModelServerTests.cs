@@ -1,4 +1,5 @@
 using System.Net;
+using Adaptive.Core.Routing;
 using Adaptive.ModelServer.Backend;
 using Adaptive.ModelServer.Hosting;
 using Adaptive.ModelServer.Protocol;
@@ -117,6 +118,38 @@ public sealed class ModelServerTests(TestModels models)
         var alone = await server.Client.PostAsync("/v2/models/classify/infer", V2.Json(body), Cancel);
         Assert.Equal(HttpStatusCode.OK, alone.StatusCode);
         Assert.InRange(started.ElapsedMilliseconds, 15, 1000);
+    }
+
+    /// <summary>
+    /// The caller (the router) may shorten a request's deadline with <c>Adaptive-Timeout-Ms</c>: with 300 ms of fill
+    /// delay, a request given 50 ms is refused at once with 429 rather than served late, while one without the
+    /// header has the server's own second. A value that is not a number of milliseconds is a 400 naming the header.
+    /// </summary>
+    [Fact]
+    public async Task The_callers_timeout_header_shortens_the_deadline_and_a_bad_one_is_a_400()
+    {
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, maxBatch: 64, maxQueueDelayMs: 300,
+            http: RunningServer.Http(requestTimeoutMs: 1000)));
+        string body = V2.Request("input", ImageShape(1), models.Images(1, 4));
+        Task<HttpResponseMessage> Send(string? timeoutMs)
+        {
+            var content = V2.Json(body);
+            if (timeoutMs is not null) content.Headers.Add(StageDeadlines.TimeoutHeader, timeoutMs);
+            return server.Client.PostAsync("/v2/models/classify/infer", content, Cancel);
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await Send(null)).StatusCode); // and the batch time is measured
+        Assert.Equal(HttpStatusCode.OK, (await Send("900")).StatusCode);
+        var shortened = await Send("50");
+        Assert.Equal(HttpStatusCode.TooManyRequests, shortened.StatusCode);
+        var refusal = System.Text.RegularExpressions.Regex.Match(await V2.Error(shortened), @"^the request would wait about \d+ ms and miss its (\d+) ms deadline$");
+        Assert.True(refusal.Success && int.Parse(refusal.Groups[1].Value) <= 50, refusal.Value); // what is left of the 50 ms
+        foreach (string bad in new[] { "soon", "-1", "NaN" })
+        {
+            var refused = await Send(bad);
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+            Assert.Equal($"Adaptive-Timeout-Ms must be a number of milliseconds, 0 or more; got '{bad}'", await V2.Error(refused));
+        }
     }
 
     /// <summary>

@@ -136,10 +136,50 @@ public sealed class RouterTests(TestModels models) : IDisposable
         }
         await using (var router = await StartRouter(http: RunningServer.Http(requestTimeoutMs: 100)))
         {
+            // The stage is told the 100 ms it has: having measured its batches, it refuses at once what would be late.
+            var refused = await router.Client.PostAsync("/v2/models/images/infer", V2.Json(ImageRequest(0)), Cancel);
+            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+            Assert.Contains("deadline", await V2.Error(refused));
+        }
+        // A server that has measured nothing yet admits the request and cannot answer it in time: the router answers 504.
+        await using var fresh = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, maxBatch: 64, maxQueueDelayMs: 300));
+        WriteConfig("images", ("classify", [("resnet18", fresh.Address, 1)]));
+        await using (var router = await StartRouter(http: RunningServer.Http(requestTimeoutMs: 100)))
+        {
             var late = await router.Client.PostAsync("/v2/models/images/infer", V2.Json(ImageRequest(0)), Cancel);
             Assert.Equal(HttpStatusCode.GatewayTimeout, late.StatusCode);
             Assert.Equal("the pipeline did not answer within 100 ms", await V2.Error(late));
         }
+    }
+
+    /// <summary>
+    /// With the pipeline's SLO in its configuration, the router gives a stage only what is left of it: a stage that
+    /// needs 300 ms (its fill delay) answers a 1 s SLO, and refuses at once under a 100 ms one, which the router counts
+    /// as a miss of the SLO; without the SLO nothing is counted.
+    /// </summary>
+    [Fact]
+    public async Task With_the_slo_stages_get_what_is_left_of_it_and_misses_are_counted()
+    {
+        await using var slow = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, maxBatch: 64, maxQueueDelayMs: 300));
+        void Configure(double? sloMs) => File.WriteAllText(configPath,
+            new RouterConfig("images", [new StageRoute("classify", [new VariantRoute("resnet18", slow.Address.ToString(), 1)])], sloMs).Write());
+        const string misses = "adaptive_pipeline_slo_misses_total{pipeline=\"images\"}";
+        Configure(null);
+        await using var router = await StartRouter();
+        Assert.Equal(HttpStatusCode.OK, (await router.Client.PostAsync("/v2/models/images/infer", V2.Json(ImageRequest(1)), Cancel)).StatusCode);
+
+        Configure(1000);
+        await WaitFor(async () => await router.Metric("adaptive_router_config_generation") == 2, "the configuration with a 1 s SLO");
+        Assert.Equal(HttpStatusCode.OK, (await router.Client.PostAsync("/v2/models/images/infer", V2.Json(ImageRequest(2)), Cancel)).StatusCode);
+        Assert.Equal(0, await router.Metric(misses));
+
+        Configure(100);
+        await WaitFor(async () => await router.Metric("adaptive_router_config_generation") == 3, "the configuration with a 100 ms SLO");
+        var refused = await router.Client.PostAsync("/v2/models/images/infer", V2.Json(ImageRequest(3)), Cancel);
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        Assert.Matches(@"^stage 'classify' \(variant 'resnet18'\): the request would wait about \d+ ms and miss its \d+ ms deadline$", await V2.Error(refused));
+        Assert.Equal(1, await router.Metric(misses));
+        Assert.Equal(1, await router.Metric("adaptive_pipeline_requests_total{pipeline=\"images\",outcome=\"rejected\"}"));
     }
 
     /// <summary>The router drains as the server does: not ready at once, still routing during the drain delay.</summary>
@@ -165,6 +205,7 @@ public sealed class RouterTests(TestModels models) : IDisposable
         { "{\"pipeline\":\"p\",\"stages\":[],\"extra\":1}", "not a router configuration: $.extra" },
         { "{\"pipeline\":\"\",\"stages\":[]}", "pipeline: a name is required" },
         { "{\"pipeline\":\"p\",\"stages\":[]}", "stages: at least one stage is required" },
+        { "{\"pipeline\":\"p\",\"sloMs\":0,\"stages\":[{\"name\":\"s\",\"variants\":[{\"name\":\"v\",\"endpoint\":\"http://v\",\"weight\":1}]}]}", "sloMs: must be a positive number of milliseconds, got 0" },
         { "{\"pipeline\":\"p\",\"stages\":[{\"name\":\"s\",\"variants\":[]}]}", "stages[0].variants: at least one variant is required" },
         { "{\"pipeline\":\"p\",\"stages\":[{\"name\":\"s\",\"variants\":[{\"name\":\"v\",\"endpoint\":\"svc:80\",\"weight\":1}]}]}", "stages[0].variants[0].endpoint: 'svc:80' is not an absolute http(s) URL" },
         { "{\"pipeline\":\"p\",\"stages\":[{\"name\":\"s\",\"variants\":[{\"name\":\"v\",\"endpoint\":\"http://v\",\"weight\":-1}]}]}", "stages[0].variants[0].weight: must be a non-negative number, got -1" },

@@ -37,6 +37,20 @@ public sealed class ClusterSimulatorTests
     }
 
     /// <summary>
+    /// Two stages, the second overloaded (60 rps against 33): it gets only what is left of the SLO, as the router
+    /// gives it, so it refuses what it could not serve in time and what it serves is on time.
+    /// </summary>
+    [Fact]
+    public void A_later_stage_keeps_to_what_is_left_of_the_slo()
+    {
+        var stages = new[] { Stage(6, 30), new SimulatedStage("t", [new SimulatedGroup("w", "cpu", 1, 1, [new ProfilePoint(1, 30, 1000 / 30.0)], 1)]) };
+        var result = ClusterSimulator.Run(stages, WorkloadPatterns.Steady(60, 120), Options(queueCapacity: 10_000));
+        double onTime = result.Requests.Count(r => r.Outcome == RequestOutcome.OnTime) / (double)result.Arrived;
+        Assert.InRange(onTime, 0.5, 1000.0 / 30 / 60 + 0.005);
+        Assert.True(result.Late + result.Expired < 0.01 * result.Arrived, $"{result.Late} late, {result.Expired} expired");
+    }
+
+    /// <summary>
     /// One replica, deterministic 30 ms service, Poisson arrivals at 20 rps: an M/D/1 queue, whose mean time in
     /// system is 1/μ + ρ/(2μ(1−ρ)) = 30 + 22.5 ms. Little's law links it to the mean number in the system.
     /// </summary>

@@ -8,6 +8,9 @@ public interface ILoadHistory
 {
     /// <summary><c>rate(arrivals[window])</c> every step over the last <paramref name="historySeconds"/>, oldest first, the last at the decision.</summary>
     double[] Rates(int historySeconds, int stepSeconds, int windowSeconds);
+
+    /// <summary>The share of the requests answered between the last two scrapes that missed the SLO (late, refused or expired); 0 when none was answered.</summary>
+    double MissedShare();
 }
 
 /// <summary>
@@ -18,15 +21,36 @@ public interface ILoadHistory
 /// chooses (<c>replay --live</c> gives the simulation the phase its Prometheus had).
 /// </summary>
 /// <param name="scrapePhaseSeconds">Seconds after each multiple of the scrape interval, counted from the history's first second, that a scrape happens.</param>
-public sealed class CountedLoadHistory(IReadOnlyList<double> arrivalsPerSecond, int scrapePhaseSeconds = CountedLoadHistory.DefaultScrapePhase) : ILoadHistory
+/// <param name="answeredPerSecond">Requests answered in each second, aligned with <paramref name="arrivalsPerSecond"/>; none when not given.</param>
+/// <param name="missedPerSecond">Of those, the ones that missed the SLO.</param>
+public sealed class CountedLoadHistory(IReadOnlyList<double> arrivalsPerSecond, int scrapePhaseSeconds = CountedLoadHistory.DefaultScrapePhase,
+    IReadOnlyList<int>? answeredPerSecond = null, IReadOnlyList<int>? missedPerSecond = null) : ILoadHistory
 {
     public const int DefaultScrapePhase = ArrivalHistory.OperatorScrapeSeconds / 2;
 
-    public double[] Rates(int historySeconds, int stepSeconds, int windowSeconds)
+    public double[] Rates(int historySeconds, int stepSeconds, int windowSeconds) =>
+        ArrivalHistory.PrometheusRates(arrivalsPerSecond, LastScrape(), historySeconds, stepSeconds, windowSeconds);
+
+    public double MissedShare()
+    {
+        if (answeredPerSecond is null || missedPerSecond is null) return 0;
+        int to = Math.Min(LastScrape(), answeredPerSecond.Count);
+        int from = Math.Max(0, to - ArrivalHistory.OperatorScrapeSeconds);
+        int answered = 0, missed = 0;
+        for (int s = from; s < to; s++)
+        {
+            answered += answeredPerSecond[s];
+            missed += missedPerSecond[s];
+        }
+        return answered == 0 ? 0 : (double)missed / answered;
+    }
+
+    /// <summary>How many seconds of the history the last scrape saw.</summary>
+    int LastScrape()
     {
         const int interval = ArrivalHistory.OperatorScrapeSeconds;
         int lastScrape = (arrivalsPerSecond.Count - scrapePhaseSeconds) / interval * interval + scrapePhaseSeconds;
-        return ArrivalHistory.PrometheusRates(arrivalsPerSecond, Math.Clamp(lastScrape, 1, arrivalsPerSecond.Count), historySeconds, stepSeconds, windowSeconds);
+        return Math.Clamp(lastScrape, 1, arrivalsPerSecond.Count);
     }
 }
 

@@ -17,7 +17,7 @@ public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IRe
 {
     static readonly DateTimeOffset Epoch = DateTimeOffset.UnixEpoch;
     readonly ILoadForecaster forecaster = LoadForecasters.Create(pipeline.Spec.Adaptation.Forecaster);
-    DateTimeOffset? lastScaleUp;
+    (DateTimeOffset Time, double PlannedRps)? lastScaleUp;
     int lastScheduled;
 
     public string Name => name;
@@ -29,18 +29,19 @@ public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IRe
         var now = Epoch.AddSeconds(context.NowSeconds);
         bool scheduled = context.Running is null || context.NowSeconds - lastScheduled >= adaptation.IntervalSeconds;
         double latest = context.Load.Rates(SurgeRule.RateWindowSeconds, SurgeRule.RateWindowSeconds, SurgeRule.RateWindowSeconds)[^1];
-        bool surge = !scheduled && SurgeRule.MayDecide(Epoch.AddSeconds(lastScheduled), lastScaleUp, now) && SurgeRule.Triggers(pipeline, context.Running!, latest);
+        bool surge = !scheduled && SurgeRule.MayDecide(lastScaleUp?.Time, now)
+            && SurgeRule.Triggers(pipeline, context.Running!, latest, context.Load.MissedShare());
         if (!scheduled && !surge) return null;
 
         var history = context.Load.Rates(adaptation.Metrics.HistorySeconds, ArrivalHistory.OperatorStepSeconds, ArrivalHistory.OperatorWindowSeconds);
         var load = new PlanningLoad(
             forecaster.ForecastPeak(history, AdaptationDecider.ForecastHorizon(adaptation.IntervalSeconds, ArrivalHistory.OperatorStepSeconds)),
-            PlanningLoad.RecentPeak(history, ArrivalHistory.OperatorStepSeconds, adaptation.ScaleDownStabilizationSeconds),
+            PlanningLoad.RecentPeak(history, ArrivalHistory.OperatorStepSeconds, adaptation.ScaleDownStabilizationSeconds, lastScaleUp, now),
             surge ? latest : null);
         var decision = AdaptationDecider.Decide(pipeline, load.Rps, context.Running is null ? [] : Running(context.Running));
         if (surge && !decision.ScalesUp) return null; // a surge decision only adds capacity
         if (scheduled) lastScheduled = context.NowSeconds;
-        if (decision.ScalesUp) lastScaleUp = now;
+        if (decision.ScalesUp) lastScaleUp = (now, load.Rps);
         return new PolicyDecision(decision.Plan, load.Rps, decision.Result.SolveMs);
     }
 
