@@ -156,6 +156,8 @@ public sealed class OperatorAdaptationTests(TestModels models)
             p => Capacity(p) > 20, "capacity for the surge before the next scheduled decision", seconds: 60);
         Assert.Equal(low.Status!.LastDecisionTime, surged.Status!.LastDecisionTime);
         Assert.True(surged.Status.PredictedLoadRps > 10, $"planned for {surged.Status.PredictedLoadRps} rps");
+        // What the surge added is held through the stabilization window from the load it was planned for.
+        Assert.Equal(surged.Status.PredictedLoadRps, surged.Status.LastScaleUpLoadRps);
         Assert.Contains(harness.Api.List("events", OperatorHarness.Namespace),
             e => e["reason"]?.GetValue<string>() == "Reconfigured" && e["message"]!.GetValue<string>().Contains("a surge to", StringComparison.Ordinal));
     }
@@ -179,6 +181,7 @@ public sealed class OperatorAdaptationTests(TestModels models)
         {
             long version = long.Parse(map["metadata"]!["resourceVersion"]!.GetValue<string>(), System.Globalization.CultureInfo.InvariantCulture);
             var config = RouterConfig.Parse(map["data"]!["routes.json"]!.GetValue<string>());
+            Assert.Equal(250, config.SloMs); // the sample's SLO: the router shares it out among the stages
             foreach (var variant in config.Stages.SelectMany(s => s.Variants))
             {
                 string host = new Uri(variant.Endpoint).Host;

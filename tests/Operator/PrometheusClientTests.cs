@@ -56,4 +56,30 @@ public sealed class PrometheusClientTests(TestModels models)
             down.ArrivalRateHistory("images", DateTimeOffset.UtcNow, TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3), Cancel));
         Assert.Equal(MetricsFailure.Unreachable, unreachable.Failure);
     }
+
+    /// <summary>
+    /// The share of the latest requests that missed the SLO, as the surge rule reads it: all of them under an SLO no request can
+    /// meet (the stage is given no time and refuses each), none of a pipeline Prometheus has no misses of.
+    /// </summary>
+    [Fact]
+    public async Task Reads_the_share_of_the_latest_requests_that_missed_the_slo()
+    {
+        await using var pipeline = await LocalPipeline.Start(models, "strict", sloMs: 0.001);
+        await using var prometheus = await TestPrometheus.Start(pipeline.Router.Address);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        var client = new PrometheusClient(http, prometheus.Address);
+
+        double share = 0;
+        for (int second = 0; second < 25 && share == 0; second++)
+        {
+            for (int i = 0; i < 10; i++)
+            {
+                Assert.Equal(HttpStatusCode.TooManyRequests, (await pipeline.Send(models, Cancel)).StatusCode);
+                await Task.Delay(95, Cancel);
+            }
+            share = await client.LatestMissedShare("strict", DateTimeOffset.UtcNow, TimeSpan.FromSeconds(3), Cancel);
+        }
+        Assert.Equal(1, share, 3);
+        Assert.Equal(0, await client.LatestMissedShare("other", DateTimeOffset.UtcNow, TimeSpan.FromSeconds(3), Cancel));
+    }
 }

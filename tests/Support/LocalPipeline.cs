@@ -20,12 +20,13 @@ public sealed class LocalPipeline : IAsyncDisposable
         (Name, Server, Router, this.directory) = (name, server, router, directory);
     }
 
-    public static async Task<LocalPipeline> Start(TestModels models, string name)
+    /// <param name="sloMs">The pipeline's SLO in the router's configuration, if any.</param>
+    public static async Task<LocalPipeline> Start(TestModels models, string name, double? sloMs = null)
     {
         var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, maxQueueDelayMs: 1));
         string directory = Directory.CreateTempSubdirectory("adaptive-router-").FullName;
         string routes = Path.Combine(directory, "routes.json");
-        File.WriteAllText(routes, new RouterConfig(name, [new StageRoute("classify", [new VariantRoute("resnet18", server.Address.ToString(), 1)])]).Write());
+        File.WriteAllText(routes, new RouterConfig(name, [new StageRoute("classify", [new VariantRoute("resnet18", server.Address.ToString(), 1)])], sloMs).Write());
         var router = await RunningServer.StartRouter(new RouterOptions(RunningServer.Http(), routes, TimeSpan.FromSeconds(1), 256));
         return new LocalPipeline(name, server, router, directory);
     }
