@@ -54,8 +54,12 @@ public static class IsoCost
 
         if (Run(0, utilization) > 0 && Run(10, utilization) <= 0)
             Bisect(Math.Log(10), Math.Log(1e-7), logWeight => Run(Math.Exp(logWeight), utilization));
-        if (!tried.Any(t => Compare(t.Run) == 0) && tried.Where(t => Compare(t.Run) < 0).MaxBy(t => t.Run.Result.Cost) is var (below, costWeight) && below is not null)
+        var below = tried.Where(t => Compare(t.Run) < 0).ToList();
+        if (!tried.Any(t => Compare(t.Run) == 0) && below.Count > 0)
+        {
+            double costWeight = below.MaxBy(t => t.Run.Result.Cost).CostWeight;
             Bisect(utilization, 0.05, targetUtilization => Run(costWeight, targetUtilization));
+        }
         var runs = tried.Select(t => t.Run).ToList();
         return runs.FirstOrDefault(r => Compare(r) == 0) ?? runs.MinBy(r => Math.Abs(r.Result.Cost / target - 1))!;
     }

@@ -29,12 +29,16 @@ public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeS
         return new LoadEstimate(planned, history[^1], forecaster.Name);
     }
 
-    /// <summary>The rate between the last two scrapes, and the share of the requests answered then that missed the SLO, for the surge rule between decisions.</summary>
-    public async Task<(double Rps, double MissedShare)> Latest(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
+    /// <summary>
+    /// For the surge rule between decisions: the rate between the last two scrapes, the one a step before, and the share of the
+    /// requests answered between the last two scrapes that missed the SLO.
+    /// </summary>
+    public async Task<(double Rps, double PreviousRps, double MissedShare)> Latest(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
     {
         var prometheus = Prometheus(pipeline);
         var history = await prometheus.ArrivalRateHistory(pipeline.Metadata.Name, now, step, step, rateWindow, cancellation, latestOnly: true);
-        return (history[^1], await prometheus.LatestMissedShare(pipeline.Metadata.Name, now, rateWindow, cancellation));
+        double missed = await prometheus.LatestMissedShare(pipeline.Metadata.Name, now, rateWindow, cancellation);
+        return (history[^1], history.Count > 1 ? history[^2] : history[^1], missed);
     }
 
     static (DateTimeOffset, double)? LastScaleUp(InferencePipelineStatus? status) =>

@@ -114,7 +114,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
             : [.. status.Stages.Select(s => new StagePlan(s.Name, [.. s.Allocations.Select(a => new Allocation(a.Variant, a.HardwareClass, a.Replicas, a.Batch, a.ShareRps))]))];
 
     /// <summary>
-    /// Between decisions: the latest rate when it calls for one now (<see cref="SurgeRule"/>), else null. A
+    /// Between decisions: the surge's rate when the latest one calls for a decision now (<see cref="SurgeRule"/>), else null. A
     /// check that cannot read Prometheus decides nothing; the next scheduled decision reports why.
     /// </summary>
     async Task<double?> SurgeRps(InferencePipeline pipeline, InferencePipelineStatus status, IReadOnlyList<StagePlan> running, DateTimeOffset now, CancellationToken cancellation)
@@ -122,8 +122,8 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         if (!SurgeRule.MayDecide(status.LastScaleUpTime, now)) return null;
         try
         {
-            var (latest, missed) = await loads.Latest(pipeline, now, cancellation);
-            return SurgeRule.Triggers(pipeline, running, latest, missed) ? latest : null;
+            var (latest, previous, missed) = await loads.Latest(pipeline, now, cancellation);
+            return SurgeRule.Triggers(pipeline, running, latest, missed) ? SurgeRule.SurgeRps(previous, latest) : null;
         }
         catch (MetricsUnavailableException)
         {

@@ -116,6 +116,9 @@ public sealed class AdaptationDeciderTests
         // The observed p99 past the SLO (more than 1 % of the latest requests missed it) calls for a decision at any rate.
         Assert.True(SurgeRule.Triggers(pipeline, running, 0.5 * sustainable, missedShare: 0.02));
         Assert.False(SurgeRule.Triggers(pipeline, running, 0.5 * sustainable, missedShare: 0.005));
+        // A surge plans for its rate carried on by its last rise: 6 → 13 rps over a scrape interval plans for 20.
+        Assert.Equal(20, SurgeRule.SurgeRps(previousRps: 6, latestRps: 13));
+        Assert.Equal(13, SurgeRule.SurgeRps(previousRps: 20, latestRps: 13)); // a fall is not carried on
 
         var settled = TimeSpan.FromSeconds(SurgeRule.MinimumSecondsBetween);
         Assert.True(SurgeRule.MayDecide(null, Now));

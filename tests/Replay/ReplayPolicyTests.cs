@@ -119,8 +119,8 @@ public sealed class ReplayPolicyTests
 
     /// <summary>
     /// ipa tuned to spend what hpa spends over the rising window. The band is −5 % … +2 % of hpa's cost, but over five
-    /// minutes one replica more or less for two of them is a step of 30 %: no setting of β or of the headroom lands in
-    /// it (ipa spends 305 or 429 against hpa's 419), and the closest run is the answer, 2.4 % above.
+    /// minutes one replica more or less for two of them is a step of about 30 %, which a setting of β or of the headroom
+    /// may jump over (one version of the policy spent 305 or 429 against hpa's 419): then the closest run is the answer.
     /// </summary>
     [Fact]
     public void An_iso_cost_run_spends_what_its_baseline_spends()

@@ -28,7 +28,8 @@ public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IRe
         var adaptation = pipeline.Spec.Adaptation;
         var now = Epoch.AddSeconds(context.NowSeconds);
         bool scheduled = context.Running is null || context.NowSeconds - lastScheduled >= adaptation.IntervalSeconds;
-        double latest = context.Load.Rates(SurgeRule.RateWindowSeconds, SurgeRule.RateWindowSeconds, SurgeRule.RateWindowSeconds)[^1];
+        var lastTwo = context.Load.Rates(2 * SurgeRule.RateWindowSeconds, SurgeRule.RateWindowSeconds, SurgeRule.RateWindowSeconds);
+        double latest = lastTwo[^1], previous = lastTwo.Length > 1 ? lastTwo[^2] : latest;
         bool surge = !scheduled && SurgeRule.MayDecide(lastScaleUp?.Time, now)
             && SurgeRule.Triggers(pipeline, context.Running!, latest, context.Load.MissedShare());
         if (!scheduled && !surge) return null;
@@ -37,7 +38,7 @@ public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IRe
         var load = new PlanningLoad(
             forecaster.ForecastPeak(history, AdaptationDecider.ForecastHorizon(adaptation.IntervalSeconds, ArrivalHistory.OperatorStepSeconds)),
             PlanningLoad.RecentPeak(history, ArrivalHistory.OperatorStepSeconds, adaptation.ScaleDownStabilizationSeconds, lastScaleUp, now),
-            surge ? latest : null);
+            surge ? SurgeRule.SurgeRps(previous, latest) : null);
         var decision = AdaptationDecider.Decide(pipeline, load.Rps, context.Running is null ? [] : Running(context.Running));
         if (surge && !decision.ScalesUp) return null; // a surge decision only adds capacity
         if (scheduled) lastScheduled = context.NowSeconds;
