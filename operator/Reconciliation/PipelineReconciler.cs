@@ -172,7 +172,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         metrics.SolveSeconds.Observe(result.SolveMs / 1000);
         metrics.ForecastRps.WithLabels(pipeline.Metadata.Name).Set(planned.ForecastRps);
         metrics.ObservedRps.WithLabels(pipeline.Metadata.Name).Set(load.ObservedRps);
-        if (decided.ScalesUp) (status.LastScaleUpTime, status.LastScaleUpLoadRps) = (now, Math.Round(planned.Rps, 3));
+        if (decided.ScalesUp) (status.LastScaleUpTime, status.LastScaleUpLoadRps) = (now, Math.Round(planned.HeldAfterScaleUpRps, 3));
 
         bool feasible = result.Status != PlanStatus.Infeasible;
         Conditions.Set(status, PipelineCondition.SloFeasible, feasible, feasible ? "PlanFound" : "Infeasible",

@@ -67,6 +67,8 @@ public sealed class AdaptationDeciderTests
         Assert.Equal(PlanningLoad.SurgeHeadroom * 50, surge.Rps);
         Assert.False(surge.Stabilizing); // a surge is a rise, not a fall
         Assert.Equal("predicted 6.0 rps (learned), a surge to 50.0 rps: planned for 75.0 rps", surge.Describe("learned"));
+        Assert.Equal(50, surge.HeldAfterScaleUpRps); // its rate, not its headroom
+        Assert.Equal(30, rising.HeldAfterScaleUpRps);
 
         // Held at the peak, the plan keeps what the peak needed.
         var pipeline = Video(1);

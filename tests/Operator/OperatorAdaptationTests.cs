@@ -1,3 +1,4 @@
+using Adaptive.Core.Adaptation;
 using System.Net;
 using System.Text.Json.Nodes;
 using Adaptive.Core.Api.V1Alpha1;
@@ -156,8 +157,8 @@ public sealed class OperatorAdaptationTests(TestModels models)
             p => Capacity(p) > 20, "capacity for the surge before the next scheduled decision", seconds: 60);
         Assert.Equal(low.Status!.LastDecisionTime, surged.Status!.LastDecisionTime);
         Assert.True(surged.Status.PredictedLoadRps > 10, $"planned for {surged.Status.PredictedLoadRps} rps");
-        // What the surge added is held through the stabilization window from the load it was planned for.
-        Assert.Equal(surged.Status.PredictedLoadRps, surged.Status.LastScaleUpLoadRps);
+        // What the surge added is held through the stabilization window at the surge's rate, without its headroom.
+        Assert.Equal(surged.Status.PredictedLoadRps!.Value / PlanningLoad.SurgeHeadroom, surged.Status.LastScaleUpLoadRps!.Value, 0.01);
         Assert.Contains(harness.Api.List("events", OperatorHarness.Namespace),
             e => e["reason"]?.GetValue<string>() == "Reconfigured" && e["message"]!.GetValue<string>().Contains("a surge to", StringComparison.Ordinal));
     }

@@ -29,7 +29,7 @@ public sealed class InferencePipelineStatus
     /// <summary>When capacity last grew; the next surge decision waits a while after it.</summary>
     [JsonPropertyName("lastScaleUpTime")] public DateTimeOffset? LastScaleUpTime { get; set; }
 
-    /// <summary>The load the last scale-up planned for: the scale-down stabilization window holds plans at it while that scale-up is in the window.</summary>
+    /// <summary>The load the last scale-up was for (a surge's rate, without its headroom): the scale-down stabilization window holds plans at it while that scale-up is in the window.</summary>
     [JsonPropertyName("lastScaleUpLoadRps")] public double? LastScaleUpLoadRps { get; set; }
     [JsonPropertyName("solveTimeMs")] public double? SolveTimeMs { get; set; }
 }

@@ -42,7 +42,7 @@ public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IRe
         var decision = AdaptationDecider.Decide(pipeline, load.Rps, context.Running is null ? [] : Running(context.Running));
         if (surge && !decision.ScalesUp) return null; // a surge decision only adds capacity
         if (scheduled) lastScheduled = context.NowSeconds;
-        if (decision.ScalesUp) lastScaleUp = (now, load.Rps);
+        if (decision.ScalesUp) lastScaleUp = (now, load.HeldAfterScaleUpRps);
         return new PolicyDecision(decision.Plan, load.Rps, decision.Result.SolveMs);
     }
 
