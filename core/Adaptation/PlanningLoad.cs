@@ -32,18 +32,18 @@ public sealed record PlanningLoad(double ForecastRps, double RecentPeakRps, doub
 
     /// <summary>
     /// The highest load of the stabilization window: the highest rate in it and, while the last scale-up is in it, the load that
-    /// scale-up planned for, so that a scheduled decision does not take back at once what a surge decision added (HPA's window
+    /// scale-up holds (<see cref="HeldAfterScaleUpRps"/>), so that a scheduled decision does not take back at once what a surge decision added (HPA's window
     /// too holds its highest recommendation, not only the highest metric).
     /// </summary>
     /// <param name="history">Rates <paramref name="stepSeconds"/> apart, oldest first, the last at the decision.</param>
-    /// <param name="lastScaleUp">When capacity last grew, and the load it was planned for; null if never.</param>
+    /// <param name="lastScaleUp">When capacity last grew, and the load that holds; null if never.</param>
     public static double RecentPeak(IReadOnlyList<double> history, double stepSeconds, int stabilizationSeconds,
-        (DateTimeOffset Time, double PlannedRps)? lastScaleUp, DateTimeOffset now)
+        (DateTimeOffset Time, double HeldRps)? lastScaleUp, DateTimeOffset now)
     {
         int points = Math.Min(history.Count, (int)(stabilizationSeconds / stepSeconds) + 1);
         double peak = 0;
         for (int i = history.Count - points; i < history.Count; i++) peak = Math.Max(peak, history[i]);
-        if (lastScaleUp is { } grew && now - grew.Time < TimeSpan.FromSeconds(stabilizationSeconds)) peak = Math.Max(peak, grew.PlannedRps);
+        if (lastScaleUp is { } grew && now - grew.Time < TimeSpan.FromSeconds(stabilizationSeconds)) peak = Math.Max(peak, grew.HeldRps);
         return peak;
     }
 

@@ -17,7 +17,7 @@ public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IRe
 {
     static readonly DateTimeOffset Epoch = DateTimeOffset.UnixEpoch;
     readonly ILoadForecaster forecaster = LoadForecasters.Create(pipeline.Spec.Adaptation.Forecaster);
-    (DateTimeOffset Time, double PlannedRps)? lastScaleUp;
+    (DateTimeOffset Time, double HeldRps)? lastScaleUp;
     int lastScheduled;
 
     public string Name => name;
