@@ -27,12 +27,16 @@ public sealed class StageDeadlines(int stages)
         lock (gate) takesMs[stage] = takesMs[stage] == 0 ? ms : takesMs[stage] + Smoothing * (ms - takesMs[stage]);
     }
 
-    /// <summary>The time <paramref name="stage"/> may take, in ms, for a request that has <paramref name="leftMs"/> of its SLO; 0 when none is left.</summary>
+    /// <summary>
+    /// The time <paramref name="stage"/> may take, in ms, for a request that has <paramref name="leftMs"/> of its SLO; 0 when none is
+    /// left. It never holds back more than half of what is left for the later stages: one that was slow once (a cold start, an
+    /// overload) must not starve the stages before it, or no request would reach it again and its average would never learn.
+    /// </summary>
     public double TimeForMs(int stage, double leftMs)
     {
         double later = 0;
         lock (gate)
             for (int s = stage + 1; s < takesMs.Length; s++) later += takesMs[s];
-        return Math.Max(0, leftMs - later);
+        return Math.Max(0, leftMs - Math.Min(later, leftMs / 2));
     }
 }

@@ -17,6 +17,12 @@ public sealed class StageDeadlinesTests
 
         deadlines.Answered(2, 150); // a moving average: 50 + 0.1 × (150 − 50)
         Assert.Equal(500 - 100 - 60, deadlines.TimeForMs(0, 500), 9);
-        Assert.Equal(0, deadlines.TimeForMs(0, 120)); // less is left than the later stages take
+        Assert.Equal(60, deadlines.TimeForMs(0, 120)); // less is left than the later stages take: half is held back, no more
+        Assert.Equal(0, deadlines.TimeForMs(0, -5));
+
+        // A later stage that once took longer than the whole SLO (a cold start) does not starve the first.
+        var cold = new StageDeadlines(2);
+        cold.Answered(1, 2000);
+        Assert.Equal(400, cold.TimeForMs(0, 800));
     }
 }
