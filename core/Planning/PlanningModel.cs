@@ -245,8 +245,10 @@ sealed class PlanningModel
         for (int n = fewest; n <= stage.MaxReplicas; n++)
         {
             double latency = AllocationLatency.Ms(pipeline, stage, point, n, rate);
+            // The fewest replicas are saturated when the load is exactly their throughput; one more is not.
+            if (double.IsPositiveInfinity(latency)) continue;
             if (!(latency < previous)) yield break;
-            if (double.IsFinite(latency)) yield return (n, latency);
+            yield return (n, latency);
             previous = latency;
         }
     }

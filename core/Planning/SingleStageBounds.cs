@@ -6,10 +6,13 @@ namespace Adaptive.Core.Planning;
 /// within the SLO. A configuration that keeps every rule bounds the optimum from below; for each option, the
 /// linear relaxation of the rest of the pipeline (its other stages within what the option leaves of the SLO)
 /// bounds from above every configuration that takes it. An option whose bound falls below the configuration's
-/// objective is in no optimal configuration and is dropped. Budget and hardware limits are left out of the
+/// objective is in no optimal configuration and is dropped; that is repeated while it drops something (each
+/// drop lowers the others' bounds). On the few options left the bound is then exact: the best configuration
+/// within the SLO through each option, from the Pareto fronts of the stages before and after it; the best of
+/// them all becomes the configuration when it keeps every rule. Budget and hardware limits are left out of the
 /// bounds (which only loosens them); the loading term, a maximum over stages, counts exactly in the
 /// configuration and as 0 in the bounds. With queueing a stage has 30–50 options (one per useful replica
-/// count); this leaves a few, and CP-SAT proves the optimum several times faster. Pipelines that multiply
+/// count); this leaves about one, and CP-SAT proves the optimum several times faster. Pipelines that multiply
 /// accuracies are left whole: their objective does not add up by stage.
 /// </summary>
 /// <remarks>
@@ -38,19 +41,32 @@ static class SingleStageBounds
             return null;
         var rules = new Rules(pipeline, sharedLimits, candidates);
         if (Knapsack(rules) is not { } incumbent || !Repair(rules, incumbent)) return null;
-        var intervals = new Intervals(rules);
         double lower = Improve(rules, incumbent);
-
         double tolerance = 1e-9 * Math.Max(1, Math.Abs(lower));
-        var kept = new int[candidates.Count];
+        for (bool dropped = true; dropped;)
+        {
+            var intervals = new Intervals(rules);
+            dropped = false;
+            for (int s = 0; s < candidates.Count; s++)
+            {
+                var chosen = candidates[s][incumbent[s]];
+                var stage = candidates[s];
+                candidates[s] = [.. stage.Where((_, i) => i == incumbent[s] || intervals.Bound(rules, s, i) >= lower - tolerance)];
+                incumbent[s] = candidates[s].IndexOf(chosen);
+                dropped |= candidates[s].Count < stage.Count;
+            }
+            if (dropped) rules = new Rules(pipeline, sharedLimits, candidates);
+        }
+        var fronts = new Fronts(rules, lower - tolerance);
+        if (fronts.Best() is { } best && rules.Objective(best) is { } value && value > lower) (incumbent, lower) = (best, value);
         for (int s = 0; s < candidates.Count; s++)
         {
             var chosen = candidates[s][incumbent[s]];
             var stage = candidates[s];
-            candidates[s] = [.. stage.Where((_, i) => i == incumbent[s] || intervals.Bound(rules, s, i) >= lower - tolerance)];
-            kept[s] = candidates[s].IndexOf(chosen);
+            candidates[s] = [.. stage.Where((_, i) => i == incumbent[s] || fronts.Bound(s, i) >= lower - tolerance)];
+            incumbent[s] = candidates[s].IndexOf(chosen);
         }
-        return kept;
+        return incumbent;
     }
 
     /// <summary>Swaps options, the least valuable loss per unit of excess first, until the budget and limits hold within the SLO.</summary>
@@ -141,6 +157,15 @@ static class SingleStageBounds
                     ? c.Hardware.LoadTimeS : 0).ToArray())];
         }
 
+        /// <summary>Σ the hardware limits: a configuration that keeps them has at most this many replicas on limited classes.</summary>
+        public long TotalLimit => limits.Sum(l => (long)l);
+
+        /// <summary>The most replicas any configuration puts on limited classes.</summary>
+        public long MostLimitedReplicas => replicas.Select((stage, s) => stage.Select((_, i) => LimitedReplicas(s, i)).Max()).Sum(r => (long)r);
+
+        /// <summary>The replicas an option puts on limited classes.</summary>
+        public int LimitedReplicas(int stage, int option) => limitedClass[stage][option] >= 0 ? replicas[stage][option] : 0;
+
         public long Latency(int[] choice)
         {
             long total = 0;
@@ -209,6 +234,180 @@ static class SingleStageBounds
             used -= (int)((rules.LatencyNs[s][choice[s]] + step - 1) / step);
         }
         return choice;
+    }
+
+    /// <summary>
+    /// The knapsack with latencies rounded down to steps of SLO / <see cref="Steps"/>: a relaxation, since every
+    /// configuration within the SLO stays within it, and a close one, each stage gaining less than a step. It
+    /// bounds what the stages before or after one can add within a latency, for <see cref="Fronts"/>; it costs
+    /// the options times the steps, so it runs on what <see cref="Intervals"/> leaves.
+    /// </summary>
+    sealed class RoundedDownKnapsack
+    {
+        readonly long step;
+        readonly int budget;
+
+        /// <summary>Per stage s and steps u: the best of the stages before s (<see cref="before"/>) or after it (<see cref="after"/>) within u steps.</summary>
+        readonly double[][] before, after;
+
+        public RoundedDownKnapsack(Rules rules)
+        {
+            step = Math.Max(1, rules.SloNs / Steps);
+            budget = (int)(rules.SloNs / step);
+            int stages = rules.Values.Length;
+            before = new double[stages][];
+            after = new double[stages][];
+            before[0] = new double[budget + 1];
+            for (int s = 1; s < stages; s++) before[s] = Add(rules, s - 1, before[s - 1]);
+            after[stages - 1] = new double[budget + 1];
+            for (int s = stages - 2; s >= 0; s--) after[s] = Add(rules, s + 1, after[s + 1]);
+        }
+
+        int StepsOf(Rules rules, int stage, int option) => (int)(rules.LatencyNs[stage][option] / step);
+
+        /// <summary>The best of <paramref name="rest"/> and one option of <paramref name="stage"/> within each number of steps.</summary>
+        double[] Add(Rules rules, int stage, double[] rest)
+        {
+            var best = new double[budget + 1];
+            Array.Fill(best, double.NegativeInfinity);
+            for (int i = 0; i < rules.Values[stage].Length; i++)
+                for (int used = StepsOf(rules, stage, i), u = used; u <= budget; u++)
+                    best[u] = Math.Max(best[u], rest[u - used] + rules.Values[stage][i]);
+            return best;
+        }
+
+        /// <summary>The most the stages after <paramref name="stage"/> can add within <paramref name="leftNs"/>.</summary>
+        public double After(int stage, long leftNs) => leftNs < 0 ? double.NegativeInfinity : after[stage][(int)Math.Min(budget, leftNs / step)];
+
+        /// <summary>The most the stages before <paramref name="stage"/> can add within <paramref name="leftNs"/>.</summary>
+        public double Before(int stage, long leftNs) => leftNs < 0 ? double.NegativeInfinity : before[stage][(int)Math.Min(budget, leftNs / step)];
+    }
+
+    /// <summary>
+    /// The exact best configuration through each option, by the Pareto fronts of the stages before and after
+    /// each stage: partial configurations by latency (in ns, as the model has them), replicas on limited classes
+    /// (within Σ the limits) and value. The budget and each limit on its own are left to CP-SAT. Partial
+    /// configurations that the rounded-down knapsack cannot complete to <c>least</c> are dropped as they are
+    /// built, which keeps the fronts short.
+    /// </summary>
+    sealed class Fronts
+    {
+        /// <summary>A partial configuration, and how it was built: the entry of the front it extends and the option it adds.</summary>
+        readonly record struct Partial(long LatencyNs, int Limited, double Value, int Parent, int Option);
+
+        readonly Rules rules;
+
+        /// <summary>Replicas on limited classes a configuration may have: Σ the limits, or fewer when no configuration can reach it.</summary>
+        readonly int limitedRoom;
+
+        /// <summary>Per stage: the front of the stages before it, by latency.</summary>
+        readonly List<Partial>[] before;
+
+        /// <summary>Per stage and r: the front of the stages after it with at most r limited replicas, by latency, values rising.</summary>
+        readonly List<Partial>[][] afterWithin;
+
+        /// <summary>The front of whole configurations.</summary>
+        readonly List<Partial> whole;
+
+        public Fronts(Rules rules, double least)
+        {
+            this.rules = rules;
+            limitedRoom = (int)Math.Min(rules.TotalLimit, rules.MostLimitedReplicas);
+            var completion = new RoundedDownKnapsack(rules);
+            int stages = rules.Values.Length;
+            before = new List<Partial>[stages];
+            before[0] = [new(0, 0, 0, -1, -1)];
+            for (int s = 1; s < stages; s++)
+                before[s] = Extend(s - 1, before[s - 1], (latency, value) => value + completion.After(s - 1, rules.SloNs - latency) >= least);
+            whole = Extend(stages - 1, before[stages - 1], (_, value) => value >= least);
+            afterWithin = new List<Partial>[stages][];
+            var after = new List<Partial> { new(0, 0, 0, -1, -1) };
+            for (int s = stages - 1; s >= 0; s--)
+            {
+                afterWithin[s] = [.. Enumerable.Range(0, limitedRoom + 1).Select(r => Within(after, r))];
+                if (s > 0) after = Extend(s, after, (latency, value) => value + completion.Before(s, rules.SloNs - latency) >= least);
+            }
+        }
+
+        /// <summary>
+        /// The front of <paramref name="front"/> and one option of <paramref name="stage"/>, of the partial
+        /// configurations within the SLO and the limits that <paramref name="promising"/> keeps: none is kept that
+        /// another is at least as fast, as light on limited classes and as valuable as.
+        /// </summary>
+        List<Partial> Extend(int stage, List<Partial> front, Func<long, double, bool> promising)
+        {
+            var sums = new Partial[rules.Values[stage].Length * front.Count];
+            var order = new long[sums.Length];
+            int count = 0;
+            for (int i = 0; i < rules.Values[stage].Length; i++)
+                for (int f = 0; f < front.Count; f++)
+                {
+                    long latency = front[f].LatencyNs + rules.LatencyNs[stage][i];
+                    int limited = front[f].Limited + rules.LimitedReplicas(stage, i);
+                    double value = front[f].Value + rules.Values[stage][i];
+                    if (latency > rules.SloNs || limited > limitedRoom || !promising(latency, value)) continue;
+                    sums[count] = new(latency, limited, value, f, i);
+                    order[count++] = latency * (limitedRoom + 1) + limited;
+                }
+            Array.Sort(order, sums, 0, count);
+            // The best value among those kept (all at least as fast) with at most r limited replicas.
+            var bestWithin = new double[limitedRoom + 1];
+            Array.Fill(bestWithin, double.NegativeInfinity);
+            var kept = new List<Partial>();
+            foreach (var sum in sums.AsSpan(0, count))
+            {
+                if (sum.Value <= bestWithin[sum.Limited]) continue;
+                kept.Add(sum);
+                for (int r = sum.Limited; r <= limitedRoom && bestWithin[r] < sum.Value; r++) bestWithin[r] = sum.Value;
+            }
+            return kept;
+        }
+
+        /// <summary>The parts of <paramref name="front"/> (by latency) with at most <paramref name="limited"/> limited replicas that no faster one beats, values rising.</summary>
+        static List<Partial> Within(List<Partial> front, int limited)
+        {
+            var kept = new List<Partial>();
+            foreach (var part in front)
+                if (part.Limited <= limited && (kept.Count == 0 || part.Value > kept[^1].Value)) kept.Add(part);
+            return kept;
+        }
+
+        /// <summary>The most valuable configuration within the SLO and Σ the limits, as an option per stage; null when none reaches the least.</summary>
+        public int[]? Best()
+        {
+            if (whole.Count == 0) return null;
+            var choice = new int[before.Length];
+            var entry = whole.MaxBy(p => p.Value);
+            for (int s = before.Length - 1; s >= 0; s--)
+            {
+                choice[s] = entry.Option;
+                entry = before[s][entry.Parent];
+            }
+            return choice;
+        }
+
+        /// <summary>The most a configuration that takes option <paramref name="option"/> of stage <paramref name="stage"/> reaches (−∞ when none reaches the least).</summary>
+        public double Bound(int stage, int option)
+        {
+            long left = rules.SloNs - rules.LatencyNs[stage][option];
+            int room = limitedRoom - rules.LimitedReplicas(stage, option);
+            double best = double.NegativeInfinity;
+            foreach (var part in before[stage])
+            {
+                if (part.Limited > room || part.LatencyNs > left) continue;
+                var second = afterWithin[stage][room - part.Limited];
+                // The slowest of the second parts that fits is the most valuable.
+                int low = 0, high = second.Count;
+                while (low < high)
+                {
+                    int middle = (low + high) / 2;
+                    if (second[middle].LatencyNs <= left - part.LatencyNs) low = middle + 1;
+                    else high = middle;
+                }
+                if (low > 0) best = Math.Max(best, part.Value + second[low - 1].Value);
+            }
+            return rules.Values[stage][option] + best;
+        }
     }
 
     /// <summary>The prices of latency at which some stage's best option changes, and every stage's choice between them.</summary>

@@ -63,10 +63,14 @@ public static class BenchPlannerCommand
             foreach (var (mode, classes, s, v) in grid)
             {
                 var cell = new Cell(s, v, classes, mode, [], []);
+                PlanningProblem Instance(int r) =>
+                    PlanningProblem.Single(SyntheticPipelines.Build(s, v, classes, mode, maxReplicas, new Random(HashCode.Combine(s, v, classes, mode, r))) with { LatencyModel = latencyModel });
+                // An instance of the cell's size first, untimed: larger problems reach code that small ones leave cold.
+                planner.Plan(Instance(-1));
+                Thread.Sleep(CompilerGrace);
                 for (int r = 0; r < repeats; r++)
                 {
-                    var random = new Random(HashCode.Combine(s, v, classes, mode, r));
-                    var result = planner.Plan(PlanningProblem.Single(SyntheticPipelines.Build(s, v, classes, mode, maxReplicas, random) with { LatencyModel = latencyModel }));
+                    var result = planner.Plan(Instance(r));
                     cell.SolveMs.Add(result.SolveMs);
                     cell.Statuses[result.Status] = cell.Statuses.GetValueOrDefault(result.Status) + 1;
                     task.Increment(1);
@@ -88,7 +92,8 @@ public static class BenchPlannerCommand
     /// "Warm" is the operator after its first decisions: CP-SAT's native library loaded and the planner's code
     /// compiled to its optimised tier. .NET compiles a method again, optimised, after 30 calls, in the background;
     /// so small problems of each measured mode (one stage where it is mixed, whose search is slow) are planned
-    /// for a second, then the compiler is given time to finish.
+    /// for a second, then the compiler is given time to finish; each cell then plans one instance of its size
+    /// untimed (without it, the first instance of a cell took up to 3 times the rest).
     /// </summary>
     static void WarmUp(CpSatPlanner planner, StageMode[] modes, int maxReplicas, LatencyModel latencyModel)
     {
@@ -99,6 +104,9 @@ public static class BenchPlannerCommand
                 planner.Plan(PlanningProblem.Single(SyntheticPipelines.Build(mode == StageMode.Mixed ? 1 : 3, 3, 1 + i % 2, mode, maxReplicas, random) with { LatencyModel = latencyModel }));
         Thread.Sleep(TimeSpan.FromMilliseconds(500));
     }
+
+    /// <summary>Time for the compiler's background work after new code has run.</summary>
+    static readonly TimeSpan CompilerGrace = TimeSpan.FromMilliseconds(200);
 
     static void WriteCsv(List<Cell> cells, string path)
     {

@@ -78,18 +78,21 @@ public class PlannerPropertyTests
     }
 
     /// <summary>
-    /// Found by the property above, where CP-SAT alone fails: its presolve calls a feasible model infeasible
+    /// Found by the properties above. Where CP-SAT alone fails: its presolve calls a feasible model infeasible
     /// (seed 1230346243); its presolve probing proves an optimum below the true one (seed 1454710112, one
     /// pipeline of it); with probing it finds nothing in 10 s where without it solves the problem in 30 ms
     /// (seed 1067058435); and the same in a linear model (one mixed stage without batching under a product of
-    /// accuracies, seed 1693370104), which was searched once, with probing, and found nothing in 10 s.
+    /// accuracies, seed 1693370104), which was searched once, with probing, and found nothing in 10 s. And
+    /// where the model missed an option: a load exactly at one replica's throughput saturates it, and the
+    /// option of two replicas was never offered (seed 1946870116).
     /// </summary>
     [Theory]
     [InlineData("presolve-false-infeasible.json")]
     [InlineData("presolve-wrong-optimum.json")]
     [InlineData("probing-stalls.json")]
     [InlineData("linear-probing-stalls.json")]
-    public void ProblemsCpSatAloneGetsWrongAreSolved(string file)
+    [InlineData("saturated-fewest-replicas.json")]
+    public void ProblemsFoundByThePropertiesAreSolved(string file)
     {
         string text = File.ReadAllText(RepoPaths.Of("tests", "Planning", "Cases", file));
         var problem = ExchangeFormat.Parse(text).Problem;
