@@ -19,6 +19,13 @@ public sealed record SimulatedGroup(string Variant, string Hardware, int Replica
     /// <summary>The stage's max queue delay, where it has its own; else <see cref="SimulationOptions.MaxQueueDelayMs"/>.</summary>
     public double? MaxQueueDelayMs { get; init; }
 
+    /// <summary>
+    /// Where every replica of the cluster shares one machine (<c>replay --live</c>): the profile measured with 1, 2, …
+    /// replicas busy at once, and a batch's service time follows the one for the replicas busy as it starts (the
+    /// last beyond). Null where each replica has cores of its own: <see cref="Profile"/>.
+    /// </summary>
+    public IReadOnlyList<IReadOnlyList<ProfilePoint>>? ProfilesWhenBusy { get; init; }
+
     public string Key => $"{Variant}@{Hardware}/b{Batch}";
 }
 
@@ -329,7 +336,7 @@ public sealed class ClusterSimulator
             while (batch.Count < group.Spec.Batch && group.Queue.Count > 0) batch.Add(group.Queue.Dequeue().Request);
             replica.State = ReplicaState.Busy;
             var spec = group.Spec;
-            var serviceTime = ServiceTimeOf(spec, batch.Count);
+            var serviceTime = ServiceTimeOf(spec, batch.Count, BusyReplicas(spec));
             replica.ExpectedDone = now + serviceTime.MeanMs / 1000;
             double serviceMs = serviceTime.Sample(random);
             At(now + serviceMs / 1000, () =>
@@ -360,9 +367,10 @@ public sealed class ClusterSimulator
         var free = group.Replicas.Where(r => r.State is ReplicaState.Idle or ReplicaState.Busy && !r.Removing)
             .Select(r => r.State == ReplicaState.Busy ? Math.Max(now, r.ExpectedDone) : now).Order().ToArray();
         int ahead = queued / batch; // full batches before the one this request joins
-        double fullBatchSeconds = ServiceTimeOf(group.Spec, batch).MeanMs / 1000;
+        int busy = Math.Max(1, BusyReplicas(group.Spec));
+        double fullBatchSeconds = ServiceTimeOf(group.Spec, batch, busy).MeanMs / 1000;
         double starts = free[ahead % ready] + ahead / ready * fullBatchSeconds;
-        double done = starts + ServiceTimeOf(group.Spec, queued % batch + 1).MeanMs / 1000;
+        double done = starts + ServiceTimeOf(group.Spec, queued % batch + 1, busy).MeanMs / 1000;
         if (queued % batch + 1 < batch) done += (group.Spec.MaxQueueDelayMs ?? options.MaxQueueDelayMs) / 1000;
         return done <= request.StageDeadline;
     }
@@ -500,9 +508,19 @@ public sealed class ClusterSimulator
         group.Replicas.RemoveAll(r => r.State == ReplicaState.Gone);
     }
 
-    /// <summary>The service time of the smallest profiled batch that holds <paramref name="requests"/> (the largest when none does).</summary>
-    static ServiceTime ServiceTimeOf(SimulatedGroup group, int requests) =>
-        ServiceTime.Of(group.Profile.Where(p => p.Batch >= requests).MinBy(p => p.Batch) ?? group.Profile.MaxBy(p => p.Batch)!);
+    /// <summary>
+    /// The service time of the smallest profiled batch that holds <paramref name="requests"/> (the largest when
+    /// none does), from the profile for <paramref name="busy"/> replicas busy at once where the replicas share a machine.
+    /// </summary>
+    static ServiceTime ServiceTimeOf(SimulatedGroup group, int requests, int busy)
+    {
+        var profile = group.ProfilesWhenBusy is { Count: > 0 } shared ? shared[Math.Min(busy, shared.Count) - 1] : group.Profile;
+        return ServiceTime.Of(profile.Where(p => p.Batch >= requests).MinBy(p => p.Batch) ?? profile.MaxBy(p => p.Batch)!);
+    }
+
+    /// <summary>Replicas running a batch now, in every stage, where they share a machine with <paramref name="group"/>'s (else 0: it does not matter).</summary>
+    int BusyReplicas(SimulatedGroup group) => group.ProfilesWhenBusy is null ? 0
+        : stages.Sum(stage => stage.Groups.Sum(g => g.Replicas.Count(r => r.State == ReplicaState.Busy)));
 
     double Exponential(double rate) => -Math.Log(1 - random.NextDouble()) / rate;
 }

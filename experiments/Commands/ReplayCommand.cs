@@ -195,7 +195,7 @@ public static class ReplayCommand
         {
             spec.Adaptation.Forecaster = settings.Forecaster ?? spec.Adaptation.Forecaster;
             spec.Adaptation.TargetUtilization = settings.TargetUtilization ?? spec.Adaptation.TargetUtilization;
-        }), pipeline.PodStartSeconds);
+        }), pipeline.PodStartSeconds) { SharedMachineProfiles = pipeline.SharedMachineProfiles };
     }
 
     static void PrintTable(IReadOnlyList<PolicySummary> summaries, Workload workload)

@@ -52,7 +52,10 @@ public static class LiveReplay
             {
                 log($"{name}: {replay.Workload.Seconds} s live");
                 var (measured, startup, scrapePhase) = await RunLive(pipeline, name, replay, settings, cancellation);
-                var simulatedPipeline = new ReplayPipeline(pipeline.Spec, Math.Max(0, startup - pipeline.Spec.Spec.Stages[0].Variants.Average(v => v.Profiles[0].LoadTimeSeconds)));
+                var simulatedPipeline = new ReplayPipeline(pipeline.Spec, Math.Max(0, startup - pipeline.Spec.Spec.Stages[0].Variants.Average(v => v.Profiles[0].LoadTimeSeconds)))
+                {
+                    SharedMachineProfiles = pipeline.SharedMachineProfiles,
+                };
                 var policy = ReplayPolicies.Create(name, simulatedPipeline, replay.Workload.Peak, replay.Workload.Mean);
                 var simulated = ReplayRunner.Run(simulatedPipeline, policy, replay.Workload, replay.PriorArrivals,
                     simulatedPipeline.SimulationOptions(settings.Seed, hopMs), scrapePhaseSeconds: scrapePhase);
@@ -66,15 +69,24 @@ public static class LiveReplay
         }
     }
 
-    /// <summary>Writes the zoo models and measures them into a one-stage pipeline of this machine's profiles.</summary>
+    /// <summary>
+    /// Writes the zoo models and measures them into a one-stage pipeline of this machine's profiles: the
+    /// policies plan with each model measured alone; the simulation also gets each measured with 2, 3, …
+    /// copies busy at once, since the replicas share this machine's cores.
+    /// </summary>
     static ReplayPipeline Profile(string directory, LiveSettings settings, Action<string> log)
     {
         var zoo = ModelZoo.Write(directory, settings.Resolution, Depths, ModelZoo.DefaultSeed);
         var variants = new List<VariantSpec>();
+        var shared = new Dictionary<string, IReadOnlyList<IReadOnlyList<ProfilePoint>>>();
         foreach (var model in zoo.Models)
         {
-            var profile = Profiler.Profile(Path.Combine(directory, model.File), new ProfileOptions(Batches, 1, Device.Cpu, TimeSpan.FromSeconds(2)), log);
-            log($"profiled {profile.Name}: " + string.Join(", ", profile.Batches.Select(b => $"batch {b.Batch} p99 {b.P99Ms:F1} ms {b.ThroughputRps:F0} rps")));
+            var profiles = Enumerable.Range(1, settings.MaxReplicas).Select(replicas => Profiler.Profile(Path.Combine(directory, model.File),
+                new ProfileOptions(Batches, 1, Device.Cpu, TimeSpan.FromSeconds(2)) { Replicas = replicas }, log)).ToList();
+            var profile = profiles[0];
+            for (int busy = 1; busy <= profiles.Count; busy++)
+                log($"profiled {profile.Name} with {busy} busy: " + string.Join(", ", profiles[busy - 1].Batches.Select(b => $"batch {b.Batch} p99 {b.P99Ms:F1} ms {b.ThroughputRps:F0} rps")));
+            shared[profile.Name] = [.. profiles.Select(p => (IReadOnlyList<ProfilePoint>)[.. p.Batches.Select(b => new ProfilePoint(b.Batch, b.P99Ms, b.ThroughputRps))])];
             variants.Add(new VariantSpec
             {
                 Name = profile.Name,
@@ -103,7 +115,7 @@ public static class LiveReplay
                 Adaptation = new AdaptationSpec { IntervalSeconds = settings.IntervalSeconds },
             },
         };
-        return new ReplayPipeline(spec, podStartSeconds: 0);
+        return new ReplayPipeline(spec, podStartSeconds: 0) { SharedMachineProfiles = shared };
     }
 
     static LiveCluster Cluster(ReplayPipeline pipeline, LiveSettings settings)

@@ -13,7 +13,14 @@ public sealed record BatchMeasurement(int Batch, double P50Ms, double P99Ms, dou
 public sealed record ModelProfile(string Name, string Path, double? Accuracy, double LoadTimeSeconds, int Threads, string ExecutionProvider, IReadOnlyList<BatchMeasurement> Batches);
 
 /// <param name="Duration">How long each batch size is measured, after a warm-up.</param>
-public sealed record ProfileOptions(IReadOnlyList<int> Batches, int Threads, Device Device, TimeSpan Duration, int WarmupCalls = 3);
+public sealed record ProfileOptions(IReadOnlyList<int> Batches, int Threads, Device Device, TimeSpan Duration, int WarmupCalls = 3)
+{
+    /// <summary>
+    /// Copies of the model measured at once, each with its own session and batcher, as replicas sharing one
+    /// machine run; the latencies are over all of them and the throughput is per copy. 1: the model alone.
+    /// </summary>
+    public int Replicas { get; init; } = 1;
+}
 
 /// <summary>
 /// Measures a model the way a replica serves it: through the model server's dynamic batcher and ONNX
@@ -27,12 +34,26 @@ public static class Profiler
 
     public static ModelProfile Profile(string modelPath, ProfileOptions options, Action<string> warn, Action<BatchMeasurement>? measured = null)
     {
-        using var model = OnnxModel.Load(modelPath, new RuntimeOptions(options.Threads, 1, options.Device), warn);
+        var models = new List<OnnxModel>();
+        try
+        {
+            for (int i = 0; i < options.Replicas; i++) models.Add(OnnxModel.Load(modelPath, new RuntimeOptions(options.Threads, 1, options.Device), warn));
+            return Profile(modelPath, models, options, measured);
+        }
+        finally
+        {
+            foreach (var copy in models) copy.Dispose();
+        }
+    }
+
+    static ModelProfile Profile(string modelPath, IReadOnlyList<OnnxModel> models, ProfileOptions options, Action<BatchMeasurement>? measured)
+    {
+        var model = models[0];
         var inputs = SampleInputs(model, modelPath);
         var results = new List<BatchMeasurement>();
         foreach (int batch in options.Batches)
         {
-            var measurement = Measure(model, inputs, batch, options);
+            var measurement = Measure(models, inputs, batch, options);
             results.Add(measurement);
             measured?.Invoke(measurement);
         }
@@ -62,37 +83,44 @@ public static class Profiler
         return tensors;
     }
 
-    static BatchMeasurement Measure(OnnxModel model, IReadOnlyList<Tensor> inputs, int batch, ProfileOptions options)
+    static BatchMeasurement Measure(IReadOnlyList<OnnxModel> models, IReadOnlyList<Tensor> inputs, int batch, ProfileOptions options)
     {
-        var backend = new TimedBackend(model);
+        var backends = models.Select(m => new TimedBackend(m)).ToList();
         var metrics = new ModelMetrics(Prometheus.Metrics.NewCustomRegistry(), "profile", "profile");
         // A long queue delay and twice the batch outstanding: the batcher always finds a full batch.
-        using var batcher = new DynamicBatcher(backend, new BatchingOptions(batch, TimeSpan.FromSeconds(1), 4 * batch), metrics);
-        var request = new InferRequest(null, inputs, null);
-        var timeout = TimeSpan.FromMinutes(5);
+        var batchers = backends.Select(b => new DynamicBatcher(b, new BatchingOptions(batch, TimeSpan.FromSeconds(1), 4 * batch), metrics)).ToList();
+        try
+        {
+            var request = new InferRequest(null, inputs, null);
+            var timeout = TimeSpan.FromMinutes(5);
 
-        RunClosedLoop(batcher, request, timeout, batch, () => backend.Calls.Count >= options.WarmupCalls);
-        backend.Calls.Clear();
-        long started = Stopwatch.GetTimestamp();
-        long rows = RunClosedLoop(batcher, request, timeout, batch, () => Stopwatch.GetElapsedTime(started) >= options.Duration && backend.Calls.Count >= 2);
-        double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+            RunClosedLoops(batchers, request, timeout, batch, () => backends.All(b => b.Calls.Count >= options.WarmupCalls));
+            foreach (var backend in backends) lock (backend.Calls) backend.Calls.Clear();
+            long started = Stopwatch.GetTimestamp();
+            long rows = RunClosedLoops(batchers, request, timeout, batch, () => Stopwatch.GetElapsedTime(started) >= options.Duration && backends.All(b => b.Calls.Count >= 2));
+            double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
 
-        var full = backend.Calls.Where(c => c.Rows == batch).Select(c => c.Milliseconds).Order().ToList();
-        return new BatchMeasurement(batch, Math.Round(Percentiles.Of(full, 0.50), 3), Math.Round(Percentiles.Of(full, 0.99), 3), Math.Round(rows / seconds, 3), full.Count);
+            var full = backends.SelectMany(b => b.Calls).Where(c => c.Rows == batch).Select(c => c.Milliseconds).Order().ToList();
+            return new BatchMeasurement(batch, Math.Round(Percentiles.Of(full, 0.50), 3), Math.Round(Percentiles.Of(full, 0.99), 3), Math.Round(rows / seconds / models.Count, 3), full.Count);
+        }
+        finally
+        {
+            foreach (var batcher in batchers) batcher.Dispose();
+        }
     }
 
-    /// <summary>Keeps 2×batch single-row requests outstanding until <paramref name="done"/>; returns the rows answered.</summary>
-    static long RunClosedLoop(DynamicBatcher batcher, InferRequest request, TimeSpan timeout, int batch, Func<bool> done)
+    /// <summary>Keeps 2×batch single-row requests outstanding at each batcher until <paramref name="done"/>; returns the rows answered.</summary>
+    static long RunClosedLoops(IReadOnlyList<DynamicBatcher> batchers, InferRequest request, TimeSpan timeout, int batch, Func<bool> done)
     {
         long answered = 0;
-        var clients = Enumerable.Range(0, 2 * batch).Select(_ => Task.Run(async () =>
+        var clients = batchers.SelectMany(batcher => Enumerable.Range(0, 2 * batch).Select(_ => Task.Run(async () =>
         {
             while (!done())
             {
                 await batcher.Submit(request, timeout);
                 Interlocked.Increment(ref answered);
             }
-        })).ToArray();
+        }))).ToArray();
         Task.WaitAll(clients);
         return answered;
     }

@@ -30,6 +30,12 @@ public sealed class ReplayPipeline
     /// <summary>What the router and HTTP add to a request at a stage, ms: <c>replay --live</c> measured 1.0 on the development machine (README).</summary>
     public const double DefaultHopMs = 1.0;
 
+    /// <summary>
+    /// Where every replica runs on one machine (<c>replay --live</c>): per variant, its profile measured with 1, 2, …
+    /// replicas busy at once (<see cref="SimulatedGroup.ProfilesWhenBusy"/>). Null in a cluster.
+    /// </summary>
+    public IReadOnlyDictionary<string, IReadOnlyList<IReadOnlyList<ProfilePoint>>>? SharedMachineProfiles { get; init; }
+
     public ReplayPipeline(InferencePipeline spec, double podStartSeconds)
     {
         InferencePipelineValidator.Validate(spec);
@@ -70,6 +76,7 @@ public sealed class ReplayPipeline
                 CostPerReplica = profile.CostPerReplica ?? hardware.CostPerReplica,
                 StartupSeconds = PodStartSeconds + profile.LoadTimeSeconds,
                 MaxQueueDelayMs = pair.First.MaxQueueDelayMs,
+                ProfilesWhenBusy = SharedMachineProfiles?.GetValueOrDefault(a.Variant),
             };
         })]))];
 

@@ -92,6 +92,29 @@ public sealed class ClusterSimulatorTests
         Assert.Equal(with.Arrived, with.Served);
     }
 
+    /// <summary>
+    /// Where the replicas share one machine (<c>replay --live</c>), a batch takes the profile measured with as many
+    /// replicas busy as are busy when it starts: here 10 ms alone, 20 ms each with two at once.
+    /// </summary>
+    [Fact]
+    public void Replicas_sharing_a_machine_slow_each_other_as_measured()
+    {
+        SimulatedStage Stage(bool shared) => new("s", [new SimulatedGroup("v", "cpu", 2, 1, [new ProfilePoint(1, 10, 100)], 1)
+        {
+            ProfilesWhenBusy = shared ? [[new ProfilePoint(1, 10, 100)], [new ProfilePoint(1, 20, 50)]] : null,
+        }]);
+        var quiet = ClusterSimulator.Run([Stage(shared: true)], WorkloadPatterns.Steady(2, 600), Options(sloMs: 10_000));
+        Assert.Equal(10, quiet.LatenciesMs.Order().ElementAt(quiet.LatenciesMs.Count / 2), 6);
+
+        // At 80 rps each replica is busy 40 % of the time alone, so batches often start beside another.
+        var own = ClusterSimulator.Run([Stage(shared: false)], WorkloadPatterns.Steady(80, 300), Options(sloMs: 10_000));
+        var shared = ClusterSimulator.Run([Stage(shared: true)], WorkloadPatterns.Steady(80, 300), Options(sloMs: 10_000));
+        double SlowShare(SimulationResult result) => result.LatenciesMs.Count(l => l >= 20 - 1e-9) / (double)result.LatenciesMs.Count;
+        Assert.True(SlowShare(shared) > SlowShare(own) + 0.2, $"{SlowShare(shared):P1} took 20 ms or more shared, {SlowShare(own):P1} on cores of their own");
+        Assert.True(shared.LatenciesMs.Average() > own.LatenciesMs.Average() + 3, $"mean {shared.LatenciesMs.Average():F1} ms shared, {own.LatenciesMs.Average():F1} ms on their own");
+        Assert.Equal(shared.Arrived, shared.Served);
+    }
+
     [Fact]
     public void An_under_provisioned_configuration_violates_the_slo()
     {

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using Adaptive.Core.Api.V1Alpha1;
 using Adaptive.Core.Planning;
 using Adaptive.Experiments.Manifests;
+using Adaptive.Experiments.Profiling;
 using Adaptive.Experiments.Zoo;
 using Adaptive.ModelServer.Backend;
 using Adaptive.ModelServer.Protocol;
@@ -25,6 +26,22 @@ public sealed class ZooAndProfileTests(TestModels models) : IDisposable
     {
         var (_, parameters) = ResNet.Create(ResNet.Find(depth), 32, seed: 1);
         Assert.InRange(parameters, torchvision * 0.99, torchvision);
+    }
+
+    /// <summary>
+    /// Copies of a model profiled at once, as replicas sharing a machine (<c>replay --live</c> measures 1, 2, 3):
+    /// the calls of every copy count, and the throughput is per copy.
+    /// </summary>
+    [Fact]
+    public void Profiling_copies_at_once_counts_every_copy_and_reports_throughput_per_copy()
+    {
+        var duration = TimeSpan.FromSeconds(1.5);
+        var profile = Profiler.Profile(models.ResNet18, new ProfileOptions([1], 1, Device.Cpu, duration) { Replicas = 3 }, _ => { });
+        var measured = Assert.Single(profile.Batches);
+        // Rows per second per copy times three copies over (at least) the duration is every call of batch 1.
+        double oneCopysCalls = measured.ThroughputRps * duration.TotalSeconds;
+        Assert.True(measured.Calls >= 2.5 * oneCopysCalls, $"{measured.Calls} calls at {measured.ThroughputRps} rps per copy over {duration.TotalSeconds} s");
+        Assert.True(measured.P50Ms > 0 && measured.P99Ms >= measured.P50Ms);
     }
 
     [Fact]
