@@ -24,7 +24,7 @@ var maxDelay = Create("--max-queue-delay-ms", "Longest the oldest request waits 
 var queueCapacity = Create("--queue-capacity", "Most requests waiting; more are refused with 429", 256);
 var intraThreads = Create("--intra-op-threads", "ONNX Runtime threads within an operator (0: one per CPU the process may use, within its container's limit)", 0);
 var interThreads = Create("--inter-op-threads", "ONNX Runtime threads across operators", 1);
-var device = Create("--device", "auto (CUDA when present, else CPU), cpu or cuda", Device.Auto);
+var device = Create("--device", "auto (CUDA when present, else CPU), cpu, or cuda (exit when CUDA cannot run the model)", Device.Auto);
 var bodyBudget = Create("--max-inflight-body-bytes", "Most bytes of request bodies read at once, over all requests; more are refused with 429", ModelServerOptions.DefaultBodyBudgetBytes);
 var pinThreads = Create("--pin-threads", "Give each intra-op thread a CPU of its own; only for a pod with exclusive CPUs (Guaranteed, whole CPUs, the kubelet's static CPU manager policy)", false);
 
@@ -90,7 +90,7 @@ static int Run(Func<WebApplication> build)
     {
         app = build();
     }
-    catch (Exception e) when (e is ConfigurationException or FileNotFoundException or InvalidDataException or RouterConfigException)
+    catch (Exception e) when (e is ConfigurationException or FileNotFoundException or InvalidDataException or RouterConfigException or DeviceUnavailableException)
     {
         Console.Error.WriteLine($"adaptive-server: {e.Message}");
         return 2;

@@ -9,7 +9,8 @@ var kubeconfig = new Option<string?>("--kubeconfig") { Description = "The kubeco
 var context = new Option<string?>("--context") { Description = "The kubeconfig context to use (default: its current context)" };
 var watchNamespace = new Option<string?>("--namespace") { Description = "Namespace to watch (default: all)" };
 var prometheus = new Option<string?>("--prometheus-url") { Description = "Prometheus for pipelines that name none" };
-var image = new Option<string>("--model-server-image") { Description = "Image of adaptive-server for model servers and routers", DefaultValueFactory = _ => "adaptive-server:latest" };
+var image = new Option<string>("--model-server-image") { Description = "Image of adaptive-server for routers and CPU model servers", DefaultValueFactory = _ => "adaptive-server:latest" };
+var gpuImage = new Option<string?>("--model-server-gpu-image") { Description = "Image of adaptive-server built for GPUs, for classes that request nvidia.com/gpu (default: --model-server-image)" };
 var host = new Option<string>("--host") { Description = "Address for /metrics and health", DefaultValueFactory = _ => "0.0.0.0" };
 var port = new Option<int>("--port") { Description = "Port for /metrics and health", DefaultValueFactory = _ => 8081 };
 var workers = new Option<int>("--workers") { Description = "Pipelines reconciled at once", DefaultValueFactory = _ => 2 };
@@ -20,7 +21,7 @@ var leaseNamespace = new Option<string>("--lease-namespace") { Description = "Na
 
 var root = new RootCommand("adaptive-operator: keeps InferencePipelines fast, accurate and cheap as their load changes")
 {
-    kubeconfig, context, watchNamespace, prometheus, image, host, port, workers, retireAfter, scrapeInterval, leaderElection, leaseNamespace,
+    kubeconfig, context, watchNamespace, prometheus, image, gpuImage, host, port, workers, retireAfter, scrapeInterval, leaderElection, leaseNamespace,
 };
 root.SetAction(parse =>
 {
@@ -50,7 +51,7 @@ root.SetAction(parse =>
     var options = new OperatorOptions(parse.GetValue(host)!, parse.GetValue(port), parse.GetValue(watchNamespace),
         parse.GetValue(prometheus) is { } prometheusUrl ? new Uri(prometheusUrl) : null,
         scrape / 3, scrape * 2,
-        new ReconcilerSettings(new WorkloadSettings(parse.GetValue(image)!, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20)),
+        new ReconcilerSettings(new WorkloadSettings(parse.GetValue(image)!, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20), parse.GetValue(gpuImage) is { Length: > 0 } gpu ? gpu : null),
             TimeSpan.FromSeconds(parse.GetValue(retireAfter)), TimeSpan.FromSeconds(10)),
         parse.GetValue(workers), parse.GetValue(leaderElection), parse.GetValue(leaseNamespace)!,
         Environment.GetEnvironmentVariable("POD_NAME") ?? Environment.MachineName);

@@ -21,7 +21,7 @@ public static class ProfileCommand
         var seconds = new Option<double>("--seconds") { Description = "Measuring time per batch size, after warm-up", DefaultValueFactory = _ => 5 };
         var hardwareClass = new Option<string>("--hardware-class") { Description = "Hardware class the profiles are for", DefaultValueFactory = _ => "cpu" };
         var modelUri = new Option<string>("--model-uri-prefix") { Description = "Prefix of the modelUri written for each file", DefaultValueFactory = _ => "file:///models/" };
-        var device = new Option<Device>("--device") { Description = "auto, cpu or cuda", DefaultValueFactory = _ => Device.Cpu };
+        var device = new Option<Device>("--device") { Description = "auto (CUDA when present, else CPU), cpu, or cuda (fail when CUDA cannot run the model)", DefaultValueFactory = _ => Device.Cpu };
         var output = new Option<FileInfo?>("--out") { Description = "Write the YAML here instead of standard output" };
         var command = new Command("profile", "Measure ONNX models' batch latency and throughput and write manifest-ready variant profiles")
         {
@@ -55,7 +55,7 @@ public static class ProfileCommand
                 foreach (var m in profile.Batches)
                     table.AddRow(profile.Name, $"{m.Batch}", $"{m.P50Ms:F2}", $"{m.P99Ms:F2}", $"{m.ThroughputRps:F1}", $"{m.Calls}");
             }
-            catch (InvalidDataException e)
+            catch (Exception e) when (e is InvalidDataException or DeviceUnavailableException)
             {
                 return Fail(e.Message);
             }

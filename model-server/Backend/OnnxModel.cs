@@ -10,6 +10,9 @@ namespace Adaptive.ModelServer.Backend;
 /// <summary>Where a model runs. <c>Auto</c> takes CUDA when the runtime has it and falls back to the CPU.</summary>
 public enum Device { Auto, Cpu, Cuda }
 
+/// <summary>The device asked for cannot run the model here.</summary>
+public sealed class DeviceUnavailableException(string message) : Exception(message);
+
 /// <param name="IntraOpThreads">ONNX Runtime's threads within an operator; 0 for one per CPU this process
 /// may use. Not ONNX Runtime's own 0, which counts the machine's physical cores and pins its threads to
 /// them (its threading guide): that ignores a pod's CPU limit, and on a 2-vCPU VM it ran ResNet-18 on
@@ -88,8 +91,10 @@ public sealed class OnnxModel : IDisposable
             }
             catch (Exception e) when (e is OnnxRuntimeException or EntryPointNotFoundException or DllNotFoundException)
             {
-                if (runtime.Device == Device.Cuda) warn($"CUDA was requested but is not available ({e.Message.Split('\n')[0]}); running on the CPU");
-                else warn($"no CUDA execution provider ({e.Message.Split('\n')[0]}); running on the CPU");
+                // A replica planned with GPU profiles must not serve at CPU speed while all looks well.
+                if (runtime.Device == Device.Cuda)
+                    throw new DeviceUnavailableException($"--device cuda: no usable CUDA execution provider ({e.Message.Split('\n')[0]}); run the GPU image on a GPU node, or pass --device auto to fall back to the CPU");
+                warn($"no CUDA execution provider ({e.Message.Split('\n')[0]}); running on the CPU");
             }
         }
         InferenceSession session;

@@ -14,11 +14,22 @@ public sealed record AllocationObjects(string Stage, Allocation Allocation, V1De
     public VariantRoute Route => new($"{Allocation.Variant}-{Allocation.Hardware}", $"http://{Name}:{WorkloadSettings.Port}", Math.Max(Allocation.Share, 1e-6));
 }
 
-/// <param name="ModelServerImage">The image of <c>adaptive-server</c>, for model servers and routers.</param>
+/// <param name="ModelServerImage">The image of <c>adaptive-server</c>, for routers and the model servers of CPU classes.</param>
 /// <param name="DrainDelay">The model server's drain delay; the pod's grace period covers it and the drain timeout.</param>
-public sealed record WorkloadSettings(string ModelServerImage, TimeSpan DrainDelay, TimeSpan DrainTimeout)
+/// <param name="ModelServerGpuImage">The image for model servers of classes that request <c>nvidia.com/gpu</c> (built with the GPU runtime); null: <paramref name="ModelServerImage"/>.</param>
+public sealed record WorkloadSettings(string ModelServerImage, TimeSpan DrainDelay, TimeSpan DrainTimeout, string? ModelServerGpuImage = null)
 {
     public const int Port = 8080;
+
+    /// <summary>The extended resource of NVIDIA's device plugin: a class whose replicas request it runs on GPUs.</summary>
+    public const string GpuResource = "nvidia.com/gpu";
+
+    /// <summary>
+    /// The image a hardware class's model servers run: its own, else the GPU image for a class whose replicas
+    /// request GPUs, else the model-server image.
+    /// </summary>
+    public string ImageFor(HardwareClassSpec hardware, bool requestsGpu) =>
+        hardware.Image ?? (requestsGpu ? ModelServerGpuImage ?? ModelServerImage : ModelServerImage);
 }
 
 /// <summary>
@@ -63,8 +74,12 @@ public static class DesiredState
                     ["ADAPTIVE_REQUEST_TIMEOUT_MS"] = Invariant(pipeline.Spec.SloMs),
                 };
                 if (hardware.PinThreads) environment["ADAPTIVE_PIN_THREADS"] = "true";
-                var deployment = Deployment(pipeline, name, labels, allocation.Replicas, settings, ["serve"], environment,
-                    profile.Resources ?? hardware.Resources, hardware);
+                var resources = profile.Resources ?? hardware.Resources;
+                bool gpu = RequestsGpu(resources);
+                // A GPU class's server exits rather than fall back to the CPU; a CPU class's never takes a GPU.
+                environment["ADAPTIVE_DEVICE"] = gpu ? "cuda" : "cpu";
+                var deployment = Deployment(pipeline, name, labels, allocation.Replicas, settings, settings.ImageFor(hardware, gpu), ["serve"], environment,
+                    resources, hardware);
                 deployment.Metadata.Annotations = new Dictionary<string, string> { [Names.Batch] = Invariant(allocation.Batch) };
                 result.Add(new AllocationObjects(stage.Name, allocation, deployment, Service(pipeline, name, labels)));
             }
@@ -94,7 +109,7 @@ public static class DesiredState
             ["ADAPTIVE_CONFIG"] = "/etc/adaptive/routes.json",
             ["ADAPTIVE_REQUEST_TIMEOUT_MS"] = Invariant(pipeline.Spec.SloMs * 4),
         };
-        var deployment = Deployment(pipeline, name, labels, 1, settings, ["router"], environment, null, null);
+        var deployment = Deployment(pipeline, name, labels, 1, settings, settings.ModelServerImage, ["router"], environment, null, null);
         var pod = deployment.Spec.Template.Spec;
         pod.Volumes.Add(new V1Volume { Name = "routes", ConfigMap = new V1ConfigMapVolumeSource { Name = Names.RoutesConfigMap(pipeline.Metadata.Name) } });
         pod.Containers[0].VolumeMounts.Add(new V1VolumeMount { Name = "routes", MountPath = "/etc/adaptive", ReadOnlyProperty = true });
@@ -122,14 +137,19 @@ public static class DesiredState
             ? uri.LocalPath
             : throw new PlanningInputException($"variant {variant.Name}.modelUri", $"'{variant.ModelUri}' is not a file:// URI; the model server loads models from its file system (bake them into the image or mount a volume)");
 
+    /// <summary>Whether replicas with <paramref name="resources"/> ask for at least one GPU (as a request or a limit: the device plugin takes either).</summary>
+    static bool RequestsGpu(ResourcesSpec? resources) =>
+        new[] { resources?.Requests, resources?.Limits }.Any(quantities =>
+            quantities?.TryGetValue(WorkloadSettings.GpuResource, out var quantity) == true && new ResourceQuantity(quantity).ToDecimal() > 0);
+
     static V1Deployment Deployment(InferencePipeline pipeline, string name, Dictionary<string, string> labels, int replicas, WorkloadSettings settings,
-        List<string> args, Dictionary<string, string> environment, ResourcesSpec? resources, HardwareClassSpec? hardware)
+        string image, List<string> args, Dictionary<string, string> environment, ResourcesSpec? resources, HardwareClassSpec? hardware)
     {
         var selector = labels.Where(l => l.Key != Names.ManagedBy).ToDictionary(l => l.Key, l => l.Value);
         var container = new V1Container
         {
             Name = "adaptive-server",
-            Image = settings.ModelServerImage,
+            Image = image,
             Args = args,
             Env = [.. environment.Concat(new Dictionary<string, string>
             {

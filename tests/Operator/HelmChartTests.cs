@@ -34,6 +34,7 @@ public sealed class HelmChartTests : IDisposable
                      "path: /readyz", "path: /healthz", "- --leader-election", "replicas: 2", "- --lease-namespace=adaptive-system" })
             Assert.Contains(line, rendered);
         Assert.DoesNotContain("--namespace=", rendered);
+        Assert.DoesNotContain("--model-server-gpu-image", rendered);
     }
 
     [Fact]
@@ -45,11 +46,13 @@ public sealed class HelmChartTests : IDisposable
             ["grafanaDashboard.enabled"] = false,
             ["watchNamespace"] = "team-a",
             ["leaderElection"] = false,
+            ["modelServerGpuImage"] = "registry/adaptive-server:0.1.0-gpu",
         });
         Assert.Contains("kind: ServiceMonitor", rendered);
         Assert.DoesNotContain("grafana_dashboard", rendered);
         Assert.Contains("- --namespace=team-a", rendered);
         Assert.DoesNotContain("--leader-election", rendered);
+        Assert.Contains("- --model-server-gpu-image=registry/adaptive-server:0.1.0-gpu", rendered);
     }
 
     [Fact]

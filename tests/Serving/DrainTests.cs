@@ -120,5 +120,12 @@ public sealed class DrainTests(TestModels models)
         var zeroBatch = ServerProcess.Run(["serve", "--name", "classify", "--model", models.ResNet18, "--max-batch", "0"]);
         Assert.Equal(2, zeroBatch.ExitCode);
         Assert.Contains("--max-batch must be at least 1", zeroBatch.Output);
+
+        // This build's ONNX Runtime has no CUDA: a GPU class's server (ADAPTIVE_DEVICE=cuda, as the operator sets it)
+        // exits in one line rather than serve at CPU speed.
+        var noCuda = ServerProcess.Run(["serve", "--name", "classify", "--model", models.ResNet18], new Dictionary<string, string> { ["ADAPTIVE_DEVICE"] = "cuda" });
+        Assert.Equal(2, noCuda.ExitCode);
+        Assert.StartsWith("adaptive-server: --device cuda: no usable CUDA execution provider (", noCuda.Output);
+        Assert.Single(noCuda.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries));
     }
 }

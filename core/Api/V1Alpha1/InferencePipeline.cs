@@ -90,6 +90,12 @@ public sealed class HardwareClassSpec
     [JsonPropertyName("resources")] public ResourcesSpec? Resources { get; set; }
 
     /// <summary>
+    /// The model-server image of this class's replicas; absent: the operator's (its GPU image for a class
+    /// whose replicas request <c>nvidia.com/gpu</c>).
+    /// </summary>
+    [JsonPropertyName("image")] public string? Image { get; set; }
+
+    /// <summary>
     /// Give each ONNX Runtime thread of a replica a CPU of its own (<c>adaptive-server serve --pin-threads</c>):
     /// a shorter tail at low load. Only for nodes whose kubelet runs the static CPU manager policy, which
     /// gives whole CPUs to Guaranteed pods: so the resources must be whole CPUs, requests equal to limits.

@@ -48,6 +48,8 @@ public static partial class InferencePipelineValidator
             Name(hardwareClass.Name, $"{at}.name", 63);
             NonNegative(hardwareClass.CostPerReplica, $"{at}.costPerReplica");
             if (hardwareClass.MaxReplicas is { } max) AtLeast(max, 0, $"{at}.maxReplicas");
+            if (hardwareClass.Image is { } image && (image.Length == 0 || image.Any(char.IsWhiteSpace)))
+                throw new PlanningInputException($"{at}.image", $"must be an image reference (registry/name:tag), without spaces; got '{image}'");
         }
         var classes = spec.HardwareClasses.Select(c => c.Name).ToHashSet();
 
