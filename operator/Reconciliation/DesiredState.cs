@@ -158,6 +158,8 @@ public static class DesiredState
                 ["ADAPTIVE_DRAIN_TIMEOUT_MS"] = Invariant(settings.DrainTimeout.TotalMilliseconds),
             }).Select(e => new V1EnvVar { Name = e.Key, Value = e.Value })],
             Ports = [new V1ContainerPort { ContainerPort = WorkloadSettings.Port, Name = "http" }],
+            // A server that cannot start says why in one line on stderr: the pod's status shows it, and the operator reports it.
+            TerminationMessagePolicy = "FallbackToLogsOnError",
             ReadinessProbe = Probe("/v2/health/ready", periodSeconds: 2),
             LivenessProbe = Probe("/v2/health/live", periodSeconds: 10),
             Resources = resources is null ? null : new V1ResourceRequirements

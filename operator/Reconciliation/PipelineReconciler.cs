@@ -77,9 +77,17 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
             return retryMetrics;
         }
 
-        var (settled, retiring) = await Apply(pipeline, decision, running, now, cancellation);
-        Conditions.Set(status, PipelineCondition.Ready, settled, settled ? "Serving" : "Progressing",
-            settled ? "every planned variant is ready and routed" : "waiting for new variants to become ready before moving traffic to them", generation, now);
+        var (settled, retiring, failing) = await Apply(pipeline, decision, running, now, cancellation);
+        if (failing.Count > 0)
+        {
+            string why = $"{string.Join("; ", failing)}; traffic stays where it was";
+            bool news = !Conditions.Is(status, PipelineCondition.Ready, NotStartingReason) || status.Conditions.Single(c => c.Type == PipelineCondition.Ready).Message != why;
+            Conditions.Set(status, PipelineCondition.Ready, false, NotStartingReason, why, generation, now);
+            if (news) await Event(pipeline, "Warning", NotStartingReason, why, cancellation);
+        }
+        else
+            Conditions.Set(status, PipelineCondition.Ready, settled, settled ? "Serving" : "Progressing",
+                settled ? "every planned variant is ready and routed" : "waiting for new variants to become ready before moving traffic to them", generation, now);
         if (settled && !retiring && stabilizing is not null)
             Conditions.Set(status, PipelineCondition.Adapting, false, StabilizingReason, stabilizing, generation, now);
         else
@@ -138,6 +146,9 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
     /// adds capacity, and leaves the schedule of decisions as it was.
     /// </summary>
     const string StabilizingReason = "ScaleDownStabilization";
+
+    /// <summary>The Ready condition's reason while a planned variant's pods fail to start (crash, image, scheduling).</summary>
+    const string NotStartingReason = "VariantNotStarting";
 
     async Task<(IReadOnlyList<StagePlan>? Decision, bool MetricsFailed, string? Stabilizing)> Decide(InferencePipeline pipeline, InferencePipelineStatus status,
         IReadOnlyList<StagePlan>? previous, List<RunningAllocation> current, DateTimeOffset now, double? surgeRps, CancellationToken cancellation)
@@ -225,13 +236,15 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
     /// Makes the cluster run the decision, make-before-break: new variants first; traffic moves to a
     /// variant only once it has ready pods, and stays on the old ones of its stage until then; a variant
     /// whose traffic is gone is removed after <see cref="ReconcilerSettings.RetireAfter"/>. Returns
-    /// whether everything planned is ready and routed, and whether replaced variants are still retiring.
+    /// whether everything planned is ready and routed, whether replaced variants are still retiring, and why
+    /// planned variants that are not ready fail to start, where their pods say.
     /// </summary>
-    async Task<(bool Settled, bool Retiring)> Apply(InferencePipeline pipeline, IReadOnlyList<StagePlan> decision, List<V1Deployment> running, DateTimeOffset now, CancellationToken cancellation)
+    async Task<(bool Settled, bool Retiring, List<string> Failing)> Apply(InferencePipeline pipeline, IReadOnlyList<StagePlan> decision, List<V1Deployment> running, DateTimeOffset now, CancellationToken cancellation)
     {
         string ns = pipeline.Metadata.Namespace!;
         var desired = DesiredState.Allocations(pipeline, new PipelinePlan(pipeline.Metadata.Name, null, decision), settings.Workload);
         var ready = new HashSet<string>();
+        var failing = new List<string>();
         foreach (var allocation in desired)
         {
             var applied = await client.AppsV1.PatchNamespacedDeploymentAsync(new V1Patch(allocation.Deployment, V1Patch.PatchType.ApplyPatch),
@@ -241,6 +254,8 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
             if (applied.Status?.ReadyReplicas >= 1 && applied.Metadata.Annotations?.ContainsKey(Names.RetiringSince) == true)
                 await Unretire(allocation.Name, ns, cancellation);
             if (applied.Status?.ReadyReplicas >= 1) ready.Add(allocation.Name);
+            else if (await WhyNotStarting(applied, ns, cancellation) is { } why)
+                failing.Add($"{allocation.Stage}/{allocation.Allocation.Variant} on {allocation.Allocation.Hardware}: {why}");
         }
         var (routerDeployment, routerService) = DesiredState.Router(pipeline, settings.Workload);
         await client.AppsV1.PatchNamespacedDeploymentAsync(new V1Patch(routerDeployment, V1Patch.PatchType.ApplyPatch),
@@ -283,8 +298,39 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         bool retiring = false;
         foreach (var old in running.Where(d => desired.All(a => a.Name != d.Metadata.Name) && !keptOld.Contains(d.Metadata.Name)))
             retiring |= !await Retire(old, ns, now, cancellation);
-        return (settled, retiring);
+        return (settled, retiring, failing);
     }
+
+    /// <summary>Container states in which a pod will not become ready without a change of spec or cluster.</summary>
+    static readonly HashSet<string> StuckWaiting =
+        ["CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"];
+
+    /// <summary>
+    /// What keeps a Deployment's pods from starting, as they report it: a container waiting in a state it will not
+    /// leave by itself, with its last exit (the model server's one line, the container's termination message), or
+    /// a pod the scheduler cannot place. Null when none says (still starting, or nothing wrong yet).
+    /// </summary>
+    async Task<string?> WhyNotStarting(V1Deployment deployment, string ns, CancellationToken cancellation)
+    {
+        string selector = string.Join(",", deployment.Spec.Selector.MatchLabels.Select(l => $"{l.Key}={l.Value}"));
+        var pods = await client.CoreV1.ListNamespacedPodAsync(ns, labelSelector: selector, cancellationToken: cancellation);
+        foreach (var pod in pods.Items)
+        {
+            foreach (var container in pod.Status?.ContainerStatuses ?? [])
+            {
+                if (container.State?.Waiting is not { } waiting || !StuckWaiting.Contains(waiting.Reason ?? "")) continue;
+                string detail = container.LastState?.Terminated is { } exit
+                    ? $", last exit {exit.ExitCode}: {FirstLine(exit.Message ?? exit.Reason)}"
+                    : waiting.Message is { Length: > 0 } message ? $": {FirstLine(message)}" : "";
+                return $"{waiting.Reason}{detail}";
+            }
+            if (pod.Status?.Conditions?.FirstOrDefault(c => c.Type == "PodScheduled" && c.Status == "False" && c.Reason == "Unschedulable") is { } unschedulable)
+                return $"Unschedulable: {FirstLine(unschedulable.Message)}";
+        }
+        return null;
+    }
+
+    static string FirstLine(string? text) => text?.Trim().Split('\n')[0].Trim() ?? "";
 
     /// <summary>Marks a variant whose traffic is gone, and deletes it once it has been retiring long enough. True when deleted.</summary>
     async Task<bool> Retire(V1Deployment deployment, string ns, DateTimeOffset now, CancellationToken cancellation)

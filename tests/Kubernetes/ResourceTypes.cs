@@ -46,6 +46,7 @@ public sealed record ResourceType(string Group, string Version, string Plural, s
         new("", "v1", "namespaces", "namespace", "Namespace", Namespaced: false, HasStatus: true, HasGeneration: false, NameRule.Dns1035Label) { ShortNames = ["ns"] },
         new("apps", "v1", "deployments", "deployment", "Deployment", Namespaced: true, HasStatus: true, HasGeneration: true, NameRule.Dns1123Subdomain) { ShortNames = ["deploy"], Categories = ["all"] },
         new("", "v1", "services", "service", "Service", Namespaced: true, HasStatus: true, HasGeneration: false, NameRule.Dns1035Label) { ShortNames = ["svc"], Categories = ["all"] },
+        new("", "v1", "pods", "pod", "Pod", Namespaced: true, HasStatus: true, HasGeneration: false, NameRule.Dns1123Subdomain) { ShortNames = ["po"], Categories = ["all"] },
         new("", "v1", "configmaps", "configmap", "ConfigMap", Namespaced: true, HasStatus: false, HasGeneration: false, NameRule.Dns1123Subdomain) { ShortNames = ["cm"] },
         new("", "v1", "events", "event", "Event", Namespaced: true, HasStatus: false, HasGeneration: false, NameRule.Dns1123Subdomain) { ShortNames = ["ev"] },
         new("events.k8s.io", "v1", "events", "event", "Event", Namespaced: true, HasStatus: false, HasGeneration: false, NameRule.Dns1123Subdomain) { ShortNames = ["ev"] },

@@ -24,6 +24,70 @@ public sealed class OperatorFaultTests
         harness.Client.CustomObjects.PatchNamespacedCustomObjectAsync(new V1Patch(patch, V1Patch.PatchType.MergePatch),
             InferencePipeline.Group, InferencePipeline.Version, OperatorHarness.Namespace, InferencePipeline.Plural, "video", cancellationToken: Cancel);
 
+    /// <summary>
+    /// A planned variant whose pods crash (here: a GPU class's server that finds no CUDA, as the model server says it
+    /// in one line) or cannot be scheduled: the pipeline's Ready condition and a Warning event name the variant and
+    /// what its pods report.
+    /// </summary>
+    [Fact]
+    public async Task A_variant_whose_pods_do_not_start_says_why_on_the_pipeline()
+    {
+        await using var harness = await OperatorHarness.Start();
+        harness.Api.PodsReadyAfter = null; // no pod ever turns ready
+        await harness.Create(OperatorHarness.Sample("video-pipeline.yaml"));
+        var deployments = await OperatorHarness.Eventually(() => Task.FromResult(harness.Api.List("deployments", OperatorHarness.Namespace)),
+            list => list.Count(d => d["metadata"]!["labels"]!["adaptive.dev/component"]!.GetValue<string>() == "model-server") == 2, "the model servers' Deployments");
+        var servers = deployments.Where(d => d["metadata"]!["labels"]!["adaptive.dev/component"]!.GetValue<string>() == "model-server").ToList();
+        const string line = "adaptive-server: --device cuda: no usable CUDA execution provider (Failed to load shared library)";
+        await Pod(harness, servers[0], "crashing", new V1PodStatus
+        {
+            Phase = "Running",
+            ContainerStatuses = [new V1ContainerStatus
+            {
+                Name = "adaptive-server", Image = "adaptive-server:test", ImageID = "", Ready = false, RestartCount = 3,
+                State = new V1ContainerState { Waiting = new V1ContainerStateWaiting { Reason = "CrashLoopBackOff", Message = "back-off 40s restarting failed container" } },
+                LastState = new V1ContainerState { Terminated = new V1ContainerStateTerminated { ExitCode = 2, Reason = "Error", Message = line + "\n" } },
+            }],
+        });
+        await Pod(harness, servers[1], "pending", new V1PodStatus
+        {
+            Phase = "Pending",
+            Conditions = [new V1PodCondition { Type = "PodScheduled", Status = "False", Reason = "Unschedulable", Message = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu." }],
+        });
+
+        var failing = await OperatorHarness.Eventually(() => harness.Pipeline("video"),
+            p => p.Status?.Conditions.Any(c => c.Type == PipelineCondition.Ready && c.Reason == "VariantNotStarting" && c.Message.Contains("Unschedulable")) == true,
+            "the Ready condition to say why the variants do not start");
+        string message = failing.Status!.Conditions.Single(c => c.Type == PipelineCondition.Ready).Message;
+        string Variant(JsonNode deployment) =>
+            $"{deployment["metadata"]!["labels"]!["adaptive.dev/stage"]}/{deployment["metadata"]!["labels"]!["adaptive.dev/variant"]} on {deployment["metadata"]!["labels"]!["adaptive.dev/hardware-class"]}";
+        Assert.Contains($"{Variant(servers[0])}: CrashLoopBackOff, last exit 2: {line}", message);
+        Assert.Contains($"{Variant(servers[1])}: Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu.", message);
+        Assert.Equal("False", failing.Status.Conditions.Single(c => c.Type == PipelineCondition.Ready).Status);
+        await OperatorHarness.Eventually(() => Task.FromResult(harness.Api.List("events", OperatorHarness.Namespace)),
+            events => events.Any(e => e["reason"]!.GetValue<string>() == "VariantNotStarting" && e["type"]!.GetValue<string>() == "Warning"
+                && e["message"]!.GetValue<string>().Contains(line)), "a Warning event");
+    }
+
+    /// <summary>A pod of <paramref name="deployment"/> (its selector's labels) with <paramref name="status"/>, as the kubelet would report it.</summary>
+    static async Task Pod(OperatorHarness harness, JsonNode deployment, string suffix, V1PodStatus status)
+    {
+        var labels = deployment["spec"]!["selector"]!["matchLabels"]!.AsObject().ToDictionary(l => l.Key, l => l.Value!.GetValue<string>());
+        string name = $"{deployment["metadata"]!["name"]}-{suffix}";
+        await harness.Client.CoreV1.CreateNamespacedPodAsync(new V1Pod
+        {
+            Metadata = new V1ObjectMeta { Name = name, Labels = labels },
+            Spec = new V1PodSpec { Containers = [new V1Container { Name = "adaptive-server", Image = "adaptive-server:test" }] },
+        }, OperatorHarness.Namespace, cancellationToken: Cancel);
+        await harness.Client.CoreV1.ReplaceNamespacedPodStatusAsync(new V1Pod
+        {
+            Metadata = new V1ObjectMeta { Name = name, NamespaceProperty = OperatorHarness.Namespace, Labels = labels,
+                ResourceVersion = (await harness.Client.CoreV1.ReadNamespacedPodAsync(name, OperatorHarness.Namespace, cancellationToken: Cancel)).Metadata.ResourceVersion },
+            Spec = new V1PodSpec { Containers = [new V1Container { Name = "adaptive-server", Image = "adaptive-server:test" }] },
+            Status = status,
+        }, name, OperatorHarness.Namespace, cancellationToken: Cancel);
+    }
+
     /// <summary>A restarted operator reads the running configuration back from the cluster and leaves the pods alone.</summary>
     [Fact]
     public async Task A_restarted_operator_picks_up_the_running_state_without_touching_it()
