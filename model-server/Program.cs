@@ -5,6 +5,7 @@ using Adaptive.ModelServer.Hosting;
 using Adaptive.ModelServer.Routing;
 using Adaptive.ModelServer.Scheduling;
 using Adaptive.ModelServer.Serving;
+using Adaptive.ModelServer.Storage;
 using static Adaptive.ModelServer.Hosting.EnvironmentOptions;
 
 // adaptive-server serve | router: both read flags, or the ADAPTIVE_* environment variables the
@@ -27,6 +28,13 @@ var interThreads = Create("--inter-op-threads", "ONNX Runtime threads across ope
 var device = Create("--device", "auto (CUDA when present, else CPU), cpu, or cuda (exit when CUDA cannot run the model)", Device.Auto);
 var bodyBudget = Create("--max-inflight-body-bytes", "Most bytes of request bodies read at once, over all requests; more are refused with 429", ModelServerOptions.DefaultBodyBudgetBytes);
 var pinThreads = Create("--pin-threads", "Give each intra-op thread a CPU of its own; only for a pod with exclusive CPUs (Guaranteed, whole CPUs, the kubelet's static CPU manager policy)", false);
+
+var fetchUri = Required("--uri", "https:// URI of the model file");
+var fetchSha256 = Required("--sha256", "SHA-256 the file must have, lowercase hex");
+var fetchOut = Required("--out", "Where to write the model file");
+var fetchMaxBytes = Create("--max-bytes", "Largest file accepted", 4L * 1024 * 1024 * 1024);
+var fetchTimeout = Create("--timeout-seconds", "Longest the download may take", 600.0);
+var fetchCaFile = Create("--ca-file", "PEM certificates to trust in place of the system's (a private CA)", "");
 
 var config = Required("--config", "Router configuration file (JSON), reloaded when it changes");
 var pollInterval = Create("--config-poll-ms", "How often to check the configuration file for changes", 2000.0);
@@ -61,7 +69,35 @@ router.SetAction(parse => Run(() =>
         TimeSpan.FromMilliseconds(parse.GetValue(pollInterval)), parse.GetValue(maxInFlight), parse.GetValue(bodyBudget)));
 }));
 
-var root = new RootCommand("adaptive-server: the Adaptive model server and pipeline router") { serve, router };
+var fetch = new Command("fetch-model", "Download a model file over HTTPS, checked against its SHA-256, before the server starts (the operator's init container)");
+foreach (var option in new Option[] { fetchUri, fetchSha256, fetchOut, fetchMaxBytes, fetchTimeout, fetchCaFile }) fetch.Options.Add(option);
+fetch.SetAction(parse =>
+{
+    string? problem = !Uri.TryCreate(parse.GetValue(fetchUri), UriKind.Absolute, out var uri) || uri.Scheme != Uri.UriSchemeHttps ? $"--uri must be an https:// URI, got '{parse.GetValue(fetchUri)}'"
+        : !System.Text.RegularExpressions.Regex.IsMatch(parse.GetValue(fetchSha256)!, "^[0-9a-f]{64}$") ? $"--sha256 must be 64 lowercase hexadecimal digits, got '{parse.GetValue(fetchSha256)}'"
+        : parse.GetValue(fetchMaxBytes) < 1 ? "--max-bytes must be at least 1"
+        : !(parse.GetValue(fetchTimeout) > 0) ? "--timeout-seconds must be greater than 0"
+        : parse.GetValue(fetchCaFile) is { Length: > 0 } ca && !File.Exists(ca) ? $"--ca-file {ca} does not exist"
+        : null;
+    if (problem is not null)
+    {
+        Console.Error.WriteLine($"adaptive-server: {problem}");
+        return 2;
+    }
+    try
+    {
+        ModelFetcher.Fetch(new FetchOptions(uri!, parse.GetValue(fetchSha256)!, parse.GetValue(fetchOut)!, parse.GetValue(fetchMaxBytes),
+            TimeSpan.FromSeconds(parse.GetValue(fetchTimeout)), parse.GetValue(fetchCaFile) is { Length: > 0 } caFile ? caFile : null), CancellationToken.None).GetAwaiter().GetResult();
+        return 0;
+    }
+    catch (Exception e) when (e is FetchException or IOException or UnauthorizedAccessException)
+    {
+        Console.Error.WriteLine($"adaptive-server: fetch-model: {e.Message}");
+        return 1;
+    }
+});
+
+var root = new RootCommand("adaptive-server: the Adaptive model server and pipeline router") { serve, router, fetch };
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)
 {

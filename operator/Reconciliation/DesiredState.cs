@@ -1,4 +1,5 @@
 using Adaptive.Core.Api.V1Alpha1;
+using Adaptive.Core.Models;
 using Adaptive.Core.Planning;
 using Adaptive.Core.Routing;
 using k8s.Models;
@@ -62,9 +63,10 @@ public static class DesiredState
                     [Names.Variant] = allocation.Variant,
                     [Names.HardwareClass] = allocation.Hardware,
                 };
+                var source = ModelSource.Of(variant, $"variant {variant.Name}");
                 var environment = new Dictionary<string, string>
                 {
-                    ["ADAPTIVE_MODEL"] = ModelPath(variant),
+                    ["ADAPTIVE_MODEL"] = ModelPath(source),
                     ["ADAPTIVE_NAME"] = stage.Name,
                     ["ADAPTIVE_VARIANT"] = allocation.Variant,
                     ["ADAPTIVE_MAX_BATCH"] = Invariant(allocation.Batch),
@@ -80,6 +82,7 @@ public static class DesiredState
                 environment["ADAPTIVE_DEVICE"] = gpu ? "cuda" : "cpu";
                 var deployment = Deployment(pipeline, name, labels, allocation.Replicas, settings, settings.ImageFor(hardware, gpu), ["serve"], environment,
                     resources, hardware);
+                MountModel(deployment.Spec.Template.Spec, source);
                 deployment.Metadata.Annotations = new Dictionary<string, string> { [Names.Batch] = Invariant(allocation.Batch) };
                 result.Add(new AllocationObjects(stage.Name, allocation, deployment, Service(pipeline, name, labels)));
             }
@@ -131,11 +134,54 @@ public static class DesiredState
         [Names.Component] = Names.Router,
     };
 
-    /// <summary>The model file inside the pod; only file:// URIs (models baked into the image or mounted) are served.</summary>
-    static string ModelPath(VariantSpec variant) =>
-        Uri.TryCreate(variant.ModelUri, UriKind.Absolute, out var uri) && uri.Scheme == "file"
-            ? uri.LocalPath
-            : throw new PlanningInputException($"variant {variant.Name}.modelUri", $"'{variant.ModelUri}' is not a file:// URI; the model server loads models from its file system (bake them into the image or mount a volume)");
+    /// <summary>Where a claim's files appear in the server's container, read-only.</summary>
+    const string ClaimMount = "/mnt/model-claim";
+
+    /// <summary>Where a downloaded model is written by the init container and read by the server.</summary>
+    const string DownloadMount = "/mnt/model";
+    const string DownloadFile = "model.onnx";
+
+    /// <summary>The model file inside the server's container.</summary>
+    static string ModelPath(ModelSource source) => source switch
+    {
+        ModelSource.LocalFile file => file.Path,
+        ModelSource.Claim claim => $"{ClaimMount}/{claim.Path}",
+        ModelSource.Download => $"{DownloadMount}/{DownloadFile}",
+        _ => throw new ArgumentOutOfRangeException(nameof(source), source, "unknown model source"),
+    };
+
+    /// <summary>
+    /// What a model source needs in the pod: a claim mounted read-only (nothing copied), or an emptyDir that an
+    /// init container running the server image's own <c>fetch-model</c> fills and checks before the server starts
+    /// (bounded in size and time; a failure shows as the pod's init container's termination message).
+    /// </summary>
+    static void MountModel(V1PodSpec pod, ModelSource source)
+    {
+        var server = pod.Containers[0];
+        switch (source)
+        {
+            case ModelSource.Claim claim:
+                pod.Volumes.Add(new V1Volume { Name = "model", PersistentVolumeClaim = new V1PersistentVolumeClaimVolumeSource { ClaimName = claim.ClaimName, ReadOnlyProperty = true } });
+                server.VolumeMounts.Add(new V1VolumeMount { Name = "model", MountPath = ClaimMount, ReadOnlyProperty = true });
+                break;
+            case ModelSource.Download download:
+                pod.Volumes.Add(new V1Volume { Name = "model", EmptyDir = new V1EmptyDirVolumeSource() });
+                server.VolumeMounts.Add(new V1VolumeMount { Name = "model", MountPath = DownloadMount, ReadOnlyProperty = true });
+                pod.InitContainers =
+                [
+                    new V1Container
+                    {
+                        Name = "fetch-model",
+                        Image = server.Image,
+                        Args = ["fetch-model", "--uri", download.Uri.AbsoluteUri, "--sha256", download.Sha256, "--out", $"{DownloadMount}/{DownloadFile}"],
+                        VolumeMounts = [new V1VolumeMount { Name = "model", MountPath = DownloadMount }, new V1VolumeMount { Name = "tmp", MountPath = "/tmp" }],
+                        TerminationMessagePolicy = "FallbackToLogsOnError",
+                        SecurityContext = server.SecurityContext,
+                    },
+                ];
+                break;
+        }
+    }
 
     /// <summary>Whether replicas with <paramref name="resources"/> ask for at least one GPU (as a request or a limit: the device plugin takes either).</summary>
     static bool RequestsGpu(ResourcesSpec? resources) =>

@@ -306,9 +306,9 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         ["CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"];
 
     /// <summary>
-    /// What keeps a Deployment's pods from starting, as they report it: a container waiting in a state it will not
-    /// leave by itself, with its last exit (the model server's one line, the container's termination message), or
-    /// a pod the scheduler cannot place. Null when none says (still starting, or nothing wrong yet).
+    /// What keeps a Deployment's pods from starting, as they report it: a container (or the init container that
+    /// fetches the model) waiting in a state it will not leave by itself, with its last exit (the server's one line,
+    /// the container's termination message), or a pod the scheduler cannot place. Null when none says (still starting, or nothing wrong yet).
     /// </summary>
     async Task<string?> WhyNotStarting(V1Deployment deployment, string ns, CancellationToken cancellation)
     {
@@ -316,13 +316,14 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         var pods = await client.CoreV1.ListNamespacedPodAsync(ns, labelSelector: selector, cancellationToken: cancellation);
         foreach (var pod in pods.Items)
         {
-            foreach (var container in pod.Status?.ContainerStatuses ?? [])
+            var initContainers = pod.Status?.InitContainerStatuses ?? [];
+            foreach (var container in initContainers.Concat(pod.Status?.ContainerStatuses ?? []))
             {
                 if (container.State?.Waiting is not { } waiting || !StuckWaiting.Contains(waiting.Reason ?? "")) continue;
                 string detail = container.LastState?.Terminated is { } exit
                     ? $", last exit {exit.ExitCode}: {FirstLine(exit.Message ?? exit.Reason)}"
                     : waiting.Message is { Length: > 0 } message ? $": {FirstLine(message)}" : "";
-                return $"{waiting.Reason}{detail}";
+                return $"{(initContainers.Contains(container) ? $"init container {container.Name} " : "")}{waiting.Reason}{detail}";
             }
             if (pod.Status?.Conditions?.FirstOrDefault(c => c.Type == "PodScheduled" && c.Status == "False" && c.Reason == "Unschedulable") is { } unschedulable)
                 return $"Unschedulable: {FirstLine(unschedulable.Message)}";

@@ -76,5 +76,65 @@ public sealed class GeneratedManifestTests : IDisposable
         Assert.Contains("spec.hardwareClasses[0].image", bad.Message);
     }
 
+    /// <summary>
+    /// A model on a PersistentVolumeClaim is mounted read-only, nothing copied; an https:// model is fetched by an init
+    /// container running the server image's <c>fetch-model</c>, checked against the variant's sha256, into a volume the
+    /// server reads. The pods validate; bad URIs and digests are refused naming the field.
+    /// </summary>
+    [Fact]
+    public void Models_on_a_claim_or_behind_https_reach_the_server_before_it_starts()
+    {
+        var pipeline = ManifestReader.Parse(File.ReadAllText(RepoPaths.Of("samples", "resnet-mixed.yaml")));
+        pipeline.Metadata.Namespace = "ml";
+        pipeline.Metadata.Uid = "6f1c1d52-4b7e-4a53-9a2e-0b7a4f0c2d11";
+        var variants = pipeline.Spec.Stages[0].Variants;
+        variants.Single(v => v.Name == "resnet18").ModelUri = "pvc://model-store/zoo/resnet18.onnx";
+        string digest = new('a', 64);
+        var resnet50 = variants.Single(v => v.Name == "resnet50");
+        (resnet50.ModelUri, resnet50.Sha256) = ("https://models.example.com/zoo/resnet50.onnx", digest);
+        InferencePipelineValidator.Validate(pipeline);
+        var plan = new PipelinePlan(pipeline.Metadata.Name, null,
+            [new StagePlan("classify", [new Allocation("resnet18", "cpu", 2, 1, 30), new Allocation("resnet50", "gpu", 1, 4, 30)])]);
+        var settings = new WorkloadSettings("registry/adaptive-server:1.0", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20), "registry/adaptive-server-gpu:1.0");
+        var allocations = DesiredState.Allocations(pipeline, plan, settings);
+        string Model(k8s.Models.V1Container container) => container.Env.Single(e => e.Name == "ADAPTIVE_MODEL").Value;
+
+        var claimPod = allocations.Single(a => a.Allocation.Variant == "resnet18").Deployment.Spec.Template.Spec;
+        Assert.Null(claimPod.InitContainers);
+        var claim = claimPod.Volumes.Single(v => v.Name == "model").PersistentVolumeClaim;
+        Assert.Equal(("model-store", true), (claim.ClaimName, claim.ReadOnlyProperty == true));
+        Assert.Contains(claimPod.Containers[0].VolumeMounts, m => m.Name == "model" && m.MountPath == "/mnt/model-claim" && m.ReadOnlyProperty == true);
+        Assert.Equal("/mnt/model-claim/zoo/resnet18.onnx", Model(claimPod.Containers[0]));
+
+        var downloadPod = allocations.Single(a => a.Allocation.Variant == "resnet50").Deployment.Spec.Template.Spec;
+        var fetch = Assert.Single(downloadPod.InitContainers);
+        Assert.Equal("registry/adaptive-server-gpu:1.0", fetch.Image); // the server's own image, its own command
+        Assert.Equal(["fetch-model", "--uri", "https://models.example.com/zoo/resnet50.onnx", "--sha256", digest, "--out", "/mnt/model/model.onnx"], fetch.Args);
+        Assert.NotNull(downloadPod.Volumes.Single(v => v.Name == "model").EmptyDir);
+        Assert.Contains(downloadPod.Containers[0].VolumeMounts, m => m.Name == "model" && m.MountPath == "/mnt/model" && m.ReadOnlyProperty == true);
+        Assert.Equal("/mnt/model/model.onnx", Model(downloadPod.Containers[0]));
+
+        string file = Path.Combine(directory, "model-sources.yaml");
+        File.WriteAllText(file, string.Join("\n---\n", allocations.SelectMany(a => new object[] { a.Deployment, a.Service }).Append(pipeline).Select(o => KubernetesYaml.Serialize(o))));
+        var result = K8sValidate.Run(RepoPaths.Of("crds"), file);
+        Assert.True(result.ExitCode == 0, result.Output);
+        Assert.Contains("6 valid", result.Output);
+
+        string at = $"spec.stages[0].variants[{variants.IndexOf(resnet50)}]";
+        void Refused(string uri, string? sha256, string field, string message)
+        {
+            (resnet50.ModelUri, resnet50.Sha256) = (uri, sha256);
+            var refused = Assert.Throws<PlanningInputException>(() => InferencePipelineValidator.Validate(pipeline));
+            Assert.Contains(field, refused.Message);
+            Assert.Contains(message, refused.Message);
+        }
+        Refused("s3://bucket/resnet50.onnx", null, $"{at}.modelUri", "the scheme 's3' is not served; use file:///path, pvc://claim/path or https://host/path");
+        Refused("https://models.example.com/resnet50.onnx", null, $"{at}.sha256", "is required for an https:// modelUri");
+        Refused("https://models.example.com/resnet50.onnx", "ABC", $"{at}.sha256", "must be 64 lowercase hexadecimal digits");
+        Refused("file:///models/resnet50.onnx", digest, $"{at}.sha256", "is checked on https:// downloads only");
+        Refused("pvc://model-store", null, $"{at}.modelUri", "names no file on the claim");
+        Refused("pvc://Model_Store/resnet50.onnx", null, $"{at}.modelUri", "is not a PersistentVolumeClaim name");
+    }
+
     public void Dispose() => Directory.Delete(directory, recursive: true);
 }

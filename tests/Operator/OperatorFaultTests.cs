@@ -25,9 +25,9 @@ public sealed class OperatorFaultTests
             InferencePipeline.Group, InferencePipeline.Version, OperatorHarness.Namespace, InferencePipeline.Plural, "video", cancellationToken: Cancel);
 
     /// <summary>
-    /// A planned variant whose pods crash (here: a GPU class's server that finds no CUDA, as the model server says it
-    /// in one line) or cannot be scheduled: the pipeline's Ready condition and a Warning event name the variant and
-    /// what its pods report.
+    /// A planned variant whose pods do not start: its model fails its digest (the init container's one line), its
+    /// server finds no CUDA on a GPU class (the server's one line), or no node can take it. The pipeline's Ready
+    /// condition and a Warning event name the variant and what its pods report, and follow when that changes.
     /// </summary>
     [Fact]
     public async Task A_variant_whose_pods_do_not_start_says_why_on_the_pipeline()
@@ -38,35 +38,46 @@ public sealed class OperatorFaultTests
         var deployments = await OperatorHarness.Eventually(() => Task.FromResult(harness.Api.List("deployments", OperatorHarness.Namespace)),
             list => list.Count(d => d["metadata"]!["labels"]!["adaptive.dev/component"]!.GetValue<string>() == "model-server") == 2, "the model servers' Deployments");
         var servers = deployments.Where(d => d["metadata"]!["labels"]!["adaptive.dev/component"]!.GetValue<string>() == "model-server").ToList();
-        const string line = "adaptive-server: --device cuda: no usable CUDA execution provider (Failed to load shared library)";
-        await Pod(harness, servers[0], "crashing", new V1PodStatus
+        string Variant(JsonNode deployment) =>
+            $"{deployment["metadata"]!["labels"]!["adaptive.dev/stage"]}/{deployment["metadata"]!["labels"]!["adaptive.dev/variant"]} on {deployment["metadata"]!["labels"]!["adaptive.dev/hardware-class"]}";
+        static V1ContainerStatus Crashing(string name, string line) => new()
         {
-            Phase = "Running",
-            ContainerStatuses = [new V1ContainerStatus
-            {
-                Name = "adaptive-server", Image = "adaptive-server:test", ImageID = "", Ready = false, RestartCount = 3,
-                State = new V1ContainerState { Waiting = new V1ContainerStateWaiting { Reason = "CrashLoopBackOff", Message = "back-off 40s restarting failed container" } },
-                LastState = new V1ContainerState { Terminated = new V1ContainerStateTerminated { ExitCode = 2, Reason = "Error", Message = line + "\n" } },
-            }],
+            Name = name, Image = "adaptive-server:test", ImageID = "", Ready = false, RestartCount = 3,
+            State = new V1ContainerState { Waiting = new V1ContainerStateWaiting { Reason = "CrashLoopBackOff", Message = "back-off 40s restarting failed container" } },
+            LastState = new V1ContainerState { Terminated = new V1ContainerStateTerminated { ExitCode = line.Contains("fetch-model") ? 1 : 2, Reason = "Error", Message = line + "\n" } },
+        };
+        Task<InferencePipeline> Says(string text) => OperatorHarness.Eventually(() => harness.Pipeline("video"),
+            p => p.Status?.Conditions.Any(c => c.Type == PipelineCondition.Ready && c.Status == "False" && c.Reason == "VariantNotStarting" && c.Message.Contains(text)) == true,
+            $"the Ready condition to say '{text}'");
+        Task Warned(string text) => OperatorHarness.Eventually(() => Task.FromResult(harness.Api.List("events", OperatorHarness.Namespace)),
+            events => events.Any(e => e["reason"]!.GetValue<string>() == "VariantNotStarting" && e["type"]!.GetValue<string>() == "Warning"
+                && e["message"]!.GetValue<string>().Contains(text)), $"a Warning event saying '{text}'");
+
+        const string digest = "adaptive-server: fetch-model: https://models.example.com/yolo.onnx: its sha256 is 0a1b, not the expected 9f8e";
+        await Pod(harness, servers[0], "fetching", new V1PodStatus
+        {
+            Phase = "Pending",
+            InitContainerStatuses = [Crashing("fetch-model", digest)],
+            ContainerStatuses = [new V1ContainerStatus { Name = "adaptive-server", Image = "adaptive-server:test", ImageID = "", Ready = false, RestartCount = 0,
+                State = new V1ContainerState { Waiting = new V1ContainerStateWaiting { Reason = "PodInitializing" } } }],
         });
         await Pod(harness, servers[1], "pending", new V1PodStatus
         {
             Phase = "Pending",
             Conditions = [new V1PodCondition { Type = "PodScheduled", Status = "False", Reason = "Unschedulable", Message = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu." }],
         });
+        string unschedulable = $"{Variant(servers[1])}: Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu.";
+        var failing = await Says(unschedulable);
+        Assert.Contains($"{Variant(servers[0])}: init container fetch-model CrashLoopBackOff, last exit 1: {digest}", failing.Status!.Conditions.Single(c => c.Type == PipelineCondition.Ready).Message);
+        await Warned(digest);
 
-        var failing = await OperatorHarness.Eventually(() => harness.Pipeline("video"),
-            p => p.Status?.Conditions.Any(c => c.Type == PipelineCondition.Ready && c.Reason == "VariantNotStarting" && c.Message.Contains("Unschedulable")) == true,
-            "the Ready condition to say why the variants do not start");
-        string message = failing.Status!.Conditions.Single(c => c.Type == PipelineCondition.Ready).Message;
-        string Variant(JsonNode deployment) =>
-            $"{deployment["metadata"]!["labels"]!["adaptive.dev/stage"]}/{deployment["metadata"]!["labels"]!["adaptive.dev/variant"]} on {deployment["metadata"]!["labels"]!["adaptive.dev/hardware-class"]}";
-        Assert.Contains($"{Variant(servers[0])}: CrashLoopBackOff, last exit 2: {line}", message);
-        Assert.Contains($"{Variant(servers[1])}: Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu.", message);
-        Assert.Equal("False", failing.Status.Conditions.Single(c => c.Type == PipelineCondition.Ready).Status);
-        await OperatorHarness.Eventually(() => Task.FromResult(harness.Api.List("events", OperatorHarness.Namespace)),
-            events => events.Any(e => e["reason"]!.GetValue<string>() == "VariantNotStarting" && e["type"]!.GetValue<string>() == "Warning"
-                && e["message"]!.GetValue<string>().Contains(line)), "a Warning event");
+        // The model is fixed; now the server itself cannot start.
+        await harness.Client.CoreV1.DeleteNamespacedPodAsync($"{servers[0]["metadata"]!["name"]}-fetching", OperatorHarness.Namespace, cancellationToken: Cancel);
+        const string noCuda = "adaptive-server: --device cuda: no usable CUDA execution provider (Failed to load shared library)";
+        await Pod(harness, servers[0], "crashing", new V1PodStatus { Phase = "Running", ContainerStatuses = [Crashing("adaptive-server", noCuda)] });
+        var crashing = await Says($"{Variant(servers[0])}: CrashLoopBackOff, last exit 2: {noCuda}");
+        Assert.Contains(unschedulable, crashing.Status!.Conditions.Single(c => c.Type == PipelineCondition.Ready).Message);
+        await Warned(noCuda);
     }
 
     /// <summary>A pod of <paramref name="deployment"/> (its selector's labels) with <paramref name="status"/>, as the kubelet would report it.</summary>

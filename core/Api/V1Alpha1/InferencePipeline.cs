@@ -144,8 +144,11 @@ public sealed class VariantSpec
 {
     [JsonPropertyName("name")] public string Name { get; set; } = "";
 
-    /// <summary>Where the model server loads the ONNX model from.</summary>
+    /// <summary>Where the model server loads the ONNX model from: file:///path, pvc://claim/path or https://host/path (<see cref="Models.ModelSource"/>).</summary>
     [JsonPropertyName("modelUri")] public string ModelUri { get; set; } = "";
+
+    /// <summary>The SHA-256 of the model file, lowercase hex: required for an https:// modelUri, whose download is checked against it.</summary>
+    [JsonPropertyName("sha256")] public string? Sha256 { get; set; }
 
     /// <summary>The variant's accuracy, as a fraction (e.g. ImageNet top-1 0.7613).</summary>
     [JsonPropertyName("accuracy")] public double Accuracy { get; set; }

@@ -1,3 +1,4 @@
+using Adaptive.Core.Models;
 using System.Text.RegularExpressions;
 using Adaptive.Core.Planning;
 
@@ -92,6 +93,7 @@ public static partial class InferencePipelineValidator
             string vat = $"{at}.variants[{v}]";
             Name(variant.Name, $"{vat}.name", 63);
             if (string.IsNullOrWhiteSpace(variant.ModelUri)) throw new PlanningInputException($"{vat}.modelUri", "is required");
+            ModelSource.Of(variant, vat);
             if (variant.Accuracy is < 0 or > 1 || double.IsNaN(variant.Accuracy))
                 throw new PlanningInputException($"{vat}.accuracy", $"must be a fraction between 0 and 1, got {variant.Accuracy}");
             NotEmpty(variant.Profiles, $"{vat}.profiles");
