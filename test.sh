@@ -3,12 +3,17 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# Node for the npm tools below; curl uploads to the S3 store with its own request signing.
+if ! command -v npm >/dev/null || ! command -v curl >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq nodejs npm curl >/dev/null
+fi
+
+# An S3-compatible server (s3rver, pinned in tools/s3rver/package-lock.json) for the model storage tests.
+(cd tools/s3rver && npm ci --no-audit --no-fund --silent)
+
 # The manifest validator is shared material (../shared is read-only): copy it into .tools/ and install
 # its npm dependencies there. Tests that need it skip, saying why, where ../shared is absent.
 if [ -d ../shared/tools/k8s-validate ]; then
-  if ! command -v npm >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
-  fi
   rm -rf .tools/k8s-validate && mkdir -p .tools
   cp -r ../shared/tools/k8s-validate .tools/ && chmod -R u+w .tools/k8s-validate
   (cd .tools/k8s-validate && npm ci --no-audit --no-fund --silent)

@@ -29,8 +29,8 @@ var device = Create("--device", "auto (CUDA when present, else CPU), cpu, or cud
 var bodyBudget = Create("--max-inflight-body-bytes", "Most bytes of request bodies read at once, over all requests; more are refused with 429", ModelServerOptions.DefaultBodyBudgetBytes);
 var pinThreads = Create("--pin-threads", "Give each intra-op thread a CPU of its own; only for a pod with exclusive CPUs (Guaranteed, whole CPUs, the kubelet's static CPU manager policy)", false);
 
-var fetchUri = Required("--uri", "https:// URI of the model file");
-var fetchSha256 = Required("--sha256", "SHA-256 the file must have, lowercase hex");
+var fetchUri = Required("--uri", "https:// or s3:// URI of the model file (s3: AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)");
+var fetchSha256 = Create("--sha256", "SHA-256 the file must have, lowercase hex (required for https://)", "");
 var fetchOut = Required("--out", "Where to write the model file");
 var fetchMaxBytes = Create("--max-bytes", "Largest file accepted", 4L * 1024 * 1024 * 1024);
 var fetchTimeout = Create("--timeout-seconds", "Longest the download may take", 600.0);
@@ -69,12 +69,14 @@ router.SetAction(parse => Run(() =>
         TimeSpan.FromMilliseconds(parse.GetValue(pollInterval)), parse.GetValue(maxInFlight), parse.GetValue(bodyBudget)));
 }));
 
-var fetch = new Command("fetch-model", "Download a model file over HTTPS, checked against its SHA-256, before the server starts (the operator's init container)");
+var fetch = new Command("fetch-model", "Download a model file over HTTPS or from S3, checked against its SHA-256, before the server starts (the operator's init container)");
 foreach (var option in new Option[] { fetchUri, fetchSha256, fetchOut, fetchMaxBytes, fetchTimeout, fetchCaFile }) fetch.Options.Add(option);
 fetch.SetAction(parse =>
 {
-    string? problem = !Uri.TryCreate(parse.GetValue(fetchUri), UriKind.Absolute, out var uri) || uri.Scheme != Uri.UriSchemeHttps ? $"--uri must be an https:// URI, got '{parse.GetValue(fetchUri)}'"
-        : !System.Text.RegularExpressions.Regex.IsMatch(parse.GetValue(fetchSha256)!, "^[0-9a-f]{64}$") ? $"--sha256 must be 64 lowercase hexadecimal digits, got '{parse.GetValue(fetchSha256)}'"
+    string sha256 = parse.GetValue(fetchSha256)!;
+    string? problem = !Uri.TryCreate(parse.GetValue(fetchUri), UriKind.Absolute, out var uri) || uri.Scheme is not ("https" or "s3") ? $"--uri must be an https:// or s3:// URI, got '{parse.GetValue(fetchUri)}'"
+        : sha256.Length == 0 && uri.Scheme == "https" ? "--sha256 is required for an https:// URI"
+        : sha256.Length > 0 && !System.Text.RegularExpressions.Regex.IsMatch(sha256, "^[0-9a-f]{64}$") ? $"--sha256 must be 64 lowercase hexadecimal digits, got '{sha256}'"
         : parse.GetValue(fetchMaxBytes) < 1 ? "--max-bytes must be at least 1"
         : !(parse.GetValue(fetchTimeout) > 0) ? "--timeout-seconds must be greater than 0"
         : parse.GetValue(fetchCaFile) is { Length: > 0 } ca && !File.Exists(ca) ? $"--ca-file {ca} does not exist"
@@ -86,8 +88,9 @@ fetch.SetAction(parse =>
     }
     try
     {
-        ModelFetcher.Fetch(new FetchOptions(uri!, parse.GetValue(fetchSha256)!, parse.GetValue(fetchOut)!, parse.GetValue(fetchMaxBytes),
-            TimeSpan.FromSeconds(parse.GetValue(fetchTimeout)), parse.GetValue(fetchCaFile) is { Length: > 0 } caFile ? caFile : null), CancellationToken.None).GetAwaiter().GetResult();
+        ModelFetcher.Fetch(new FetchOptions(uri!, sha256.Length > 0 ? sha256 : null, parse.GetValue(fetchOut)!, parse.GetValue(fetchMaxBytes),
+            TimeSpan.FromSeconds(parse.GetValue(fetchTimeout)), parse.GetValue(fetchCaFile) is { Length: > 0 } caFile ? caFile : null,
+            uri!.Scheme == "s3" ? S3Settings.FromEnvironment(Environment.GetEnvironmentVariable) : null), CancellationToken.None).GetAwaiter().GetResult();
         return 0;
     }
     catch (Exception e) when (e is FetchException or IOException or UnauthorizedAccessException)

@@ -81,6 +81,9 @@ public static class ProfileCommand
         {
             yaml.AppendLine(CultureInfo.InvariantCulture, $"- name: {p.Name}");
             yaml.AppendLine(CultureInfo.InvariantCulture, $"  modelUri: {modelUriPrefix}{Path.GetFileName(p.Path)}");
+            // A download is checked against the digest of the file profiled (the variant's sha256).
+            if (modelUriPrefix.StartsWith("https://", StringComparison.Ordinal) || modelUriPrefix.StartsWith("s3://", StringComparison.Ordinal))
+                yaml.AppendLine(CultureInfo.InvariantCulture, $"  sha256: {Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(p.Path)))}");
             yaml.AppendLine(p.Accuracy is { } accuracy
                 ? string.Create(CultureInfo.InvariantCulture, $"  accuracy: {accuracy}")
                 : "  accuracy: 0  # unknown: the model has no published_top1 metadata; fill in its accuracy (0-1)");

@@ -82,7 +82,7 @@ public static class DesiredState
                 environment["ADAPTIVE_DEVICE"] = gpu ? "cuda" : "cpu";
                 var deployment = Deployment(pipeline, name, labels, allocation.Replicas, settings, settings.ImageFor(hardware, gpu), ["serve"], environment,
                     resources, hardware);
-                MountModel(deployment.Spec.Template.Spec, source);
+                MountModel(deployment.Spec.Template.Spec, source, pipeline.Spec.ModelStorage);
                 deployment.Metadata.Annotations = new Dictionary<string, string> { [Names.Batch] = Invariant(allocation.Batch) };
                 result.Add(new AllocationObjects(stage.Name, allocation, deployment, Service(pipeline, name, labels)));
             }
@@ -153,9 +153,10 @@ public static class DesiredState
     /// <summary>
     /// What a model source needs in the pod: a claim mounted read-only (nothing copied), or an emptyDir that an
     /// init container running the server image's own <c>fetch-model</c> fills and checks before the server starts
-    /// (bounded in size and time; a failure shows as the pod's init container's termination message).
+    /// (bounded in size and time; a failure shows as the pod's init container's termination message), with the
+    /// pipeline's storage Secret as its environment for s3:// objects.
     /// </summary>
-    static void MountModel(V1PodSpec pod, ModelSource source)
+    static void MountModel(V1PodSpec pod, ModelSource source, ModelStorageSpec? storage)
     {
         var server = pod.Containers[0];
         switch (source)
@@ -173,7 +174,8 @@ public static class DesiredState
                     {
                         Name = "fetch-model",
                         Image = server.Image,
-                        Args = ["fetch-model", "--uri", download.Uri.AbsoluteUri, "--sha256", download.Sha256, "--out", $"{DownloadMount}/{DownloadFile}"],
+                        Args = ["fetch-model", "--uri", download.Uri.AbsoluteUri, .. download.Sha256 is { } sha256 ? new[] { "--sha256", sha256 } : [], "--out", $"{DownloadMount}/{DownloadFile}"],
+                        EnvFrom = download.Uri.Scheme == "s3" && storage is not null ? [new V1EnvFromSource { SecretRef = new V1SecretEnvSource { Name = storage.SecretName } }] : null,
                         VolumeMounts = [new V1VolumeMount { Name = "model", MountPath = DownloadMount }, new V1VolumeMount { Name = "tmp", MountPath = "/tmp" }],
                         TerminationMessagePolicy = "FallbackToLogsOnError",
                         SecurityContext = server.SecurityContext,

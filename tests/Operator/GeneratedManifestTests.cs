@@ -77,24 +77,26 @@ public sealed class GeneratedManifestTests : IDisposable
     }
 
     /// <summary>
-    /// A model on a PersistentVolumeClaim is mounted read-only, nothing copied; an https:// model is fetched by an init
-    /// container running the server image's <c>fetch-model</c>, checked against the variant's sha256, into a volume the
-    /// server reads. The pods validate; bad URIs and digests are refused naming the field.
+    /// A model on a PersistentVolumeClaim is mounted read-only, nothing copied; an https:// or s3:// model is fetched by
+    /// an init container running the server image's <c>fetch-model</c>, checked against the variant's sha256, into a
+    /// volume the server reads. The pods validate; bad URIs and digests are refused naming the field.
     /// </summary>
     [Fact]
-    public void Models_on_a_claim_or_behind_https_reach_the_server_before_it_starts()
+    public void Models_on_a_claim_behind_https_or_in_s3_reach_the_server_before_it_starts()
     {
         var pipeline = ManifestReader.Parse(File.ReadAllText(RepoPaths.Of("samples", "resnet-mixed.yaml")));
         pipeline.Metadata.Namespace = "ml";
         pipeline.Metadata.Uid = "6f1c1d52-4b7e-4a53-9a2e-0b7a4f0c2d11";
         var variants = pipeline.Spec.Stages[0].Variants;
         variants.Single(v => v.Name == "resnet18").ModelUri = "pvc://model-store/zoo/resnet18.onnx";
+        variants.Single(v => v.Name == "resnet34").ModelUri = "s3://model-bucket/zoo/resnet34.onnx";
+        pipeline.Spec.ModelStorage = new ModelStorageSpec { SecretName = "minio-credentials" };
         string digest = new('a', 64);
         var resnet50 = variants.Single(v => v.Name == "resnet50");
         (resnet50.ModelUri, resnet50.Sha256) = ("https://models.example.com/zoo/resnet50.onnx", digest);
         InferencePipelineValidator.Validate(pipeline);
         var plan = new PipelinePlan(pipeline.Metadata.Name, null,
-            [new StagePlan("classify", [new Allocation("resnet18", "cpu", 2, 1, 30), new Allocation("resnet50", "gpu", 1, 4, 30)])]);
+            [new StagePlan("classify", [new Allocation("resnet18", "cpu", 2, 1, 20), new Allocation("resnet34", "cpu", 1, 1, 20), new Allocation("resnet50", "gpu", 1, 4, 20)])]);
         var settings = new WorkloadSettings("registry/adaptive-server:1.0", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20), "registry/adaptive-server-gpu:1.0");
         var allocations = DesiredState.Allocations(pipeline, plan, settings);
         string Model(k8s.Models.V1Container container) => container.Env.Single(e => e.Name == "ADAPTIVE_MODEL").Value;
@@ -113,12 +115,19 @@ public sealed class GeneratedManifestTests : IDisposable
         Assert.NotNull(downloadPod.Volumes.Single(v => v.Name == "model").EmptyDir);
         Assert.Contains(downloadPod.Containers[0].VolumeMounts, m => m.Name == "model" && m.MountPath == "/mnt/model" && m.ReadOnlyProperty == true);
         Assert.Equal("/mnt/model/model.onnx", Model(downloadPod.Containers[0]));
+        Assert.Null(fetch.EnvFrom);
+
+        // An S3 object: the same init container, its digest unchecked when not given, the storage Secret as its environment.
+        var s3Pod = allocations.Single(a => a.Allocation.Variant == "resnet34").Deployment.Spec.Template.Spec;
+        var s3Fetch = Assert.Single(s3Pod.InitContainers);
+        Assert.Equal(["fetch-model", "--uri", "s3://model-bucket/zoo/resnet34.onnx", "--out", "/mnt/model/model.onnx"], s3Fetch.Args);
+        Assert.Equal("minio-credentials", Assert.Single(s3Fetch.EnvFrom).SecretRef.Name);
 
         string file = Path.Combine(directory, "model-sources.yaml");
         File.WriteAllText(file, string.Join("\n---\n", allocations.SelectMany(a => new object[] { a.Deployment, a.Service }).Append(pipeline).Select(o => KubernetesYaml.Serialize(o))));
         var result = K8sValidate.Run(RepoPaths.Of("crds"), file);
         Assert.True(result.ExitCode == 0, result.Output);
-        Assert.Contains("6 valid", result.Output);
+        Assert.Contains("8 valid", result.Output); // the CRD, the pipeline, three Deployments and their Services
 
         string at = $"spec.stages[0].variants[{variants.IndexOf(resnet50)}]";
         void Refused(string uri, string? sha256, string field, string message)
@@ -128,10 +137,12 @@ public sealed class GeneratedManifestTests : IDisposable
             Assert.Contains(field, refused.Message);
             Assert.Contains(message, refused.Message);
         }
-        Refused("s3://bucket/resnet50.onnx", null, $"{at}.modelUri", "the scheme 's3' is not served; use file:///path, pvc://claim/path or https://host/path");
+        Refused("gs://bucket/resnet50.onnx", null, $"{at}.modelUri", "the scheme 'gs' is not served; use file:///path, pvc://claim/path, https://host/path or s3://bucket/key");
+        Refused("s3://Models_Bucket/resnet50.onnx", null, $"{at}.modelUri", "is not an S3 bucket name");
+        Refused("s3://models", null, $"{at}.modelUri", "names no object");
         Refused("https://models.example.com/resnet50.onnx", null, $"{at}.sha256", "is required for an https:// modelUri");
         Refused("https://models.example.com/resnet50.onnx", "ABC", $"{at}.sha256", "must be 64 lowercase hexadecimal digits");
-        Refused("file:///models/resnet50.onnx", digest, $"{at}.sha256", "is checked on https:// downloads only");
+        Refused("file:///models/resnet50.onnx", digest, $"{at}.sha256", "is checked on https:// and s3:// downloads only");
         Refused("pvc://model-store", null, $"{at}.modelUri", "names no file on the claim");
         Refused("pvc://Model_Store/resnet50.onnx", null, $"{at}.modelUri", "is not a PersistentVolumeClaim name");
     }

@@ -28,6 +28,16 @@ public sealed class ZooAndProfileTests(TestModels models) : IDisposable
         Assert.InRange(parameters, torchvision * 0.99, torchvision);
     }
 
+    /// <summary>For a model to be downloaded (an s3:// or https:// prefix), the YAML carries the profiled file's sha256, which validation requires for https://.</summary>
+    [Fact]
+    public void Profiles_of_models_to_download_carry_their_digest()
+    {
+        var profile = new ModelProfile("resnet18", models.ResNet18, 0.69758, 0.1, 1, "CPUExecutionProvider", [new BatchMeasurement(1, 5, 6, 150, 10)]);
+        string digest = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(models.ResNet18)));
+        Assert.Contains($"  sha256: {digest}\n", Adaptive.Experiments.Commands.ProfileCommand.Yaml([profile], "cpu", "https://models.example.com/zoo/").ReplaceLineEndings("\n"));
+        Assert.DoesNotContain("sha256", Adaptive.Experiments.Commands.ProfileCommand.Yaml([profile], "cpu", "file:///models/"));
+    }
+
     /// <summary>
     /// Copies of a model profiled at once, as replicas sharing a machine (<c>replay --live</c> measures 1, 2, 3):
     /// the calls of every copy count, and the throughput is per copy.

@@ -55,6 +55,18 @@ public sealed class InferencePipelineSpec
     [JsonPropertyName("stages")] public List<StageSpec> Stages { get; set; } = [];
 
     [JsonPropertyName("adaptation")] public AdaptationSpec Adaptation { get; set; } = new();
+
+    /// <summary>Where s3:// models are read from and with what keys; absent: AWS, anonymously (a public bucket).</summary>
+    [JsonPropertyName("modelStorage")] public ModelStorageSpec? ModelStorage { get; set; }
+}
+
+public sealed class ModelStorageSpec
+{
+    /// <summary>
+    /// A Secret of the pipeline's namespace whose keys become the model fetch's environment: <c>AWS_ENDPOINT_URL</c>
+    /// (an S3-compatible store such as MinIO; absent: AWS), <c>AWS_REGION</c>, <c>AWS_ACCESS_KEY_ID</c>, <c>AWS_SECRET_ACCESS_KEY</c>.
+    /// </summary>
+    [JsonPropertyName("secretName")] public string SecretName { get; set; } = "";
 }
 
 public sealed class ObjectiveSpec
@@ -144,10 +156,10 @@ public sealed class VariantSpec
 {
     [JsonPropertyName("name")] public string Name { get; set; } = "";
 
-    /// <summary>Where the model server loads the ONNX model from: file:///path, pvc://claim/path or https://host/path (<see cref="Models.ModelSource"/>).</summary>
+    /// <summary>Where the model server loads the ONNX model from: file:///path, pvc://claim/path, https://host/path or s3://bucket/key (<see cref="Models.ModelSource"/>).</summary>
     [JsonPropertyName("modelUri")] public string ModelUri { get; set; } = "";
 
-    /// <summary>The SHA-256 of the model file, lowercase hex: required for an https:// modelUri, whose download is checked against it.</summary>
+    /// <summary>The SHA-256 of the model file, lowercase hex: a download (https://, required; s3://, optional) is checked against it.</summary>
     [JsonPropertyName("sha256")] public string? Sha256 { get; set; }
 
     /// <summary>The variant's accuracy, as a fraction (e.g. ImageNet top-1 0.7613).</summary>

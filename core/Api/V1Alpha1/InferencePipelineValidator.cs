@@ -60,6 +60,9 @@ public static partial class InferencePipelineValidator
         for (int c = 0; c < spec.HardwareClasses.Count; c++)
             if (spec.HardwareClasses[c].PinThreads) PinnedClass(spec, c);
 
+        if (spec.ModelStorage is { } storage && (!DnsSubdomain().IsMatch(storage.SecretName) || storage.SecretName.Length > 253))
+            throw new PlanningInputException("spec.modelStorage.secretName", $"must name a Secret (a lowercase DNS subdomain), got '{storage.SecretName}'");
+
         var adaptation = spec.Adaptation;
         AtLeast(adaptation.IntervalSeconds, 1, "spec.adaptation.intervalSeconds");
         OneOf(adaptation.Forecaster, Forecasters, "spec.adaptation.forecaster");
