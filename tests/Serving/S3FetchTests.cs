@@ -65,6 +65,14 @@ public sealed class S3FetchTests(TestModels models) : IAsyncLifetime
         throw new TimeoutException("s3rver did not start within 10 s");
     }
 
+    /// <summary>Puts the zoo's ResNet-18 at models/zoo/resnet18.onnx, signed by another SigV4 implementation than ours: curl's.</summary>
+    void Upload()
+    {
+        using var upload = Process.Start(new ProcessStartInfo("curl", ["-sS", "-f", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "S3RVER:S3RVER",
+            "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "-T", models.ResNet18, $"http://127.0.0.1:{port}/models/zoo/resnet18.onnx"]) { RedirectStandardError = true })!;
+        Assert.True(upload.WaitForExit(TimeSpan.FromSeconds(30)) && upload.ExitCode == 0, upload.StandardError.ReadToEnd());
+    }
+
     static Dictionary<string, string> Store(int port, string accessKeyId = "S3RVER") => new()
     {
         ["AWS_ENDPOINT_URL"] = $"http://127.0.0.1:{port}",
@@ -77,10 +85,7 @@ public sealed class S3FetchTests(TestModels models) : IAsyncLifetime
     public void A_model_in_an_s3_compatible_store_is_fetched_and_checked()
     {
         Assert.SkipWhen(store is null, $"s3rver is not installed at {S3rver}: run ./test.sh, which installs it");
-        // Uploaded by another SigV4 implementation than ours: curl's.
-        var upload = Process.Start(new ProcessStartInfo("curl", ["-sS", "-f", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "S3RVER:S3RVER",
-            "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "-T", models.ResNet18, $"http://127.0.0.1:{port}/models/zoo/resnet18.onnx"]) { RedirectStandardError = true })!;
-        Assert.True(upload.WaitForExit(TimeSpan.FromSeconds(30)) && upload.ExitCode == 0, upload.StandardError.ReadToEnd());
+        Upload();
 
         string output = Path.Combine(directory, "model.onnx");
         string digest = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(models.ResNet18)));
@@ -110,6 +115,40 @@ public sealed class S3FetchTests(TestModels models) : IAsyncLifetime
         Assert.Contains("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together", halfKeys.Output);
         Assert.All(new[] { mismatch, missing, stranger, halfKeys }, r => Assert.Single(r.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
         Assert.Empty(Directory.GetFiles(directory, "model.onnx*"));
+    }
+
+    /// <summary>
+    /// The operator's pod for an s3:// variant, run: its init container's command, with the pipeline's Secret as its
+    /// environment, fetches the object into the volume, and the server's ADAPTIVE_MODEL names the file it left there.
+    /// </summary>
+    [Fact]
+    public void The_operators_init_container_fetches_what_the_server_then_loads()
+    {
+        Assert.SkipWhen(store is null, $"s3rver is not installed at {S3rver}: run ./test.sh, which installs it");
+        Upload();
+
+        var pipeline = Adaptive.Experiments.Manifests.ManifestReader.Parse(File.ReadAllText(RepoPaths.Of("samples", "resnet-mixed.yaml")));
+        var variant = pipeline.Spec.Stages[0].Variants.Single(v => v.Name == "resnet18");
+        (variant.ModelUri, variant.Sha256) = ("s3://models/zoo/resnet18.onnx", Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(models.ResNet18))));
+        pipeline.Spec.ModelStorage = new Adaptive.Core.Api.V1Alpha1.ModelStorageSpec { SecretName = "model-store" };
+        Adaptive.Core.Api.V1Alpha1.InferencePipelineValidator.Validate(pipeline);
+        var plan = new Adaptive.Core.Planning.PipelinePlan(pipeline.Metadata.Name, null,
+            [new Adaptive.Core.Planning.StagePlan("classify", [new Adaptive.Core.Planning.Allocation("resnet18", "cpu", 1, 1, 10)])]);
+        var pod = Adaptive.Operator.Reconciliation.DesiredState.Allocations(pipeline, plan,
+            new Adaptive.Operator.Reconciliation.WorkloadSettings("adaptive-server:test", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20))).Single().Deployment.Spec.Template.Spec;
+        var init = Assert.Single(pod.InitContainers);
+        Assert.Equal("model-store", Assert.Single(init.EnvFrom).SecretRef.Name);
+
+        // The volume the init container writes and the server reads is a directory of the test's.
+        string volume = Path.Combine(directory, "volume");
+        Directory.CreateDirectory(volume);
+        string Local(string path) => path.Replace("/mnt/model", volume, StringComparison.Ordinal);
+        var fetched = ServerProcess.Run(init.Args.Select(Local), Store(port)); // the Secret's keys, as its environment
+        Assert.True(fetched.ExitCode == 0, fetched.Output);
+        string model = Local(pod.Containers[0].Env.Single(e => e.Name == "ADAPTIVE_MODEL").Value);
+        Assert.Equal(File.ReadAllBytes(models.ResNet18), File.ReadAllBytes(model));
+        using var loaded = Adaptive.ModelServer.Backend.OnnxModel.Load(model, new Adaptive.ModelServer.Backend.RuntimeOptions(1, 1, Adaptive.ModelServer.Backend.Device.Cpu), _ => { });
+        Assert.Equal("input", Assert.Single(loaded.Inputs).Name);
     }
 
     public async ValueTask DisposeAsync()
