@@ -254,7 +254,10 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
             if (applied.Status?.ReadyReplicas >= 1 && applied.Metadata.Annotations?.ContainsKey(Names.RetiringSince) == true)
                 await Unretire(allocation.Name, ns, cancellation);
             if (applied.Status?.ReadyReplicas >= 1) ready.Add(allocation.Name);
-            else if (await WhyNotStarting(applied, ns, cancellation) is { } why)
+            // Not yet all at this spec: new pods may be failing while the old ones serve (a rollout), or none serve.
+            bool rolledOut = applied.Status?.ObservedGeneration >= applied.Metadata.Generation && applied.Status?.UpdatedReplicas >= applied.Spec.Replicas
+                && applied.Status?.ReadyReplicas >= applied.Spec.Replicas;
+            if (!rolledOut && await WhyNotStarting(applied, ns, cancellation) is { } why)
                 failing.Add($"{allocation.Stage}/{allocation.Allocation.Variant} on {allocation.Allocation.Hardware}: {why}");
         }
         var (routerDeployment, routerService) = DesiredState.Router(pipeline, settings.Workload);

@@ -80,6 +80,53 @@ public sealed class OperatorFaultTests
         await Warned(noCuda);
     }
 
+    /// <summary>
+    /// A running variant's model moved behind https:// with a wrong digest: the Deployment rolls, its new pod's init
+    /// container fails, and the pipeline says so while the old pods keep serving, routed as before.
+    /// </summary>
+    [Fact]
+    public async Task A_model_that_fails_its_digest_is_reported_while_the_old_pods_serve()
+    {
+        await using var harness = await OperatorHarness.Start();
+        await harness.Create(OperatorHarness.Sample("video-pipeline.yaml"));
+        var serving = await Ready(harness);
+        string Routes() => harness.Api.List("configmaps", OperatorHarness.Namespace).Single()["data"]!["routes.json"]!.GetValue<string>();
+        string routesBefore = Routes();
+        var stage = serving.Status!.Stages[0];
+        var running = stage.Allocations.First();
+        harness.Api.PodsReadyAfter = null; // the new pods never turn ready
+
+        var pipeline = await harness.Pipeline("video");
+        var variant = pipeline.Spec.Stages.Single(s => s.Name == stage.Name).Variants.Single(v => v.Name == running.Variant);
+        (variant.ModelUri, variant.Sha256) = ("https://models.example.com/" + variant.Name + ".onnx", new string('0', 64));
+        await harness.Client.CustomObjects.ReplaceNamespacedCustomObjectAsync(pipeline, InferencePipeline.Group, InferencePipeline.Version,
+            OperatorHarness.Namespace, InferencePipeline.Plural, "video", cancellationToken: Cancel);
+        var rolling = await OperatorHarness.Eventually(() => Task.FromResult(harness.Api.List("deployments", OperatorHarness.Namespace)),
+            list => list.Any(d => d["spec"]!["template"]!["spec"]!["initContainers"] is not null), "the Deployment rolling to a pod that fetches its model");
+        var deployment = rolling.Single(d => d["spec"]!["template"]!["spec"]!["initContainers"] is not null);
+        const string digest = "adaptive-server: fetch-model: https://models.example.com/x.onnx: its sha256 is 1a2b, not the expected 0000";
+        await Pod(harness, deployment, "new", new V1PodStatus
+        {
+            Phase = "Pending",
+            InitContainerStatuses = [new V1ContainerStatus
+            {
+                Name = "fetch-model", Image = "adaptive-server:test", ImageID = "", Ready = false, RestartCount = 2,
+                State = new V1ContainerState { Waiting = new V1ContainerStateWaiting { Reason = "CrashLoopBackOff" } },
+                LastState = new V1ContainerState { Terminated = new V1ContainerStateTerminated { ExitCode = 1, Reason = "Error", Message = digest } },
+            }],
+        });
+
+        var failing = await OperatorHarness.Eventually(() => harness.Pipeline("video"),
+            p => p.Status?.Conditions.Any(c => c.Type == PipelineCondition.Ready && c.Reason == "VariantNotStarting" && c.Message.Contains(digest)) == true,
+            "the digest failure on the pipeline");
+        Assert.Contains($"{stage.Name}/{running.Variant} on {running.HardwareClass}: init container fetch-model CrashLoopBackOff, last exit 1: {digest}",
+            failing.Status!.Conditions.Single(c => c.Type == PipelineCondition.Ready).Message);
+        // What serves is left alone: the same routes, the Deployment still there with its ready pods.
+        Assert.Equal(routesBefore, Routes());
+        var still = harness.Api.List("deployments", OperatorHarness.Namespace).Single(d => d["metadata"]!["name"]!.GetValue<string>() == deployment["metadata"]!["name"]!.GetValue<string>());
+        Assert.True(still["status"]!["readyReplicas"]!.GetValue<long>() >= 1);
+    }
+
     /// <summary>A pod of <paramref name="deployment"/> (its selector's labels) with <paramref name="status"/>, as the kubelet would report it.</summary>
     static async Task Pod(OperatorHarness harness, JsonNode deployment, string suffix, V1PodStatus status)
     {
