@@ -11,12 +11,15 @@ fi
 # An S3-compatible server (s3rver, pinned in tools/s3rver/package-lock.json) for the model storage tests.
 (cd tools/s3rver && npm ci --no-audit --no-fund --silent)
 
-# The manifest validator is shared material (../shared is read-only): copy it into .tools/ and install
-# its npm dependencies there. Tests that need it skip, saying why, where ../shared is absent.
+# The manifest validator and the chart renderer are shared material (../shared is read-only): copy the first
+# into .tools/ and install its npm dependencies there; build the second into .tools/. Tests that need them skip,
+# saying why, where ../shared is absent.
 if [ -d ../shared/tools/k8s-validate ]; then
   rm -rf .tools/k8s-validate && mkdir -p .tools
   cp -r ../shared/tools/k8s-validate .tools/ && chmod -R u+w .tools/k8s-validate
   (cd .tools/k8s-validate && npm ci --no-audit --no-fund --silent)
+  # Helm v3's own rendering code, for the chart's tests (its build installs Debian's Go packages it needs).
+  OUT_DIR="$PWD/.tools/helm-template" bash ../shared/tools/helm-template/build.sh >/dev/null
 fi
 
 # A real Prometheus for the operator's metrics tests (Debian's package; the tests start it on loopback).

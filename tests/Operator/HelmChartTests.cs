@@ -1,58 +1,114 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Adaptive.Tests.Support;
 
 namespace Adaptive.Tests.Operator;
 
-/// <summary>The chart renders to valid manifests with the settings a cluster needs, and its dashboard queries real metrics.</summary>
+/// <summary>The chart renders, by Helm's engine, to valid manifests with the settings a cluster needs, and its dashboard queries real metrics.</summary>
 public sealed class HelmChartTests : IDisposable
 {
     static readonly string Chart = RepoPaths.Of("helm", "adaptive");
     readonly string directory = Directory.CreateTempSubdirectory("adaptive-chart-").FullName;
 
-    [Fact]
-    public void Default_values_render_valid_manifests()
+    /// <summary>Values the chart is rendered with in <see cref="Every_values_combination_renders_what_it_asks_for_and_validates"/>, by case.</summary>
+    static readonly Dictionary<string, Dictionary<string, JsonNode?>> Matrix = new()
     {
-        string rendered = HelmTemplate.Render(Chart, "adaptive", "adaptive-system");
+        ["defaults"] = [],
+        ["namespaced"] = new() { ["watchNamespace"] = "team-a" },
+        ["no leader election"] = new() { ["leaderElection"] = false },
+        ["service monitor"] = new() { ["serviceMonitor.enabled"] = true, ["serviceMonitor.interval"] = "30s" },
+        ["no dashboard"] = new() { ["grafanaDashboard.enabled"] = false },
+        ["custom images and resources"] = new()
+        {
+            ["image.repository"] = "registry.example.com/ml/adaptive-operator", ["image.tag"] = "1.2.3",
+            ["modelServerImage"] = "registry.example.com/ml/adaptive-server:1.2.3", ["modelServerGpuImage"] = "registry.example.com/ml/adaptive-server:1.2.3-gpu",
+            ["resources"] = JsonNode.Parse("""{"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}"""),
+        },
+    };
+
+    public static TheoryData<string> Cases => [.. Matrix.Keys];
+
+    /// <summary>
+    /// Rendered by Helm's own engine for each case, every object valid against the upstream schemas (and the
+    /// Prometheus Operator's), the values valid against values.schema.json as Helm checks them, and each case's
+    /// switch doing what it says: RBAC only where the operator works, no Lease RBAC and one replica without leader election.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Every_values_combination_renders_what_it_asks_for_and_validates(string name)
+    {
+        Assert.SkipWhen(HelmTemplate.Binary is null, HelmTemplate.Missing);
+        var set = Matrix[name];
+        Assert.Empty(SchemaErrors(set));
+        string rendered = HelmTemplate.Render(Chart, "adaptive", "adaptive-system", set);
         string file = Path.Combine(directory, "rendered.yaml");
         // The validator skips any file with "{{" (an unrendered template); here the only ones left are Grafana's
         // legend placeholders inside the dashboard's JSON string, which no schema looks into.
         File.WriteAllText(file, rendered.Replace("{{", "<<").Replace("}}", ">>"));
-
         var result = K8sValidate.Run(Path.Combine(Chart, "crds"), file);
-
         Assert.True(result.ExitCode == 0, result.Output);
-        foreach (var kind in new[] { "ServiceAccount/adaptive-operator", "ClusterRole/adaptive-operator", "ClusterRoleBinding/adaptive-operator",
-                     "Role/adaptive-leader-election", "RoleBinding/adaptive-leader-election", "Deployment/adaptive-operator",
-                     "Service/adaptive-operator-metrics", "ConfigMap/adaptive-dashboard" })
-            Assert.Contains(kind, result.Output);
-        Assert.Contains("9 valid", result.Output); // the eight objects and the CRD
-        Assert.DoesNotContain("ServiceMonitor", rendered);
 
-        // What the operator's pod must be: non-root, read-only, no capabilities, probed; two replicas behind a Lease.
-        foreach (var line in new[] { "runAsNonRoot: true", "readOnlyRootFilesystem: true", "drop: [ALL]", "allowPrivilegeEscalation: false",
-                     "path: /readyz", "path: /healthz", "- --leader-election", "replicas: 2", "- --lease-namespace=adaptive-system" })
+        var objects = YamlJson.Documents(rendered);
+        var kinds = objects.Select(o => $"{o["kind"]}/{o["metadata"]!["name"]}").ToList();
+        Assert.Contains($"{objects.Count + 1} valid", result.Output); // and the CRD
+        bool namespaced = set.ContainsKey("watchNamespace"), leader = !set.ContainsKey("leaderElection");
+        Assert.Equal(!namespaced, kinds.Contains("ClusterRole/adaptive-operator") && kinds.Contains("ClusterRoleBinding/adaptive-operator"));
+        Assert.Equal(namespaced, kinds.Contains("Role/adaptive-operator") && kinds.Contains("RoleBinding/adaptive-operator"));
+        if (namespaced)
+            Assert.All(objects.Where(o => o["kind"]!.GetValue<string>() is "Role" or "RoleBinding" && o["metadata"]!["name"]!.GetValue<string>() == "adaptive-operator"),
+                o => Assert.Equal("team-a", o["metadata"]!["namespace"]!.GetValue<string>()));
+        Assert.Equal(leader, kinds.Contains("Role/adaptive-leader-election") && kinds.Contains("RoleBinding/adaptive-leader-election"));
+        Assert.Equal(set.ContainsKey("serviceMonitor.enabled"), kinds.Contains("ServiceMonitor/adaptive-operator"));
+        Assert.Equal(!set.ContainsKey("grafanaDashboard.enabled"), kinds.Contains("ConfigMap/adaptive-dashboard"));
+
+        var deployment = objects.Single(o => o["kind"]!.GetValue<string>() == "Deployment");
+        Assert.Equal(leader ? 2 : 1, deployment["spec"]!["replicas"]!.GetValue<long>());
+        var container = deployment["spec"]!["template"]!["spec"]!["containers"]![0]!;
+        var args = container["args"]!.AsArray().Select(a => a!.GetValue<string>()).ToList();
+        Assert.Equal(leader, args.Contains("--leader-election"));
+        Assert.Equal(namespaced, args.Contains("--namespace=team-a"));
+        if (name == "custom images and resources")
+        {
+            Assert.Equal("registry.example.com/ml/adaptive-operator:1.2.3", container["image"]!.GetValue<string>());
+            Assert.Contains("--model-server-gpu-image=registry.example.com/ml/adaptive-server:1.2.3-gpu", args);
+            // Helm merges a map given for a value into its default: the default CPU limit stays.
+            var merged = JsonNode.Parse("{\"limits\": {\"cpu\": \"1\", \"memory\": \"512Mi\"}, \"requests\": {\"cpu\": \"250m\", \"memory\": \"256Mi\"}}");
+            Assert.True(JsonNode.DeepEquals(merged, container["resources"]), container["resources"]!.ToJsonString());
+        }
+        else Assert.DoesNotContain(args, a => a.StartsWith("--model-server-gpu-image", StringComparison.Ordinal));
+        // What the operator's pod must be, whatever the values: non-root, read-only, no capabilities, probed.
+        foreach (var line in new[] { "runAsNonRoot: true", "readOnlyRootFilesystem: true", "drop:", "allowPrivilegeEscalation: false", "path: /readyz", "path: /healthz" })
             Assert.Contains(line, rendered);
-        Assert.DoesNotContain("--namespace=", rendered);
-        Assert.DoesNotContain("--model-server-gpu-image", rendered);
     }
 
+    /// <summary>Values Helm would refuse by the chart's schema: a typo, a bad enum, a bad number; the defaults pass.</summary>
     [Fact]
-    public void Values_switch_the_optional_parts()
+    public void The_values_schema_refuses_what_the_chart_cannot_use()
     {
-        string rendered = HelmTemplate.Render(Chart, "ml", "ops", new Dictionary<string, object?>
+        Assert.Empty(SchemaErrors([]));
+        Assert.NotEmpty(SchemaErrors(new() { ["replica"] = 3 }));
+        Assert.NotEmpty(SchemaErrors(new() { ["replicas"] = 0 }));
+        Assert.NotEmpty(SchemaErrors(new() { ["logLevel"] = "Verbose" }));
+        Assert.NotEmpty(SchemaErrors(new() { ["prometheusUrl"] = "prometheus:9090" }));
+        Assert.NotEmpty(SchemaErrors(new() { ["watchNamespace"] = "Team_A" }));
+        Assert.NotEmpty(SchemaErrors(new() { ["serviceMonitor.interval"] = "15 seconds" }));
+    }
+
+    /// <summary>What values.schema.json says of values.yaml with <paramref name="set"/> applied, as Helm checks it; empty when valid.</summary>
+    static List<string> SchemaErrors(Dictionary<string, JsonNode?> set)
+    {
+        var values = YamlJson.Documents(File.ReadAllText(Path.Combine(Chart, "values.yaml"))).Single();
+        foreach (var (path, value) in set)
         {
-            ["serviceMonitor.enabled"] = true,
-            ["grafanaDashboard.enabled"] = false,
-            ["watchNamespace"] = "team-a",
-            ["leaderElection"] = false,
-            ["modelServerGpuImage"] = "registry/adaptive-server:0.1.0-gpu",
-        });
-        Assert.Contains("kind: ServiceMonitor", rendered);
-        Assert.DoesNotContain("grafana_dashboard", rendered);
-        Assert.Contains("- --namespace=team-a", rendered);
-        Assert.DoesNotContain("--leader-election", rendered);
-        Assert.Contains("- --model-server-gpu-image=registry/adaptive-server:0.1.0-gpu", rendered);
+            var parts = path.Split('.');
+            var node = values;
+            foreach (string part in parts[..^1]) node = (JsonObject)(node[part] ??= new JsonObject());
+            node[parts[^1]] = value?.DeepClone();
+        }
+        var schema = Json.Schema.JsonSchema.FromText(File.ReadAllText(Path.Combine(Chart, "values.schema.json")));
+        var result = schema.Evaluate(JsonSerializer.SerializeToElement(values), new Json.Schema.EvaluationOptions { OutputFormat = Json.Schema.OutputFormat.List });
+        return result.IsValid ? [] : [.. (result.Details ?? []).Where(d => d.Errors is { Count: > 0 }).SelectMany(d => d.Errors!.Select(e => $"{d.InstanceLocation}: {e.Value}"))];
     }
 
     [Fact]
