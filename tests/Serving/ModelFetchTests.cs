@@ -78,8 +78,10 @@ public sealed class ModelFetchTests(TestModels models) : IAsyncLifetime
         OneLine("fetch-model: https://127.0.0.1", Fetch("resnet18.onnx", digest));
         Assert.Empty(Directory.GetFiles(directory, "model.onnx*"));
 
-        OneLine("--uri must be an https:// URI, got 'http://127.0.0.1/models/resnet18.onnx'",
+        OneLine("--uri must be an https:// or s3:// URI, got 'http://127.0.0.1/models/resnet18.onnx'",
             ServerProcess.Run(["fetch-model", "--uri", "http://127.0.0.1/models/resnet18.onnx", "--sha256", digest, "--out", output]), exitCode: 2);
+        OneLine("--sha256 is required for an https:// URI",
+            ServerProcess.Run(["fetch-model", "--uri", new Uri(address, "/models/resnet18.onnx").AbsoluteUri, "--out", output]), exitCode: 2);
         OneLine("--sha256 must be 64 lowercase hexadecimal digits, got 'ABC'", Fetch("resnet18.onnx", "ABC"), exitCode: 2);
     }
 
