@@ -49,9 +49,13 @@ public sealed class WatcherAndQueueTests
         await Until(() => seen.Contains("c"), "c after the relist");
         Assert.Equal(2, watcher.Lists);
 
+        // Three failures in a row (the resumed watch, then two relists) before a relist succeeds: the watcher waits
+        // 200, 400 and 800 ms between them, so recovery takes at least 1.4 s (a busy machine only adds to it).
+        var failing = System.Diagnostics.Stopwatch.StartNew();
         api.FailNext(3);
         api.DropWatches();
-        await Until(() => watcher.Lists == 3 || api.OpenWatches == 1, "recovery after failures");
+        await Until(() => watcher.Lists == 3 && api.OpenWatches == 1, "recovery after failures");
+        Assert.True(failing.Elapsed >= TimeSpan.FromMilliseconds(1400), $"recovered after {failing.Elapsed.TotalMilliseconds:F0} ms: no back-off");
         await Create("d");
         await Until(() => seen.Contains("d"), "d after failures");
 
