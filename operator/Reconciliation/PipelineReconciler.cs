@@ -266,33 +266,8 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
         await client.CoreV1.PatchNamespacedServiceAsync(new V1Patch(routerService, V1Patch.PatchType.ApplyPatch),
             routerService.Metadata.Name, ns, fieldManager: Names.FieldManager, force: true, cancellationToken: cancellation);
 
-        var previousRoutes = await CurrentRoutes(pipeline, cancellation);
-        var routed = new List<(string Stage, VariantRoute Route)>();
-        var keptOld = new HashSet<string>();
-        bool settled = true;
-        foreach (var stage in decision)
-        {
-            var mine = desired.Where(d => d.Stage == stage.Name).ToList();
-            var readyOnes = mine.Where(d => ready.Contains(d.Name)).ToList();
-            if (readyOnes.Count == mine.Count || previousRoutes is null)
-            {
-                routed.AddRange(mine.Select(d => (d.Stage, d.Route)));
-                settled &= readyOnes.Count == mine.Count;
-                continue;
-            }
-            // Not all new variants are ready: keep this stage's old routes (weights unchanged) beside the ready new ones.
-            settled = false;
-            routed.AddRange(readyOnes.Select(d => (d.Stage, d.Route)));
-            var oldStage = previousRoutes.Stages.FirstOrDefault(s => s.Name == stage.Name);
-            foreach (var old in oldStage?.Variants ?? [])
-            {
-                string oldName = new Uri(old.Endpoint).Host;
-                if (mine.Any(d => d.Name == oldName)) continue;
-                keptOld.Add(oldName);
-                routed.Add((stage.Name, old));
-            }
-            if (!routed.Any(r => r.Stage == stage.Name)) routed.AddRange(mine.Select(d => (d.Stage, d.Route)));
-        }
+        var (routed, keptOld, settled) = RouteMerge.Merge(decision, [.. desired.Select(d => new PlannedRoute(d.Stage, d.Name, d.Route))], ready,
+            await CurrentRoutes(pipeline, cancellation));
         var routes = DesiredState.Routes(pipeline, routed);
         var configMap = DesiredState.RoutesConfigMap(pipeline, routes);
         await client.CoreV1.PatchNamespacedConfigMapAsync(new V1Patch(configMap, V1Patch.PatchType.ApplyPatch),
