@@ -117,6 +117,18 @@ public sealed class S3FetchTests(TestModels models) : IAsyncLifetime
         Assert.Empty(Directory.GetFiles(directory, "model.onnx*"));
     }
 
+    /// <summary>A store nobody answers at: one line naming the object and the connection's failure, nothing written.</summary>
+    [Fact]
+    public void An_unreachable_store_fails_in_one_line()
+    {
+        var result = ServerProcess.Run(["fetch-model", "--uri", "s3://models/zoo/resnet18.onnx", "--out", Path.Combine(directory, "model.onnx"), "--timeout-seconds", "20"],
+            new Dictionary<string, string> { ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9", ["AWS_ACCESS_KEY_ID"] = "S3RVER", ["AWS_SECRET_ACCESS_KEY"] = "S3RVER" });
+        Assert.Equal(1, result.ExitCode);
+        Assert.StartsWith("adaptive-server: fetch-model: s3://models/zoo/resnet18.onnx: ", result.Output);
+        Assert.Single(result.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Empty(Directory.GetFiles(directory, "model.onnx*"));
+    }
+
     /// <summary>
     /// The operator's pod for an s3:// variant, run: its init container's command, with the pipeline's Secret as its
     /// environment, fetches the object into the volume, and the server's ADAPTIVE_MODEL names the file it left there.
