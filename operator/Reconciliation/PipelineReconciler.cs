@@ -291,7 +291,17 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, LoadEstimator load
     async Task<string?> WhyNotStarting(V1Deployment deployment, string ns, CancellationToken cancellation)
     {
         string selector = string.Join(",", deployment.Spec.Selector.MatchLabels.Select(l => $"{l.Key}={l.Value}"));
-        var pods = await client.CoreV1.ListNamespacedPodAsync(ns, labelSelector: selector, cancellationToken: cancellation);
+        V1PodList pods;
+        try
+        {
+            pods = await client.CoreV1.ListNamespacedPodAsync(ns, labelSelector: selector, cancellationToken: cancellation);
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.Forbidden)
+        {
+            // An operator upgraded without its chart's RBAC: say nothing rather than stop reconciling.
+            log.LogWarning("Cannot list pods in {Namespace} to say why {Deployment} does not start: the chart's ClusterRole grants pods get and list", ns, deployment.Metadata.Name);
+            return null;
+        }
         foreach (var pod in pods.Items)
         {
             var initContainers = pod.Status?.InitContainerStatuses ?? [];
