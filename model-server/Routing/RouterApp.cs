@@ -35,6 +35,8 @@ public static class RouterApp
         var routes = new RouteTable(RouterConfig.Parse(ReadConfig(options.ConfigPath)));
         var builder = HttpHosting.CreateBuilder(options.Http);
         var registry = Prometheus.Metrics.NewCustomRegistry();
+        // process_* (CPU, memory, threads, handles) and the GC's counts and heap: a blow-up shows in Prometheus.
+        Prometheus.DotNetStats.Register(registry);
         var metrics = new RouterMetrics(registry);
         metrics.ConfigGeneration.Set(1);
         builder.Services.AddSingleton(options);

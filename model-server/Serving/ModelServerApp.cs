@@ -51,6 +51,8 @@ public static class ModelServerApp
             batching.MaxBatchSize, batching.MaxQueueDelay.TotalMilliseconds);
 
         var registry = Prometheus.Metrics.NewCustomRegistry();
+        // process_* (CPU, memory, threads, handles) and the GC's counts and heap: a blow-up shows in Prometheus.
+        Prometheus.DotNetStats.Register(registry);
         var metrics = new ModelMetrics(registry, options.ModelName, options.Variant);
         metrics.LoadDuration.Set(model.LoadTime.TotalSeconds);
         var batcher = new DynamicBatcher(new OnnxBackend(model), batching, metrics);

@@ -21,6 +21,8 @@ public static class OperatorApp
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.WebHost.ConfigureKestrel(k => k.Listen(System.Net.IPAddress.Parse(options.Host), options.Port));
         var registry = Prometheus.Metrics.NewCustomRegistry();
+        // process_* (CPU, memory, threads, handles) and the GC's counts and heap: a blow-up shows in Prometheus.
+        Prometheus.DotNetStats.Register(registry);
         builder.Services.AddSingleton(options);
         var client = new ClusterClient(cluster);
         builder.Services.AddSingleton(client);

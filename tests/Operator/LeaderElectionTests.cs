@@ -30,6 +30,8 @@ public sealed class LeaderElectionTests
         string metrics = await http.GetStringAsync("/metrics", Cancel);
         Assert.Contains("adaptive_operator_reconciles_total{result=\"success\"}", metrics);
         Assert.Contains("adaptive_operator_decisions_total", metrics);
+        Assert.Contains("\nprocess_working_set_bytes ", metrics);
+        Assert.Contains("\ndotnet_total_memory_bytes ", metrics);
 
         await harness.StopOperator();
         await OperatorHarness.Eventually(() => harness.Client.CoordinationV1.ReadNamespacedLeaseAsync("adaptive-operator", OperatorHarness.Namespace, cancellationToken: Cancel),

@@ -52,6 +52,9 @@ public sealed class ModelServerTests(TestModels models)
         double rows = await server.Metric("adaptive_model_batch_size_sum{model=\"classify\",variant=\"resnet18\"}");
         Assert.Equal(8, rows);
         Assert.True(calls <= 4, $"8 concurrent requests within a 100 ms window took {calls} ONNX Runtime calls; expected batches");
+        // The process's and the runtime's own metrics beside the server's.
+        Assert.True(await server.Metric("process_working_set_bytes") > 0);
+        Assert.True(await server.Metric("dotnet_total_memory_bytes") > 0);
     }
 
     /// <summary>

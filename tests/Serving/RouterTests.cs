@@ -59,6 +59,8 @@ public sealed class RouterTests(TestModels models) : IDisposable
         Assert.Equal(40, await router.Metric("adaptive_pipeline_requests_total{pipeline=\"images\",outcome=\"ok\"}"));
         Assert.Equal(30, await router.Metric("adaptive_pipeline_stage_requests_total{pipeline=\"images\",stage=\"classify\",variant=\"a\",code=\"2xx\"}"));
         Assert.Equal(40, await router.Metric("adaptive_pipeline_request_duration_seconds_count{pipeline=\"images\"}"));
+        Assert.True(await router.Metric("process_working_set_bytes") > 0);
+        Assert.True(await router.Metric("dotnet_total_memory_bytes") > 0);
 
         WriteConfig("images", ("classify", [("a", a.Address, 0), ("b", b.Address, 2.5)]));
         await WaitFor(async () => await router.Metric("adaptive_router_config_generation") == 2, "the new configuration");
