@@ -76,7 +76,7 @@ fetch.SetAction(parse =>
     string sha256 = parse.GetValue(fetchSha256)!;
     string? problem = !Uri.TryCreate(parse.GetValue(fetchUri), UriKind.Absolute, out var uri) || uri.Scheme is not ("https" or "s3") ? $"--uri must be an https:// or s3:// URI, got '{parse.GetValue(fetchUri)}'"
         : sha256.Length == 0 && uri.Scheme == "https" ? "--sha256 is required for an https:// URI"
-        : sha256.Length > 0 && !System.Text.RegularExpressions.Regex.IsMatch(sha256, "^[0-9a-f]{64}$") ? $"--sha256 must be 64 lowercase hexadecimal digits, got '{sha256}'"
+        : sha256.Length > 0 && !Adaptive.Core.Models.ModelSource.IsSha256(sha256) ? $"--sha256 must be 64 lowercase hexadecimal digits, got '{sha256}'"
         : parse.GetValue(fetchMaxBytes) < 1 ? "--max-bytes must be at least 1"
         : !(parse.GetValue(fetchTimeout) > 0) ? "--timeout-seconds must be greater than 0"
         : parse.GetValue(fetchCaFile) is { Length: > 0 } ca && !File.Exists(ca) ? $"--ca-file {ca} does not exist"

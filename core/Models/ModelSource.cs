@@ -24,8 +24,8 @@ public abstract partial record ModelSource
     [GeneratedRegex("^[0-9a-f]{64}$")]
     private static partial Regex Sha256Hex();
 
-    [GeneratedRegex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")]
-    private static partial Regex ClaimNameRule();
+    /// <summary>Whether <paramref name="digest"/> is a SHA-256 as <c>sha256</c> and <c>fetch-model --sha256</c> take it: 64 lowercase hex digits.</summary>
+    public static bool IsSha256(string digest) => Sha256Hex().IsMatch(digest);
 
     [GeneratedRegex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
     private static partial Regex BucketName();
@@ -35,7 +35,7 @@ public abstract partial record ModelSource
     {
         if (!Uri.TryCreate(variant.ModelUri, UriKind.Absolute, out var uri))
             throw new PlanningInputException($"{at}.modelUri", $"'{variant.ModelUri}' is not an absolute URI; use {Schemes}");
-        if (variant.Sha256 is { } digest && !Sha256Hex().IsMatch(digest))
+        if (variant.Sha256 is { } digest && !IsSha256(digest))
             throw new PlanningInputException($"{at}.sha256", $"must be 64 lowercase hexadecimal digits, got '{digest}'");
         if (uri.Scheme is not ("https" or "s3") && variant.Sha256 is not null)
             throw new PlanningInputException($"{at}.sha256", $"is checked on https:// and s3:// downloads only; '{variant.ModelUri}' is not one");
@@ -45,7 +45,7 @@ public abstract partial record ModelSource
                 return new LocalFile(uri.LocalPath);
             case "pvc":
                 string path = Uri.UnescapeDataString(uri.AbsolutePath).TrimStart('/');
-                if (!ClaimNameRule().IsMatch(uri.Host) || uri.Host.Length > 253)
+                if (!InferencePipelineValidator.IsObjectName(uri.Host))
                     throw new PlanningInputException($"{at}.modelUri", $"'{variant.ModelUri}': '{uri.Host}' is not a PersistentVolumeClaim name");
                 if (path.Length == 0 || path.Split('/').Any(part => part is "" or "." or ".."))
                     throw new PlanningInputException($"{at}.modelUri", $"'{variant.ModelUri}' names no file on the claim (pvc://claim/path/to/model.onnx, without . or ..)");

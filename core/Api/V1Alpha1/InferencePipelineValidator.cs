@@ -21,6 +21,9 @@ public static partial class InferencePipelineValidator
     [GeneratedRegex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
     private static partial Regex DnsLabel();
 
+    /// <summary>A Kubernetes object name (RFC 1123 subdomain), at most 253 characters: pipelines, Secrets, claims.</summary>
+    public static bool IsObjectName(string name) => name.Length <= 253 && DnsSubdomain().IsMatch(name);
+
     [GeneratedRegex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")]
     private static partial Regex DnsSubdomain();
 
@@ -28,7 +31,7 @@ public static partial class InferencePipelineValidator
     {
         // Any name the API server takes for a custom resource (a DNS-1123 subdomain); the operator derives valid child names from it.
         if (string.IsNullOrEmpty(pipeline.Metadata.Name)) throw new PlanningInputException("metadata.name", "is required");
-        if (pipeline.Metadata.Name.Length > 253 || !DnsSubdomain().IsMatch(pipeline.Metadata.Name))
+        if (!IsObjectName(pipeline.Metadata.Name))
             throw new PlanningInputException("metadata.name", $"'{pipeline.Metadata.Name}' must be lower-case letters, digits, '-' and '.', at most 253 characters");
         var spec = pipeline.Spec;
         Positive(spec.SloMs, "spec.sloMs");
@@ -60,7 +63,7 @@ public static partial class InferencePipelineValidator
         for (int c = 0; c < spec.HardwareClasses.Count; c++)
             if (spec.HardwareClasses[c].PinThreads) PinnedClass(spec, c);
 
-        if (spec.ModelStorage is { } storage && (!DnsSubdomain().IsMatch(storage.SecretName) || storage.SecretName.Length > 253))
+        if (spec.ModelStorage is { } storage && !IsObjectName(storage.SecretName))
             throw new PlanningInputException("spec.modelStorage.secretName", $"must name a Secret (a lowercase DNS subdomain), got '{storage.SecretName}'");
 
         var adaptation = spec.Adaptation;
