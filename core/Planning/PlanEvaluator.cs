@@ -91,8 +91,9 @@ public static class PlanEvaluator
         ?? throw new ArgumentException($"stage '{stage.Name}': {a.Variant} on {a.Hardware} has no profile at batch {a.Batch}");
 
     /// <summary>
-    /// The largest load time among the (stage, variant, hardware) whose replicas grow against the running
-    /// configuration, relative to the largest load time in the pipeline; 0 without a running configuration.
+    /// The largest load time among the (stage, variant, hardware) that load their model (replicas grow against
+    /// the running configuration, or its batch size changes), relative to the largest load time in the
+    /// pipeline; 0 without a running configuration.
     /// </summary>
     static double LoadingTerm(PipelineProblem pipeline, IReadOnlyList<StagePlan> stages)
     {
@@ -100,13 +101,10 @@ public static class PlanEvaluator
         double largest = 0;
         foreach (var (stage, plan) in pipeline.Stages.Zip(stages))
         {
-            foreach (var group in plan.Allocations.GroupBy(a => (a.Variant, a.Hardware)))
+            foreach (var a in plan.Allocations)
             {
-                int running = pipeline.Current
-                    .Where(c => c.Stage == stage.Name && c.Variant == group.Key.Variant && c.Hardware == group.Key.Hardware)
-                    .Sum(c => c.Replicas);
-                if (group.Sum(a => a.Replicas) <= running) continue;
-                var hardware = stage.Variants.First(v => v.Name == group.Key.Variant).Hardware.First(h => h.Class == group.Key.Hardware);
+                if (!pipeline.LoadsModel(stage.Name, a.Variant, a.Hardware, a.Batch, a.Replicas)) continue;
+                var hardware = stage.Variants.First(v => v.Name == a.Variant).Hardware.First(h => h.Class == a.Hardware);
                 largest = Math.Max(largest, hardware.LoadTimeS);
             }
         }

@@ -268,8 +268,6 @@ sealed class PlanningModel
         var w = pipeline.Weights;
         bool additiveAccuracy = pipeline.AccuracyMethod != AccuracyMethod.Product;
         double accuracyWeight = pipeline.AccuracyMethod == AccuracyMethod.Average ? w.Accuracy / pipeline.Stages.Count : w.Accuracy;
-        var running = pipeline.Current.Where(r => r.Stage == stage.Name)
-            .GroupBy(r => (r.Variant, r.Hardware)).ToDictionary(g => g.Key, g => g.Sum(r => r.Replicas));
         bool loading = w.Loading > 0 && pipeline.Current.Count > 0;
         var keys = candidates.Select(c =>
         {
@@ -279,7 +277,7 @@ sealed class PlanningModel
                 Latency: c.LatencyMs,
                 Accuracy: additiveAccuracy ? 0 : c.Variant.Accuracy,
                 Cost: pipeline.Budget is null ? 0 : cost,
-                Loading: loading && c.FixedReplicas > running.GetValueOrDefault((c.Variant.Name, c.Hardware.Class)) ? c.Hardware.LoadTimeS : 0,
+                Loading: loading && pipeline.LoadsModel(stage.Name, c.Variant.Name, c.Hardware.Class, c.Point.Batch, c.FixedReplicas) ? c.Hardware.LoadTimeS : 0,
                 // Replicas count only on a class with a limit (their cost is in the objective or the budget).
                 LimitedClass: limitedClasses.Contains(c.Hardware.Class) ? c.Hardware.Class : null,
                 Replicas: c.FixedReplicas);
@@ -493,8 +491,9 @@ sealed class PlanningModel
     }
 
     /// <summary>
-    /// δ · (largest load time among the growing (stage, variant, hardware)) / (largest load time overall).
-    /// A grow flag is forced on when replicas exceed the running count; maximisation keeps the rest off.
+    /// δ · (largest load time among the (stage, variant, hardware) that load their model) / (largest load time
+    /// overall). A flag is forced on when replicas exceed the running count or run at another batch size than
+    /// now; maximisation keeps the rest off.
     /// </summary>
     void AddLoadingTerm(PipelineProblem pipeline, IReadOnlyList<StageVariables> stages)
     {
@@ -504,12 +503,14 @@ sealed class PlanningModel
         foreach (var sameModel in stage.Options.GroupBy(o => (o.Variant, o.Hardware)))
         {
             var (variant, hardware) = sameModel.Key;
-            int running = pipeline.Current
-                .Where(c => c.Stage == stage.Stage.Name && c.Variant == variant.Name && c.Hardware == hardware.Class)
-                .Sum(c => c.Replicas);
-            var grows = model.NewBoolVar($"{stage.Stage.Name}/{variant.Name}/{hardware.Class}/grows");
-            model.Add(LinearExpr.Sum(sameModel.Select(o => o.Replicas)) <= running + stage.Stage.MaxReplicas * grows);
-            model.Add(loading >= Ms(hardware.LoadTimeS) * grows);
+            string stageName = stage.Stage.Name;
+            int running = pipeline.RunningReplicas(stageName, variant.Name, hardware.Class);
+            var loads = model.NewBoolVar($"{stageName}/{variant.Name}/{hardware.Class}/loads");
+            int most = stage.Stage.MaxReplicas;
+            model.Add(LinearExpr.Sum(sameModel.Select(o => o.Replicas)) <= running + most * loads);
+            foreach (var otherBatch in sameModel.Where(o => pipeline.RunsAtOtherBatch(stageName, variant.Name, hardware.Class, o.Point.Batch)))
+                model.Add(otherBatch.Replicas <= most * loads);
+            model.Add(loading >= Ms(hardware.LoadTimeS) * loads);
         }
         objectiveTerms.Add((loading, -pipeline.Weights.Loading / Ms(pipeline.MaxLoadTimeS)));
     }

@@ -31,6 +31,22 @@ public sealed record PipelineProblem(
     /// <summary>The largest model load time in the pipeline: the loading term's unit.</summary>
     public double MaxLoadTimeS => Stages.SelectMany(s => s.Variants).SelectMany(v => v.Hardware)
         .Select(h => h.LoadTimeS).DefaultIfEmpty(0).Max();
+
+    /// <summary>Replicas of (stage, variant, hardware) running now, all batch sizes together.</summary>
+    public int RunningReplicas(string stage, string variant, string hardware) =>
+        Current.Where(c => c.Stage == stage && c.Variant == variant && c.Hardware == hardware).Sum(c => c.Replicas);
+
+    /// <summary>
+    /// Whether running <paramref name="replicas"/> of (stage, variant, hardware) at <paramref name="batch"/> loads
+    /// the model anew: more replicas than run now, or running ones at another batch size (a server's batch size
+    /// is part of its pod, so a change replaces every replica).
+    /// </summary>
+    public bool LoadsModel(string stage, string variant, string hardware, int batch, int replicas) =>
+        replicas > RunningReplicas(stage, variant, hardware) || replicas > 0 && RunsAtOtherBatch(stage, variant, hardware, batch);
+
+    /// <summary>Whether replicas of (stage, variant, hardware) run now at a batch size other than <paramref name="batch"/>.</summary>
+    public bool RunsAtOtherBatch(string stage, string variant, string hardware, int batch) =>
+        Current.Any(c => c.Stage == stage && c.Variant == variant && c.Hardware == hardware && c.Replicas > 0 && c.Batch != batch);
 }
 
 public enum AccuracyMethod { Sum, Average, Product }

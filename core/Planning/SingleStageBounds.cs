@@ -153,7 +153,7 @@ static class SingleStageBounds
             replicas = [.. candidates.Select(stage => stage.Select(c => c.FixedReplicas).ToArray())];
             loadingWeight = w.Loading > 0 && pipeline.Current.Count > 0 && pipeline.MaxLoadTimeS > 0 ? w.Loading / pipeline.MaxLoadTimeS : 0;
             loading = [.. candidates.Select((stage, s) => stage.Select(c =>
-                c.FixedReplicas > pipeline.Current.Where(r => r.Stage == pipeline.Stages[s].Name && r.Variant == c.Variant.Name && r.Hardware == c.Hardware.Class).Sum(r => r.Replicas)
+                pipeline.LoadsModel(pipeline.Stages[s].Name, c.Variant.Name, c.Hardware.Class, c.Point.Batch, c.FixedReplicas)
                     ? c.Hardware.LoadTimeS : 0).ToArray())];
         }
 

@@ -152,8 +152,9 @@ static class ExhaustivePlanner
             for (int s = 0; s < configs.Count; s++)
             foreach (var a in configs[s])
             {
-                int running = p.Current.Where(c => c.Stage == p.Stages[s].Name && c.Variant == a.Variant.Name && c.Hardware == a.Hardware.Class).Sum(c => c.Replicas);
-                if (a.Replicas > running) growing = Math.Max(growing, a.Hardware.LoadTimeS);
+                var same = p.Current.Where(c => c.Stage == p.Stages[s].Name && c.Variant == a.Variant.Name && c.Hardware == a.Hardware.Class).ToList();
+                bool otherBatch = same.Any(c => c.Replicas > 0 && c.Batch != a.Point.Batch);
+                if (a.Replicas > same.Sum(c => c.Replicas) || otherBatch) growing = Math.Max(growing, a.Hardware.LoadTimeS);
             }
         }
         double loading = largestLoad > 0 ? growing / largestLoad : 0;

@@ -89,7 +89,7 @@ static class FormatJudge
                 shares += share;
                 replicas += n;
                 largestBatch = Math.Max(largestBatch, b);
-                if (n > RunningReplicas(p, name, variantName, hardwareName)) growingLoad = Math.Max(growingLoad, (double)hardware["loadTimeS"]!);
+                if (n > RunningReplicas(p, name, variantName, hardwareName) || RunsAtOtherBatch(p, name, variantName, hardwareName, b)) growingLoad = Math.Max(growingLoad, (double)hardware["loadTimeS"]!);
             }
             if (Math.Abs(shares - lambda) > 1e-6 * lambda) violations.Add($"{name}: shares add up to {shares}, load is {lambda}");
             if (replicas > (int)stage["maxReplicas"]!) violations.Add($"{name}: {replicas} replicas over maxReplicas {stage["maxReplicas"]}");
@@ -120,6 +120,10 @@ static class FormatJudge
             ? current.Where(c => (string)c!["stage"]! == stage && (string)c["variant"]! == variant && (string)c["hardware"]! == hardware)
                 .Sum(c => (int)c!["replicas"]!)
             : 0;
+
+    static bool RunsAtOtherBatch(JsonNode p, string stage, string variant, string hardware, int batch) =>
+        p["current"] is JsonArray current && current.Any(c => (string)c!["stage"]! == stage && (string)c["variant"]! == variant
+            && (string)c["hardware"]! == hardware && (int)c["replicas"]! > 0 && (int)c["batch"]! != batch);
 
     static Dictionary<string, int> ReplicasByClass(JsonArray answerStages) =>
         answerStages.SelectMany(s => s!["allocations"]!.AsArray())

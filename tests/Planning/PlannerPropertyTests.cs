@@ -208,7 +208,7 @@ static class RandomProblems
                     ["variant"] = (string)variant["name"]!,
                     ["hardware"] = "cpu",
                     ["replicas"] = random.Next(0, 3),
-                    ["batch"] = 1,
+                    ["batch"] = (int)stage["batchSizes"]!.AsArray()[random.Next(stage["batchSizes"]!.AsArray().Count)]!,
                 };
             }).ToArray());
         }
