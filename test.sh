@@ -10,6 +10,9 @@ fi
 
 # An S3-compatible server (s3rver, pinned in tools/s3rver/package-lock.json) for the model storage tests.
 (cd tools/s3rver && npm ci --no-audit --no-fund --silent)
+# Open Inference Protocol clients nobody here wrote (@grpc/grpc-js, Ajv; pinned in tools/oip-conformance) for
+# the conformance tests against the published spec in ../shared/specs.
+(cd tools/oip-conformance && npm ci --no-audit --no-fund --silent)
 
 # The manifest validator and the chart renderer are shared material (../shared is read-only): copy the first
 # into .tools/ and install its npm dependencies there; build the second into .tools/. Tests that need them skip,

@@ -17,6 +17,8 @@ var timeout = Create("--request-timeout-ms", "Deadline of each request from its 
 var drainDelay = Create("--drain-delay-ms", "After SIGTERM, keep serving while not ready for this long", 5000.0);
 var drainTimeout = Create("--drain-timeout-ms", "Then wait at most this long for requests in flight", 30000.0);
 
+var grpcPort = Create("--grpc-port", "Port of the Open Inference Protocol's gRPC service (HTTP/2 without TLS); -1 for none", 8081);
+
 var modelPath = Required("--model", "ONNX model file");
 var modelName = Required("--name", "Model name clients call (/v2/models/{name}); the pipeline stage");
 var variant = Create("--variant", "Variant name for the metrics' variant label (default: the model name)", "");
@@ -40,7 +42,7 @@ var config = Required("--config", "Router configuration file (JSON), reloaded wh
 var pollInterval = Create("--config-poll-ms", "How often to check the configuration file for changes", 2000.0);
 var maxInFlight = Create("--max-inflight", "Most pipeline requests in progress; more are refused with 429", 1024);
 
-Option[] common = [host, port, maxBody, timeout, drainDelay, drainTimeout, bodyBudget];
+Option[] common = [host, port, grpcPort, maxBody, timeout, drainDelay, drainTimeout, bodyBudget];
 var serve = new Command("serve", "Serve one ONNX model variant over the Open Inference Protocol with dynamic batching");
 foreach (var option in common.Concat([modelPath, modelName, variant, maxBatch, maxDelay, queueCapacity, intraThreads, interThreads, device, pinThreads])) serve.Options.Add(option);
 var router = new Command("router", "Route pipeline requests through the stages, splitting each stage's load among its variants by weight");
@@ -113,13 +115,15 @@ HttpOptions Http(ParseResult parse)
 {
     Check(System.Net.IPAddress.TryParse(parse.GetValue(host), out _), $"--host must be an IP address, got '{parse.GetValue(host)}'");
     Check(parse.GetValue(port) is >= 0 and <= 65535, $"--port must be between 0 and 65535, got {parse.GetValue(port)}");
+    Check(parse.GetValue(grpcPort) is >= -1 and <= 65535, $"--grpc-port must be between 0 and 65535, or -1 for none; got {parse.GetValue(grpcPort)}");
+    Check(parse.GetValue(grpcPort) != parse.GetValue(port) || parse.GetValue(port) == 0, $"--grpc-port must differ from --port ({parse.GetValue(port)})");
     Check(parse.GetValue(maxBody) is >= 1024 and <= int.MaxValue, "--max-body-bytes must be between 1024 and 2147483647");
     Check(parse.GetValue(bodyBudget) >= parse.GetValue(maxBody), "--max-inflight-body-bytes must be at least --max-body-bytes");
     Check(parse.GetValue(timeout) > 0, "--request-timeout-ms must be greater than 0");
     Check(parse.GetValue(drainDelay) >= 0 && parse.GetValue(drainTimeout) >= 0, "--drain-delay-ms and --drain-timeout-ms must not be negative");
     return new HttpOptions(parse.GetValue(host)!, parse.GetValue(port), parse.GetValue(maxBody),
         TimeSpan.FromMilliseconds(parse.GetValue(timeout)), TimeSpan.FromMilliseconds(parse.GetValue(drainDelay)),
-        TimeSpan.FromMilliseconds(parse.GetValue(drainTimeout)));
+        TimeSpan.FromMilliseconds(parse.GetValue(drainTimeout)), parse.GetValue(grpcPort) is >= 0 and var grpc ? grpc : null);
 }
 
 static int Run(Func<WebApplication> build)

@@ -38,6 +38,8 @@ public sealed partial class ServerProcess : IDisposable
         // The port is read from the host's "Now listening on" line; a parent that quiets its own logs through
         // the environment would otherwise pass that on.
         start.Environment["Logging__LogLevel__Default"] = "Information";
+        // Several servers share this machine: gRPC on any free port unless the caller says otherwise.
+        start.Environment["ADAPTIVE_GRPC_PORT"] = "0";
         foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
         return start;
     }
@@ -51,6 +53,7 @@ public sealed partial class ServerProcess : IDisposable
         {
             if (line is null) return;
             lock (server.output) server.output.Add(line);
+            // REST is the first address the host reports (gRPC, when it has one, the second).
             if (ListeningLine().Match(line) is { Success: true } match) listening.TrySetResult(new Uri(match.Groups[1].Value));
         }
         server.process.OutputDataReceived += (_, e) => Collect(e.Data);

@@ -150,6 +150,8 @@ public sealed class OnnxModel : IDisposable
         if (request.Inputs.Any(i => i.Rows != rows)) throw Bad("all inputs must have the same batch size (first dimension)");
         foreach (var output in request.RequestedOutputs ?? [])
             if (!outputNames.Contains(output.Name)) throw Bad($"unknown output '{output.Name}'; the model's outputs are {string.Join(", ", outputNames)}");
+        var repeated = request.RequestedOutputs?.GroupBy(o => o.Name).FirstOrDefault(g => g.Count() > 1);
+        if (repeated is not null) throw Bad($"output '{repeated.Key}' is requested more than once");
     }
 
     /// <summary>Runs a batch of validated requests with one session call (one per request if the model cannot batch).</summary>
@@ -276,7 +278,7 @@ public sealed class OnnxModel : IDisposable
     static TensorDataType? ToDataType(NodeMetadata metadata) =>
         !metadata.IsTensor ? null : ElementTypes.Where(t => t.Onnx == metadata.ElementDataType).Select(t => (TensorDataType?)t.Protocol).FirstOrDefault();
 
-    static ProtocolException Bad(string message) => new(StatusCodes.Status400BadRequest, message);
+    static ProtocolException Bad(string message) => ProtocolException.Invalid(message);
 
     public void Dispose() => session.Dispose();
 }

@@ -3,6 +3,7 @@ using System.IO.Pipelines;
 using System.Net;
 using Adaptive.ModelServer.Protocol;
 using Microsoft.AspNetCore.Connections;
+using HttpProtocols = Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols;
 using Microsoft.Extensions.Hosting;
 
 namespace Adaptive.ModelServer.Hosting;
@@ -25,8 +26,13 @@ public static class HttpHosting
         {
             kestrel.Limits.MaxRequestBodySize = options.MaxBodyBytes;
             kestrel.Limits.MaxRequestHeadersTotalSize = 32 * 1024;
+            // REST first: "Now listening on" reports the REST address first (ServerProcess relies on it).
             kestrel.Listen(IPAddress.Parse(options.Host), options.Port);
+            // gRPC needs HTTP/2; without TLS there is no protocol negotiation, so the port speaks HTTP/2 only.
+            if (options.GrpcPort is { } grpcPort)
+                kestrel.Listen(IPAddress.Parse(options.Host), grpcPort, listen => listen.Protocols = HttpProtocols.Http2);
         });
+        if (options.GrpcPort is not null) builder.Services.AddGrpc(grpc => grpc.MaxReceiveMessageSize = checked((int)options.MaxBodyBytes));
         builder.Services.AddSingleton<IMemoryPoolFactory<byte>, LargeBlockMemoryPoolFactory>();
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainDelay + options.DrainTimeout);
         builder.Services.AddSingleton(options);
@@ -45,20 +51,54 @@ public static class HttpHosting
         var readiness = app.Services.GetRequiredService<Readiness>();
         app.Use((context, next) =>
         {
-            context.Response.OnStarting(() =>
-            {
-                if (readiness.IsDraining) context.Response.Headers.Connection = "close";
-                return Task.CompletedTask;
-            });
+            // HTTP/2 has no Connection header: Kestrel ends those connections with GOAWAY when it stops.
+            if (!context.Request.Protocol.StartsWith("HTTP/2", StringComparison.Ordinal))
+                context.Response.OnStarting(() =>
+                {
+                    if (readiness.IsDraining) context.Response.Headers.Connection = "close";
+                    return Task.CompletedTask;
+                });
+            // A gRPC message's size is bounded by the gRPC service (RESOURCE_EXHAUSTED past it), not by Kestrel's body
+            // limit, which would reset the stream without a status.
+            if (context.Request.ContentType?.StartsWith("application/grpc", StringComparison.Ordinal) == true
+                && context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+                limit.MaxRequestBodySize = null;
             return next(context);
         });
-        app.MapGet("/v2/health/live", () => Results.Json(new { live = true }));
-        app.MapGet("/v2/health/ready", () =>
+        // HEAD as well as GET: probes and load balancers that check with HEAD get the same status.
+        app.MapMethods("/v2/health/live", [HttpMethods.Get, HttpMethods.Head], () => Results.Json(new { live = true }));
+        app.MapMethods("/v2/health/ready", [HttpMethods.Get, HttpMethods.Head], () =>
         {
             bool isReady = ready() && !readiness.IsDraining;
             return Results.Json(new { ready = isReady }, statusCode: isReady ? 200 : 503);
         });
+        // Unrouted paths (404) and methods (405) answer in the protocol's error format too.
+        app.UseStatusCodePages(async pages =>
+        {
+            var response = pages.HttpContext.Response;
+            string message = response.StatusCode == StatusCodes.Status405MethodNotAllowed
+                ? $"{pages.HttpContext.Request.Method} is not allowed on {pages.HttpContext.Request.Path}"
+                : $"no endpoint at {pages.HttpContext.Request.Path}";
+            await response.WriteAsJsonAsync(new { error = message });
+        });
     }
+
+    /// <summary>The protocol's server metadata: <c>GET /v2</c> (which routing matches as <c>/v2/</c> too, as the OpenAPI file spells it).</summary>
+    public static void MapServerMetadata(WebApplication app) =>
+        app.MapGet("/v2", () => Results.Json(new { name = ServerName, version = ServerVersion, extensions = Extensions }));
+
+    public const string ServerName = "adaptive-server";
+    public const string ServerVersion = "1";
+    /// <summary>The binary tensor data extension, as Triton names it: both the server and the router take and give binary tensors.</summary>
+    public static readonly string[] Extensions = ["binary_tensor_data"];
+
+    /// <summary>The HTTP status of a refusal of <paramref name="kind"/>.</summary>
+    public static int StatusOf(ErrorKind kind) => kind switch
+    {
+        ErrorKind.NotFound => StatusCodes.Status404NotFound,
+        ErrorKind.TooLarge => StatusCodes.Status413PayloadTooLarge,
+        _ => StatusCodes.Status400BadRequest,
+    };
 
     /// <summary>
     /// Reads the whole body, within Kestrel's size limit, straight from the request pipe into one array
@@ -120,7 +160,7 @@ public static class HttpHosting
             var header = new byte[Math.Min(length, bodyLength)];
             long received = await FillAsync(pipe, header, cancel);
             if (received < length)
-                throw new ProtocolException(StatusCodes.Status400BadRequest, $"{InferRequestReader.HeaderLengthHeader} is {length}, but the body has {received} bytes");
+                throw ProtocolException.Invalid($"{InferRequestReader.HeaderLengthHeader} is {length}, but the body has {received} bytes");
             var parsed = InferRequestReader.Read(header, bodyLength - length, arrays, contract);
             try
             {
@@ -220,7 +260,7 @@ public static class HttpHosting
     }
 
     static ProtocolException TooLarge(long limit) =>
-        new(StatusCodes.Status413PayloadTooLarge, $"the request body is larger than the {limit}-byte limit");
+        new(ErrorKind.TooLarge, $"the request body is larger than the {limit}-byte limit");
 
     /// <summary>An error in the protocol's format, <c>{"error": "..."}</c>, with Retry-After when given.</summary>
     public static Task WriteErrorAsync(HttpContext context, int statusCode, string message, TimeSpan? retryAfter = null)

@@ -6,4 +6,5 @@ namespace Adaptive.ModelServer.Hosting;
 /// <param name="DrainDelay">After SIGTERM, how long the server keeps serving while readiness is false, so
 /// that endpoints stop sending to it (Kubernetes removes a pod from its Service asynchronously).</param>
 /// <param name="DrainTimeout">Then, the longest it waits for requests in flight before exiting.</param>
-public sealed record HttpOptions(string Host, int Port, long MaxBodyBytes, TimeSpan RequestTimeout, TimeSpan DrainDelay, TimeSpan DrainTimeout);
+/// <param name="GrpcPort">The port of the Open Inference Protocol's gRPC service (HTTP/2 without TLS); null for none, 0 for any free one.</param>
+public sealed record HttpOptions(string Host, int Port, long MaxBodyBytes, TimeSpan RequestTimeout, TimeSpan DrainDelay, TimeSpan DrainTimeout, int? GrpcPort = null);

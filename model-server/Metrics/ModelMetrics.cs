@@ -2,10 +2,27 @@ using Prometheus;
 
 namespace Adaptive.ModelServer.Metrics;
 
-/// <summary>Why a request ended as it did; the <c>outcome</c> label of the request counter.</summary>
-/// <summary>How a request ended. <see cref="BadRequest"/> is every client error (4xx but 429); <see cref="ClientClosed"/>
-/// a client that went away before its answer; <see cref="BodiesFull"/> a 429 because the budget of bodies being read was spent.</summary>
-public enum Outcome { Success, BadRequest, QueueFull, DeadlineUnreachable, Expired, ClientClosed, BodiesFull, Error }
+/// <summary>How a request ended: the <c>outcome</c> label of the request counter (model-server/README.md says when each is counted).</summary>
+public enum Outcome
+{
+    Success,
+    /// <summary>Malformed, or not what the model takes.</summary>
+    BadRequest,
+    /// <summary>An unknown model or version.</summary>
+    NotFound,
+    /// <summary>A body or message larger than the server accepts.</summary>
+    TooLarge,
+    /// <summary>The client went away (or cancelled) before its answer.</summary>
+    ClientClosed,
+    /// <summary>The body did not arrive in time, or the deadline passed while the request was queued.</summary>
+    Timeout,
+    /// <summary>No room: the queue is full, or the bodies being read hold the server's budget.</summary>
+    QueueFull,
+    /// <summary>The work ahead would make the request miss its deadline.</summary>
+    DeadlineUnreachable,
+    /// <summary>A server fault on a valid request.</summary>
+    Error,
+}
 
 /// <summary>
 /// The model server's Prometheus metrics, labelled by model (the name clients call, the pipeline's
@@ -54,12 +71,21 @@ public sealed class ModelMetrics
     {
         Outcome.Success => "success",
         Outcome.BadRequest => "bad_request",
+        Outcome.NotFound => "not_found",
+        Outcome.TooLarge => "too_large",
+        Outcome.ClientClosed => "client_closed",
+        Outcome.Timeout => "timeout",
         Outcome.QueueFull => "queue_full",
         Outcome.DeadlineUnreachable => "deadline_unreachable",
-        Outcome.Expired => "expired",
-        Outcome.ClientClosed => "client_closed",
-        Outcome.BodiesFull => "bodies_full",
         Outcome.Error => "error",
         _ => throw new ArgumentOutOfRangeException(nameof(outcome), outcome, null),
+    };
+
+    /// <summary>The outcome of a request refused for <paramref name="kind"/>.</summary>
+    public static Outcome Of(Protocol.ErrorKind kind) => kind switch
+    {
+        Protocol.ErrorKind.NotFound => Outcome.NotFound,
+        Protocol.ErrorKind.TooLarge => Outcome.TooLarge,
+        _ => Outcome.BadRequest,
     };
 }

@@ -25,7 +25,7 @@ public sealed class RouterMetrics
     public RouterMetrics(CollectorRegistry registry)
     {
         var factory = Prometheus.Metrics.WithCustomRegistry(registry);
-        requests = factory.CreateCounter("adaptive_pipeline_requests_total", "Pipeline requests by outcome (ok, bad_request, rejected, timeout, client_closed, error)", "pipeline", "outcome");
+        requests = factory.CreateCounter("adaptive_pipeline_requests_total", "Pipeline requests by outcome (success, bad_request, not_found, too_large, client_closed, timeout, queue_full, error)", "pipeline", "outcome");
         sloMisses = factory.CreateCounter("adaptive_pipeline_slo_misses_total",
             "Pipeline requests that missed the pipeline's SLO: answered after it, refused, timed out or failed (client errors and clients that left are not counted)", "pipeline");
         duration = factory.CreateHistogram("adaptive_pipeline_request_duration_seconds", "End-to-end latency of pipeline requests through the router",

@@ -130,12 +130,16 @@ public sealed partial class InferRequestReader
 
     /// <summary>
     /// Reads an input's data, flat or nested (row-major), into its array one JSON token at a time, so that it
-    /// can be fed as the body arrives; the data must fill the array exactly.
+    /// can be fed as the body arrives; the data must fill the array exactly, and nested data must follow the
+    /// shape at every level (a ragged array whose count happens to match is refused, not flattened).
     /// </summary>
     sealed class TensorDataReader(TensorDataType type, Array values, long[] shape, string path)
     {
         long index;
         int depth;
+        /// <summary>The entries so far of the array open at each depth (1 is the outermost).</summary>
+        readonly long[] entries = new long[Math.Max(shape.Length, 1) + 1];
+        bool nested, flat;
 
         public Array Values => values;
 
@@ -146,15 +150,29 @@ public sealed partial class InferRequestReader
             switch (reader.TokenType)
             {
                 case JsonTokenType.StartArray:
-                    depth++;
+                    if (depth > 0)
+                    {
+                        if (depth >= shape.Length) throw Bad($"{path}: data is nested deeper than its shape {Tensor.FormatShape(shape)}");
+                        if (flat) throw Bad($"{path}: data mixes numbers and nested arrays at its outer level");
+                        nested = true;
+                        entries[depth]++;
+                    }
+                    entries[++depth] = 0;
                     return false;
                 case JsonTokenType.EndArray:
+                    if (nested && entries[depth] != shape[depth - 1])
+                        throw Bad($"{path}: nested data must follow shape {Tensor.FormatShape(shape)}: an array at depth {depth} has {entries[depth]} entries, the shape {shape[depth - 1]}");
                     if (--depth > 0) return false;
                     if (index != count) throw Bad($"{path}: data has {index} elements, shape {Tensor.FormatShape(shape)} needs {count}");
                     return true;
                 case var _ when depth == 0:
                     throw Bad($"{path}: data must be an array");
                 case var token when token == ElementToken(type) || (type == TensorDataType.Bool && token == JsonTokenType.False):
+                    if (depth == 1 && nested) throw Bad($"{path}: data mixes numbers and nested arrays at its outer level");
+                    if (depth > 1 && depth != shape.Length)
+                        throw Bad($"{path}: nested data must follow shape {Tensor.FormatShape(shape)}: elements at depth {depth}, the shape has {shape.Length} dimensions");
+                    flat |= depth == 1;
+                    entries[depth]++;
                     if (index >= count) throw Bad($"{path}: data has more than the {count} elements of shape {Tensor.FormatShape(shape)}");
                     if (!Store(ref reader, type, values, index)) throw Bad($"{path}: data element {index} is not a valid {type.ToProtocolName()} value");
                     index++;
@@ -165,5 +183,5 @@ public sealed partial class InferRequestReader
         }
     }
 
-    static ProtocolException Bad(string message) => new(StatusCodes.Status400BadRequest, message);
+    static ProtocolException Bad(string message) => ProtocolException.Invalid(message);
 }

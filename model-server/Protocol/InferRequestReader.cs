@@ -39,6 +39,7 @@ public sealed partial class InferRequestReader : IDisposable
     Place place = Place.BeforeRequest;
     /// <summary>The property whose value the next token starts.</summary>
     string? property;
+    readonly HashSet<string> requestKeys = [];
 
     string? id;
     List<Tensor>? inputs;
@@ -150,7 +151,10 @@ public sealed partial class InferRequestReader : IDisposable
                 place = Place.Request;
                 break;
             case Place.Request or Place.Input when token == JsonTokenType.PropertyName:
-                property = reader.GetString();
+                property = reader.GetString()!;
+                // A key given twice has no meaning the protocol defines: refused rather than one of them taken.
+                if (!(place == Place.Request ? requestKeys : input!.Keys).Add(property))
+                    throw Bad(place == Place.Request ? $"'{property}' is given more than once" : $"{input!.Path}.{property} is given more than once");
                 break;
             case Place.Request when token == JsonTokenType.EndObject:
                 place = Place.AfterRequest;
@@ -192,10 +196,11 @@ public sealed partial class InferRequestReader : IDisposable
     void StartData(ref Utf8JsonReader reader, InputFields fields)
     {
         fields.HasData = true;
+        // Checked before the shape is: a number in place of the array is what is wrong, whatever the shape says.
+        if (reader.TokenType != JsonTokenType.StartArray)
+            throw Bad($"{(string.IsNullOrEmpty(fields.Name) ? fields.Path : $"input '{fields.Name}'")}: data must be an array");
         if (fields.Name is null || fields.DataType is null || fields.Shape is null || fields.BinarySize is not null)
         {
-            if (reader.TokenType is not (JsonTokenType.StartObject or JsonTokenType.StartArray))
-                throw Bad($"{(string.IsNullOrEmpty(fields.Name) ? fields.Path : $"input '{fields.Name}'")}: data must be an array");
             captured = new CapturedValue(Place.Input, "data", keep: true, reader.CurrentDepth);
             return;
         }
@@ -342,6 +347,7 @@ public sealed partial class InferRequestReader : IDisposable
     sealed class InputFields(string path)
     {
         public readonly string Path = path;
+        public readonly HashSet<string> Keys = [];
         public string? Name, DataType;
         public long[]? Shape;
         public long? BinarySize;

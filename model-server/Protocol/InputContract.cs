@@ -51,5 +51,5 @@ public sealed class InputContract(IReadOnlyList<TensorSpec> inputs, long maxRows
         return total;
     }
 
-    static ProtocolException Bad(string message) => new(StatusCodes.Status400BadRequest, message);
+    static ProtocolException Bad(string message) => ProtocolException.Invalid(message);
 }

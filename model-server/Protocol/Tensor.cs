@@ -50,8 +50,21 @@ public sealed record InferRequest(string? Id, IReadOnlyList<Tensor> Inputs, IRea
     public long Rows => Inputs.Count == 0 ? 0 : Inputs[0].Rows;
 }
 
-/// <summary>A request the server refuses; <see cref="StatusCode"/> is the HTTP status of the answer.</summary>
-public sealed class ProtocolException(int statusCode, string message) : Exception(message)
+/// <summary>Why a request is refused, whatever the transport: the REST and gRPC front ends each map it to their own status.</summary>
+public enum ErrorKind
 {
-    public int StatusCode { get; } = statusCode;
+    /// <summary>Malformed, or not what the model takes (400, INVALID_ARGUMENT).</summary>
+    InvalidArgument,
+    /// <summary>No such model or version (404, NOT_FOUND).</summary>
+    NotFound,
+    /// <summary>Larger than the server accepts (413, RESOURCE_EXHAUSTED).</summary>
+    TooLarge,
+}
+
+/// <summary>A request the server refuses; the message names the offending field or value.</summary>
+public sealed class ProtocolException(ErrorKind kind, string message) : Exception(message)
+{
+    public ErrorKind Kind { get; } = kind;
+
+    public static ProtocolException Invalid(string message) => new(ErrorKind.InvalidArgument, message);
 }

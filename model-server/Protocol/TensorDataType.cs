@@ -129,5 +129,5 @@ public static class BytesElements
         if (at != raw.Length) throw Bad($"input '{input}': {raw.Length - at} bytes of binary data follow its {elements.Length} elements");
     }
 
-    static ProtocolException Bad(string message) => new(StatusCodes.Status400BadRequest, message);
+    static ProtocolException Bad(string message) => ProtocolException.Invalid(message);
 }

@@ -56,17 +56,23 @@ public static class RouterApp
             MaxResponseContentBufferSize = options.Http.MaxBodyBytes,
         };
         builder.Services.AddSingleton(http);
+        builder.Services.AddSingleton(services => new PipelineForwarder(options, routes, metrics, health, http,
+            services.GetRequiredService<ILoggerFactory>().CreateLogger("Adaptive.Router")));
         var app = builder.Build();
         app.Lifetime.ApplicationStopped.Register(http.Dispose);
-        var forwarder = new PipelineForwarder(options, routes, metrics, health, http, app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Adaptive.Router"));
+        var forwarder = app.Services.GetRequiredService<PipelineForwarder>();
 
-        HttpHosting.MapHealth(app, () => routes.Current.Config.Stages.All(s => s.Variants.Any(v => health.IsUsable(v.Endpoint))));
+        HttpHosting.MapHealth(app, () => forwarder.StagesUsable);
         app.MapMetrics("/metrics", registry);
-        app.MapGet("/v2/models/{name}/ready", (HttpContext context, string name, Readiness readiness) =>
-            name != routes.Current.Config.Pipeline
-                ? HttpHosting.WriteErrorAsync(context, StatusCodes.Status404NotFound, $"unknown pipeline '{name}'; this router serves '{routes.Current.Config.Pipeline}'")
-                : Results.Json(new { name, ready = !readiness.IsDraining }, statusCode: readiness.IsDraining ? 503 : 200).ExecuteAsync(context));
-        app.MapPost("/v2/models/{name}/infer", forwarder.Infer);
+        HttpHosting.MapServerMetadata(app);
+        var rest = new RouterRestEndpoints(forwarder);
+        app.MapGet("/v2/models/{name}", (HttpContext context, string name) => rest.Metadata(context, name, null));
+        app.MapGet("/v2/models/{name}/versions/{version}", rest.Metadata);
+        app.MapGet("/v2/models/{name}/ready", (HttpContext context, Readiness readiness, string name) => rest.ModelReady(context, readiness, name, null));
+        app.MapGet("/v2/models/{name}/versions/{version}/ready", rest.ModelReady);
+        app.MapPost("/v2/models/{name}/infer", (HttpContext context, string name) => rest.Infer(context, name, null));
+        app.MapPost("/v2/models/{name}/versions/{version}/infer", rest.Infer);
+        if (options.Http.GrpcPort is not null) app.MapGrpcService<Grpc.GrpcRouterService>();
         return app;
     }
 
@@ -163,22 +169,46 @@ sealed class VariantProber(VariantHealth health, HttpClient http, ILogger<Varian
     }
 }
 
-/// <summary>
-/// Sends one pipeline request through the stages. At each stage a failure of the variant (no connection, a
-/// reset, a 5xx, no answer in its share of the time) is retried once on another healthy variant; a client's
-/// error (4xx) is not. What still fails ends the request with that error, named.
-/// </summary>
-sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterMetrics metrics, VariantHealth health, HttpClient http, ILogger log)
-{
-    /// <summary>A request or response body; <see cref="HeaderLength"/> is set when binary tensor data follows a JSON header.</summary>
-    sealed record Message(byte[] Body, int? HeaderLength);
+/// <summary>A request or response body; <see cref="HeaderLength"/> is set when binary tensor data follows a JSON header.</summary>
+public sealed record StageMessage(byte[] Body, int? HeaderLength);
 
-    readonly ConcurrentDictionary<string, string[]> inputNames = new();
-    readonly BodyBudget bodies = new(options.BodyBudgetBytes);
+/// <summary>What came out of the last stage (its <c>model_name</c> the pipeline's), and each stage's time in milliseconds.</summary>
+public sealed record PipelineAnswer(StageMessage Response, IReadOnlyList<(string Stage, double Ms)> StageTimes)
+{
+    /// <summary>The W3C Server-Timing value: one entry per stage, retries included.</summary>
+    public string ServerTiming => string.Join(", ", StageTimes.Select(t => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{t.Stage};dur={t.Ms:F3}")));
+}
+
+/// <summary>
+/// A pipeline request that failed, as an HTTP status (the front ends map it to theirs); <see cref="BodyUnread"/>:
+/// refused before its body was read to its end, so the answer must close the connection.
+/// </summary>
+public sealed class PipelineFailure(int statusCode, string message, TimeSpan? retryAfter, bool bodyUnread) : Exception(message)
+{
+    public int StatusCode { get; } = statusCode;
+    public TimeSpan? RetryAfter { get; } = retryAfter;
+    public bool BodyUnread { get; } = bodyUnread;
+}
+
+/// <summary>
+/// Sends one pipeline request through the stages, whatever carried it. At each stage a failure of the variant
+/// (no connection, a reset, a 5xx, no answer in its share of the time) is retried once on another healthy
+/// variant; a client's error (4xx) is not. What still fails ends the request with a <see cref="PipelineFailure"/>
+/// naming it. The request counter's outcome and the SLO misses are counted here, once per request.
+/// </summary>
+public sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterMetrics metrics, VariantHealth health, HttpClient http, ILogger log)
+{
+    /// <summary>The metadata each stage's model declares, from its first healthy variant that answers; kept per stage.</summary>
+    readonly ConcurrentDictionary<string, JsonObject> stageMetadata = new();
     int inFlight;
 
+    /// <summary>The budget of request bytes being read at once, over both transports.</summary>
+    public BodyBudget Bodies { get; } = new(options.BodyBudgetBytes);
+    public RouterOptions Options => options;
+    public RouteTable Routes => routes;
+
     /// <summary>The client's body was refused before it was read to its end: the answer closes the connection.</summary>
-    sealed class BodyRefused(int statusCode, string message, TimeSpan? retryAfter = null) : Exception(message)
+    public sealed class BodyRefused(int statusCode, string message, TimeSpan? retryAfter = null) : Exception(message)
     {
         public int StatusCode { get; } = statusCode;
         public TimeSpan? RetryAfter { get; } = retryAfter;
@@ -192,99 +222,116 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
         public bool VariantFailed { get; } = variantFailed;
     }
 
-    public async Task Infer(HttpContext context, string name)
+    /// <summary>Whether every stage has a variant that takes traffic: the router's readiness, draining aside.</summary>
+    public bool StagesUsable => routes.Current.Config.Stages.All(s => s.Variants.Any(v => health.IsUsable(v.Endpoint)));
+
+    /// <summary>Throws <see cref="ErrorKind.NotFound"/> unless <paramref name="name"/> (and <paramref name="version"/>, when given) is the pipeline served.</summary>
+    public static void CheckPipeline(RouteTable.Routes route, string name, string? version)
     {
-        var route = routes.Current; // one configuration for the whole request
         string pipeline = route.Config.Pipeline;
-        if (name != pipeline)
-        {
-            await HttpHosting.WriteErrorAsync(context, StatusCodes.Status404NotFound, $"unknown pipeline '{name}'; this router serves '{pipeline}'");
-            return;
-        }
+        if (name != pipeline) throw new ProtocolException(ErrorKind.NotFound, $"unknown pipeline '{name}'; this router serves '{pipeline}'");
+        if (!string.IsNullOrEmpty(version) && version != Serving.InferenceService.Version)
+            throw new ProtocolException(ErrorKind.NotFound, $"unknown version '{version}' of pipeline '{name}'; it has version '{Serving.InferenceService.Version}'");
+    }
+
+    /// <summary>
+    /// One pipeline request: admission (at most <see cref="RouterOptions.MaxInFlight"/> at once), its body from
+    /// <paramref name="read"/> within the request's deadline, the stages in order, and the answer renamed to
+    /// the pipeline. <paramref name="aborted"/>: the client went away (then whatever was thrown goes on, counted
+    /// as client_closed); every other failure is a <see cref="PipelineFailure"/>.
+    /// </summary>
+    public async Task<PipelineAnswer> Run(RouteTable.Routes route, Func<CancellationToken, Task<StageMessage>> read, CancellationToken aborted)
+    {
+        string pipeline = route.Config.Pipeline;
         long started = Stopwatch.GetTimestamp();
         metrics.InFlight.Inc();
-        string outcome = "error";
+        var outcome = Outcome.Error;
+        bool clientsFault = false;
         try
         {
             if (Interlocked.Increment(ref inFlight) > options.MaxInFlight)
                 throw new StageFailure(StatusCodes.Status429TooManyRequests, $"the router has {options.MaxInFlight} requests in progress", TimeSpan.FromSeconds(1));
-            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(aborted);
             deadline.CancelAfter(options.Http.RequestTimeout);
-            var payload = await ReadRequest(context, deadline.Token);
+            var payload = await read(deadline.Token);
+            var times = new List<(string, double)>(route.Config.Stages.Count);
             try
             {
                 for (int s = 0; s < route.Config.Stages.Count; s++)
                 {
                     var stage = route.Config.Stages[s];
+                    long stageStarted = Stopwatch.GetTimestamp();
                     payload = await CallStageWithRetry(route, s, payload, started, deadline.Token);
+                    times.Add((stage.Name, Stopwatch.GetElapsedTime(stageStarted).TotalMilliseconds));
                     if (s + 1 < route.Config.Stages.Count)
                     {
                         var next = route.Config.Stages[s + 1];
-                        payload = NextStageRequest(payload, await InputNames(next, deadline.Token), stage.Name, next.Name);
+                        payload = NextStageRequest(payload, InputNames(await StageMetadata(next, deadline.Token)), stage.Name, next.Name);
                     }
                 }
             }
-            catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested)
+            catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
             {
                 throw new StageFailure(StatusCodes.Status504GatewayTimeout, $"the pipeline did not answer within {options.Http.RequestTimeout.TotalMilliseconds:F0} ms");
             }
-            context.Response.ContentType = payload.HeaderLength is null ? "application/json" : "application/octet-stream";
-            if (payload.HeaderLength is { } length) context.Response.Headers[InferRequestReader.HeaderLengthHeader] = length.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            await context.Response.Body.WriteAsync(payload.Body, context.RequestAborted);
-            outcome = "ok";
+            var answer = new PipelineAnswer(Renamed(payload, pipeline, route.Config.Stages[^1].Name), times);
+            outcome = Outcome.Success;
+            return answer;
+        }
+        catch (Exception) when (aborted.IsCancellationRequested)
+        {
+            outcome = Outcome.ClientClosed; // the client went away: nobody to answer
+            throw;
         }
         catch (ProtocolException e)
         {
-            outcome = "bad_request";
-            await HttpHosting.WriteErrorAsync(context, e.StatusCode, e.Message);
+            (outcome, clientsFault) = (ModelMetrics.Of(e.Kind), true);
+            throw new PipelineFailure(HttpHosting.StatusOf(e.Kind), e.Message, null, bodyUnread: false);
         }
         catch (BodyRefused e)
         {
-            outcome = e.StatusCode == StatusCodes.Status429TooManyRequests ? "rejected" : "bad_request";
-            await HttpHosting.RefuseBodyAsync(context, e.StatusCode, e.Message, e.RetryAfter);
-        }
-        catch (Exception) when (context.RequestAborted.IsCancellationRequested)
-        {
-            outcome = "client_closed"; // the client went away: nobody to answer
+            (outcome, clientsFault) = OutcomeOf(e.StatusCode);
+            throw new PipelineFailure(e.StatusCode, e.Message, e.RetryAfter, bodyUnread: true);
         }
         catch (StageFailure e)
         {
-            outcome = e.StatusCode switch
-            {
-                StatusCodes.Status429TooManyRequests or StatusCodes.Status503ServiceUnavailable => "rejected",
-                StatusCodes.Status504GatewayTimeout => "timeout",
-                >= 400 and < 500 => "bad_request",
-                _ => "error",
-            };
-            await HttpHosting.WriteErrorAsync(context, e.StatusCode, e.Message, e.RetryAfter);
+            (outcome, clientsFault) = OutcomeOf(e.StatusCode);
+            throw new PipelineFailure(e.StatusCode, e.Message, e.RetryAfter, bodyUnread: false);
         }
         finally
         {
             Interlocked.Decrement(ref inFlight);
             metrics.InFlight.Dec();
             double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
-            metrics.Request(pipeline, outcome, seconds);
-            if (route.Config.SloMs is { } slo && outcome is not ("bad_request" or "client_closed") && (outcome != "ok" || seconds * 1000 > slo))
+            metrics.Request(pipeline, ModelMetrics.LabelValue(outcome), seconds);
+            if (route.Config.SloMs is { } slo && !clientsFault && outcome != Outcome.ClientClosed && (outcome != Outcome.Success || seconds * 1000 > slo))
                 metrics.SloMiss(pipeline);
         }
     }
 
+    /// <summary>The outcome of a request that ended with HTTP <paramref name="status"/>, and whether the client was at fault (a 4xx but 429).</summary>
+    static (Outcome, bool ClientsFault) OutcomeOf(int status) => status switch
+    {
+        StatusCodes.Status429TooManyRequests => (Outcome.QueueFull, false),
+        StatusCodes.Status404NotFound => (Outcome.NotFound, true),
+        StatusCodes.Status408RequestTimeout => (Outcome.Timeout, true),
+        StatusCodes.Status413PayloadTooLarge => (Outcome.TooLarge, true),
+        StatusCodes.Status504GatewayTimeout => (Outcome.Timeout, false),
+        >= 400 and < 500 => (Outcome.BadRequest, true),
+        _ => (Outcome.Error, false),
+    };
+
     /// <summary>
-    /// One stage: a healthy variant by weight; if it fails (not the request), one other healthy variant, in
-    /// what is left of the deadline. The first try gets half of what is left when there is another to try,
-    /// so that a hung variant leaves time for the retry.
-    /// </summary>
-    /// <summary>
-    /// The client's request, read within the request's deadline (408 past it) and within the budget of bodies
+    /// The client's REST request, read within the request's deadline (408 past it) and within the budget of bodies
     /// being read at once (429 beyond it): neither a slow body nor many large ones can hold the router.
     /// </summary>
-    async Task<Message> ReadRequest(HttpContext context, CancellationToken deadline)
+    public async Task<StageMessage> ReadRequest(HttpContext context, CancellationToken deadline)
     {
-        using var share = bodies.TryTake(context.Request.ContentLength ?? options.Http.MaxBodyBytes)
-            ?? throw new BodyRefused(StatusCodes.Status429TooManyRequests, $"the router is reading as many request bodies as its {bodies.TotalBytes}-byte budget holds; retry shortly", TimeSpan.FromSeconds(1));
+        using var share = Bodies.TryTake(context.Request.ContentLength ?? options.Http.MaxBodyBytes)
+            ?? throw new BodyRefused(StatusCodes.Status429TooManyRequests, $"the router is reading as many request bodies as its {Bodies.TotalBytes}-byte budget holds; retry shortly", TimeSpan.FromSeconds(1));
         try
         {
-            return new Message([.. await HttpHosting.ReadBodyAsync(context, deadline)], InferRequestReader.HeaderLength(context.Request));
+            return new StageMessage([.. await HttpHosting.ReadBodyAsync(context, deadline)], InferRequestReader.HeaderLength(context.Request));
         }
         catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested)
         {
@@ -296,7 +343,41 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
         }
     }
 
-    async Task<Message> CallStageWithRetry(RouteTable.Routes route, int s, Message payload, long started, CancellationToken deadline)
+    /// <summary>
+    /// The pipeline as one model: its inputs are the first stage's, its outputs the last stage's (from their
+    /// model servers' metadata).
+    /// </summary>
+    public async Task<JsonObject> Metadata(RouteTable.Routes route, CancellationToken cancellation)
+    {
+        JsonObject first, last;
+        try
+        {
+            first = await StageMetadata(route.Config.Stages[0], cancellation);
+            last = await StageMetadata(route.Config.Stages[^1], cancellation);
+        }
+        catch (StageFailure e)
+        {
+            throw new PipelineFailure(e.StatusCode, e.Message, e.RetryAfter, bodyUnread: false);
+        }
+        return new JsonObject
+        {
+            ["name"] = route.Config.Pipeline,
+            ["versions"] = new JsonArray(Serving.InferenceService.Version),
+            ["platform"] = PipelinePlatform,
+            ["inputs"] = first["inputs"]!.DeepClone(),
+            ["outputs"] = last["outputs"]!.DeepClone(),
+        };
+    }
+
+    /// <summary>Triton's platform name for a pipeline of models; the protocol's list has none for it.</summary>
+    public const string PipelinePlatform = "ensemble";
+
+    /// <summary>
+    /// One stage: a healthy variant by weight; if it fails (not the request), one other healthy variant, in
+    /// what is left of the deadline. The first try gets half of what is left when there is another to try,
+    /// so that a hung variant leaves time for the retry.
+    /// </summary>
+    async Task<StageMessage> CallStageWithRetry(RouteTable.Routes route, int s, StageMessage payload, long started, CancellationToken deadline)
     {
         var (stage, chooser) = (route.Config.Stages[s], route.Choosers[s]);
         var first = chooser.Next(v => health.IsUsable(v.Endpoint))
@@ -320,7 +401,7 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
     /// One call of one variant of stage <paramref name="s"/> within <paramref name="time"/> (null: the request's deadline alone); its
     /// health learns how it went, and the stage's time, <see cref="StageDeadlines"/>, when it answered.
     /// </summary>
-    async Task<Message> Attempt(RouteTable.Routes route, int s, VariantRoute variant, Message payload, TimeSpan? time, long started, CancellationToken deadline)
+    async Task<StageMessage> Attempt(RouteTable.Routes route, int s, VariantRoute variant, StageMessage payload, TimeSpan? time, long started, CancellationToken deadline)
     {
         var (pipeline, stage) = (route.Config.Pipeline, route.Config.Stages[s]);
         using var attempt = CancellationTokenSource.CreateLinkedTokenSource(deadline);
@@ -377,7 +458,7 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
             variant.Name, stage.Name, variant.Endpoint, VariantHealth.FailuresToEject);
     }
 
-    async Task<Message> CallStage(string pipeline, StageRoute stage, VariantRoute variant, Message payload, TimeSpan serverTime, CancellationToken cancellation)
+    async Task<StageMessage> CallStage(string pipeline, StageRoute stage, VariantRoute variant, StageMessage payload, TimeSpan serverTime, CancellationToken cancellation)
     {
         string where = $"stage '{stage.Name}' (variant '{variant.Name}')";
         using var content = new ByteArrayContent(payload.Body);
@@ -410,7 +491,7 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
             {
                 int? headerLength = response.Headers.TryGetValues(InferRequestReader.HeaderLengthHeader, out var values)
                     && int.TryParse(values.First(), System.Globalization.CultureInfo.InvariantCulture, out int parsed) ? parsed : null;
-                return new Message(body, headerLength);
+                return new StageMessage(body, headerLength);
             }
             int status = (int)response.StatusCode;
             throw new StageFailure(status is >= 400 and < 600 ? status : StatusCodes.Status502BadGateway,
@@ -418,26 +499,59 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
         }
     }
 
-    /// <summary>The inputs the stage's model declares, from the metadata of its first healthy variant that answers (all serve one interface); kept per stage.</summary>
-    async Task<string[]> InputNames(StageRoute stage, CancellationToken cancellation)
+    /// <summary>The metadata the stage's model declares, from the first of its healthy variants that answers (all serve one interface); kept per stage.</summary>
+    async Task<JsonObject> StageMetadata(StageRoute stage, CancellationToken cancellation)
     {
-        if (inputNames.TryGetValue(stage.Name, out var cached)) return cached;
+        if (stageMetadata.TryGetValue(stage.Name, out var cached)) return cached;
         var failures = new List<string>();
         foreach (var variant in stage.Variants.Where(v => health.IsUsable(v.Endpoint)))
         {
             string url = $"{variant.Endpoint.TrimEnd('/')}/v2/models/{stage.Name}";
             try
             {
-                using var metadata = await JsonDocument.ParseAsync(await http.GetStreamAsync(url, cancellation), cancellationToken: cancellation);
-                var names = metadata.RootElement.GetProperty("inputs").EnumerateArray().Select(i => i.GetProperty("name").GetString()!).ToArray();
-                return inputNames[stage.Name] = names;
+                var metadata = JsonNode.Parse(await http.GetStringAsync(url, cancellation))?.AsObject();
+                if (metadata?["inputs"] is not JsonArray || metadata["outputs"] is not JsonArray) throw new JsonException("no inputs or outputs");
+                return stageMetadata[stage.Name] = metadata;
             }
-            catch (Exception e) when (e is HttpRequestException or JsonException or KeyNotFoundException or InvalidOperationException)
+            catch (Exception e) when (e is HttpRequestException or JsonException or InvalidOperationException)
             {
                 failures.Add($"{url}: {e.Message}");
             }
         }
-        throw new StageFailure(StatusCodes.Status502BadGateway, $"cannot read the inputs of stage '{stage.Name}' from any healthy variant ({string.Join("; ", failures)})");
+        throw new StageFailure(StatusCodes.Status502BadGateway, $"cannot read the metadata of stage '{stage.Name}' from any healthy variant ({string.Join("; ", failures)})");
+    }
+
+    static string[] InputNames(JsonObject metadata) => [.. metadata["inputs"]!.AsArray().Select(i => (string)i!["name"]!)];
+
+    /// <summary>
+    /// The last stage's answer as the pipeline's: <c>model_name</c> is the pipeline the client called (and the
+    /// version its one version), not the stage that answered last.
+    /// </summary>
+    static StageMessage Renamed(StageMessage response, string pipeline, string stage)
+    {
+        var (header, rest) = Header(response, stage);
+        header["model_name"] = pipeline;
+        header["model_version"] = Serving.InferenceService.Version;
+        byte[] json = JsonSerializer.SerializeToUtf8Bytes(header);
+        return response.HeaderLength is null ? new StageMessage(json, null) : new StageMessage([.. json, .. rest.Span], json.Length);
+    }
+
+    /// <summary>A stage's answer split into its JSON (the whole body, or the binary extension's header) and the bytes after it.</summary>
+    static (JsonObject Header, ReadOnlyMemory<byte> After) Header(StageMessage response, string stage)
+    {
+        int headerLength = response.HeaderLength ?? response.Body.Length;
+        if (headerLength < 0 || headerLength > response.Body.Length)
+            throw new StageFailure(StatusCodes.Status502BadGateway, $"stage '{stage}' answered with a header longer than its body");
+        try
+        {
+            var node = JsonNode.Parse(response.Body.AsSpan(0, headerLength)) as JsonObject
+                ?? throw new StageFailure(StatusCodes.Status502BadGateway, $"stage '{stage}' answered with something other than a JSON object");
+            return (node, response.Body.AsMemory(headerLength));
+        }
+        catch (JsonException e)
+        {
+            throw new StageFailure(StatusCodes.Status502BadGateway, $"stage '{stage}' answered with malformed JSON: {e.Message}");
+        }
     }
 
     /// <summary>
@@ -445,12 +559,9 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
     /// model's inputs. Binary outputs stay binary (their bytes follow the new header unchanged), and the
     /// next stage is asked for binary outputs too, so the client gets the encoding it asked stage one for.
     /// </summary>
-    static Message NextStageRequest(Message response, string[] nextInputs, string stage, string nextStage)
+    static StageMessage NextStageRequest(StageMessage response, string[] nextInputs, string stage, string nextStage)
     {
-        int headerLength = response.HeaderLength ?? response.Body.Length;
-        if (headerLength < 0 || headerLength > response.Body.Length)
-            throw new StageFailure(StatusCodes.Status502BadGateway, $"stage '{stage}' answered with a header longer than its body");
-        var node = JsonNode.Parse(response.Body.AsSpan(0, headerLength))?.AsObject() ?? throw new StageFailure(StatusCodes.Status502BadGateway, $"stage '{stage}' answered with an empty body");
+        var (node, rest) = Header(response, stage);
         if (node["outputs"] is not JsonArray outputs || outputs.Count != nextInputs.Length)
             throw new StageFailure(StatusCodes.Status502BadGateway,
                 $"stage '{stage}' returns {(node["outputs"] as JsonArray)?.Count ?? 0} outputs but stage '{nextStage}' takes {nextInputs.Length} inputs");
@@ -462,10 +573,10 @@ sealed class PipelineForwarder(RouterOptions options, RouteTable routes, RouterM
             node.Remove("id");
             request["id"] = id;
         }
-        if (response.HeaderLength is null) return new Message(JsonSerializer.SerializeToUtf8Bytes(request), null);
+        if (response.HeaderLength is null) return new StageMessage(JsonSerializer.SerializeToUtf8Bytes(request), null);
         request["parameters"] = new JsonObject { ["binary_data_output"] = true };
         byte[] header = JsonSerializer.SerializeToUtf8Bytes(request);
-        return new Message([.. header, .. response.Body.AsSpan(headerLength)], header.Length);
+        return new StageMessage([.. header, .. rest.Span], header.Length);
     }
 
     static string ErrorMessage(byte[] body)

@@ -195,7 +195,7 @@ public sealed class DynamicBatcher : IDisposable
         {
             metrics.QueueWait.Observe(Stopwatch.GetElapsedTime(work.EnqueuedAt).TotalSeconds);
             if (now > work.Deadline)
-                work.Completion.TrySetException(new RequestRejectedException(Outcome.Expired, TimeSpan.FromSeconds(batchSeconds), "the request's deadline passed while it was queued"));
+                work.Completion.TrySetException(new RequestRejectedException(Outcome.Timeout, TimeSpan.FromSeconds(batchSeconds), "the request's deadline passed while it was queued"));
             else
                 live.Add(work);
         }

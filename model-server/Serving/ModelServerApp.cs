@@ -8,6 +8,7 @@ using Adaptive.ModelServer.Metrics;
 using Adaptive.ModelServer.Protocol;
 using Adaptive.ModelServer.Scheduling;
 using Microsoft.AspNetCore.Connections;
+using Adaptive.ModelServer.Grpc;
 using Prometheus;
 
 namespace Adaptive.ModelServer.Serving;
@@ -27,7 +28,6 @@ public sealed record ModelServerOptions(HttpOptions Http, string ModelPath, stri
 /// </summary>
 public static class ModelServerApp
 {
-    const string Platform = "onnxruntime_onnx";
     /// <summary>What the request tensors' pool keeps for reuse: about a hundred 224×224 images.</summary>
     const long RetainedTensorBytes = 64L << 20;
 
@@ -38,9 +38,33 @@ public static class ModelServerApp
     {
         var builder = HttpHosting.CreateBuilder(options.Http);
         builder.Services.AddSingleton(new TensorArrayPool(RetainedTensorBytes));
+        var registry = Prometheus.Metrics.NewCustomRegistry();
+        // process_* (CPU, memory, threads, handles) and the GC's counts and heap: a blow-up shows in Prometheus.
+        Prometheus.DotNetStats.Register(registry);
+        builder.Services.AddSingleton(services => Start(options, loaded, registry, services));
         var app = builder.Build();
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Adaptive.ModelServer");
+        var service = app.Services.GetRequiredService<InferenceService>(); // loads the model: a bad one fails here, before listening
 
+        HttpHosting.MapHealth(app, () => true);
+        app.MapMetrics("/metrics", registry);
+        var rest = new RestEndpoints(service, log);
+        HttpHosting.MapServerMetadata(app);
+        // The protocol's paths name a version; without one, the server's choice (its only one).
+        app.MapGet("/v2/models/{name}", (HttpContext context, string name) => rest.Metadata(context, name, null));
+        app.MapGet("/v2/models/{name}/versions/{version}", rest.Metadata);
+        app.MapGet("/v2/models/{name}/ready", (HttpContext context, Readiness readiness, string name) => rest.ModelReady(context, readiness, name, null));
+        app.MapGet("/v2/models/{name}/versions/{version}/ready", rest.ModelReady);
+        app.MapPost("/v2/models/{name}/infer", (HttpContext context, string name) => rest.Infer(context, name, null));
+        app.MapPost("/v2/models/{name}/versions/{version}/infer", rest.Infer);
+        if (options.Http.GrpcPort is not null) app.MapGrpcService<GrpcInferenceService>();
+        return app;
+    }
+
+    /// <summary>Loads the model and starts its batcher, both stopped with the host (after Kestrel has finished the requests in flight).</summary>
+    static InferenceService Start(ModelServerOptions options, OnnxModel? loaded, CollectorRegistry registry, IServiceProvider services)
+    {
+        var log = services.GetRequiredService<ILoggerFactory>().CreateLogger("Adaptive.ModelServer");
         var model = loaded ?? OnnxModel.Load(options.ModelPath, options.Runtime, warning => log.LogWarning("{Warning}", warning));
         var batching = model.SupportsBatching ? options.Batching : options.Batching with { MaxBatchSize = 1 };
         if (!model.SupportsBatching && options.Batching.MaxBatchSize > 1)
@@ -50,27 +74,15 @@ public static class ModelServerApp
             options.Runtime.EffectiveIntraOpThreads, model.Pinning is { } pinned ? $" (pinned: the caller on CPU {pinned.CallerCpu}, workers on [{string.Join(", ", pinned.WorkerCpus)}])" : "",
             batching.MaxBatchSize, batching.MaxQueueDelay.TotalMilliseconds);
 
-        var registry = Prometheus.Metrics.NewCustomRegistry();
-        // process_* (CPU, memory, threads, handles) and the GC's counts and heap: a blow-up shows in Prometheus.
-        Prometheus.DotNetStats.Register(registry);
         var metrics = new ModelMetrics(registry, options.ModelName, options.Variant);
         metrics.LoadDuration.Set(model.LoadTime.TotalSeconds);
         var batcher = new DynamicBatcher(new OnnxBackend(model), batching, metrics);
-        // After Kestrel has finished the requests in flight: the batcher has nothing left to run.
-        app.Lifetime.ApplicationStopped.Register(() =>
+        services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopped.Register(() =>
         {
             batcher.Dispose();
             if (loaded is null) model.Dispose();
         });
-
-        HttpHosting.MapHealth(app, () => true);
-        app.MapMetrics("/metrics", registry);
-        var endpoints = new ModelEndpoints(options, model, batching, batcher, app.Services.GetRequiredService<TensorArrayPool>(), metrics, log);
-        app.MapGet("/v2", () => Results.Json(new { name = "adaptive-server", version = "1", extensions = Array.Empty<string>() }));
-        app.MapGet("/v2/models/{name}", endpoints.Metadata);
-        app.MapGet("/v2/models/{name}/ready", endpoints.ModelReady);
-        app.MapPost("/v2/models/{name}/infer", endpoints.Infer);
-        return app;
+        return new InferenceService(options, model, batching, batcher, services.GetRequiredService<TensorArrayPool>(), metrics);
     }
 
     sealed class OnnxBackend(OnnxModel model) : IBatchBackend
@@ -78,25 +90,30 @@ public static class ModelServerApp
         public IReadOnlyList<IReadOnlyList<Tensor>> Run(IReadOnlyList<InferRequest> batch) => model.Run(batch);
     }
 
-    sealed class ModelEndpoints(ModelServerOptions options, OnnxModel model, BatchingOptions batching, DynamicBatcher batcher, TensorArrayPool arrays, ModelMetrics metrics, ILogger log)
+    /// <summary>The REST front end: reads requests from HTTP, hands them to the <see cref="InferenceService"/>, writes its answers and errors.</summary>
+    sealed class RestEndpoints(InferenceService service, ILogger log)
     {
-        readonly InputContract contract = new(model.Inputs, batching.MaxBatchSize);
-        readonly BodyBudget bodies = new(options.BodyBudgetBytes);
-
-        public Task Metadata(HttpContext context, string name)
+        public Task Metadata(HttpContext context, string name, string? version)
         {
-            if (name != options.ModelName) return UnknownModel(context, name);
+            try
+            {
+                service.CheckModel(name, version);
+            }
+            catch (ProtocolException e)
+            {
+                return HttpHosting.WriteErrorAsync(context, HttpHosting.StatusOf(e.Kind), e.Message);
+            }
             var body = new ArrayBufferWriter<byte>();
             using (var json = new Utf8JsonWriter(body))
             {
                 json.WriteStartObject();
-                json.WriteString("name", options.ModelName);
+                json.WriteString("name", service.ModelName);
                 json.WriteStartArray("versions");
-                json.WriteStringValue("1");
+                json.WriteStringValue(InferenceService.Version);
                 json.WriteEndArray();
-                json.WriteString("platform", Platform);
-                WriteSpecs(json, "inputs", model.Inputs);
-                WriteSpecs(json, "outputs", model.Outputs);
+                json.WriteString("platform", InferenceService.Platform);
+                WriteSpecs(json, "inputs", service.Inputs);
+                WriteSpecs(json, "outputs", service.Outputs);
                 json.WriteEndObject();
             }
             return HttpHosting.WriteJsonAsync(context, body);
@@ -116,9 +133,16 @@ public static class ModelServerApp
             json.WriteEndArray();
         }
 
-        public Task ModelReady(HttpContext context, string name, Readiness readiness)
+        public Task ModelReady(HttpContext context, Readiness readiness, string name, string? version)
         {
-            if (name != options.ModelName) return UnknownModel(context, name);
+            try
+            {
+                service.CheckModel(name, version);
+            }
+            catch (ProtocolException e)
+            {
+                return HttpHosting.WriteErrorAsync(context, HttpHosting.StatusOf(e.Kind), e.Message);
+            }
             bool ready = !readiness.IsDraining;
             context.Response.StatusCode = ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable;
             return context.Response.WriteAsJsonAsync(new { name, ready });
@@ -130,12 +154,12 @@ public static class ModelServerApp
         /// </summary>
         TimeSpan TimeoutOf(HttpRequest request)
         {
-            if (!request.Headers.TryGetValue(StageDeadlines.TimeoutHeader, out var given)) return options.Http.RequestTimeout;
+            if (!request.Headers.TryGetValue(StageDeadlines.TimeoutHeader, out var given)) return service.RequestTimeout;
             if (given.Count != 1 || !double.TryParse(given[0], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double ms)
                 || !(ms >= 0) || !double.IsFinite(ms))
-                throw new ProtocolException(StatusCodes.Status400BadRequest, $"{StageDeadlines.TimeoutHeader} must be a number of milliseconds, 0 or more; got '{given}'");
+                throw ProtocolException.Invalid($"{StageDeadlines.TimeoutHeader} must be a number of milliseconds, 0 or more; got '{given}'");
             var time = TimeSpan.FromMilliseconds(ms);
-            return time < options.Http.RequestTimeout ? time : options.Http.RequestTimeout;
+            return time < service.RequestTimeout ? time : service.RequestTimeout;
         }
 
         /// <summary>
@@ -144,67 +168,57 @@ public static class ModelServerApp
         /// <c>{"error": ...}</c>; a client that goes away is counted as such and logged without a stack trace;
         /// 500 is left for ONNX Runtime failing on a valid request.
         /// </summary>
-        public async Task Infer(HttpContext context, string name)
+        public async Task Infer(HttpContext context, string name, string? version)
         {
             long started = Stopwatch.GetTimestamp();
+            var metrics = service.Metrics;
             metrics.InFlight.Inc();
             using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
-            deadline.CancelAfter(options.Http.RequestTimeout);
+            deadline.CancelAfter(service.RequestTimeout);
             bool bodyRead = false;
             try
             {
-                if (name != options.ModelName)
-                {
-                    metrics.Count(Outcome.BadRequest);
-                    await UnknownModel(context, name);
-                    return;
-                }
+                service.CheckModel(name, version);
                 var timeout = TimeoutOf(context.Request);
-                var request = await HttpHosting.ReadInferRequestAsync(context, arrays, contract, bodies, deadline.Token);
+                var request = await HttpHosting.ReadInferRequestAsync(context, service.Arrays, service.Contract, service.Bodies, deadline.Token);
                 bodyRead = true;
-                BatchResult result;
-                try
-                {
-                    model.Validate(request);
-                    var left = timeout - Stopwatch.GetElapsedTime(started);
-                    result = await batcher.Submit(request, left > TimeSpan.Zero ? left : TimeSpan.Zero);
-                }
-                finally
-                {
-                    // Only once Submit's task has ended: until then the batcher may read the request's arrays.
-                    arrays.Return(request);
-                }
-                context.Response.Headers["Server-Timing"] = ServerTiming(result);
+                var result = await service.InferAsync(request, timeout - Stopwatch.GetElapsedTime(started));
+                context.Response.Headers["Server-Timing"] = InferenceService.ServerTiming(result);
                 var response = new ArrayBufferWriter<byte>();
-                int? headerLength = InferResponseWriter.WriteResponse(response, options.ModelName, request.Id, Selected(request, result.Outputs));
+                int? headerLength = InferResponseWriter.WriteResponse(response, service.ModelName, request.Id, result.Outputs);
                 await HttpHosting.WriteInferResponseAsync(context, response, headerLength);
                 metrics.Count(Outcome.Success);
             }
             catch (Exception e) when (context.RequestAborted.IsCancellationRequested || e is ConnectionResetException || EndedMidBody(e))
             {
                 metrics.Count(Outcome.ClientClosed);
-                log.LogInformation("A client of {Model} went away before its answer ({Error})", options.ModelName, e.GetType().Name);
+                log.LogInformation("A client of {Model} went away before its answer ({Error})", service.ModelName, e.GetType().Name);
             }
             catch (OperationCanceledException) when (deadline.IsCancellationRequested && !bodyRead)
             {
-                metrics.Count(Outcome.BadRequest);
-                await HttpHosting.RefuseBodyAsync(context, StatusCodes.Status408RequestTimeout, $"the request body did not arrive within the request's {options.Http.RequestTimeout.TotalMilliseconds:F0} ms deadline");
+                metrics.Count(Outcome.Timeout);
+                await HttpHosting.RefuseBodyAsync(context, StatusCodes.Status408RequestTimeout, $"the request body did not arrive within the request's {service.RequestTimeout.TotalMilliseconds:F0} ms deadline");
             }
             catch (BadHttpRequestException e)
             {
                 // Kestrel's own refusals while reading the body: malformed chunking, a body too slow or too large.
-                metrics.Count(Outcome.BadRequest);
+                metrics.Count(e.StatusCode switch
+                {
+                    StatusCodes.Status413PayloadTooLarge => Outcome.TooLarge,
+                    StatusCodes.Status408RequestTimeout => Outcome.Timeout,
+                    _ => Outcome.BadRequest,
+                });
                 await HttpHosting.RefuseBodyAsync(context, e.StatusCode, $"bad request body: {e.Message}");
             }
             catch (ProtocolException e)
             {
-                metrics.Count(Outcome.BadRequest);
-                if (bodyRead) await HttpHosting.WriteErrorAsync(context, e.StatusCode, e.Message);
-                else await HttpHosting.RefuseBodyAsync(context, e.StatusCode, e.Message);
+                metrics.Count(ModelMetrics.Of(e.Kind));
+                if (bodyRead) await HttpHosting.WriteErrorAsync(context, HttpHosting.StatusOf(e.Kind), e.Message);
+                else await HttpHosting.RefuseBodyAsync(context, HttpHosting.StatusOf(e.Kind), e.Message);
             }
             catch (HttpHosting.BodyBudgetException e)
             {
-                metrics.Count(Outcome.BodiesFull);
+                metrics.Count(Outcome.QueueFull);
                 await HttpHosting.RefuseBodyAsync(context, StatusCodes.Status429TooManyRequests, e.Message, TimeSpan.FromSeconds(1));
             }
             catch (RequestRejectedException e)
@@ -215,7 +229,7 @@ public static class ModelServerApp
             catch (Exception e)
             {
                 metrics.Count(Outcome.Error);
-                log.LogError(e, "Inference failed for model {Model}", options.ModelName);
+                log.LogError(e, "Inference failed for model {Model}", service.ModelName);
                 await HttpHosting.WriteErrorAsync(context, StatusCodes.Status500InternalServerError, $"inference failed: {e.Message}");
             }
             finally
@@ -228,22 +242,5 @@ public static class ModelServerApp
         /// <summary>The connection ended before the body did: Kestrel says so only in its message (a 400 "Unexpected end of request content").</summary>
         static bool EndedMidBody(Exception e) =>
             e is BadHttpRequestException && e.Message.StartsWith("Unexpected end of request content", StringComparison.Ordinal);
-
-        /// <summary>
-        /// The W3C Server-Timing header (milliseconds): the request's wait in the batching queue and the
-        /// ONNX Runtime call that ran its batch, so that a client or a benchmark can tell the model's time
-        /// from the server's.
-        /// </summary>
-        static string ServerTiming(BatchResult result) => string.Create(System.Globalization.CultureInfo.InvariantCulture,
-            $"queue;dur={result.QueueWait.TotalMilliseconds:F3}, infer;dur={result.Inference.TotalMilliseconds:F3}");
-
-        /// <summary>The outputs the request asked for (all when it named none), each with its encoding.</summary>
-        static List<(Tensor, bool)> Selected(InferRequest request, IReadOnlyList<Tensor> outputs) =>
-            request.RequestedOutputs is { } wanted
-                ? [.. wanted.Select(w => (outputs.First(o => o.Name == w.Name), w.Binary ?? request.BinaryDataOutput))]
-                : [.. outputs.Select(o => (o, request.BinaryDataOutput))];
-
-        Task UnknownModel(HttpContext context, string name) =>
-            HttpHosting.WriteErrorAsync(context, StatusCodes.Status404NotFound, $"unknown model '{name}'; this server serves '{options.ModelName}'");
     }
 }

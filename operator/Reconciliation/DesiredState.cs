@@ -21,6 +21,8 @@ public sealed record AllocationObjects(string Stage, Allocation Allocation, V1De
 public sealed record WorkloadSettings(string ModelServerImage, TimeSpan DrainDelay, TimeSpan DrainTimeout, string? ModelServerGpuImage = null)
 {
     public const int Port = 8080;
+    /// <summary>The Open Inference Protocol's gRPC service of every model server and router.</summary>
+    public const int GrpcPort = 8081;
 
     /// <summary>The extended resource of NVIDIA's device plugin: a class whose replicas request it runs on GPUs.</summary>
     public const string GpuResource = "nvidia.com/gpu";
@@ -202,10 +204,11 @@ public static class DesiredState
             Env = [.. environment.Concat(new Dictionary<string, string>
             {
                 ["ADAPTIVE_PORT"] = Invariant(WorkloadSettings.Port),
+                ["ADAPTIVE_GRPC_PORT"] = Invariant(WorkloadSettings.GrpcPort),
                 ["ADAPTIVE_DRAIN_DELAY_MS"] = Invariant(settings.DrainDelay.TotalMilliseconds),
                 ["ADAPTIVE_DRAIN_TIMEOUT_MS"] = Invariant(settings.DrainTimeout.TotalMilliseconds),
             }).Select(e => new V1EnvVar { Name = e.Key, Value = e.Value })],
-            Ports = [new V1ContainerPort { ContainerPort = WorkloadSettings.Port, Name = "http" }],
+            Ports = [new V1ContainerPort { ContainerPort = WorkloadSettings.Port, Name = "http" }, new V1ContainerPort { ContainerPort = WorkloadSettings.GrpcPort, Name = "grpc" }],
             // A server that cannot start says why in one line on stderr: the pod's status shows it, and the operator reports it.
             TerminationMessagePolicy = "FallbackToLogsOnError",
             ReadinessProbe = Probe("/v2/health/ready", periodSeconds: 2),
@@ -263,7 +266,12 @@ public static class DesiredState
         Spec = new V1ServiceSpec
         {
             Selector = labels.Where(l => l.Key != Names.ManagedBy).ToDictionary(l => l.Key, l => l.Value),
-            Ports = [new V1ServicePort { Port = WorkloadSettings.Port, Name = "http", TargetPort = WorkloadSettings.Port }],
+            Ports =
+            [
+                new V1ServicePort { Port = WorkloadSettings.Port, Name = "http", TargetPort = WorkloadSettings.Port },
+                // HTTP/2 without TLS: the appProtocol tells service meshes and gateways how to speak to it.
+                new V1ServicePort { Port = WorkloadSettings.GrpcPort, Name = "grpc", TargetPort = WorkloadSettings.GrpcPort, AppProtocol = "kubernetes.io/h2c" },
+            ],
         },
     };
 

@@ -50,8 +50,12 @@ public sealed class OperatorEndToEndTests
             }
         Assert.Equal(status.Stages.Sum(s => s.Allocations.Count), servers.Count);
         Assert.Single(deployments, d => d["metadata"]!["name"]!.GetValue<string>() == "video-router");
-        var services = harness.Api.List("services", OperatorHarness.Namespace).Select(s => s["metadata"]!["name"]!.GetValue<string>()).ToList();
-        Assert.Contains("video", services);
+        var services = harness.Api.List("services", OperatorHarness.Namespace);
+        Assert.Contains("video", services.Select(s => s["metadata"]!["name"]!.GetValue<string>()));
+        // Every model server and the router serve REST and gRPC, and their Services expose both.
+        Assert.All(deployments, d => Assert.Equal("8081", Env(d, "ADAPTIVE_GRPC_PORT")));
+        Assert.All(services, s => Assert.Contains(s["spec"]!["ports"]!.AsArray(), p =>
+            (string?)p!["name"] == "grpc" && (int?)p["port"] == 8081 && (string?)p["appProtocol"] == "kubernetes.io/h2c"));
         var routes = RouterConfig.Parse(harness.Api.List("configmaps", OperatorHarness.Namespace).Single()["data"]!["routes.json"]!.GetValue<string>());
         Assert.Equal(["detect", "classify"], routes.Stages.Select(s => s.Name));
         var events = harness.Api.List("events", OperatorHarness.Namespace).Select(e => e["reason"]!.GetValue<string>()).ToList();

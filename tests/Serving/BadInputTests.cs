@@ -93,8 +93,11 @@ public sealed class BadInputTests(TestModels models) : IAsyncLifetime
     [Fact]
     public async Task Nested_data_and_data_before_datatype_are_read()
     {
-        string flat = string.Join(",", models.Images(1, 0).Select(f => f.ToString("R", System.Globalization.CultureInfo.InvariantCulture)));
-        string body = $"{{\"id\":\"x\",\"inputs\":[{{\"data\":[[{flat}]],\"name\":\"input\",\"shape\":[1,3,32,32],\"datatype\":\"FP32\"}}],\"outputs\":[{{\"name\":\"logits\"}}]}}";
+        // Nested as the shape [1,3,32,32] is: one image of three channels of 32 rows of 32.
+        var values = models.Images(1, 0).Select(f => f.ToString("R", System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        string Rows(int channel) => string.Join(",", Enumerable.Range(0, 32).Select(r => $"[{string.Join(",", values.Skip((channel * 32 + r) * 32).Take(32))}]"));
+        string nested = $"[[{string.Join(",", Enumerable.Range(0, 3).Select(c => $"[{Rows(c)}]"))}]]";
+        string body = $"{{\"id\":\"x\",\"inputs\":[{{\"data\":{nested},\"name\":\"input\",\"shape\":[1,3,32,32],\"datatype\":\"FP32\"}}],\"outputs\":[{{\"name\":\"logits\"}}]}}";
         var response = await server.Client.PostAsync("/v2/models/classify/infer", V2.Json(body), Cancel);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var expected = await V2.Output(await server.Client.PostAsync("/v2/models/classify/infer", V2.Json(Image()), Cancel), "logits");

@@ -56,7 +56,7 @@ public sealed class RouterTests(TestModels models) : IDisposable
         }
         Assert.Equal(30, await a.Metric(Success("a")));
         Assert.Equal(10, await b.Metric(Success("b")));
-        Assert.Equal(40, await router.Metric("adaptive_pipeline_requests_total{pipeline=\"images\",outcome=\"ok\"}"));
+        Assert.Equal(40, await router.Metric("adaptive_pipeline_requests_total{pipeline=\"images\",outcome=\"success\"}"));
         Assert.Equal(30, await router.Metric("adaptive_pipeline_stage_requests_total{pipeline=\"images\",stage=\"classify\",variant=\"a\",code=\"2xx\"}"));
         Assert.Equal(40, await router.Metric("adaptive_pipeline_request_duration_seconds_count{pipeline=\"images\"}"));
         Assert.True(await router.Metric("process_working_set_bytes") > 0);
@@ -181,7 +181,7 @@ public sealed class RouterTests(TestModels models) : IDisposable
         Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
         Assert.Matches(@"^stage 'classify' \(variant 'resnet18'\): the request would wait about \d+ ms and miss its \d+ ms deadline$", await V2.Error(refused));
         Assert.Equal(1, await router.Metric(misses));
-        Assert.Equal(1, await router.Metric("adaptive_pipeline_requests_total{pipeline=\"images\",outcome=\"rejected\"}"));
+        Assert.Equal(1, await router.Metric("adaptive_pipeline_requests_total{pipeline=\"images\",outcome=\"queue_full\"}"));
     }
 
     /// <summary>The router drains as the server does: not ready at once, still routing during the drain delay.</summary>

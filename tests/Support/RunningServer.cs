@@ -1,6 +1,8 @@
 using System.Net.Http.Json;
 using System.Text.Json;
 using Adaptive.ModelServer.Backend;
+using Adaptive.ModelServer.Grpc.V2;
+using Grpc.Net.Client;
 using Adaptive.ModelServer.Hosting;
 using Adaptive.ModelServer.Routing;
 using Adaptive.ModelServer.Scheduling;
@@ -16,6 +18,8 @@ public sealed class RunningServer : IAsyncDisposable
 
     public Uri Address { get; }
     public HttpClient Client { get; }
+    /// <summary>The gRPC service's address, when the server has one (a model server started with <see cref="ModelOptions"/> does).</summary>
+    public Uri? GrpcAddress { get; }
     public IServiceProvider Services => app.Services;
 
     static RunningServer() => Environment.SetEnvironmentVariable("Logging__LogLevel__Default", "Warning");
@@ -24,6 +28,7 @@ public sealed class RunningServer : IAsyncDisposable
     {
         this.app = app;
         Address = new Uri(app.Urls.First());
+        GrpcAddress = app.Urls.Skip(1).Select(url => new Uri(url)).FirstOrDefault();
         Client = new HttpClient { BaseAddress = Address, Timeout = TimeSpan.FromSeconds(30) };
     }
 
@@ -32,7 +37,7 @@ public sealed class RunningServer : IAsyncDisposable
 
     public static ModelServerOptions ModelOptions(string modelPath, string name = "classify", string variant = "resnet18",
         int maxBatch = 8, double maxQueueDelayMs = 5, int queueCapacity = 64, HttpOptions? http = null) =>
-        new(http ?? Http(), modelPath, name, variant,
+        new((http ?? Http()) with { GrpcPort = 0 }, modelPath, name, variant,
             new BatchingOptions(maxBatch, TimeSpan.FromMilliseconds(maxQueueDelayMs), queueCapacity),
             new RuntimeOptions(IntraOpThreads: 1, InterOpThreads: 1, Device.Cpu));
 
@@ -44,6 +49,14 @@ public sealed class RunningServer : IAsyncDisposable
     {
         await app.StartAsync(TestContext.Current.CancellationToken);
         return new RunningServer(app);
+    }
+
+    /// <summary>A client of the server's gRPC service; dispose the channel.</summary>
+    public (GRPCInferenceService.GRPCInferenceServiceClient Client, GrpcChannel Channel) GrpcClient()
+    {
+        var channel = GrpcChannel.ForAddress(GrpcAddress ?? throw new InvalidOperationException("this server has no gRPC service"),
+            new GrpcChannelOptions { MaxReceiveMessageSize = 64 << 20, MaxSendMessageSize = 64 << 20 });
+        return (new(channel), channel);
     }
 
     /// <summary>The value of one series in the Prometheus text exposition, e.g. <c>name{a="b"}</c>; 0 when absent.</summary>

@@ -1,0 +1,195 @@
+using System.Net;
+using Adaptive.ModelServer.Grpc.V2;
+using Adaptive.Tests.Support;
+using Google.Protobuf;
+using Grpc.Core;
+
+namespace Adaptive.Tests.Serving;
+
+/// <summary>
+/// The model server's gRPC service (inference.GRPCInferenceService) against its REST side: the same model,
+/// answers and refusals through the same batcher, with status codes that match REST's.
+/// </summary>
+[Collection("serving")]
+public sealed class GrpcTests(TestModels models)
+{
+    static readonly CancellationToken Cancel = TestContext.Current.CancellationToken;
+    const string Logits = "adaptive_model_requests_total{{model=\"classify\",variant=\"resnet18\",outcome=\"{0}\"}}";
+
+    static long[] ImageShape(int rows) => [rows, 3, TestModels.Resolution, TestModels.Resolution];
+
+    static ModelInferRequest Raw(float[] images, int rows, string model = "classify")
+    {
+        var request = new ModelInferRequest { ModelName = model, Id = "raw-1" };
+        request.Inputs.Add(new ModelInferRequest.Types.InferInputTensor { Name = "input", Datatype = "FP32", Shape = { ImageShape(rows) } });
+        request.RawInputContents.Add(ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(images.AsSpan())));
+        return request;
+    }
+
+    static float[] Floats(ByteString raw) => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(raw.Span).ToArray();
+
+    [Fact]
+    public async Task Health_and_metadata_match_the_rest_side()
+    {
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18));
+        var (client, channel) = server.GrpcClient();
+        using var _ = channel;
+
+        Assert.True((await client.ServerLiveAsync(new ServerLiveRequest(), cancellationToken: Cancel)).Live);
+        Assert.True((await client.ServerReadyAsync(new ServerReadyRequest(), cancellationToken: Cancel)).Ready);
+        Assert.True((await client.ModelReadyAsync(new ModelReadyRequest { Name = "classify", Version = "1" }, cancellationToken: Cancel)).Ready);
+        var serverMetadata = await client.ServerMetadataAsync(new ServerMetadataRequest(), cancellationToken: Cancel);
+        Assert.Equal("adaptive-server", serverMetadata.Name);
+        Assert.Equal(["binary_tensor_data"], serverMetadata.Extensions);
+
+        var metadata = await client.ModelMetadataAsync(new ModelMetadataRequest { Name = "classify" }, cancellationToken: Cancel);
+        Assert.Equal(["1"], metadata.Versions);
+        Assert.Equal("onnx_onnxv1", metadata.Platform);
+        var input = Assert.Single(metadata.Inputs);
+        Assert.Equal(("input", "FP32"), (input.Name, input.Datatype));
+        Assert.Equal([-1L, 3, TestModels.Resolution, TestModels.Resolution], input.Shape);
+        Assert.Equal(("logits", "FP32"), (metadata.Outputs.Single().Name, metadata.Outputs.Single().Datatype));
+
+        var unknown = await Assert.ThrowsAsync<RpcException>(() => client.ModelMetadataAsync(new ModelMetadataRequest { Name = "other" }, cancellationToken: Cancel).ResponseAsync);
+        Assert.Equal(StatusCode.NotFound, unknown.StatusCode);
+        Assert.Contains("'other'", unknown.Status.Detail);
+        var version = await Assert.ThrowsAsync<RpcException>(() => client.ModelReadyAsync(new ModelReadyRequest { Name = "classify", Version = "2" }, cancellationToken: Cancel).ResponseAsync);
+        Assert.Equal(StatusCode.NotFound, version.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await server.Client.GetAsync("/v2/models/classify/versions/2", Cancel)).StatusCode);
+    }
+
+    /// <summary>Raw and typed contents over gRPC give what REST gives for the same images, with the request's id and the server's timing.</summary>
+    [Fact]
+    public async Task Raw_and_typed_contents_answer_as_rest_does()
+    {
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18));
+        var (client, channel) = server.GrpcClient();
+        using var _ = channel;
+        var images = models.Images(2, seed: 5);
+
+        var rest = await server.Client.PostAsync("/v2/models/classify/versions/1/infer", V2.Json(V2.Request("input", ImageShape(2), images)), Cancel);
+        Assert.Equal(HttpStatusCode.OK, rest.StatusCode);
+        var expected = await V2.Output(rest, "logits");
+
+        using var call = client.ModelInferAsync(Raw(images, 2), cancellationToken: Cancel);
+        var raw = await call.ResponseAsync;
+        Assert.Equal(("classify", "1", "raw-1"), (raw.ModelName, raw.ModelVersion, raw.Id));
+        var output = Assert.Single(raw.Outputs);
+        Assert.Equal(("logits", "FP32"), (output.Name, output.Datatype));
+        Assert.Equal([2L, 1000], output.Shape);
+        Assert.Equal(expected, Floats(raw.RawOutputContents.Single()));
+        Assert.Matches(@"^queue;dur=[0-9.]+, infer;dur=[0-9.]+$", (await call.ResponseHeadersAsync).GetValue("server-timing"));
+
+        var typed = new ModelInferRequest { ModelName = "classify", ModelVersion = "1", Outputs = { new ModelInferRequest.Types.InferRequestedOutputTensor { Name = "logits" } } };
+        typed.Inputs.Add(new ModelInferRequest.Types.InferInputTensor { Name = "input", Datatype = "FP32", Shape = { ImageShape(2) }, Contents = new InferTensorContents { Fp32Contents = { images } } });
+        var answer = await client.ModelInferAsync(typed, cancellationToken: Cancel);
+        Assert.Equal(expected, Floats(answer.RawOutputContents.Single()));
+        Assert.Equal(3, await server.Metric(string.Format(Logits, "success")));
+    }
+
+    public static TheoryData<string, Action<ModelInferRequest>, StatusCode, string> Refusals() => new()
+    {
+        { "an unknown model", r => r.ModelName = "other", StatusCode.NotFound, "unknown model 'other'" },
+        { "an unknown version", r => r.ModelVersion = "7", StatusCode.NotFound, "unknown version '7'" },
+        { "a wrong datatype", r => r.Inputs[0].Datatype = "FP64", StatusCode.InvalidArgument, "input 'input' has datatype FP64, the model expects FP32" },
+        { "an unknown datatype", r => r.Inputs[0].Datatype = "FP8", StatusCode.InvalidArgument, "datatype 'FP8' is not supported" },
+        { "a wrong shape", r => r.Inputs[0].Shape[1] = 4, StatusCode.InvalidArgument, "the model expects [-1,3,32,32]" },
+        { "a negative dimension", r => r.Inputs[0].Shape[0] = -1, StatusCode.InvalidArgument, "negative dimension" },
+        { "too many rows", r => r.Inputs[0].Shape[0] = 9, StatusCode.InvalidArgument, "more than the max batch size 8" },
+        { "raw bytes short of the shape", r => r.RawInputContents[0] = ByteString.CopyFrom(r.RawInputContents[0].Span[4..]), StatusCode.InvalidArgument, "raw_input_contents has 12284 bytes" },
+        { "raw and typed contents", r => r.Inputs[0].Contents = new InferTensorContents { Fp32Contents = { 1f } }, StatusCode.InvalidArgument, "not both" },
+        { "no contents", r => r.RawInputContents.Clear(), StatusCode.InvalidArgument, "give its elements in contents or in raw_input_contents" },
+        { "typed contents short of the shape", r => { r.RawInputContents.Clear(); r.Inputs[0].Contents = new InferTensorContents { Fp32Contents = { 1f, 2f } }; }, StatusCode.InvalidArgument, "fp32_contents has 2 elements, its shape needs 3072" },
+        { "typed contents in another type's field", r => { r.RawInputContents.Clear(); r.Inputs[0].Contents = new InferTensorContents { Fp64Contents = { new double[3072] } }; }, StatusCode.InvalidArgument, "fp32_contents has 0 elements" },
+        { "an unknown output", r => r.Outputs.Add(new ModelInferRequest.Types.InferRequestedOutputTensor { Name = "probabilities" }), StatusCode.InvalidArgument, "unknown output 'probabilities'" },
+        { "an output asked for twice", r => r.Outputs.Add([new() { Name = "logits" }, new() { Name = "logits" }]), StatusCode.InvalidArgument, "output 'logits' is requested more than once" },
+        { "an input given twice", r => { r.Inputs.Add(r.Inputs[0].Clone()); r.RawInputContents.Add(r.RawInputContents[0]); }, StatusCode.InvalidArgument, "input 'input' is given more than once" },
+        { "no inputs", r => { r.Inputs.Clear(); r.RawInputContents.Clear(); }, StatusCode.InvalidArgument, "inputs is required" },
+    };
+
+    /// <summary>Every refusal is the status REST's 4xx maps to, with a message naming what is wrong, and is counted as the client's error.</summary>
+    [Theory]
+    [MemberData(nameof(Refusals))]
+    public async Task Bad_requests_get_the_matching_status(string what, Action<ModelInferRequest> spoil, StatusCode code, string message)
+    {
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18));
+        var (client, channel) = server.GrpcClient();
+        using var _ = channel;
+        var request = Raw(models.Images(1, seed: 1), 1);
+        spoil(request);
+
+        var refused = await Assert.ThrowsAsync<RpcException>(() => client.ModelInferAsync(request, cancellationToken: Cancel).ResponseAsync);
+
+        Assert.True(code == refused.StatusCode, $"{what}: {refused.StatusCode} {refused.Status.Detail}");
+        Assert.Contains(message, refused.Status.Detail);
+        Assert.Equal(1, await server.Metric(string.Format(Logits, code == StatusCode.NotFound ? "not_found" : "bad_request")));
+        Assert.Equal(0, await server.Metric(string.Format(Logits, "error")));
+        // The server still answers.
+        Assert.Single((await client.ModelInferAsync(Raw(models.Images(1, seed: 1), 1), cancellationToken: Cancel)).Outputs);
+    }
+
+    [Fact]
+    public async Task A_message_over_the_body_limit_is_resource_exhausted()
+    {
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, http: RunningServer.Http(maxBodyBytes: 16 * 1024)));
+        var (client, channel) = server.GrpcClient();
+        using var _ = channel;
+
+        var refused = await Assert.ThrowsAsync<RpcException>(() => client.ModelInferAsync(Raw(models.Images(2, seed: 1), 2), cancellationToken: Cancel).ResponseAsync);
+
+        Assert.Equal(StatusCode.ResourceExhausted, refused.StatusCode);
+        Assert.Single((await client.ModelInferAsync(Raw(models.Images(1, seed: 1), 1), cancellationToken: Cancel)).Outputs);
+    }
+
+    /// <summary>
+    /// Beyond the queue's room the batcher refuses at once, over gRPC as over REST: RESOURCE_EXHAUSTED with
+    /// the wait in grpc-retry-pushback-ms, counted as queue_full; every request is answered one way or the other.
+    /// </summary>
+    [Fact]
+    public async Task A_full_queue_is_resource_exhausted_with_a_retry_pushback()
+    {
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, maxBatch: 1, maxQueueDelayMs: 0, queueCapacity: 1));
+        var (client, channel) = server.GrpcClient();
+        using var _ = channel;
+        var request = Raw(models.Images(1, seed: 2), 1);
+
+        var calls = Enumerable.Range(0, 24).Select(async _ =>
+        {
+            try
+            {
+                await client.ModelInferAsync(request, cancellationToken: Cancel);
+                return (StatusCode.OK, (string?)null);
+            }
+            catch (RpcException e)
+            {
+                return (e.StatusCode, e.Trailers.GetValue("grpc-retry-pushback-ms") ?? e.Status.Detail);
+            }
+        }).ToList();
+        var answers = await Task.WhenAll(calls);
+
+        Assert.Contains(answers, a => a.Item1 == StatusCode.OK);
+        var refused = answers.Where(a => a.Item1 != StatusCode.OK).ToList();
+        Assert.NotEmpty(refused);
+        Assert.All(refused, a => Assert.True(a.Item1 == StatusCode.ResourceExhausted, $"{a.Item1}: {a.Item2}"));
+        Assert.All(refused, a => Assert.True(long.TryParse(a.Item2, out long ms) && ms > 0, $"grpc-retry-pushback-ms '{a.Item2}'"));
+        double counted = await server.Metric(string.Format(Logits, "queue_full")) + await server.Metric(string.Format(Logits, "deadline_unreachable"));
+        Assert.Equal(refused.Count, counted);
+    }
+
+    /// <summary>While the server drains it says it is not ready over gRPC too, and still answers what it is sent.</summary>
+    [Fact]
+    public async Task Draining_turns_readiness_off_and_still_serves()
+    {
+        var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, http: RunningServer.Http(drainDelayMs: 1500)));
+        await using var _ = server;
+        var (client, channel) = server.GrpcClient();
+        using var __ = channel;
+        Assert.True((await client.ServerReadyAsync(new ServerReadyRequest(), cancellationToken: Cancel)).Ready);
+
+        var stopping = server.StopAsync();
+        Assert.False((await client.ServerReadyAsync(new ServerReadyRequest(), cancellationToken: Cancel)).Ready);
+        Assert.False((await client.ModelReadyAsync(new ModelReadyRequest { Name = "classify" }, cancellationToken: Cancel)).Ready);
+        Assert.Single((await client.ModelInferAsync(Raw(models.Images(1, seed: 3), 1), cancellationToken: Cancel)).Outputs);
+        await stopping;
+    }
+}
