@@ -9,7 +9,8 @@ namespace Adaptive.Core.Adaptation;
 /// <param name="ForecastRps">The forecaster's peak for the next interval.</param>
 /// <param name="RecentPeakRps">The highest load in the stabilization window (<see cref="RecentPeak"/>).</param>
 /// <param name="SurgeRps">The latest rate when a surge called this decision, else null.</param>
-public sealed record PlanningLoad(double ForecastRps, double RecentPeakRps, double? SurgeRps = null)
+/// <param name="LatestRps">The latest rate, as the surge rule reads it (over the last scrape interval).</param>
+public sealed record PlanningLoad(double ForecastRps, double RecentPeakRps, double? SurgeRps = null, double LatestRps = 0)
 {
     /// <summary>
     /// A surge decision plans for this multiple of the latest rate: a rise seen at one scrape goes on while the
@@ -18,8 +19,13 @@ public sealed record PlanningLoad(double ForecastRps, double RecentPeakRps, doub
     /// </summary>
     public const double SurgeHeadroom = 1.5;
 
-    /// <summary>What the plan is made for.</summary>
-    public double Rps => Math.Max(Math.Max(ForecastRps, RecentPeakRps), SurgeHeadroom * (SurgeRps ?? 0));
+    /// <summary>
+    /// What the plan is made for. Never less than the latest rate over the surge rule's <see cref="SurgeRule.Threshold"/>: a
+    /// plan the surge rule would call short at once is not made. Live, without it, a scheduled decision planned for the
+    /// stabilization window's 80 rps took back the replica a surge decision had added, the next check 5 s later found 85 rps
+    /// at 0.9 of what was left and added it again, and so on every 30 s (README, "Live").
+    /// </summary>
+    public double Rps => Math.Max(Math.Max(Math.Max(ForecastRps, RecentPeakRps), SurgeHeadroom * (SurgeRps ?? 0)), LatestRps / SurgeRule.Threshold);
 
     /// <summary>
     /// What the stabilization window holds after this plan adds capacity: a surge's rate, without its headroom (holding the
@@ -52,5 +58,6 @@ public sealed record PlanningLoad(double ForecastRps, double RecentPeakRps, doub
         $"predicted {ForecastRps:F1} rps ({forecaster})"
         + (SurgeRps is { } surge ? $", a surge to {surge:F1} rps" : "")
         + (Stabilizing ? $", held at the recent peak {RecentPeakRps:F1} rps" : "")
+        + (LatestRps / SurgeRule.Threshold > Math.Max(Math.Max(ForecastRps, RecentPeakRps), SurgeHeadroom * (SurgeRps ?? 0)) ? $", the latest rate {LatestRps:F1} rps" : "")
         + $": planned for {Rps:F1} rps";
 }

@@ -24,9 +24,18 @@ public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeS
             TimeSpan.FromSeconds(adaptation.Metrics.HistorySeconds), step, rateWindow, cancellation);
         var forecaster = LoadForecasters.Create(adaptation.Forecaster);
         int horizon = AdaptationDecider.ForecastHorizon(adaptation.IntervalSeconds, step.TotalSeconds);
+        var (latest, _) = await LatestRates(pipeline, now, cancellation);
         var planned = new PlanningLoad(forecaster.ForecastPeak(history, horizon),
-            PlanningLoad.RecentPeak(history, step.TotalSeconds, adaptation.ScaleDownStabilizationSeconds, LastScaleUp(pipeline.Status), now));
+            PlanningLoad.RecentPeak(history, step.TotalSeconds, adaptation.ScaleDownStabilizationSeconds, LastScaleUp(pipeline.Status), now),
+            LatestRps: latest);
         return new LoadEstimate(planned, history[^1], forecaster.Name);
+    }
+
+    /// <summary>The rate between the last two scrapes (Prometheus' irate) and the one a step before.</summary>
+    async Task<(double Rps, double PreviousRps)> LatestRates(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
+    {
+        var history = await Prometheus(pipeline).ArrivalRateHistory(pipeline.Metadata.Name, now, step, step, rateWindow, cancellation, latestOnly: true);
+        return (history[^1], history.Count > 1 ? history[^2] : history[^1]);
     }
 
     /// <summary>
@@ -35,10 +44,9 @@ public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeS
     /// </summary>
     public async Task<(double Rps, double PreviousRps, double MissedShare)> Latest(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
     {
-        var prometheus = Prometheus(pipeline);
-        var history = await prometheus.ArrivalRateHistory(pipeline.Metadata.Name, now, step, step, rateWindow, cancellation, latestOnly: true);
-        double missed = await prometheus.LatestMissedShare(pipeline.Metadata.Name, now, rateWindow, cancellation);
-        return (history[^1], history.Count > 1 ? history[^2] : history[^1], missed);
+        var (latest, previous) = await LatestRates(pipeline, now, cancellation);
+        double missed = await Prometheus(pipeline).LatestMissedShare(pipeline.Metadata.Name, now, rateWindow, cancellation);
+        return (latest, previous, missed);
     }
 
     static (DateTimeOffset, double)? LastScaleUp(InferencePipelineStatus? status) =>

@@ -79,6 +79,31 @@ public sealed class AdaptationDeciderTests
         Assert.True(AdaptationDecider.Decide(pipeline, 120, running).ScalesUp);
     }
 
+    /// <summary>
+    /// No decision makes a plan that the surge rule calls short at once: planned for a forecast below the latest
+    /// rate, the plan still holds the latest rate under the rule's threshold, so a scheduled decision cannot take
+    /// back a replica that the next check adds again (the flapping of the live run). Without the latest rate in
+    /// the plan, some of these loads do make such plans.
+    /// </summary>
+    [Theory]
+    [InlineData("resnet")]
+    [InlineData("video")]
+    public void No_plan_is_one_the_surge_rule_would_call_short_at_once(string sample)
+    {
+        var pipeline = sample == "video" ? Video(1) : ResNetSingle();
+        int shortWithoutLatest = 0;
+        for (double latest = 2; latest <= 60; latest += 0.5)
+        {
+            var load = new PlanningLoad(ForecastRps: 0.95 * latest, RecentPeakRps: 0, LatestRps: latest);
+            Assert.True(load.Rps >= latest / SurgeRule.Threshold);
+            var plan = AdaptationDecider.Decide(pipeline, load.Rps, []).Plan;
+            Assert.False(SurgeRule.Triggers(pipeline, plan, latest, missedShare: 0), $"{latest} rps: {ReplayRunner.Describe(plan)}");
+            if (SurgeRule.Triggers(pipeline, AdaptationDecider.Decide(pipeline, load.ForecastRps, []).Plan, latest, missedShare: 0)) shortWithoutLatest++;
+        }
+        Assert.True(shortWithoutLatest > 0, "every plan for the forecast alone already held the latest rate: the test shows nothing");
+        Assert.Contains("the latest rate 50.0 rps", new PlanningLoad(40, 0, LatestRps: 50).Describe("learned"));
+    }
+
     static InferencePipeline ResNetSingle()
     {
         var pipeline = ManifestReader.Parse(File.ReadAllText(RepoPaths.Of("samples", "resnet-mixed.yaml")));

@@ -38,7 +38,7 @@ public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IRe
         var load = new PlanningLoad(
             forecaster.ForecastPeak(history, AdaptationDecider.ForecastHorizon(adaptation.IntervalSeconds, ArrivalHistory.OperatorStepSeconds)),
             PlanningLoad.RecentPeak(history, ArrivalHistory.OperatorStepSeconds, adaptation.ScaleDownStabilizationSeconds, lastScaleUp, now),
-            surge ? SurgeRule.SurgeRps(previous, latest) : null);
+            surge ? SurgeRule.SurgeRps(previous, latest) : null, latest);
         var decision = AdaptationDecider.Decide(pipeline, load.Rps, context.Running is null ? [] : Running(context.Running));
         if (surge && !decision.ScalesUp) return null; // a surge decision only adds capacity
         if (scheduled) lastScheduled = context.NowSeconds;
