@@ -8,6 +8,10 @@ using System.Text.Json;
 using Adaptive.Experiments.Bench;
 using Adaptive.Experiments.Zoo;
 using Adaptive.ModelServer.Backend;
+using Adaptive.ModelServer.Grpc.V2;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
 using Adaptive.ModelServer.Hosting;
 using Adaptive.ModelServer.Scheduling;
 using Adaptive.ModelServer.Serving;
@@ -17,11 +21,11 @@ using Spectre.Console;
 namespace Adaptive.Experiments.Commands;
 
 /// <summary>
-/// <c>adaptive bench server</c>: the model server over HTTP against raw <c>InferenceSession.Run</c> on the
+/// <c>adaptive bench server</c>: the model server over REST and gRPC against raw <c>InferenceSession.Run</c> on the
 /// same model and threads, in one process and one run. Raw Run, one batch after another, is the physical
-/// limit of a replica; the server's ratio to it is what HTTP, JSON and batching cost.
-/// Load generator: our own closed loop of HttpClient callers in the same process, with pre-serialised
-/// bodies, in both encodings: JSON numbers, and the binary tensor data extension.
+/// limit of a replica; the server's ratio to it is what the transport, its encoding and batching cost.
+/// Load generator: our own closed loop of callers in the same process, with pre-serialised requests: over
+/// REST as JSON numbers and in the binary tensor data extension, over gRPC in raw_input_contents.
 /// </summary>
 public static class BenchServerCommand
 {
@@ -34,17 +38,30 @@ public static class BenchServerCommand
         var seconds = new Option<double>("--seconds") { Description = "Measuring time at saturation, after a 1 s warm-up; low load takes twice as long", DefaultValueFactory = _ => 10 };
         var idle = new Option<double>("--idle-ms") { Description = "At low load, sleep this long before each measurement, as a replica idles between requests (0: each follows the one before)", DefaultValueFactory = _ => 0 };
         var pin = new Option<bool>("--pin-threads") { Description = "Serve with each intra-op thread on a CPU of its own (adaptive-server serve --pin-threads); raw Run is pinned alike" };
+        var transports = new Option<string[]>("--transport") { Description = "rest (JSON and binary bodies), grpc (raw_input_contents), or both", DefaultValueFactory = _ => ["rest", "grpc"], AllowMultipleArgumentsPerToken = true };
         var output = new Option<DirectoryInfo>("--out") { Description = "Where the CSV and markdown table go", DefaultValueFactory = _ => new DirectoryInfo("bench-results/server") };
-        var command = new Command("server", "Model server throughput and latency over HTTP against raw ONNX Runtime") { model, resolution, batches, threads, seconds, idle, pin, output };
-        command.SetAction(parse => Run(parse.GetValue(model), parse.GetValue(resolution), parse.GetValue(batches)!, parse.GetValue(threads), parse.GetValue(seconds), parse.GetValue(idle), parse.GetValue(pin), parse.GetValue(output)!));
+        var command = new Command("server", "Model server throughput and latency over REST and gRPC against raw ONNX Runtime") { model, resolution, batches, threads, seconds, idle, pin, transports, output };
+        command.SetAction(parse => Run(parse.GetValue(model), parse.GetValue(resolution), parse.GetValue(batches)!, parse.GetValue(threads), parse.GetValue(seconds), parse.GetValue(idle), parse.GetValue(pin),
+            parse.GetValue(transports)!, parse.GetValue(output)!));
         return command;
     }
 
-    /// <summary>A request body; <see cref="HeaderLength"/> is set for the binary tensor data extension.</summary>
-    /// <param name="Refused">The same body asking for an output the model lacks: the server reads and parses it
-    /// (the output is named after the inputs), then answers 400 without inference, so its latency is the HTTP
-    /// exchange and parsing alone.</param>
-    sealed record Body(string Encoding, byte[] Bytes, int? HeaderLength, byte[] Refused);
+    /// <summary>One request as one transport sends it, and the same request refused (an output the model lacks).</summary>
+    interface ICaller
+    {
+        /// <summary>The transport and encoding: json, binary (REST), grpc.</summary>
+        string Encoding { get; }
+        int RequestBytes { get; }
+
+        /// <summary>
+        /// One request: its latency; that latency less the ONNX Runtime call that served it, which the server reports
+        /// in Server-Timing (<c>infer;dur=</c>, milliseconds), null on a refusal; and the size of the answer.
+        /// </summary>
+        /// <param name="refused">Send the same request naming an output the model lacks: the server reads and parses it
+        /// (the output is named after the inputs), then refuses it without inference, so its latency is the exchange
+        /// and parsing alone.</param>
+        Task<(double Latency, double? Overhead, int AnswerBytes)> Send(bool refused);
+    }
 
     /// <param name="OverheadP50Ms">Per request at low load, the latency less the server's own ONNX Runtime call for it.</param>
     /// <param name="ExchangeP50Ms">At low load, a request the server reads and parses, then refuses before inference.</param>
@@ -65,8 +82,13 @@ public static class BenchServerCommand
             new(parts.Sum(p => p.Rows), parts.Sum(p => p.Seconds), [.. parts.SelectMany(p => p.LatenciesMs).Order()]);
     }
 
-    static int Run(FileInfo? modelFile, int resolution, int[] batches, int threads, double seconds, double idleMs, bool pinThreads, DirectoryInfo output)
+    static int Run(FileInfo? modelFile, int resolution, int[] batches, int threads, double seconds, double idleMs, bool pinThreads, string[] transports, DirectoryInfo output)
     {
+        if (transports.Length == 0 || transports.Any(t => t is not ("rest" or "grpc")))
+        {
+            Console.Error.WriteLine($"adaptive bench server: --transport takes rest, grpc or both, got '{string.Join(" ", transports)}'");
+            return ExitCodes.InvalidInput;
+        }
         if (batches.Length == 0 || batches.Any(b => b < 1) || threads < 1 || !(seconds > 0))
         {
             Console.Error.WriteLine("adaptive bench server: --batches, --threads and --seconds must be positive");
@@ -96,7 +118,7 @@ public static class BenchServerCommand
                     status.Status($"batch {batch}");
                     var runtime = new RuntimeOptions(threads, 1, Device.Cpu, pinThreads);
                     using var model = OnnxModel.Load(path, runtime, warning => Console.Error.WriteLine(warning));
-                    foreach (var m in MeasureServer(model, path, batch, runtime, duration, TimeSpan.FromMilliseconds(idleMs)).GetAwaiter().GetResult())
+                    foreach (var m in MeasureServer(model, path, batch, runtime, duration, TimeSpan.FromMilliseconds(idleMs), transports).GetAwaiter().GetResult())
                     {
                         var low = m.LowLoad;
                         rows.Add(new Row(batch, m.Encoding, m.Raw.RowsPerSecond, m.Saturated.RowsPerSecond, Percentiles.Of(low.RawMs, 0.5), Percentiles.Of(low.RawMs, 0.99), low.Server.P(0.5), low.Server.P(0.99), Percentiles.Of(low.OverheadMs, 0.5),
@@ -169,11 +191,11 @@ public static class BenchServerCommand
     /// The server with max batch <paramref name="batch"/>, per encoding: saturated by 2×batch callers, in
     /// rounds alternating with raw Run of full batches; then one caller (<see cref="LowLoad"/>).
     /// </summary>
-    static async Task<List<ServerMeasurement>> MeasureServer(OnnxModel model, string path, int batch, RuntimeOptions runtime, TimeSpan duration, TimeSpan idle)
+    static async Task<List<ServerMeasurement>> MeasureServer(OnnxModel model, string path, int batch, RuntimeOptions runtime, TimeSpan duration, TimeSpan idle, string[] transports)
     {
         using var single = new RawSession(model, 1);
         using var full = new RawSession(model, batch);
-        var http = new HttpOptions("127.0.0.1", 0, 64L << 20, TimeSpan.FromSeconds(30), TimeSpan.Zero, TimeSpan.FromSeconds(10));
+        var http = new HttpOptions("127.0.0.1", 0, 64L << 20, TimeSpan.FromSeconds(30), TimeSpan.Zero, TimeSpan.FromSeconds(10), GrpcPort: 0);
         // No queue delay (Triton's default): under saturation the queue holds full batches anyway, and a lone request is not held back.
         var options = new ModelServerOptions(http, path, "bench", "bench", new BatchingOptions(batch, TimeSpan.Zero, 4096), runtime);
         var app = ModelServerApp.Build(options, model);
@@ -181,19 +203,20 @@ public static class BenchServerCommand
         try
         {
             using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1024 }) { BaseAddress = new Uri(app.Urls.First()) };
+            using var channel = GrpcChannel.ForAddress(app.Urls.Skip(1).Single(), new GrpcChannelOptions { MaxReceiveMessageSize = 64 << 20, MaxSendMessageSize = 64 << 20 });
             var results = new List<ServerMeasurement>();
-            foreach (var body in RequestBodies(client))
+            foreach (var caller in Callers(client, new GRPCInferenceService.GRPCInferenceServiceClient(channel), transports))
             {
-                await Load(client, body, 2 * batch, TimeSpan.FromSeconds(1));
-                var (raw, saturated) = await Saturation(client, body, full, 2 * batch, duration);
+                await Load(caller, 2 * batch, TimeSpan.FromSeconds(1));
+                var (raw, saturated) = await Saturation(caller, full, 2 * batch, duration);
                 LowLoadMeasurement lowLoad;
                 // On as many CPUs as ONNX Runtime has threads, as a pod with that many exclusive CPUs runs:
                 // with one thread, each Run executes on one CPU, and the CPUs of a VM need not be equally
                 // fast (ResNet-18 took 19.3 ms on one of ours and 20.6 ms on the other), so the server's Run
                 // and raw Run would be compared across CPUs.
                 using (ThreadAffinity.PinTo(runtime.IntraOpThreads))
-                    lowLoad = await LowLoad(client, body, single, 2 * duration, idle);
-                results.Add(new ServerMeasurement(body.Encoding, raw, saturated, lowLoad));
+                    lowLoad = await LowLoad(caller, single, 2 * duration, idle);
+                results.Add(new ServerMeasurement(caller.Encoding, raw, saturated, lowLoad));
             }
             return results;
         }
@@ -210,7 +233,7 @@ public static class BenchServerCommand
     /// Raw Run of full batches and the saturated server, in 5 rounds each, alternating, so that both see the
     /// same machine: measured one after the other, on a shared machine, their ratio drifted by up to 14 %.
     /// </summary>
-    static async Task<(Measured Raw, Measured Server)> Saturation(HttpClient client, Body body, RawSession raw, int callers, TimeSpan duration)
+    static async Task<(Measured Raw, Measured Server)> Saturation(ICaller caller, RawSession raw, int callers, TimeSpan duration)
     {
         const int Rounds = 5;
         var rawRounds = new List<Measured>();
@@ -218,7 +241,7 @@ public static class BenchServerCommand
         for (int round = 0; round < Rounds; round++)
         {
             rawRounds.Add(raw.RunFor(duration / Rounds));
-            serverRounds.Add(await Load(client, body, callers, duration / Rounds));
+            serverRounds.Add(await Load(caller, callers, duration / Rounds));
         }
         return (Measured.Combine(rawRounds), Measured.Combine(serverRounds));
     }
@@ -239,7 +262,7 @@ public static class BenchServerCommand
     /// for it, which no drift touches. With <paramref name="idle"/>, each of these waits that long first, as
     /// a replica idles between requests.
     /// </summary>
-    static async Task<LowLoadMeasurement> LowLoad(HttpClient client, Body body, RawSession raw, TimeSpan duration, TimeSpan idle)
+    static async Task<LowLoadMeasurement> LowLoad(ICaller caller, RawSession raw, TimeSpan duration, TimeSpan idle)
     {
         // A blocking sleep, not Task.Delay, whose timer would wake a pool thread just before the request.
         void Idle()
@@ -252,22 +275,22 @@ public static class BenchServerCommand
         var bare = new List<double>();
         var direct = new List<double>();
         var serving = TimeSpan.Zero;
-        int answerBytes = (await Send(client, body, HttpStatusCode.OK)).AnswerBytes;
-        using var tcp = new BareTcpExchange(body.Bytes.Length, answerBytes);
+        int answerBytes = (await caller.Send(refused: false)).AnswerBytes;
+        using var tcp = new BareTcpExchange(caller.RequestBytes, answerBytes);
         direct.Add(raw.RunOnce());
         var clock = Stopwatch.StartNew();
         while (clock.Elapsed < duration)
         {
             Idle();
             long started = Stopwatch.GetTimestamp();
-            var served = await Send(client, body, HttpStatusCode.OK);
+            var served = await caller.Send(refused: false);
             serving += Stopwatch.GetElapsedTime(started);
             server.Add(served.Latency);
             overhead.Add(served.Overhead ?? throw new InvalidOperationException("the server's answer has no Server-Timing infer duration"));
             Idle();
             direct.Add(raw.RunOnce());
             Idle();
-            exchange.Add((await Send(client, body with { Bytes = body.Refused }, HttpStatusCode.BadRequest)).Latency);
+            exchange.Add((await caller.Send(refused: true)).Latency);
             Idle();
             direct.Add(raw.RunOnce());
             Idle();
@@ -340,8 +363,11 @@ public static class BenchServerCommand
         }
     }
 
-    /// <summary>One row of input as JSON numbers, and the same as raw bytes after a JSON header (outputs binary too).</summary>
-    static Body[] RequestBodies(HttpClient client)
+    /// <summary>
+    /// One row of input per transport: over REST as JSON numbers, and as raw bytes after a JSON header (outputs
+    /// binary too); over gRPC in raw_input_contents.
+    /// </summary>
+    static IEnumerable<ICaller> Callers(HttpClient client, GRPCInferenceService.GRPCInferenceServiceClient grpc, string[] transports)
     {
         using var metadata = JsonDocument.Parse(client.GetStringAsync("/v2/models/bench").GetAwaiter().GetResult());
         var input = metadata.RootElement.GetProperty("inputs")[0];
@@ -350,23 +376,80 @@ public static class BenchServerCommand
         for (int i = 0; i < data.Length; i++) data[i] = i % 255 / 255f;
         string name = input.GetProperty("name").GetString()!;
         string output = metadata.RootElement.GetProperty("outputs")[0].GetProperty("name").GetString()!;
-        byte[] Json(string outputName) => V2Requests.Json(name, shape, data, outputName);
-        byte[] Header(string outputName) => V2Requests.BinaryHeader(name, shape, data, outputName);
-        byte[] Binary(string outputName) => V2Requests.Binary(name, shape, data, outputName);
-        // The refused name has the same length, so the refused body has the same size and header length.
+        // The refused name has the same length, so the refused request has the same size.
         string refused = new('x', output.Length);
-        return [new Body("json", Json(output), null, Json(refused)), new Body("binary", Binary(output), Header(output).Length, Binary(refused))];
+        if (transports.Contains("rest"))
+        {
+            yield return new RestCaller(client, "json", V2Requests.Json(name, shape, data, output), null, V2Requests.Json(name, shape, data, refused));
+            yield return new RestCaller(client, "binary", V2Requests.Binary(name, shape, data, output), V2Requests.BinaryHeader(name, shape, data, output).Length,
+                V2Requests.Binary(name, shape, data, refused));
+        }
+        if (transports.Contains("grpc"))
+        {
+            ModelInferRequest Request(string outputName)
+            {
+                var request = new ModelInferRequest { ModelName = "bench", Outputs = { new ModelInferRequest.Types.InferRequestedOutputTensor { Name = outputName } } };
+                request.Inputs.Add(new ModelInferRequest.Types.InferInputTensor { Name = name, Datatype = "FP32", Shape = { shape } });
+                request.RawInputContents.Add(ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan())));
+                return request;
+            }
+            yield return new GrpcCaller(grpc, Request(output), Request(refused));
+        }
+    }
+
+    /// <summary>A REST body; <paramref name="HeaderLength"/> is set for the binary tensor data extension.</summary>
+    sealed record RestCaller(HttpClient Client, string Encoding, byte[] Bytes, int? HeaderLength, byte[] Refused) : ICaller
+    {
+        public int RequestBytes => Bytes.Length;
+
+        public async Task<(double Latency, double? Overhead, int AnswerBytes)> Send(bool refused)
+        {
+            long started = Stopwatch.GetTimestamp();
+            using var content = new ByteArrayContent(refused ? Refused : Bytes);
+            content.Headers.ContentType = new(HeaderLength is null ? "application/json" : "application/octet-stream");
+            if (HeaderLength is { } length) content.Headers.Add("Inference-Header-Content-Length", length.ToString(CultureInfo.InvariantCulture));
+            using var response = await Client.PostAsync("/v2/models/bench/infer", content);
+            var answer = await response.Content.ReadAsByteArrayAsync();
+            double latency = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            var expected = refused ? HttpStatusCode.BadRequest : HttpStatusCode.OK;
+            if (response.StatusCode != expected) throw new InvalidOperationException($"the server answered {(int)response.StatusCode}, expected {(int)expected}");
+            return (latency, latency - InferenceMs(response.Headers.TryGetValues("Server-Timing", out var values) ? values : []), answer.Length);
+        }
+    }
+
+    sealed record GrpcCaller(GRPCInferenceService.GRPCInferenceServiceClient Client, ModelInferRequest Request, ModelInferRequest Refused) : ICaller
+    {
+        public string Encoding => "grpc";
+        public int RequestBytes => Request.CalculateSize();
+
+        public async Task<(double Latency, double? Overhead, int AnswerBytes)> Send(bool refused)
+        {
+            long started = Stopwatch.GetTimestamp();
+            using var call = Client.ModelInferAsync(refused ? Refused : Request);
+            try
+            {
+                var answer = await call.ResponseAsync;
+                double latency = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+                if (refused) throw new InvalidOperationException("the server answered a request it should refuse");
+                var timing = (await call.ResponseHeadersAsync).GetValue("server-timing");
+                return (latency, latency - InferenceMs(timing is null ? [] : [timing]), answer.CalculateSize());
+            }
+            catch (RpcException e) when (refused && e.StatusCode == StatusCode.InvalidArgument)
+            {
+                return (Stopwatch.GetElapsedTime(started).TotalMilliseconds, null, 0);
+            }
+        }
     }
 
     /// <summary>Closed loop: <paramref name="callers"/> callers each send one request after another for the duration.</summary>
-    static async Task<Measured> Load(HttpClient client, Body body, int callers, TimeSpan duration)
+    static async Task<Measured> Load(ICaller caller, int callers, TimeSpan duration)
     {
         var latencies = new List<double>();
         var clock = Stopwatch.StartNew();
         await Task.WhenAll(Enumerable.Range(0, callers).Select(_ => Task.Run(async () =>
         {
             var mine = new List<double>();
-            while (clock.Elapsed < duration) mine.Add((await Send(client, body, HttpStatusCode.OK)).Latency);
+            while (clock.Elapsed < duration) mine.Add((await caller.Send(refused: false)).Latency);
             lock (latencies) latencies.AddRange(mine);
         })));
         double elapsed = clock.Elapsed.TotalSeconds;
@@ -374,45 +457,27 @@ public static class BenchServerCommand
         return new Measured(latencies.Count, elapsed, latencies);
     }
 
-    /// <summary>
-    /// One request: its latency; that latency less the ONNX Runtime call that served it, which the server
-    /// reports in its Server-Timing header (<c>infer;dur=</c>, milliseconds), null on a refusal; and the
-    /// size of the answer's body.
-    /// </summary>
-    static async Task<(double Latency, double? Overhead, int AnswerBytes)> Send(HttpClient client, Body body, HttpStatusCode expected)
+    /// <summary>The <c>infer;dur=</c> of a Server-Timing value (milliseconds), null when absent.</summary>
+    static double? InferenceMs(IEnumerable<string> serverTiming)
     {
-        long started = Stopwatch.GetTimestamp();
-        using var content = new ByteArrayContent(body.Bytes);
-        content.Headers.ContentType = new(body.HeaderLength is null ? "application/json" : "application/octet-stream");
-        if (body.HeaderLength is { } length) content.Headers.Add("Inference-Header-Content-Length", length.ToString(CultureInfo.InvariantCulture));
-        using var response = await client.PostAsync("/v2/models/bench/infer", content);
-        var answer = await response.Content.ReadAsByteArrayAsync();
-        double latency = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-        if (response.StatusCode != expected) throw new InvalidOperationException($"the server answered {(int)response.StatusCode}, expected {(int)expected}");
-        return (latency, latency - InferenceMs(response), answer.Length);
-    }
-
-    static double? InferenceMs(HttpResponseMessage response)
-    {
-        if (!response.Headers.TryGetValues("Server-Timing", out var values)) return null;
         const string Metric = "infer;dur=";
-        var entry = values.SelectMany(v => v.Split(',')).Select(e => e.Trim()).FirstOrDefault(e => e.StartsWith(Metric, StringComparison.Ordinal));
+        var entry = serverTiming.SelectMany(v => v.Split(',')).Select(e => e.Trim()).FirstOrDefault(e => e.StartsWith(Metric, StringComparison.Ordinal));
         return entry is null ? null : double.Parse(entry[Metric.Length..], CultureInfo.InvariantCulture);
     }
 
     static void Report(List<Row> rows, string model, int threads, double seconds, double idleMs, bool pinThreads, DirectoryInfo output)
     {
-        var table = new Table().AddColumns("max batch", "encoding", "raw rows/s", "server rows/s", "server/raw", "raw p50/p99 ms (batch 1)", "server p50/p99 ms (1 caller)", "added p50 ms", "overhead p50 ms", "HTTP + parse p50 ms", "bare TCP p50 ms", "server p50/p99 ms (saturated)");
+        var table = new Table().AddColumns("max batch", "encoding", "raw rows/s", "server rows/s", "server/raw", "raw p50/p99 ms (batch 1)", "server p50/p99 ms (1 caller)", "added p50 ms", "overhead p50 ms", "exchange + parse p50 ms", "bare TCP p50 ms", "server p50/p99 ms (saturated)");
         foreach (var r in rows)
             table.AddRow($"{r.Batch}", r.Encoding, $"{r.RawRps:F1}", $"{r.ServerRps:F1}", $"{r.Ratio:P1}", $"{r.RawP50Ms:F2} / {r.RawP99Ms:F1}", $"{r.ServerLowLoadP50Ms:F2} / {r.ServerLowLoadP99Ms:F1}", $"{r.AddedP50Ms:F2}", $"{r.OverheadP50Ms:F2}", $"{r.ExchangeP50Ms:F2}", $"{r.BareTcpP50Ms:F2}", $"{r.ServerSaturatedP50Ms:F1} / {r.ServerSaturatedP99Ms:F1}");
         AnsiConsole.Write(table);
 
         output.Create();
-        var csv = new StringBuilder("max_batch,encoding,raw_rows_per_s,server_rows_per_s,ratio,raw_p50_ms,raw_p99_ms,server_low_load_p50_ms,server_low_load_p99_ms,added_p50_ms,overhead_p50_ms,http_and_parse_p50_ms,bare_tcp_p50_ms,server_saturated_p50_ms,server_saturated_p99_ms\n");
+        var csv = new StringBuilder("max_batch,encoding,raw_rows_per_s,server_rows_per_s,ratio,raw_p50_ms,raw_p99_ms,server_low_load_p50_ms,server_low_load_p99_ms,added_p50_ms,overhead_p50_ms,exchange_and_parse_p50_ms,bare_tcp_p50_ms,server_saturated_p50_ms,server_saturated_p99_ms\n");
         string idleNote = idleMs > 0 ? FormattableString.Invariant($", {idleMs} ms idle before each low-load measurement") : "";
         string pinned = ThreadAffinity.AllowedCpuCount() > threads ? FormattableString.Invariant($" on {threads} of them") : "";
         var markdown = new StringBuilder(FormattableString.Invariant($"Model {Path.GetFileName(model)}, {threads} intra-op threads, {Environment.ProcessorCount} cores, {seconds} s at saturation, {2 * seconds} s at low load{pinned}{idleNote}{(pinThreads ? ", intra-op threads pinned (--pin-threads)" : "")}.\n\n"));
-        markdown.AppendLine("| max batch | encoding | raw rows/s | server rows/s | server/raw | raw p50 / p99 ms (batch 1) | server p50 / p99 ms (1 caller) | added p50 ms | overhead p50 ms (latency − its Run) | HTTP + parse p50 ms (refused before inference) | bare TCP p50 ms (same bytes, no HTTP) | server p50 / p99 ms (saturated) |");
+        markdown.AppendLine("| max batch | encoding | raw rows/s | server rows/s | server/raw | raw p50 / p99 ms (batch 1) | server p50 / p99 ms (1 caller) | added p50 ms | overhead p50 ms (latency − its Run) | exchange + parse p50 ms (refused before inference) | bare TCP p50 ms (same bytes, no HTTP) | server p50 / p99 ms (saturated) |");
         markdown.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in rows)
         {

@@ -140,7 +140,7 @@ public static class HttpHosting
     /// </summary>
     public static async Task<InferRequest> ReadInferRequestAsync(HttpContext context, TensorArrayPool arrays, InputContract contract, BodyBudget budget, CancellationToken cancel)
     {
-        int? headerLength = InferRequestReader.HeaderLength(context.Request);
+        int? headerLength = HeaderLength(context.Request);
         long serverLimit = context.RequestServices.GetRequiredService<HttpOptions>().MaxBodyBytes;
         long limit = Math.Min(serverLimit, contract.MaxBodyBytes(binary: headerLength is not null) ?? serverLimit);
         long? declared = context.Request.ContentLength;
@@ -208,6 +208,15 @@ public static class HttpHosting
             }
             if (read.IsCompleted) return;
         }
+    }
+
+    /// <summary>The JSON header's length from the request's <c>Inference-Header-Content-Length</c>; null when absent.</summary>
+    public static int? HeaderLength(HttpRequest request)
+    {
+        if (!request.Headers.TryGetValue(InferRequestReader.HeaderLengthHeader, out var value)) return null;
+        return int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int length)
+            ? length
+            : throw ProtocolException.Invalid($"{InferRequestReader.HeaderLengthHeader} must be a non-negative integer, got '{value}'");
     }
 
     /// <summary>The budget of bodies being read at once is spent: a 429, counted apart from a full queue.</summary>

@@ -64,15 +64,6 @@ public sealed partial class InferRequestReader : IDisposable
         this.contract = contract;
     }
 
-    /// <summary>The JSON header's length from the request's <c>Inference-Header-Content-Length</c>; null when absent.</summary>
-    public static int? HeaderLength(HttpRequest request)
-    {
-        if (!request.Headers.TryGetValue(HeaderLengthHeader, out var value)) return null;
-        return int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int length)
-            ? length
-            : throw Bad($"{HeaderLengthHeader} must be a non-negative integer, got '{value}'");
-    }
-
     /// <summary>
     /// Reads the JSON tokens of the next piece of the body, <paramref name="isLast"/> when nothing follows it,
     /// and returns how far it read: the caller gives the rest (an incomplete token) again with what comes next.

@@ -331,7 +331,7 @@ public sealed class PipelineForwarder(RouterOptions options, RouteTable routes, 
             ?? throw new BodyRefused(StatusCodes.Status429TooManyRequests, $"the router is reading as many request bodies as its {Bodies.TotalBytes}-byte budget holds; retry shortly", TimeSpan.FromSeconds(1));
         try
         {
-            return new StageMessage([.. await HttpHosting.ReadBodyAsync(context, deadline)], InferRequestReader.HeaderLength(context.Request));
+            return new StageMessage([.. await HttpHosting.ReadBodyAsync(context, deadline)], HttpHosting.HeaderLength(context.Request));
         }
         catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested)
         {

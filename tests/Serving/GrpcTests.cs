@@ -192,4 +192,86 @@ public sealed class GrpcTests(TestModels models)
         Assert.Single((await client.ModelInferAsync(Raw(models.Images(1, seed: 3), 1), cancellationToken: Cancel)).Outputs);
         await stopping;
     }
+
+    /// <summary>
+    /// Concurrent calls of different sizes, bad ones among them, batched together: each good one gets exactly what
+    /// ONNX Runtime gives for its own input alone, each bad one its own refusal.
+    /// </summary>
+    [Fact]
+    public async Task Concurrent_calls_of_different_shapes_each_get_their_own_answer()
+    {
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, maxBatch: 8, maxQueueDelayMs: 20));
+        var (client, channel) = server.GrpcClient();
+        using var _ = channel;
+        using var reference = Adaptive.ModelServer.Backend.OnnxModel.Load(models.ResNet18, new Adaptive.ModelServer.Backend.RuntimeOptions(1, 1, Adaptive.ModelServer.Backend.Device.Cpu), _ => { });
+
+        var calls = Enumerable.Range(0, 16).Select(async i =>
+        {
+            int rows = 1 + i % 3;
+            var images = models.Images(rows, seed: 100 + i);
+            var request = Raw(images, rows);
+            if (i % 5 == 4) request.Inputs[0].Datatype = "INT64"; // refused, beside the others in the queue
+            try
+            {
+                var answer = await client.ModelInferAsync(request, cancellationToken: Cancel);
+                return (i, images, rows, Floats(answer.RawOutputContents.Single()), (StatusCode?)null);
+            }
+            catch (RpcException e)
+            {
+                return (i, images, rows, Array.Empty<float>(), e.StatusCode);
+            }
+        });
+        foreach (var (i, images, rows, logits, refused) in await Task.WhenAll(calls))
+        {
+            if (i % 5 == 4)
+            {
+                Assert.Equal(StatusCode.InvalidArgument, refused);
+                continue;
+            }
+            Assert.Null(refused);
+            var alone = reference.Run([new Adaptive.ModelServer.Protocol.InferRequest(null,
+                [new Adaptive.ModelServer.Protocol.Tensor("input", Adaptive.ModelServer.Protocol.TensorDataType.Fp32, ImageShape(rows), images)], null)]);
+            var expected = (float[])alone[0][0].Data;
+            Assert.Equal(expected.Length, logits.Length);
+            for (int k = 0; k < expected.Length; k++) Assert.Equal(expected[k], logits[k], 3);
+        }
+    }
+
+    /// <summary>Calls cancelled by their clients in flight leave nothing behind: counted as client_closed, nothing left in flight, the server serving.</summary>
+    [Fact]
+    public async Task Calls_cancelled_in_flight_are_counted_and_leave_nothing_behind()
+    {
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, maxBatch: 1, maxQueueDelayMs: 0));
+        var (client, channel) = server.GrpcClient();
+        using var _ = channel;
+        var request = Raw(models.Images(1, seed: 8), 1);
+
+        using var cancel = new CancellationTokenSource();
+        var calls = Enumerable.Range(0, 40).Select(async _ =>
+        {
+            try
+            {
+                await client.ModelInferAsync(request, cancellationToken: cancel.Token);
+                return StatusCode.OK;
+            }
+            catch (RpcException e)
+            {
+                return e.StatusCode;
+            }
+        }).ToList();
+        await Task.Delay(10, Cancel);
+        cancel.Cancel();
+        var statuses = await Task.WhenAll(calls);
+
+        // One at a time, 40 calls take longer than 10 ms: some were cancelled, the rest answered.
+        Assert.Contains(StatusCode.Cancelled, statuses);
+        Assert.All(statuses, status => Assert.True(status is StatusCode.OK or StatusCode.Cancelled, $"{status}"));
+        const string InFlight = "adaptive_model_inflight_requests{model=\"classify\",variant=\"resnet18\"}";
+        for (int i = 0; i < 200 && await server.Metric(InFlight) > 0; i++) await Task.Delay(25, Cancel);
+        Assert.Equal(0, await server.Metric(InFlight));
+        // A call cancelled before its handler ran is not counted at all; one that ran ends as success or client_closed, never as a fault.
+        Assert.True(await server.Metric(string.Format(Logits, "success")) >= statuses.Count(status => status == StatusCode.OK));
+        Assert.Equal(0, await server.Metric(string.Format(Logits, "error")));
+        Assert.Single((await client.ModelInferAsync(request, cancellationToken: Cancel)).Outputs);
+    }
 }
