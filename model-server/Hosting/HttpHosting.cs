@@ -83,6 +83,20 @@ public static class HttpHosting
         });
     }
 
+    /// <summary>
+    /// The protocol's per-model paths, each with and without a version (without one, the server's choice: its
+    /// only one), answered by the model server and by the router alike.
+    /// </summary>
+    public static void MapModel(WebApplication app, IModelEndpoints endpoints)
+    {
+        app.MapGet("/v2/models/{name}", (HttpContext context, string name) => endpoints.Metadata(context, name, null));
+        app.MapGet("/v2/models/{name}/versions/{version}", endpoints.Metadata);
+        app.MapGet("/v2/models/{name}/ready", (HttpContext context, Readiness readiness, string name) => endpoints.ModelReady(context, readiness, name, null));
+        app.MapGet("/v2/models/{name}/versions/{version}/ready", endpoints.ModelReady);
+        app.MapPost("/v2/models/{name}/infer", (HttpContext context, string name) => endpoints.Infer(context, name, null));
+        app.MapPost("/v2/models/{name}/versions/{version}/infer", endpoints.Infer);
+    }
+
     /// <summary>The protocol's server metadata: <c>GET /v2</c> (which routing matches as <c>/v2/</c> too, as the OpenAPI file spells it).</summary>
     public static void MapServerMetadata(WebApplication app) =>
         app.MapGet("/v2", () => Results.Json(new { name = ServerName, version = ServerVersion, extensions = Extensions }));
@@ -319,4 +333,12 @@ public static class HttpHosting
         context.Response.ContentLength = body.WrittenCount;
         await context.Response.Body.WriteAsync(body.WrittenMemory, context.RequestAborted);
     }
+}
+
+/// <summary>The protocol's per-model REST endpoints (<see cref="HttpHosting.MapModel"/>); <c>version</c> is null where the path names none.</summary>
+public interface IModelEndpoints
+{
+    Task Metadata(HttpContext context, string name, string? version);
+    Task ModelReady(HttpContext context, Readiness readiness, string name, string? version);
+    Task Infer(HttpContext context, string name, string? version);
 }

@@ -66,12 +66,7 @@ public static class RouterApp
         app.MapMetrics("/metrics", registry);
         HttpHosting.MapServerMetadata(app);
         var rest = new RouterRestEndpoints(forwarder);
-        app.MapGet("/v2/models/{name}", (HttpContext context, string name) => rest.Metadata(context, name, null));
-        app.MapGet("/v2/models/{name}/versions/{version}", rest.Metadata);
-        app.MapGet("/v2/models/{name}/ready", (HttpContext context, Readiness readiness, string name) => rest.ModelReady(context, readiness, name, null));
-        app.MapGet("/v2/models/{name}/versions/{version}/ready", rest.ModelReady);
-        app.MapPost("/v2/models/{name}/infer", (HttpContext context, string name) => rest.Infer(context, name, null));
-        app.MapPost("/v2/models/{name}/versions/{version}/infer", rest.Infer);
+        HttpHosting.MapModel(app, rest);
         if (options.Http.GrpcPort is not null) app.MapGrpcService<Grpc.GrpcRouterService>();
         return app;
     }

@@ -8,7 +8,7 @@ namespace Adaptive.ModelServer.Routing;
 /// The router's REST front end: the pipeline as one v2 model (metadata, readiness, inference), with
 /// <c>Server-Timing</c> giving each stage's time.
 /// </summary>
-sealed class RouterRestEndpoints(PipelineForwarder forwarder)
+sealed class RouterRestEndpoints(PipelineForwarder forwarder) : IModelEndpoints
 {
     public async Task Metadata(HttpContext context, string name, string? version)
     {

@@ -50,13 +50,7 @@ public static class ModelServerApp
         app.MapMetrics("/metrics", registry);
         var rest = new RestEndpoints(service, log);
         HttpHosting.MapServerMetadata(app);
-        // The protocol's paths name a version; without one, the server's choice (its only one).
-        app.MapGet("/v2/models/{name}", (HttpContext context, string name) => rest.Metadata(context, name, null));
-        app.MapGet("/v2/models/{name}/versions/{version}", rest.Metadata);
-        app.MapGet("/v2/models/{name}/ready", (HttpContext context, Readiness readiness, string name) => rest.ModelReady(context, readiness, name, null));
-        app.MapGet("/v2/models/{name}/versions/{version}/ready", rest.ModelReady);
-        app.MapPost("/v2/models/{name}/infer", (HttpContext context, string name) => rest.Infer(context, name, null));
-        app.MapPost("/v2/models/{name}/versions/{version}/infer", rest.Infer);
+        HttpHosting.MapModel(app, rest);
         if (options.Http.GrpcPort is not null) app.MapGrpcService<GrpcInferenceService>();
         return app;
     }
@@ -91,7 +85,7 @@ public static class ModelServerApp
     }
 
     /// <summary>The REST front end: reads requests from HTTP, hands them to the <see cref="InferenceService"/>, writes its answers and errors.</summary>
-    sealed class RestEndpoints(InferenceService service, ILogger log)
+    sealed class RestEndpoints(InferenceService service, ILogger log) : IModelEndpoints
     {
         public Task Metadata(HttpContext context, string name, string? version)
         {

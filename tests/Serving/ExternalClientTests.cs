@@ -20,12 +20,28 @@ public sealed class ExternalClientTests(TestModels models)
 
     static float[] Floats(JsonNode? base64) => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(Convert.FromBase64String((string)base64!)).ToArray();
 
-    /// <summary>A router in front of the model server: the pipeline "images" of one stage.</summary>
-    async Task<RunningServer> Router(RunningServer server, string directory)
+    /// <summary>What the clients call: a model server, or a router in front of it serving the pipeline "images" of one stage.</summary>
+    sealed class Target(RunningServer model, RunningServer? router, DirectoryInfo directory) : IAsyncDisposable
     {
-        string config = Path.Combine(directory, "routes.json");
-        File.WriteAllText(config, new RouterConfig("images", [new StageRoute("classify", [new VariantRoute("resnet18", server.Address.ToString(), 1)])]).Write());
-        return await RunningServer.StartRouter(new RouterOptions(RunningServer.Http() with { GrpcPort = 0 }, config, TimeSpan.FromSeconds(1), 64));
+        public RunningServer Server => router ?? model;
+        public string Name => router is null ? "classify" : "images";
+
+        public static async Task<Target> Start(TestModels models, bool throughTheRouter)
+        {
+            var model = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18));
+            var directory = Directory.CreateTempSubdirectory("adaptive-router-");
+            if (!throughTheRouter) return new Target(model, null, directory);
+            string config = Path.Combine(directory.FullName, "routes.json");
+            File.WriteAllText(config, new RouterConfig("images", [new StageRoute("classify", [new VariantRoute("resnet18", model.Address.ToString(), 1)])]).Write());
+            var router = await RunningServer.StartRouter(new RouterOptions(RunningServer.Http() with { GrpcPort = 0 }, config, TimeSpan.FromSeconds(1), 64));
+            return new Target(model, router, directory);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (router is not null) await router.DisposeAsync();
+            await model.DisposeAsync();
+            }
     }
 
     [Theory]
@@ -33,17 +49,13 @@ public sealed class ExternalClientTests(TestModels models)
     [InlineData(true)]
     public async Task A_grpc_js_client_with_the_published_proto_gets_what_rest_gives(bool throughTheRouter)
     {
-        await using var model = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18));
-        var directory = Directory.CreateTempSubdirectory("adaptive-router-");
-        await using var router = throughTheRouter ? await Router(model, directory.FullName) : null;
-        var server = router ?? model;
-        string name = throughTheRouter ? "images" : "classify";
+        await using var target = await Target.Start(models, throughTheRouter);
+        var (server, name) = (target.Server, target.Name);
         var images = models.Images(2, seed: 9);
         var rest = await server.Client.PostAsync($"/v2/models/{name}/infer", V2.Json(V2.Request("input", ImageShape(2), images)), Cancel);
         var expected = await V2.Output(rest, "logits");
 
         var calls = OipConformance.GrpcCalls($"{server.GrpcAddress!.Host}:{server.GrpcAddress.Port}", name, "js-1", "input", ImageShape(2), images);
-        directory.Delete(recursive: true);
 
         Assert.True((bool)calls["serverLive"]!["live"]!);
         Assert.True((bool)calls["serverReady"]!["ready"]!);
@@ -70,11 +82,8 @@ public sealed class ExternalClientTests(TestModels models)
     [InlineData(true)]
     public async Task Every_rest_body_validates_against_the_published_schemas(bool throughTheRouter)
     {
-        await using var model = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18));
-        var directory = Directory.CreateTempSubdirectory("adaptive-router-");
-        await using var router = throughTheRouter ? await Router(model, directory.FullName) : null;
-        var server = router ?? model;
-        string name = throughTheRouter ? "images" : "classify";
+        await using var target = await Target.Start(models, throughTheRouter);
+        var (server, name) = (target.Server, target.Name);
         string image = V2.Request("input", ImageShape(1), models.Images(1, seed: 4), id: "r-1");
 
         async Task<JsonNode> Body(HttpResponseMessage response, HttpStatusCode status)
@@ -101,7 +110,6 @@ public sealed class ExternalClientTests(TestModels models)
             new("an unknown model's inference", "inference_error_response", await Body(await server.Client.PostAsync("/v2/models/other/infer", V2.Json(image), Cancel), HttpStatusCode.NotFound)),
             new("an unrouted path", "inference_error_response", await Body(await server.Client.GetAsync("/v2/unknown", Cancel), HttpStatusCode.NotFound)),
         };
-        directory.Delete(recursive: true);
 
         Assert.Empty(OipConformance.SchemaViolations(bodies));
         // The check can fail: a body missing what the schema requires is caught.

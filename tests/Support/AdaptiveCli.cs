@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace Adaptive.Tests.Support;
 
 /// <summary>Runs the built <c>adaptive</c> tool as a user would, in its own process.</summary>
@@ -11,22 +9,7 @@ static class AdaptiveCli
 
     public static Result RunIn(string workingDirectory, params string[] args)
     {
-        var start = new ProcessStartInfo("dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            WorkingDirectory = workingDirectory,
-        };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "adaptive.dll"));
-        foreach (string arg in args) start.ArgumentList.Add(arg);
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromSeconds(240)))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"adaptive {string.Join(' ', args)} ran over 240 s");
-        }
-        return new Result(process.ExitCode, stdout.Result, stderr.Result);
+        var run = ChildProcess.Run("dotnet", [Path.Combine(AppContext.BaseDirectory, "adaptive.dll"), .. args], TimeSpan.FromSeconds(240), workingDirectory);
+        return new Result(run.ExitCode, run.Stdout, run.Stderr);
     }
 }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json.Nodes;
 
 namespace Adaptive.Tests.Support;
@@ -19,18 +18,10 @@ static class HelmTemplate
     /// <summary><c>helm template</c> of <paramref name="chart"/> with each value of <paramref name="set"/> given as <c>--set-json path=value</c>.</summary>
     public static string Render(string chart, string releaseName, string releaseNamespace, IReadOnlyDictionary<string, JsonNode?>? set = null)
     {
-        var start = new ProcessStartInfo(Binary ?? throw new InvalidOperationException(Missing)) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string arg in new[] { releaseName, chart, "-n", releaseNamespace }) start.ArgumentList.Add(arg);
-        foreach (var (path, value) in set ?? new Dictionary<string, JsonNode?>())
-        {
-            start.ArgumentList.Add("--set-json");
-            start.ArgumentList.Add($"{path}={value?.ToJsonString() ?? "null"}");
-        }
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromSeconds(60))) throw new TimeoutException("helm-template ran over 60 s");
-        if (process.ExitCode != 0) throw new InvalidOperationException($"helm-template failed: {stderr.Result}");
-        return stdout.Result;
+        var args = new List<string> { releaseName, chart, "-n", releaseNamespace };
+        foreach (var (path, value) in set ?? new Dictionary<string, JsonNode?>()) args.AddRange(["--set-json", $"{path}={value?.ToJsonString() ?? "null"}"]);
+        var run = ChildProcess.Run(Binary ?? throw new InvalidOperationException(Missing), args, TimeSpan.FromSeconds(60));
+        if (run.ExitCode != 0) throw new InvalidOperationException($"helm-template failed: {run.Stderr}");
+        return run.Stdout;
     }
 }

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace Adaptive.Tests.Support;
 
 /// <summary>
@@ -16,13 +14,7 @@ static class K8sValidate
         string script = RepoPaths.Of(".tools", "k8s-validate", "validate.mjs");
         if (!File.Exists(Path.Combine(Path.GetDirectoryName(script)!, "node_modules", "yaml", "package.json")))
             Assert.Skip($"k8s-validate is not installed at {Path.GetDirectoryName(script)}: run ./test.sh, which installs it");
-        var start = new ProcessStartInfo("node") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = RepoPaths.Root };
-        start.ArgumentList.Add(script);
-        foreach (string path in paths) start.ArgumentList.Add(path);
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromSeconds(60))) process.Kill(entireProcessTree: true);
-        return new Result(process.ExitCode, stdout.Result + stderr.Result);
+        var run = ChildProcess.Run("node", [script, .. paths], TimeSpan.FromSeconds(60));
+        return new Result(run.ExitCode, run.Output);
     }
 }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -69,17 +68,8 @@ static class OipConformance
 
     static string Node(params string[] args)
     {
-        var start = new ProcessStartInfo("node") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = RepoPaths.Root };
-        foreach (string arg in args) start.ArgumentList.Add(arg);
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromSeconds(60)))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"node {string.Join(' ', args)} ran over 60 s");
-        }
-        Assert.True(process.ExitCode == 0, $"node {Path.GetFileName(args[0])} exited {process.ExitCode}: {stderr.Result}");
-        return stdout.Result;
+        var result = ChildProcess.Run("node", args, TimeSpan.FromSeconds(60));
+        Assert.True(result.ExitCode == 0, $"node {Path.GetFileName(args[0])} exited {result.ExitCode}: {result.Stderr}");
+        return result.Stdout;
     }
 }
