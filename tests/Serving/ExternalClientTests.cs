@@ -41,7 +41,8 @@ public sealed class ExternalClientTests(TestModels models)
         {
             if (router is not null) await router.DisposeAsync();
             await model.DisposeAsync();
-            }
+            directory.Delete(recursive: true);
+        }
     }
 
     [Theory]
