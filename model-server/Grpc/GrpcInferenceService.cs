@@ -68,11 +68,8 @@ public sealed class GrpcInferenceService(InferenceService service, Readiness rea
         {
             service.CheckModel(request.ModelName, request.ModelVersion);
             var timeout = context.Deadline == DateTime.MaxValue ? service.RequestTimeout : Min(service.RequestTimeout, context.Deadline - DateTime.UtcNow);
-            InferRequest infer;
-            // The message is already in memory; its share of the body budget bounds how many are turned into tensors at once.
-            using (service.Bodies.TryTake(request.CalculateSize()) ?? throw new RequestRejectedException(Outcome.QueueFull, TimeSpan.FromSeconds(1),
-                       $"the server is reading as many requests as its {service.Bodies.TotalBytes}-byte budget holds; retry shortly"))
-                infer = GrpcTensors.Read(request, service.Contract, service.Arrays);
+            // The message's share of the body budget was taken before it was read (GrpcBodyBudget).
+            var infer = GrpcTensors.Read(request, service.Contract, service.Arrays);
             var result = await service.InferAsync(infer, timeout - Stopwatch.GetElapsedTime(started));
             await context.WriteResponseHeadersAsync(new global::Grpc.Core.Metadata { { "server-timing", InferenceService.ServerTiming(result) } });
             metrics.Count(Outcome.Success);

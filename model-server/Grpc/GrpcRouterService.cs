@@ -2,8 +2,6 @@ using Adaptive.ModelServer.Grpc.V2;
 using Adaptive.ModelServer.Hosting;
 using Adaptive.ModelServer.Protocol;
 using Adaptive.ModelServer.Routing;
-using Adaptive.ModelServer.Scheduling;
-using Adaptive.ModelServer.Metrics;
 using Grpc.Core;
 
 namespace Adaptive.ModelServer.Grpc;
@@ -82,12 +80,9 @@ public sealed class GrpcRouterService(PipelineForwarder forwarder, Readiness rea
         }
     }
 
-    /// <summary>The request as the first stage's body, within the budget of requests being read at once.</summary>
-    StageMessage Body(ModelInferRequest request)
+    /// <summary>The request as the first stage's body (its share of the body budget was taken before it was read: GrpcBodyBudget).</summary>
+    static StageMessage Body(ModelInferRequest request)
     {
-        using var share = forwarder.Bodies.TryTake(request.CalculateSize())
-            ?? throw new PipelineForwarder.BodyRefused(StatusCodes.Status429TooManyRequests,
-                $"the router is reading as many requests as its {forwarder.Bodies.TotalBytes}-byte budget holds; retry shortly", TimeSpan.FromSeconds(1));
         var (body, headerLength) = GrpcTensors.ToBinaryBody(request);
         return new StageMessage(body, headerLength);
     }

@@ -67,6 +67,7 @@ public static class RouterApp
         HttpHosting.MapServerMetadata(app);
         var rest = new RouterRestEndpoints(forwarder);
         HttpHosting.MapModel(app, rest);
+        Grpc.GrpcBodyBudget.Use(app, forwarder.Bodies, options.Http.RequestTimeout, forwarder.CountBudgetRefusal);
         if (options.Http.GrpcPort is not null) app.MapGrpcService<Grpc.GrpcRouterService>();
         return app;
     }
@@ -203,7 +204,7 @@ public sealed class PipelineForwarder(RouterOptions options, RouteTable routes, 
     public RouteTable Routes => routes;
 
     /// <summary>The client's body was refused before it was read to its end: the answer closes the connection.</summary>
-    public sealed class BodyRefused(int statusCode, string message, TimeSpan? retryAfter = null) : Exception(message)
+    sealed class BodyRefused(int statusCode, string message, TimeSpan? retryAfter = null) : Exception(message)
     {
         public int StatusCode { get; } = statusCode;
         public TimeSpan? RetryAfter { get; } = retryAfter;
@@ -216,6 +217,9 @@ public sealed class PipelineForwarder(RouterOptions options, RouteTable routes, 
         public TimeSpan? RetryAfter { get; } = retryAfter;
         public bool VariantFailed { get; } = variantFailed;
     }
+
+    /// <summary>A request refused before it reached <see cref="Run"/> because the body budget was spent (gRPC's check comes first).</summary>
+    public void CountBudgetRefusal() => metrics.Request(routes.Current.Config.Pipeline, ModelMetrics.LabelValue(Outcome.QueueFull), 0);
 
     /// <summary>Whether every stage has a variant that takes traffic: the router's readiness, draining aside.</summary>
     public bool StagesUsable => routes.Current.Config.Stages.All(s => s.Variants.Any(v => health.IsUsable(v.Endpoint)));

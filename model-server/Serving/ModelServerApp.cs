@@ -51,6 +51,7 @@ public static class ModelServerApp
         var rest = new RestEndpoints(service, log);
         HttpHosting.MapServerMetadata(app);
         HttpHosting.MapModel(app, rest);
+        GrpcBodyBudget.Use(app, service.Bodies, options.Http.RequestTimeout, () => service.Metrics.Count(Outcome.QueueFull));
         if (options.Http.GrpcPort is not null) app.MapGrpcService<GrpcInferenceService>();
         return app;
     }

@@ -274,4 +274,38 @@ public sealed class GrpcTests(TestModels models)
         Assert.Equal(0, await server.Metric(string.Format(Logits, "error")));
         Assert.Single((await client.ModelInferAsync(request, cancellationToken: Cancel)).Outputs);
     }
+
+    /// <summary>
+    /// The budget of request bytes covers gRPC messages before they are read: beyond it a call is refused at once,
+    /// RESOURCE_EXHAUSTED with a pushback, counted as queue_full; once the calls that fit are answered, room is back.
+    /// </summary>
+    [Fact]
+    public async Task Messages_beyond_the_body_budget_are_refused_before_they_are_read()
+    {
+        // Room for two one-image messages (12,288 bytes of pixels each) at a time.
+        var options = RunningServer.ModelOptions(models.ResNet18, maxBatch: 8, maxQueueDelayMs: 200) with { BodyBudgetBytes = 30_000 };
+        await using var server = await RunningServer.StartModel(options);
+        var (client, channel) = server.GrpcClient();
+        using var _ = channel;
+        var request = Raw(models.Images(1, seed: 12), 1);
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 12).Select(async _ =>
+        {
+            try
+            {
+                await client.ModelInferAsync(request, cancellationToken: Cancel);
+                return (StatusCode.OK, (string?)null);
+            }
+            catch (RpcException e)
+            {
+                return (e.StatusCode, e.Trailers.GetValue("grpc-retry-pushback-ms") ?? e.Status.Detail);
+            }
+        }));
+
+        var refused = answers.Where(a => a.Item1 != StatusCode.OK).ToList();
+        Assert.InRange(answers.Count(a => a.Item1 == StatusCode.OK), 1, 11);
+        Assert.All(refused, a => Assert.True(a.Item1 == StatusCode.ResourceExhausted && a.Item2 == "1000", $"{a.Item1}: {a.Item2}"));
+        Assert.Equal(refused.Count, await server.Metric(string.Format(Logits, "queue_full")));
+        Assert.Single((await client.ModelInferAsync(request, cancellationToken: Cancel)).Outputs);
+    }
 }
