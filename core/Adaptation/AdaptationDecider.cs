@@ -22,10 +22,18 @@ public static class AdaptationDecider
 
     public static AdaptationDecision Decide(InferencePipeline pipeline, double plannedRps, IReadOnlyList<RunningAllocation> current)
     {
-        var adaptation = pipeline.Spec.Adaptation;
-        var problem = PlanningProblemBuilder.Build(pipeline, Math.Max(plannedRps, MinimumLoadRps) / adaptation.TargetUtilization, current);
-        var result = new CpSatPlanner(new PlannerOptions(TimeSpan.FromSeconds(adaptation.PlannerTimeLimitSeconds))).Plan(PlanningProblem.Single(problem));
-        var plan = result.Pipelines[0].Stages;
+        var problem = Problem(pipeline, plannedRps, current);
+        var result = new CpSatPlanner(new PlannerOptions(TimeSpan.FromSeconds(pipeline.Spec.Adaptation.PlannerTimeLimitSeconds))).Plan(PlanningProblem.Single(problem));
+        return Of(problem, result, result.Pipelines[0].Stages, current);
+    }
+
+    /// <summary>The planner's problem for the pipeline at <paramref name="plannedRps"/> (at least the minimum load, over the target utilization).</summary>
+    public static PipelineProblem Problem(InferencePipeline pipeline, double plannedRps, IReadOnlyList<RunningAllocation> current) =>
+        PlanningProblemBuilder.Build(pipeline, Math.Max(plannedRps, MinimumLoadRps) / pipeline.Spec.Adaptation.TargetUtilization, current);
+
+    /// <summary>The decision to run <paramref name="plan"/> in place of <paramref name="current"/>.</summary>
+    public static AdaptationDecision Of(PipelineProblem problem, PlanResult result, IReadOnlyList<StagePlan> plan, IReadOnlyList<RunningAllocation> current)
+    {
         var planned = Capacity(problem, plan.SelectMany(s => s.Allocations.Select(a => new RunningAllocation(s.Name, a.Variant, a.Hardware, a.Replicas, a.Batch))));
         var running = Capacity(problem, current);
         bool adds = problem.Stages.Any(s => planned.GetValueOrDefault(s.Name) > running.GetValueOrDefault(s.Name) * (1 + 1e-9));

@@ -52,6 +52,12 @@ public sealed class CrdTests : IDisposable
 
         AssertSameFields(typeof(InferencePipelineSpec), (YamlMappingNode)properties["spec"], "spec");
         AssertSameFields(typeof(InferencePipelineStatus), (YamlMappingNode)properties["status"], "status");
+
+        var pools = new YamlStream();
+        pools.Load(new StringReader(File.ReadAllText(RepoPaths.Of("crds", "inferencepools.adaptive.dev.yaml"))));
+        var poolVersion = (YamlMappingNode)((YamlSequenceNode)((YamlMappingNode)pools.Documents[0].RootNode)["spec"]["versions"])[0];
+        var poolRoot = (YamlMappingNode)((YamlMappingNode)poolVersion["schema"])["openAPIV3Schema"];
+        AssertSameFields(typeof(InferencePoolSpec), (YamlMappingNode)((YamlMappingNode)poolRoot["properties"])["spec"], "spec");
     }
 
     static void AssertSameFields(Type type, YamlMappingNode schema, string path)

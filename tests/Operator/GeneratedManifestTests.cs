@@ -69,7 +69,7 @@ public sealed class GeneratedManifestTests : IDisposable
             .SelectMany(a => new object[] { a.Deployment, a.Service }).Append(pipeline).Select(o => KubernetesYaml.Serialize(o))));
         var result = K8sValidate.Run(RepoPaths.Of("crds"), file);
         Assert.True(result.ExitCode == 0, result.Output);
-        Assert.Contains("6 valid", result.Output); // the CRD, the pipeline, two Deployments and their Services
+        Assert.Contains("7 valid", result.Output); // the two CRDs, the pipeline, two Deployments and their Services
 
         pipeline.Spec.HardwareClasses[0].Image = "registry/adaptive server";
         var bad = Assert.Throws<PlanningInputException>(() => InferencePipelineValidator.Validate(pipeline));
@@ -127,7 +127,7 @@ public sealed class GeneratedManifestTests : IDisposable
         File.WriteAllText(file, string.Join("\n---\n", allocations.SelectMany(a => new object[] { a.Deployment, a.Service }).Append(pipeline).Select(o => KubernetesYaml.Serialize(o))));
         var result = K8sValidate.Run(RepoPaths.Of("crds"), file);
         Assert.True(result.ExitCode == 0, result.Output);
-        Assert.Contains("8 valid", result.Output); // the CRD, the pipeline, three Deployments and their Services
+        Assert.Contains("9 valid", result.Output); // the two CRDs, the pipeline, three Deployments and their Services
 
         string at = $"spec.stages[0].variants[{variants.IndexOf(resnet50)}]";
         void Refused(string uri, string? sha256, string field, string message)

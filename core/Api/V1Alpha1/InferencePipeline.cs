@@ -75,6 +75,12 @@ public sealed class ObjectiveSpec
     [JsonPropertyName("accuracyMethod")] public string AccuracyMethod { get; set; } = "sum";
 
     [JsonPropertyName("weights")] public WeightsSpec Weights { get; set; } = new();
+
+    /// <summary>
+    /// How much this pipeline's objective counts against others' where they share an InferencePool: planned
+    /// together, the pools' replicas go where priority × objective gains most. 1 by default.
+    /// </summary>
+    [JsonPropertyName("priority")] public double Priority { get; set; } = 1;
 }
 
 /// <summary>α, β, γ, δ of α·accuracy − β·cost − γ·batch − δ·loading.</summary>
@@ -113,6 +119,12 @@ public sealed class HardwareClassSpec
     /// gives whole CPUs to Guaranteed pods: so the resources must be whole CPUs, requests equal to limits.
     /// </summary>
     [JsonPropertyName("pinThreads")] public bool PinThreads { get; set; }
+
+    /// <summary>
+    /// The InferencePool this class's replicas count against, with the replicas of every other pipeline's
+    /// class that names it; absent: the class is this pipeline's alone (within <see cref="MaxReplicas"/>).
+    /// </summary>
+    [JsonPropertyName("pool")] public string? Pool { get; set; }
 }
 
 public sealed class TolerationSpec

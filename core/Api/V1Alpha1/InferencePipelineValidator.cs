@@ -42,6 +42,7 @@ public static partial class InferencePipelineValidator
         NonNegative(w.Batch, "spec.objective.weights.batch");
         NonNegative(w.Loading, "spec.objective.weights.loading");
         if (spec.Budget is { } budget) NonNegative(budget, "spec.budget");
+        Positive(spec.Objective.Priority, "spec.objective.priority");
 
         NotEmpty(spec.HardwareClasses, "spec.hardwareClasses");
         Unique(spec.HardwareClasses.Select(c => c.Name), "spec.hardwareClasses", "hardware class");
@@ -52,6 +53,8 @@ public static partial class InferencePipelineValidator
             Name(hardwareClass.Name, $"{at}.name", 63);
             NonNegative(hardwareClass.CostPerReplica, $"{at}.costPerReplica");
             if (hardwareClass.MaxReplicas is { } max) AtLeast(max, 0, $"{at}.maxReplicas");
+            if (hardwareClass.Pool is { } pool && !IsObjectName(pool))
+                throw new PlanningInputException($"{at}.pool", $"must name an InferencePool (a lowercase DNS subdomain), got '{pool}'");
             if (hardwareClass.Image is { } image && (image.Length == 0 || image.Any(char.IsWhiteSpace)))
                 throw new PlanningInputException($"{at}.image", $"must be an image reference (registry/name:tag), without spaces; got '{image}'");
         }
