@@ -1,91 +1,132 @@
+using System.Diagnostics;
 using Adaptive.Core.Api.V1Alpha1;
 using Adaptive.Core.Planning;
 
 namespace Adaptive.Core.Adaptation;
 
-/// <param name="Pipeline">A pipeline with a hardware class in the pool.</param>
+/// <param name="Pipeline">A pipeline with a hardware class in one of the pools.</param>
 /// <param name="PlannedRps">The load its decision plans for (<see cref="PlanningLoad.Rps"/>).</param>
 /// <param name="Current">What it runs now.</param>
 public sealed record PoolMember(InferencePipeline Pipeline, double PlannedRps, IReadOnlyList<RunningAllocation> Current);
 
-/// <param name="Decision">The member's decision, as <see cref="AdaptationDecider.Decide"/> gives one (its own classes' names).</param>
-/// <param name="PoolReplicas">Its replicas on the pool, planned with the others.</param>
-/// <param name="AloneObjective">Its objective planned alone with the whole pool: what it asked for.</param>
-/// <param name="Objective">Its objective planned with the others.</param>
-public sealed record MemberDecision(AdaptationDecision Decision, int PoolReplicas, double? AloneObjective, double? Objective)
+/// <param name="Decision">The member's decision, as <see cref="AdaptationDecider.Decide"/> gives one.</param>
+/// <param name="PoolReplicas">Its replicas on each pool it names, planned with the others.</param>
+/// <param name="AloneObjective">Its objective planned alone with the whole pools: what it asked for; null when nothing meets its SLO.</param>
+/// <param name="Objective">Its objective planned with the others; null when nothing meets its SLO with what it got.</param>
+public sealed record MemberDecision(AdaptationDecision Decision, IReadOnlyDictionary<string, int> PoolReplicas, double? AloneObjective, double? Objective)
 {
-    /// <summary>It got less than it would alone with the whole pool: others took some of it.</summary>
+    /// <summary>It got less than it would alone with the whole pools: others took some of them.</summary>
     public bool ConstrainedByOthers => AloneObjective is { } alone && (Objective is not { } joint || alone > joint + 1e-6 * Math.Max(1, Math.Abs(alone)));
 }
 
-/// <summary>The plans of all the pool's pipelines, made as one problem.</summary>
-public sealed record JointDecision(string Pool, int Capacity, PlanStatus Status, double SolveMs, IReadOnlyList<MemberDecision> Members);
+/// <param name="Solves">Planner calls the decision took.</param>
+public sealed record JointDecision(IReadOnlyDictionary<string, int> Pools, double ElapsedMs, int Solves, IReadOnlyList<MemberDecision> Members);
 
 /// <summary>
-/// Plans every pipeline that shares an InferencePool as one problem (the planner's shared hardware limits), so
-/// that their replicas on the pool never add up to more than its capacity, and where it is short the replicas go
-/// where priority × objective gains most (each pipeline's objective weights are multiplied by its
-/// <see cref="ObjectiveSpec.Priority"/>). Each member's class that names the pool is planned as the pool's one
-/// class, so pipelines may call their classes what they like. Pure: the operator's pool reconciler and the
-/// replay call it alike.
+/// Plans every pipeline that shares an InferencePool together, so that their replicas on the pool never add up to
+/// more than its capacity and, where it is short, its replicas go where priority × objective gains most (each
+/// pipeline's objective counts <see cref="ObjectiveSpec.Priority"/> times).
+/// Pipelines interact only through how many of the pool's replicas each gets, so the joint optimum decomposes
+/// exactly: each pipeline is planned alone once with the whole pool, which says how many it would use (u), and
+/// once for every smaller allotment k &lt; u, which gives its best objective f(k) (f grows with k, and beyond u it
+/// gains nothing); then a dynamic program over the pool's capacity picks one allotment per pipeline that
+/// maximizes Σ priority × f(k) within it, members meeting their SLO first. u + 1 solves a pipeline, each as fast
+/// as planning it alone, and a program linear in the pipelines. A pipeline names one pool at most (its other
+/// classes are its own): with two, one could trade one pool's replicas for the other's, which this menu does not
+/// hold. Several pools are planned side by side. Pure: the operator's pool reconciler and the replay call it alike.
 /// </summary>
 public static class JointDecider
 {
-    public static JointDecision Decide(string pool, int capacity, IReadOnlyList<PoolMember> members, TimeSpan timeLimit)
+    /// <param name="pools">Each pool the members name, with its capacity in replicas.</param>
+    public static JointDecision Decide(IReadOnlyDictionary<string, int> pools, IReadOnlyList<PoolMember> members, TimeSpan timeLimit)
     {
-        if (members.Count == 0) throw new PlanningInputException("members", "a pool's joint decision needs at least one pipeline");
-        string pooled = PooledClass(pool);
-        var limits = new Dictionary<string, int> { [pooled] = capacity };
-        var problems = members.Select(m => AdaptationDecider.Problem(m.Pipeline, m.PlannedRps, m.Current)).ToList();
-        var joint = problems.Select((p, i) => InPool(p, PoolClassOf(members[i].Pipeline, pool), pooled, members[i].Pipeline.Spec.Objective.Priority)).ToList();
+        if (members.Count == 0) throw new PlanningInputException("members", "a joint decision needs at least one pipeline");
+        long started = Stopwatch.GetTimestamp();
         var planner = new CpSatPlanner(new PlannerOptions(timeLimit));
-        var result = planner.Plan(new PlanningProblem(pool, joint, limits));
-
-        var decisions = new List<MemberDecision>(members.Count);
-        for (int i = 0; i < members.Count; i++)
+        var menus = members.Select(m => Menu(m, pools, planner)).ToList();
+        var choice = new int[members.Count];
+        foreach (var pool in menus.Select((m, i) => (m.Pool, i)).GroupBy(m => m.Pool))
         {
-            string poolClass = PoolClassOf(members[i].Pipeline, pool);
-            var plan = Renamed(result.Pipelines[i].Stages, pooled, poolClass);
-            var alone = planner.Plan(new PlanningProblem(pool, [joint[i]], limits));
-            double priority = members[i].Pipeline.Spec.Objective.Priority;
-            decisions.Add(new MemberDecision(
-                AdaptationDecider.Of(problems[i], result with { Pipelines = [result.Pipelines[i] with { Stages = plan }] }, plan, members[i].Current),
-                plan.Sum(s => s.Allocations.Where(a => a.Hardware == poolClass).Sum(a => a.Replicas)),
-                alone.Pipelines[0].Objective / priority,
-                result.Pipelines[i].Objective / priority));
+            var indices = pool.Select(m => m.i).ToList();
+            var allotted = Allot([.. indices.Select(i => menus[i].Options)], pools[pool.Key]);
+            for (int j = 0; j < indices.Count; j++) choice[indices[j]] = allotted[j];
         }
-        return new JointDecision(pool, capacity, result.Status, result.SolveMs, decisions);
-    }
-
-    /// <summary>The one class name all members' pool classes are planned under; no pipeline class can have it (class names have no '/').</summary>
-    static string PooledClass(string pool) => $"pool/{pool}";
-
-    /// <summary>The pipeline's class that names the pool: exactly one.</summary>
-    static string PoolClassOf(InferencePipeline pipeline, string pool)
-    {
-        var classes = pipeline.Spec.HardwareClasses.Where(c => c.Pool == pool).Select(c => c.Name).ToList();
-        return classes.Count == 1 ? classes[0]
-            : throw new PlanningInputException($"{pipeline.Metadata.Name}: spec.hardwareClasses",
-                classes.Count == 0 ? $"no class names the pool '{pool}'" : $"classes {string.Join(", ", classes)} all name the pool '{pool}'; one class per pool");
-    }
-
-    /// <summary>The pipeline's problem with its pool class renamed to the pool's, and its objective weighted by priority.</summary>
-    static PipelineProblem InPool(PipelineProblem problem, string poolClass, string pooled, double priority)
-    {
-        string Rename(string hardware) => hardware == poolClass ? pooled : hardware;
-        var w = problem.Weights;
-        return problem with
+        var decisions = members.Select((m, i) =>
         {
-            Weights = new ObjectiveWeights(w.Accuracy * priority, w.Cost * priority, w.Batch * priority, w.Loading * priority),
-            HardwareLimits = problem.HardwareLimits.ToDictionary(l => Rename(l.Key), l => l.Value),
-            Stages = [.. problem.Stages.Select(s => s with
-            {
-                Variants = [.. s.Variants.Select(v => v with { Hardware = [.. v.Hardware.Select(h => h with { Class = Rename(h.Class) })] })],
-            })],
-            Current = [.. problem.Current.Select(c => c with { Hardware = Rename(c.Hardware) })],
-        };
+            var (menu, option) = (menus[i], menus[i].Options[choice[i]]);
+            var plan = option.Result.Pipelines[0].Stages;
+            return new MemberDecision(AdaptationDecider.Of(menu.Problem, option.Result, plan, m.Current),
+                new Dictionary<string, int> { [menu.Pool] = option.Use }, menu.Options[0].Result.Pipelines[0].Objective, option.Result.Pipelines[0].Objective);
+        }).ToList();
+        return new JointDecision(pools, Stopwatch.GetElapsedTime(started).TotalMilliseconds, menus.Sum(m => m.Options.Count), decisions);
     }
 
-    static IReadOnlyList<StagePlan> Renamed(IReadOnlyList<StagePlan> plan, string pooled, string poolClass) =>
-        [.. plan.Select(s => s with { Allocations = [.. s.Allocations.Select(a => a.Hardware == pooled ? a with { Hardware = poolClass } : a)] })];
+    /// <summary>One way to plan a member: its plan with at most <see cref="Use"/> of the pool's replicas, and priority × objective (null: infeasible).</summary>
+    sealed record Option(int Use, PlanResult Result, double? Value);
+
+    /// <param name="Options">The first is the member alone with the whole pool, then one per smaller allotment.</param>
+    sealed record MemberMenu(PipelineProblem Problem, string Pool, List<Option> Options);
+
+    static MemberMenu Menu(PoolMember member, IReadOnlyDictionary<string, int> pools, CpSatPlanner planner)
+    {
+        var pipeline = member.Pipeline;
+        var named = pipeline.Spec.HardwareClasses.Where(c => c.Pool is not null).ToList();
+        if (named.Count != 1 || !pools.ContainsKey(named[0].Pool!))
+            throw new PlanningInputException($"{pipeline.Metadata.Name}: spec.hardwareClasses", named.Count == 0 || !pools.ContainsKey(named[0].Pool!)
+                ? $"no class names any of the pools {string.Join(", ", pools.Keys.Order(StringComparer.Ordinal))}"
+                : $"classes {string.Join(", ", named.Select(c => c.Name))} name pools; a pipeline may name one pool, with one class");
+        var (poolClass, pool) = (named[0].Name, named[0].Pool!);
+        var problem = AdaptationDecider.Problem(pipeline, member.PlannedRps, member.Current);
+        double priority = pipeline.Spec.Objective.Priority;
+
+        Option Solve(int limit)
+        {
+            var limits = new Dictionary<string, int>(problem.HardwareLimits) { [poolClass] = Math.Min(limit, problem.HardwareLimits.GetValueOrDefault(poolClass, int.MaxValue)) };
+            var result = planner.Plan(PlanningProblem.Single(problem with { HardwareLimits = limits }));
+            int use = result.Pipelines[0].Stages.Sum(s => s.Allocations.Where(a => a.Hardware == poolClass).Sum(a => a.Replicas));
+            return new Option(use, result, result.Pipelines[0].Objective * priority);
+        }
+
+        var alone = Solve(pools[pool]);
+        return new MemberMenu(problem, pool, [alone, .. Enumerable.Range(0, alone.Use).Select(Solve)]);
+    }
+
+    /// <summary>
+    /// One option per member within the capacity: the most members meeting their SLO, then the highest Σ priority ×
+    /// objective (a dynamic program over the replicas used so far).
+    /// </summary>
+    static int[] Allot(IReadOnlyList<List<Option>> menus, int capacity)
+    {
+        var best = new (int Feasible, double Value)?[capacity + 1];
+        best[0] = (0, 0);
+        var from = new int[menus.Count][];
+        var taken = new int[menus.Count][];
+        for (int i = 0; i < menus.Count; i++)
+        {
+            var next = new (int Feasible, double Value)?[capacity + 1];
+            (from[i], taken[i]) = (new int[capacity + 1], new int[capacity + 1]);
+            for (int used = 0; used <= capacity; used++)
+            {
+                if (best[used] is not { } here) continue;
+                for (int o = 0; o < menus[i].Count; o++)
+                {
+                    var option = menus[i][o];
+                    int total = used + option.Use;
+                    if (total > capacity) continue;
+                    var candidate = (Feasible: here.Feasible + (option.Value is null ? 0 : 1), Value: here.Value + (option.Value ?? 0));
+                    if (next[total] is { } incumbent && !Better(candidate, incumbent)) continue;
+                    next[total] = candidate;
+                    (from[i][total], taken[i][total]) = (used, o);
+                }
+            }
+            best = next;
+        }
+        // Every menu holds an allotment of 0, so some total is reached.
+        int end = Enumerable.Range(0, capacity + 1).Where(t => best[t] is not null).Aggregate((a, b) => Better(best[b]!.Value, best[a]!.Value) ? b : a);
+        var choice = new int[menus.Count];
+        for (int i = menus.Count - 1; i >= 0; i--) (choice[i], end) = (taken[i][end], from[i][end]);
+        return choice;
+    }
+
+    static bool Better((int Feasible, double Value) a, (int Feasible, double Value) b) => a.Feasible > b.Feasible || a.Feasible == b.Feasible && a.Value > b.Value;
 }

@@ -25,6 +25,8 @@ public sealed class JointDeciderTests
         return pipeline;
     }
 
+    static Dictionary<string, int> Pool(int gpus) => new() { ["gpus"] = gpus };
+
     static int Gpus(IReadOnlyList<StagePlan> plan) => plan.Sum(s => s.Allocations.Where(a => a.Hardware == "gpu").Sum(a => a.Replicas));
 
     [Fact]
@@ -34,11 +36,11 @@ public sealed class JointDeciderTests
         var alone = AdaptationDecider.Decide(Member("a"), Load, []);
         Assert.True(Gpus(alone.Plan) == 2, $"alone, each would take both GPUs: {ReplayRunner.Describe(alone.Plan)}");
 
-        var joint = JointDecider.Decide("gpus", 2, [new PoolMember(Member("a"), Load, []), new PoolMember(Member("b"), Load, [])], Limit);
+        var joint = JointDecider.Decide(Pool(2), [new PoolMember(Member("a"), Load, []), new PoolMember(Member("b"), Load, [])], Limit);
 
-        Assert.Equal(PlanStatus.Optimal, joint.Status);
-        Assert.True(joint.Members.Sum(m => m.PoolReplicas) <= 2, string.Join("; ", joint.Members.Select(m => ReplayRunner.Describe(m.Decision.Plan))));
-        Assert.Equal(joint.Members.Select(m => Gpus(m.Decision.Plan)), joint.Members.Select(m => m.PoolReplicas));
+        Assert.All(joint.Members, m => Assert.Equal(PlanStatus.Optimal, m.Decision.Result.Status));
+        Assert.True(joint.Members.Sum(m => m.PoolReplicas["gpus"]) <= 2, string.Join("; ", joint.Members.Select(m => ReplayRunner.Describe(m.Decision.Plan))));
+        Assert.Equal(joint.Members.Select(m => Gpus(m.Decision.Plan)), joint.Members.Select(m => m.PoolReplicas["gpus"]));
         Assert.Contains(joint.Members, m => m.ConstrainedByOthers);
         // Each plan still carries its pipeline's load within its SLO, on its own classes' names.
         foreach (var member in joint.Members)
@@ -56,12 +58,12 @@ public sealed class JointDeciderTests
     {
         const double Load = 400;
         // One GPU for two pipelines that would each take two.
-        var joint = JointDecider.Decide("gpus", 1, [new PoolMember(Member("a", priorityA), Load, []), new PoolMember(Member("b", priorityB), Load, [])], Limit);
+        var joint = JointDecider.Decide(Pool(1), [new PoolMember(Member("a", priorityA), Load, []), new PoolMember(Member("b", priorityB), Load, [])], Limit);
 
         // Priority weighs each objective: the pool goes where priority × objective gains most, so the higher
         // priority keeps more of the pool and gives up less of what it would have alone.
         var (high, low) = priorityA > priorityB ? (joint.Members[0], joint.Members[1]) : (joint.Members[1], joint.Members[0]);
-        Assert.True(high.PoolReplicas > low.PoolReplicas, $"{high.PoolReplicas} against {low.PoolReplicas}");
+        Assert.True(high.PoolReplicas["gpus"] > low.PoolReplicas["gpus"], $"{high.PoolReplicas["gpus"]} against {low.PoolReplicas["gpus"]}");
         Assert.True(low.ConstrainedByOthers);
         double Loss(MemberDecision m) => m.AloneObjective!.Value - m.Objective!.Value;
         Assert.True(Loss(high) < Loss(low), $"the higher priority lost {Loss(high)}, the lower {Loss(low)}");
@@ -71,7 +73,7 @@ public sealed class JointDeciderTests
     public void A_pool_with_room_for_everyone_changes_nothing()
     {
         const double Load = 40;
-        var joint = JointDecider.Decide("gpus", 8, [new PoolMember(Member("a"), Load, []), new PoolMember(Member("b"), Load, [])], Limit);
+        var joint = JointDecider.Decide(Pool(8), [new PoolMember(Member("a"), Load, []), new PoolMember(Member("b"), Load, [])], Limit);
         var alone = AdaptationDecider.Decide(Member("a"), Load, []);
         Assert.All(joint.Members, m => Assert.False(m.ConstrainedByOthers));
         Assert.All(joint.Members, m => Assert.Equal(ReplayRunner.Describe(alone.Plan), ReplayRunner.Describe(m.Decision.Plan)));
@@ -82,11 +84,64 @@ public sealed class JointDeciderTests
     {
         var outside = Member("c");
         outside.Spec.HardwareClasses.Single(c => c.Name == "gpu").Pool = null;
-        var refused = Assert.Throws<PlanningInputException>(() => JointDecider.Decide("gpus", 2, [new PoolMember(outside, 10, [])], Limit));
-        Assert.Contains("no class names the pool 'gpus'", refused.Message);
+        var refused = Assert.Throws<PlanningInputException>(() => JointDecider.Decide(Pool(2), [new PoolMember(outside, 10, [])], Limit));
+        Assert.Contains("no class names any of the pools gpus", refused.Message);
 
         var twice = Member("d");
-        twice.Spec.HardwareClasses.Single(c => c.Name == "cpu").Pool = "gpus";
-        Assert.Contains("cpu, gpu all name the pool 'gpus'", Assert.Throws<PlanningInputException>(() => JointDecider.Decide("gpus", 2, [new PoolMember(twice, 10, [])], Limit)).Message);
+        twice.Spec.HardwareClasses.Single(c => c.Name == "cpu").Pool = "cpus";
+        var pools = new Dictionary<string, int> { ["gpus"] = 2, ["cpus"] = 8 };
+        Assert.Contains("a pipeline may name one pool", Assert.Throws<PlanningInputException>(() => JointDecider.Decide(pools, [new PoolMember(twice, 10, [])], Limit)).Message);
+    }
+
+    /// <summary>
+    /// The decomposition reaches the joint optimum: on small instances (three to five pipelines of both modes, loads
+    /// and priorities drawn at random, one pool or two with the pipelines split between them) its Σ priority ×
+    /// objective equals CP-SAT's on the whole problem, the pools' classes renamed to one shared class per pool.
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    public void The_decomposition_reaches_the_joint_optimum(int seed)
+    {
+        var random = new Random(seed);
+        bool twoPools = seed % 2 == 0;
+        var pools = twoPools ? new Dictionary<string, int> { ["gpus"] = random.Next(1, 4), ["gpus-b"] = random.Next(1, 4) } : Pool(random.Next(1, 4));
+        var members = Enumerable.Range(0, random.Next(3, 6)).Select(i =>
+        {
+            var pipeline = Member($"p{i}", priority: 1 + random.Next(3));
+            pipeline.Spec.Stages[0].Mode = random.Next(2) == 0 ? "single" : "mixed";
+            if (twoPools && i % 2 == 1) pipeline.Spec.HardwareClasses.Single(c => c.Name == "gpu").Pool = "gpus-b";
+            return new PoolMember(pipeline, 40 + random.NextDouble() * 400, []);
+        }).ToList();
+
+        var joint = JointDecider.Decide(pools, members, Limit);
+
+        var whole = new PlanningProblem("joint", [.. members.Select(m => Shared(m.Pipeline, AdaptationDecider.Problem(m.Pipeline, m.PlannedRps, [])))],
+            pools.ToDictionary(p => $"pool/{p.Key}", p => p.Value));
+        var optimum = new CpSatPlanner(new PlannerOptions(TimeSpan.FromMinutes(2))).Plan(whole);
+        Assert.Equal(PlanStatus.Optimal, optimum.Status);
+        double decomposed = joint.Members.Select((m, i) => m.Objective!.Value * members[i].Pipeline.Spec.Objective.Priority).Sum();
+        Assert.Equal(optimum.Objective!.Value, decomposed, 6);
+        foreach (var (pool, capacity) in pools) Assert.True(joint.Members.Sum(m => m.PoolReplicas.GetValueOrDefault(pool)) <= capacity);
+    }
+
+    /// <summary>The whole problem's view of a member: its pool classes renamed to the pool's one class, its objective weighted by priority.</summary>
+    static PipelineProblem Shared(InferencePipeline pipeline, PipelineProblem problem)
+    {
+        var pooled = pipeline.Spec.HardwareClasses.Where(c => c.Pool is not null).ToDictionary(c => c.Name, c => $"pool/{c.Pool}");
+        string Rename(string hardware) => pooled.GetValueOrDefault(hardware, hardware);
+        double priority = pipeline.Spec.Objective.Priority;
+        var w = problem.Weights;
+        return problem with
+        {
+            Weights = new ObjectiveWeights(w.Accuracy * priority, w.Cost * priority, w.Batch * priority, w.Loading * priority),
+            HardwareLimits = problem.HardwareLimits.ToDictionary(l => Rename(l.Key), l => l.Value),
+            Stages = [.. problem.Stages.Select(s => s with
+            {
+                Variants = [.. s.Variants.Select(v => v with { Hardware = [.. v.Hardware.Select(h => h with { Class = Rename(h.Class) })] })],
+            })],
+        };
     }
 }
