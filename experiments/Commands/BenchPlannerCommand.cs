@@ -1,7 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
+using Adaptive.Core.Adaptation;
 using Adaptive.Core.Planning;
 using Adaptive.Experiments.Bench;
+using Adaptive.Experiments.Replay;
 using Spectre.Console;
 
 namespace Adaptive.Experiments.Commands;
@@ -9,7 +11,7 @@ namespace Adaptive.Experiments.Commands;
 /// <summary>
 /// <c>adaptive bench planner</c>: the planner's solve time over a grid of pipeline sizes (stages × variants
 /// per stage × hardware classes × stage mode), p50 and p99 per cell over random instances, written as CSV
-/// and PNG plots.
+/// and PNG plots; or, with <c>--joint</c>, rounds of joint planning of many pipelines sharing pools.
 /// </summary>
 public static class BenchPlannerCommand
 {
@@ -23,10 +25,19 @@ public static class BenchPlannerCommand
         var maxReplicas = new Option<int>("--max-replicas") { Description = "Replica bound per stage", DefaultValueFactory = _ => 30 };
         var timeLimit = new Option<double>("--time-limit") { Description = "Planner time limit per solve, seconds", DefaultValueFactory = _ => 10 };
         var latencyModel = new Option<LatencyModel>("--latency-model") { Description = "The planner's latency model: BatchFill (the papers') or Queueing", DefaultValueFactory = _ => LatencyModel.BatchFill };
+        var joint = new Option<int[]>("--joint")
+        {
+            Description = "In place of the grid: decision rounds of this many pipelines sharing two GPU pools (the ResNet sample, half of its copies mixed), " +
+                          "planned jointly by decomposition and, up to --joint-whole-max pipelines, by CP-SAT on the whole problem",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var jointWholeMax = new Option<int>("--joint-whole-max") { Description = "The most pipelines CP-SAT plans as one problem for comparison", DefaultValueFactory = _ => 50 };
         var output = new Option<DirectoryInfo>("--out") { Description = "Where the CSV and plots go", DefaultValueFactory = _ => new DirectoryInfo("bench-results") };
-        var command = new Command("planner", "Planner solve time over a grid of pipeline sizes") { stages, mixedStages, variants, modes, repeats, maxReplicas, timeLimit, latencyModel, output };
-        command.SetAction(parse => Run(parse.GetValue(stages)!, parse.GetValue(mixedStages)!, parse.GetValue(variants)!, parse.GetValue(modes)!, parse.GetValue(repeats), parse.GetValue(maxReplicas),
-            parse.GetValue(timeLimit), parse.GetValue(latencyModel), parse.GetValue(output)!));
+        var command = new Command("planner", "Planner solve time over a grid of pipeline sizes") { stages, mixedStages, variants, modes, repeats, maxReplicas, timeLimit, latencyModel, joint, jointWholeMax, output };
+        command.SetAction(parse => parse.GetValue(joint) is { Length: > 0 } counts
+            ? RunJoint(counts, parse.GetValue(repeats), parse.GetValue(timeLimit), parse.GetValue(jointWholeMax), parse.GetValue(output)!)
+            : Run(parse.GetValue(stages)!, parse.GetValue(mixedStages)!, parse.GetValue(variants)!, parse.GetValue(modes)!, parse.GetValue(repeats), parse.GetValue(maxReplicas),
+                parse.GetValue(timeLimit), parse.GetValue(latencyModel), parse.GetValue(output)!));
         return command;
     }
 
@@ -85,6 +96,67 @@ public static class BenchPlannerCommand
             PlotP99(cells.Where(c => c.Mode == mode).ToList(), mode, Path.Combine(output.FullName, $"planner-{mode.ToString().ToLowerInvariant()}.png"));
         PrintTable(cells);
         AnsiConsole.MarkupLine($"[grey]wrote {Markup.Escape(output.FullName)}/planner.csv and planner-*.png[/]");
+        return ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// Joint planning of <c>n</c> pipelines sharing two GPU pools (9n/20 and n/5 GPUs; a third of the pipelines
+    /// in the second), each a copy of the ResNet sample (every other one mixed) with a load of 20–320 requests/s
+    /// and a priority of 1–3 drawn per round: one decision round each (<see cref="JointDecider"/>), and for
+    /// comparison CP-SAT on the whole problem within the time limit.
+    /// </summary>
+    static int RunJoint(int[] counts, int repeats, double timeLimitSeconds, int wholeMax, DirectoryInfo output)
+    {
+        if (counts.Any(n => n < 1) || repeats < 1 || !(timeLimitSeconds > 0))
+        {
+            Console.Error.WriteLine("adaptive bench planner: --joint, --repeats and --time-limit must be positive");
+            return ExitCodes.InvalidInput;
+        }
+        var limit = TimeSpan.FromSeconds(timeLimitSeconds);
+        (Dictionary<string, int> Pools, List<PoolMember> Members) Round(int n, int seed)
+        {
+            var random = new Random(HashCode.Combine(n, seed));
+            var members = Enumerable.Range(0, n).Select(i =>
+            {
+                var pipeline = ReplayPipeline.Load("resnet", 0).Spec;
+                pipeline.Metadata.Name = $"p{i}";
+                pipeline.Spec.Stages[0].Mode = i % 2 == 0 ? "single" : "mixed";
+                pipeline.Spec.HardwareClasses.Single(c => c.Name == "gpu").Pool = i % 3 == 0 ? "gpus-b" : "gpus-a";
+                pipeline.Spec.Objective.Priority = 1 + random.Next(3);
+                return new PoolMember(pipeline, 20 + random.NextDouble() * 300, []);
+            }).ToList();
+            return (new Dictionary<string, int> { ["gpus-a"] = Math.Max(1, 9 * n / 20), ["gpus-b"] = Math.Max(1, n / 5) }, members);
+        }
+        var warm = Round(4, -1);
+        JointDecider.Decide(warm.Pools, warm.Members, limit);
+
+        var table = new Table().AddColumns("pipelines", "rounds", "round p50 ms", "round p99 ms", "plans a round", "ms a plan", "constrained by others", "CP-SAT whole: status, ms (p50)");
+        var csv = new List<string> { "pipelines,round,round_ms,plans,constrained,whole_status,whole_ms,whole_objective,decomposed_objective" };
+        foreach (int n in counts)
+        {
+            var rounds = new List<JointDecision>();
+            var wholes = new List<PlanResult>();
+            for (int r = 0; r < repeats; r++)
+            {
+                var (pools, members) = Round(n, r);
+                var decision = JointDecider.Decide(pools, members, limit);
+                rounds.Add(decision);
+                double decomposed = decision.Members.Select((m, i) => (m.Objective ?? 0) * members[i].Pipeline.Spec.Objective.Priority).Sum();
+                PlanResult? whole = n <= wholeMax ? new CpSatPlanner(new PlannerOptions(limit)).Plan(JointDecider.WholeProblem(pools, members)) : null;
+                if (whole is not null) wholes.Add(whole);
+                csv.Add(string.Join(',', n, r, F(decision.ElapsedMs), decision.Solves, decision.Members.Count(m => m.ConstrainedByOthers),
+                    whole?.Status.ToString().ToLowerInvariant() ?? "", whole is null ? "" : F(whole.SolveMs), whole?.Objective?.ToString("0.######", CultureInfo.InvariantCulture) ?? "",
+                    decomposed.ToString("0.######", CultureInfo.InvariantCulture)));
+            }
+            var ms = rounds.Select(d => d.ElapsedMs).Order().ToList();
+            table.AddRow($"{n}", $"{repeats}", F(Percentiles.Of(ms, 0.5)), F(Percentiles.Of(ms, 0.99)), F(rounds.Average(d => d.Solves)),
+                F(rounds.Sum(d => d.ElapsedMs) / rounds.Sum(d => d.Solves)), F(rounds.Average(d => d.Members.Count(m => m.ConstrainedByOthers))),
+                wholes.Count == 0 ? "not run" : $"{string.Join("/", wholes.GroupBy(w => w.Status).Select(g => $"{g.Count()} {g.Key.ToString().ToLowerInvariant()}"))}, {F(Percentiles.Of([.. wholes.Select(w => w.SolveMs).Order()], 0.5))}");
+        }
+        AnsiConsole.Write(table);
+        output.Create();
+        File.WriteAllLines(Path.Combine(output.FullName, "joint.csv"), csv);
+        AnsiConsole.MarkupLine($"[grey]wrote {Markup.Escape(output.FullName)}/joint.csv[/]");
         return ExitCodes.Ok;
     }
 

@@ -118,30 +118,11 @@ public sealed class JointDeciderTests
 
         var joint = JointDecider.Decide(pools, members, Limit);
 
-        var whole = new PlanningProblem("joint", [.. members.Select(m => Shared(m.Pipeline, AdaptationDecider.Problem(m.Pipeline, m.PlannedRps, [])))],
-            pools.ToDictionary(p => $"pool/{p.Key}", p => p.Value));
+        var whole = JointDecider.WholeProblem(pools, members);
         var optimum = new CpSatPlanner(new PlannerOptions(TimeSpan.FromMinutes(2))).Plan(whole);
         Assert.Equal(PlanStatus.Optimal, optimum.Status);
         double decomposed = joint.Members.Select((m, i) => m.Objective!.Value * members[i].Pipeline.Spec.Objective.Priority).Sum();
         Assert.Equal(optimum.Objective!.Value, decomposed, 6);
         foreach (var (pool, capacity) in pools) Assert.True(joint.Members.Sum(m => m.PoolReplicas.GetValueOrDefault(pool)) <= capacity);
-    }
-
-    /// <summary>The whole problem's view of a member: its pool classes renamed to the pool's one class, its objective weighted by priority.</summary>
-    static PipelineProblem Shared(InferencePipeline pipeline, PipelineProblem problem)
-    {
-        var pooled = pipeline.Spec.HardwareClasses.Where(c => c.Pool is not null).ToDictionary(c => c.Name, c => $"pool/{c.Pool}");
-        string Rename(string hardware) => pooled.GetValueOrDefault(hardware, hardware);
-        double priority = pipeline.Spec.Objective.Priority;
-        var w = problem.Weights;
-        return problem with
-        {
-            Weights = new ObjectiveWeights(w.Accuracy * priority, w.Cost * priority, w.Batch * priority, w.Loading * priority),
-            HardwareLimits = problem.HardwareLimits.ToDictionary(l => Rename(l.Key), l => l.Value),
-            Stages = [.. problem.Stages.Select(s => s with
-            {
-                Variants = [.. s.Variants.Select(v => v with { Hardware = [.. v.Hardware.Select(h => h with { Class = Rename(h.Class) })] })],
-            })],
-        };
     }
 }
