@@ -31,7 +31,7 @@ public sealed record JointDecision(IReadOnlyDictionary<string, int> Pools, doubl
 /// once for every smaller allotment k &lt; u, which gives its best objective f(k) (f grows with k, and beyond u it
 /// gains nothing); then a dynamic program over the pool's capacity picks one allotment per pipeline that
 /// maximizes Σ priority × f(k) within it, members meeting their SLO first. u + 1 solves a pipeline, each as fast
-/// as planning it alone, and a program linear in the pipelines. A pipeline names one pool at most (its other
+/// as planning it alone and the pipelines' on all cores at once, and a program linear in the pipelines. A pipeline names one pool at most (its other
 /// classes are its own): with two, one could trade one pool's replicas for the other's, which this menu does not
 /// hold. Several pools are planned side by side. Pure: the operator's pool reconciler and the replay call it alike.
 /// </summary>
@@ -43,7 +43,8 @@ public static class JointDecider
         if (members.Count == 0) throw new PlanningInputException("members", "a joint decision needs at least one pipeline");
         long started = Stopwatch.GetTimestamp();
         var planner = new CpSatPlanner(new PlannerOptions(timeLimit));
-        var menus = members.Select(m => Menu(m, pools, planner)).ToList();
+        // Each solve runs on one thread (CP-SAT with one worker), so the members' menus are made on every core at once.
+        var menus = members.AsParallel().AsOrdered().Select(m => Menu(m, pools, planner)).ToList();
         var choice = new int[members.Count];
         foreach (var pool in menus.Select((m, i) => (m.Pool, i)).GroupBy(m => m.Pool))
         {

@@ -75,7 +75,7 @@ public static class BenchPlannerCommand
             {
                 var cell = new Cell(s, v, classes, mode, [], []);
                 PlanningProblem Instance(int r) =>
-                    PlanningProblem.Single(SyntheticPipelines.Build(s, v, classes, mode, maxReplicas, new Random(HashCode.Combine(s, v, classes, mode, r))) with { LatencyModel = latencyModel });
+                    PlanningProblem.Single(SyntheticPipelines.Build(s, v, classes, mode, maxReplicas, new Random(Seed(s, v, classes, (int)mode, r))) with { LatencyModel = latencyModel });
                 // An instance of the cell's size first, untimed: larger problems reach code that small ones leave cold.
                 planner.Plan(Instance(-1));
                 Thread.Sleep(CompilerGrace);
@@ -115,7 +115,7 @@ public static class BenchPlannerCommand
         var limit = TimeSpan.FromSeconds(timeLimitSeconds);
         (Dictionary<string, int> Pools, List<PoolMember> Members) Round(int n, int seed)
         {
-            var random = new Random(HashCode.Combine(n, seed));
+            var random = new Random(Seed(n, seed));
             var members = Enumerable.Range(0, n).Select(i =>
             {
                 var pipeline = ReplayPipeline.Load("resnet", 0).Spec;
@@ -176,6 +176,9 @@ public static class BenchPlannerCommand
                 planner.Plan(PlanningProblem.Single(SyntheticPipelines.Build(mode == StageMode.Mixed ? 1 : 3, 3, 1 + i % 2, mode, maxReplicas, random) with { LatencyModel = latencyModel }));
         Thread.Sleep(TimeSpan.FromMilliseconds(500));
     }
+
+    /// <summary>A seed from the instance's coordinates, the same in every run (HashCode.Combine's differs from process to process).</summary>
+    static int Seed(params int[] parts) => parts.Aggregate(17, (seed, part) => unchecked(seed * 31 + part));
 
     /// <summary>Time for the compiler's background work after new code has run.</summary>
     static readonly TimeSpan CompilerGrace = TimeSpan.FromMilliseconds(200);
