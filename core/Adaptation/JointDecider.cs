@@ -44,7 +44,8 @@ public static class JointDecider
         long started = Stopwatch.GetTimestamp();
         var planner = new CpSatPlanner(new PlannerOptions(timeLimit));
         // Each solve runs on one thread (CP-SAT with one worker), so the members' menus are made on every core at once.
-        var menus = members.AsParallel().AsOrdered().Select(m => Menu(m, pools, planner)).ToList();
+        var poolClasses = members.Select(m => PoolClass(m.Pipeline, pools)).ToList(); // refusals first, one by one
+        var menus = members.AsParallel().AsOrdered().Select((m, i) => Menu(m, poolClasses[i], pools, planner)).ToList();
         var choice = new int[members.Count];
         foreach (var pool in menus.Select((m, i) => (m.Pool, i)).GroupBy(m => m.Pool))
         {
@@ -93,15 +94,20 @@ public static class JointDecider
     /// <param name="Options">The first is the member alone with the whole pool, then one per smaller allotment.</param>
     sealed record MemberMenu(PipelineProblem Problem, string Pool, List<Option> Options);
 
-    static MemberMenu Menu(PoolMember member, IReadOnlyDictionary<string, int> pools, CpSatPlanner planner)
+    /// <summary>The pipeline's one class that names a pool, and the pool; refused, naming the field, unless exactly one class names one of <paramref name="pools"/>.</summary>
+    static (string Class, string Pool) PoolClass(InferencePipeline pipeline, IReadOnlyDictionary<string, int> pools)
+    {
+        var named = pipeline.Spec.HardwareClasses.Where(c => c.Pool is not null).ToList();
+        if (named.Count == 1 && pools.ContainsKey(named[0].Pool!)) return (named[0].Name, named[0].Pool!);
+        throw new PlanningInputException($"{pipeline.Metadata.Name}: spec.hardwareClasses", named.Count == 0 || !pools.ContainsKey(named[0].Pool!)
+            ? $"no class names any of the pools {string.Join(", ", pools.Keys.Order(StringComparer.Ordinal))}"
+            : $"classes {string.Join(", ", named.Select(c => c.Name))} name pools; a pipeline may name one pool, with one class");
+    }
+
+    static MemberMenu Menu(PoolMember member, (string Class, string Pool) named, IReadOnlyDictionary<string, int> pools, CpSatPlanner planner)
     {
         var pipeline = member.Pipeline;
-        var named = pipeline.Spec.HardwareClasses.Where(c => c.Pool is not null).ToList();
-        if (named.Count != 1 || !pools.ContainsKey(named[0].Pool!))
-            throw new PlanningInputException($"{pipeline.Metadata.Name}: spec.hardwareClasses", named.Count == 0 || !pools.ContainsKey(named[0].Pool!)
-                ? $"no class names any of the pools {string.Join(", ", pools.Keys.Order(StringComparer.Ordinal))}"
-                : $"classes {string.Join(", ", named.Select(c => c.Name))} name pools; a pipeline may name one pool, with one class");
-        var (poolClass, pool) = (named[0].Name, named[0].Pool!);
+        var (poolClass, pool) = named;
         var problem = AdaptationDecider.Problem(pipeline, member.PlannedRps, member.Current);
         double priority = pipeline.Spec.Objective.Priority;
 
