@@ -44,8 +44,10 @@ public static class JointDecider
         long started = Stopwatch.GetTimestamp();
         var planner = new CpSatPlanner(new PlannerOptions(timeLimit));
         // Each solve runs on one thread (CP-SAT with one worker), so the members' menus are made on every core at once.
-        var poolClasses = members.Select(m => PoolClass(m.Pipeline, pools)).ToList(); // refusals first, one by one
-        var menus = members.AsParallel().AsOrdered().Select((m, i) => Menu(m, poolClasses[i], pools, planner)).ToList();
+        // Refusals first, one by one, naming the pipeline and field; then the solves.
+        var poolClasses = members.Select(m => PoolClass(m.Pipeline, pools)).ToList();
+        var problems = members.Select(m => AdaptationDecider.Problem(m.Pipeline, m.PlannedRps, m.Current)).ToList();
+        var menus = members.AsParallel().AsOrdered().Select((m, i) => Menu(problems[i], m.Pipeline.Spec.Objective.Priority, poolClasses[i], pools, planner)).ToList();
         var choice = new int[members.Count];
         foreach (var pool in menus.Select((m, i) => (m.Pool, i)).GroupBy(m => m.Pool))
         {
@@ -104,12 +106,9 @@ public static class JointDecider
             : $"classes {string.Join(", ", named.Select(c => c.Name))} name pools; a pipeline may name one pool, with one class");
     }
 
-    static MemberMenu Menu(PoolMember member, (string Class, string Pool) named, IReadOnlyDictionary<string, int> pools, CpSatPlanner planner)
+    static MemberMenu Menu(PipelineProblem problem, double priority, (string Class, string Pool) named, IReadOnlyDictionary<string, int> pools, CpSatPlanner planner)
     {
-        var pipeline = member.Pipeline;
         var (poolClass, pool) = named;
-        var problem = AdaptationDecider.Problem(pipeline, member.PlannedRps, member.Current);
-        double priority = pipeline.Spec.Objective.Priority;
 
         Option Solve(int limit)
         {
