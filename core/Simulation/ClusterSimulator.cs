@@ -21,8 +21,8 @@ public sealed record SimulatedGroup(string Variant, string Hardware, int Replica
 
     /// <summary>
     /// Where every replica of the cluster shares one machine (<c>replay --live</c>): the profile measured with 1, 2, …
-    /// replicas busy at once, and a batch's service time follows the one for the replicas busy as it starts (the
-    /// last beyond). Null where each replica has cores of its own: <see cref="Profile"/>.
+    /// replicas busy at once, and a batch's service time follows the one for the replicas busy (or starting) as it
+    /// starts (the last beyond). Null where each replica has cores of its own: <see cref="Profile"/>.
     /// </summary>
     public IReadOnlyList<IReadOnlyList<ProfilePoint>>? ProfilesWhenBusy { get; init; }
 
@@ -518,9 +518,13 @@ public sealed class ClusterSimulator
         return ServiceTime.Of(profile.Where(p => p.Batch >= requests).MinBy(p => p.Batch) ?? profile.MaxBy(p => p.Batch)!);
     }
 
-    /// <summary>Replicas running a batch now, in every stage, where they share a machine with <paramref name="group"/>'s (else 0: it does not matter).</summary>
+    /// <summary>
+    /// Replicas taking the machine's CPU now, in every stage, where they share a machine with <paramref name="group"/>'s
+    /// (else 0: it does not matter): those running a batch, and those starting, whose process start and model load
+    /// take CPU too (live, ipa's start-ups on 2 cores were where its requests were late).
+    /// </summary>
     int BusyReplicas(SimulatedGroup group) => group.ProfilesWhenBusy is null ? 0
-        : stages.Sum(stage => stage.Groups.Sum(g => g.Replicas.Count(r => r.State == ReplicaState.Busy)));
+        : stages.Sum(stage => stage.Groups.Sum(g => g.Replicas.Count(r => r.State is ReplicaState.Busy or ReplicaState.Starting)));
 
     double Exponential(double rate) => -Math.Log(1 - random.NextDouble()) / rate;
 }

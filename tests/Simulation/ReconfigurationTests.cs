@@ -96,4 +96,26 @@ public sealed class ReconfigurationTests
         Assert.Equal(result.Served, result.Requests.Count(r => r.Served));
         Assert.True(result.Served > result.Arrived / 2);
     }
+
+    /// <summary>
+    /// Where the replicas share one machine, a starting replica (its process and model load) takes CPU as a busy one
+    /// does: while two more start, the one serving runs at the profile for three busy, and after, at its own again.
+    /// </summary>
+    [Fact]
+    public void Starting_replicas_slow_the_serving_ones_on_a_shared_machine()
+    {
+        static SimulatedGroup Shared(int replicas) => Group("a", replicas, startupSeconds: 20) with
+        {
+            ProfilesWhenBusy = [[new ProfilePoint(1, 30, 33.3)], [new ProfilePoint(1, 45, 22.2)], [new ProfilePoint(1, 60, 16.7)]],
+        };
+        // 5 rps, one replica; at 30 s two more are asked for, which take 20 s to start.
+        var result = ClusterSimulator.Run(Stage(Shared(1)), WorkloadPatterns.Steady(5, 90), Options with { Seed = 5 },
+            Once(new Reconfiguration(Stage(Shared(3)))), intervalSeconds: 30);
+
+        double Median(double from, double to) => result.Requests.Where(r => r.ArrivalSeconds >= from && r.ArrivalSeconds < to)
+            .Select(r => r.LatencyMs).Order().ElementAt(result.Requests.Count(r => r.ArrivalSeconds >= from && r.ArrivalSeconds < to) / 2);
+        Assert.InRange(Median(5, 29), 29, 40);  // alone
+        Assert.InRange(Median(32, 48), 59, 75); // beside two starting
+        Assert.InRange(Median(55, 90), 29, 40); // three serving, rarely at once at 5 rps
+    }
 }
