@@ -45,7 +45,7 @@ FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS model-server
 WORKDIR /app
 COPY --from=publish-model-server /out .
 USER 10001:10001
-EXPOSE 8080
+EXPOSE 8080 8081
 ENTRYPOINT ["dotnet", "adaptive-server.dll"]
 CMD ["serve"]
 
@@ -61,7 +61,7 @@ RUN ln -s /usr/share/dotnet/dotnet /usr/bin/dotnet
 WORKDIR /app
 COPY --from=publish-model-server-gpu /out .
 USER 10001:10001
-EXPOSE 8080
+EXPOSE 8080 8081
 ENTRYPOINT ["dotnet", "adaptive-server.dll"]
 CMD ["serve", "--device", "cuda"]
 
