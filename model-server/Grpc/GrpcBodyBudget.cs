@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Pipelines;
 using Adaptive.ModelServer.Hosting;
+using Grpc.Core;
 
 namespace Adaptive.ModelServer.Grpc;
 
@@ -26,6 +27,10 @@ public static class GrpcBodyBudget
             await next(context);
             return;
         }
+        // The message's size is bounded by gRPC (RESOURCE_EXHAUSTED past it) and by this budget, not by Kestrel's body
+        // limit, which would reset the stream without a status.
+        if (context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+            limit.MaxRequestBodySize = null;
         long length;
         using (var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted))
         {
@@ -36,7 +41,7 @@ public static class GrpcBodyBudget
             }
             catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested)
             {
-                Refuse(context, "4", $"the message did not start within the request's {requestTimeout.TotalMilliseconds:F0} ms deadline", null); // DEADLINE_EXCEEDED
+                Refuse(context, StatusCode.DeadlineExceeded, $"the message did not start within the request's {requestTimeout.TotalMilliseconds:F0} ms deadline", null);
                 return;
             }
         }
@@ -44,7 +49,7 @@ public static class GrpcBodyBudget
         if (share is null)
         {
             refused();
-            Refuse(context, "8", $"the server is reading as many requests as its {budget.TotalBytes}-byte budget holds; retry shortly", Pushback); // RESOURCE_EXHAUSTED
+            Refuse(context, StatusCode.ResourceExhausted, $"the server is reading as many requests as its {budget.TotalBytes}-byte budget holds; retry shortly", Pushback);
             return;
         }
         await next(context);
@@ -66,13 +71,12 @@ public static class GrpcBodyBudget
     }
 
     /// <summary>A trailers-only gRPC answer: the status in the headers of a response without a body.</summary>
-    static void Refuse(HttpContext context, string status, string message, TimeSpan? retryAfter)
+    static void Refuse(HttpContext context, StatusCode status, string message, TimeSpan? retryAfter)
     {
         context.Response.StatusCode = StatusCodes.Status200OK;
         context.Response.ContentType = "application/grpc";
-        context.Response.Headers["grpc-status"] = status;
+        context.Response.Headers["grpc-status"] = ((int)status).ToString(System.Globalization.CultureInfo.InvariantCulture);
         context.Response.Headers["grpc-message"] = Uri.EscapeDataString(message);
-        if (retryAfter is { } wait)
-            context.Response.Headers["grpc-retry-pushback-ms"] = ((long)wait.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (retryAfter is { } wait) context.Response.Headers[GrpcStatuses.PushbackHeader] = GrpcStatuses.PushbackMs(wait);
     }
 }

@@ -23,8 +23,13 @@ public static class GrpcStatuses
     public static RpcException Exception(int httpStatus, string message, TimeSpan? retryAfter)
     {
         var trailers = new global::Grpc.Core.Metadata();
-        if (retryAfter is { } wait)
-            trailers.Add("grpc-retry-pushback-ms", Math.Max(1, (long)Math.Ceiling(wait.TotalMilliseconds)).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (retryAfter is { } wait) trailers.Add(PushbackHeader, PushbackMs(wait));
         return new RpcException(new Status(Of(httpStatus), message), trailers);
     }
+
+    /// <summary>The trailer gRPC's retry policies read for how long to wait before retrying.</summary>
+    public const string PushbackHeader = "grpc-retry-pushback-ms";
+
+    /// <summary>A wait as whole milliseconds, at least 1 (0 would mean at once).</summary>
+    public static string PushbackMs(TimeSpan wait) => Math.Max(1, (long)Math.Ceiling(wait.TotalMilliseconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
 }

@@ -58,11 +58,6 @@ public static class HttpHosting
                     if (readiness.IsDraining) context.Response.Headers.Connection = "close";
                     return Task.CompletedTask;
                 });
-            // A gRPC message's size is bounded by the gRPC service (RESOURCE_EXHAUSTED past it), not by Kestrel's body
-            // limit, which would reset the stream without a status.
-            if (context.Request.ContentType?.StartsWith("application/grpc", StringComparison.Ordinal) == true
-                && context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
-                limit.MaxRequestBodySize = null;
             return next(context);
         });
         // HEAD as well as GET: probes and load balancers that check with HEAD get the same status.
@@ -233,7 +228,7 @@ public static class HttpHosting
             : throw ProtocolException.Invalid($"{InferRequestReader.HeaderLengthHeader} must be a non-negative integer, got '{value}'");
     }
 
-    /// <summary>The budget of bodies being read at once is spent: a 429, counted apart from a full queue.</summary>
+    /// <summary>The budget of bodies being read at once is spent: a 429, counted with a full queue.</summary>
     public sealed class BodyBudgetException(string message) : Exception(message);
 
     /// <summary>Reads the body through <paramref name="read"/>, given the pipe and the size limit; too large a body is a 413 naming the limit.</summary>

@@ -241,13 +241,13 @@ public sealed class GrpcTests(TestModels models)
     [Fact]
     public async Task Calls_cancelled_in_flight_are_counted_and_leave_nothing_behind()
     {
-        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, maxBatch: 1, maxQueueDelayMs: 0));
+        await using var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18, maxBatch: 1, maxQueueDelayMs: 0, queueCapacity: 256));
         var (client, channel) = server.GrpcClient();
         using var _ = channel;
         var request = Raw(models.Images(1, seed: 8), 1);
 
         using var cancel = new CancellationTokenSource();
-        var calls = Enumerable.Range(0, 40).Select(async _ =>
+        var calls = Enumerable.Range(0, 200).Select(async _ =>
         {
             try
             {
@@ -263,7 +263,7 @@ public sealed class GrpcTests(TestModels models)
         cancel.Cancel();
         var statuses = await Task.WhenAll(calls);
 
-        // One at a time, 40 calls take longer than 10 ms: some were cancelled, the rest answered.
+        // One at a time, 200 calls take longer than 10 ms: some were cancelled, the rest answered.
         Assert.Contains(StatusCode.Cancelled, statuses);
         Assert.All(statuses, status => Assert.True(status is StatusCode.OK or StatusCode.Cancelled, $"{status}"));
         const string InFlight = "adaptive_model_inflight_requests{model=\"classify\",variant=\"resnet18\"}";

@@ -115,4 +115,24 @@ public sealed class RouterV2Tests(TestModels models) : IAsyncLifetime
         Assert.Equal("stage 'classify' (variant 'resnet18'): unknown input 'image'; the model's inputs are input", bad.Status.Detail);
         Assert.Equal(1, await router.Metric("adaptive_pipeline_requests_total{pipeline=\"two-stage\",outcome=\"bad_request\"}"));
     }
+
+    /// <summary>A stage that cannot be reached is UNAVAILABLE over gRPC (502 over REST), naming the stage, and counted as the router's error.</summary>
+    [Fact]
+    public async Task Grpc_calls_through_a_dead_stage_are_unavailable()
+    {
+        string config = Path.Combine(Path.GetDirectoryName(configPath)!, "dead.json");
+        File.WriteAllText(config, new RouterConfig("dead", [new StageRoute("classify", [new VariantRoute("gone", "http://127.0.0.1:9/", 1)])]).Write());
+        await using var dead = await RunningServer.StartRouter(new RouterOptions(RunningServer.Http() with { GrpcPort = 0 }, config, TimeSpan.FromMilliseconds(50), 64));
+        var (client, channel) = dead.GrpcClient();
+        using var _ = channel;
+        var request = new ModelInferRequest { ModelName = "dead" };
+        request.Inputs.Add(new ModelInferRequest.Types.InferInputTensor { Name = "input", Datatype = "FP32", Shape = { ImageShape } });
+        request.RawInputContents.Add(ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(models.Images(1, 2).AsSpan())));
+
+        var refused = await Assert.ThrowsAsync<RpcException>(() => client.ModelInferAsync(request, cancellationToken: Cancel).ResponseAsync);
+
+        Assert.Equal(StatusCode.Unavailable, refused.StatusCode);
+        Assert.Contains("stage 'classify' (variant 'gone')", refused.Status.Detail);
+        Assert.Equal(1, await dead.Metric("adaptive_pipeline_requests_total{pipeline=\"dead\",outcome=\"error\"}"));
+    }
 }
