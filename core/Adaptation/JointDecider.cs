@@ -10,10 +10,12 @@ namespace Adaptive.Core.Adaptation;
 public sealed record PoolMember(InferencePipeline Pipeline, double PlannedRps, IReadOnlyList<RunningAllocation> Current);
 
 /// <param name="Decision">The member's decision, as <see cref="AdaptationDecider.Decide"/> gives one.</param>
-/// <param name="PoolReplicas">Its replicas on each pool it names, planned with the others.</param>
+/// <param name="Pool">The pool it names.</param>
+/// <param name="PoolReplicas">Its replicas on the pool, planned with the others.</param>
+/// <param name="WantedReplicas">Its replicas on the pool planned alone with the whole pool.</param>
 /// <param name="AloneObjective">Its objective planned alone with the whole pools: what it asked for; null when nothing meets its SLO.</param>
 /// <param name="Objective">Its objective planned with the others; null when nothing meets its SLO with what it got.</param>
-public sealed record MemberDecision(AdaptationDecision Decision, IReadOnlyDictionary<string, int> PoolReplicas, double? AloneObjective, double? Objective)
+public sealed record MemberDecision(AdaptationDecision Decision, string Pool, int PoolReplicas, int WantedReplicas, double? AloneObjective, double? Objective)
 {
     /// <summary>It got less than it would alone with the whole pools: others took some of them.</summary>
     public bool ConstrainedByOthers => AloneObjective is { } alone && (Objective is not { } joint || alone > joint + 1e-6 * Math.Max(1, Math.Abs(alone)));
@@ -59,8 +61,8 @@ public static class JointDecider
         {
             var (menu, option) = (menus[i], menus[i].Options[choice[i]]);
             var plan = option.Result.Pipelines[0].Stages;
-            return new MemberDecision(AdaptationDecider.Of(menu.Problem, option.Result, plan, m.Current),
-                new Dictionary<string, int> { [menu.Pool] = option.Use }, menu.Options[0].Result.Pipelines[0].Objective, option.Result.Pipelines[0].Objective);
+            return new MemberDecision(AdaptationDecider.Of(menu.Problem, option.Result, plan, m.Current), menu.Pool, option.Use, menu.Options[0].Use,
+                menu.Options[0].Result.Pipelines[0].Objective, option.Result.Pipelines[0].Objective);
         }).ToList();
         return new JointDecision(pools, Stopwatch.GetElapsedTime(started).TotalMilliseconds, menus.Sum(m => m.Options.Count), decisions);
     }

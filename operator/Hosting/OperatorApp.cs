@@ -31,7 +31,10 @@ public static class OperatorApp
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton(options.Reconciler);
         builder.Services.AddSingleton(new LoadEstimator(new HttpClient { Timeout = TimeSpan.FromSeconds(10) }, options.DefaultPrometheus, options.MetricsStep, options.MetricsRateWindow));
+        builder.Services.AddSingleton<PipelineClient>();
+        builder.Services.AddSingleton<DecisionRecorder>();
         builder.Services.AddSingleton<PipelineReconciler>();
+        builder.Services.AddSingleton(s => ActivatorUtilities.CreateInstance<PoolReconciler>(s, (string?)options.Namespace ?? ""));
         builder.Services.AddSingleton<Controller>();
         builder.Services.AddHostedService<ControllerService>();
         var app = builder.Build();

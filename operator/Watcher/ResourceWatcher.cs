@@ -7,11 +7,11 @@ namespace Adaptive.Operator.Watcher;
 
 /// <summary>
 /// List, then watch from the list's resourceVersion; resume a closed watch from the last version seen;
-/// relist on 410 Gone; back off exponentially on errors. Every object seen is reported by its key
-/// (level-triggered: the reconciler reads the current state, so a missed event costs nothing but time).
+/// relist on 410 Gone; back off exponentially on errors. Every object seen is reported by the keys of what
+/// it concerns (level-triggered: the reconciler reads the current state, so a missed event costs nothing but time).
 /// Requests go through the client's authenticated path, as every other request of the operator.
 /// </summary>
-public sealed class ResourceWatcher(ClusterClient client, string path, Func<JsonElement, string?> keyOf, Action<string> changed, ILogger log)
+public sealed class ResourceWatcher(ClusterClient client, string path, Func<JsonElement, IEnumerable<string>> keysOf, Action<string> changed, ILogger log)
 {
     static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(200);
     static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
@@ -56,7 +56,7 @@ public sealed class ResourceWatcher(ClusterClient client, string path, Func<Json
         using var response = await client.Send(request, cancellation);
         using var list = JsonDocument.Parse(await response.Content.ReadAsStreamAsync(cancellation));
         foreach (var item in list.RootElement.GetProperty("items").EnumerateArray())
-            if (keyOf(item) is { } key) changed(key);
+            foreach (var key in keysOf(item)) changed(key);
         return list.RootElement.GetProperty("metadata").GetProperty("resourceVersion").GetString()!;
     }
 
@@ -88,7 +88,8 @@ public sealed class ResourceWatcher(ClusterClient client, string path, Func<Json
                 throw new InvalidOperationException($"watch error: {item.GetRawText()}");
             }
             version = item.GetProperty("metadata").GetProperty("resourceVersion").GetString() ?? version;
-            if (type != "BOOKMARK" && keyOf(item) is { } key) changed(key);
+            if (type != "BOOKMARK")
+                foreach (var key in keysOf(item)) changed(key);
         }
         return version;
     }

@@ -39,9 +39,10 @@ public sealed class JointDeciderTests
         var joint = JointDecider.Decide(Pool(2), [new PoolMember(Member("a"), Load, []), new PoolMember(Member("b"), Load, [])], Limit);
 
         Assert.All(joint.Members, m => Assert.Equal(PlanStatus.Optimal, m.Decision.Result.Status));
-        Assert.True(joint.Members.Sum(m => m.PoolReplicas["gpus"]) <= 2, string.Join("; ", joint.Members.Select(m => ReplayRunner.Describe(m.Decision.Plan))));
-        Assert.Equal(joint.Members.Select(m => Gpus(m.Decision.Plan)), joint.Members.Select(m => m.PoolReplicas["gpus"]));
+        Assert.True(joint.Members.Sum(m => m.PoolReplicas) <= 2, string.Join("; ", joint.Members.Select(m => ReplayRunner.Describe(m.Decision.Plan))));
+        Assert.Equal(joint.Members.Select(m => Gpus(m.Decision.Plan)), joint.Members.Select(m => m.PoolReplicas));
         Assert.Contains(joint.Members, m => m.ConstrainedByOthers);
+        Assert.All(joint.Members, m => Assert.Equal(2, m.WantedReplicas)); // what each would take alone
         // Each plan still carries its pipeline's load within its SLO, on its own classes' names.
         foreach (var member in joint.Members)
         {
@@ -63,7 +64,7 @@ public sealed class JointDeciderTests
         // Priority weighs each objective: the pool goes where priority × objective gains most, so the higher
         // priority keeps more of the pool and gives up less of what it would have alone.
         var (high, low) = priorityA > priorityB ? (joint.Members[0], joint.Members[1]) : (joint.Members[1], joint.Members[0]);
-        Assert.True(high.PoolReplicas["gpus"] > low.PoolReplicas["gpus"], $"{high.PoolReplicas["gpus"]} against {low.PoolReplicas["gpus"]}");
+        Assert.True(high.PoolReplicas > low.PoolReplicas, $"{high.PoolReplicas} against {low.PoolReplicas}");
         Assert.True(low.ConstrainedByOthers);
         double Loss(MemberDecision m) => m.AloneObjective!.Value - m.Objective!.Value;
         Assert.True(Loss(high) < Loss(low), $"the higher priority lost {Loss(high)}, the lower {Loss(low)}");
@@ -123,6 +124,6 @@ public sealed class JointDeciderTests
         Assert.Equal(PlanStatus.Optimal, optimum.Status);
         double decomposed = joint.Members.Select((m, i) => m.Objective!.Value * members[i].Pipeline.Spec.Objective.Priority).Sum();
         Assert.Equal(optimum.Objective!.Value, decomposed, 6);
-        foreach (var (pool, capacity) in pools) Assert.True(joint.Members.Sum(m => m.PoolReplicas.GetValueOrDefault(pool)) <= capacity);
+        foreach (var (pool, capacity) in pools) Assert.True(joint.Members.Where(m => m.Pool == pool).Sum(m => m.PoolReplicas) <= capacity);
     }
 }

@@ -21,6 +21,7 @@ public sealed class CrdTests : IDisposable
         Assert.True(result.ExitCode == 0, result.Output);
         Assert.Contains("InferencePipeline/resnet-mixed", result.Output);
         Assert.Contains("InferencePipeline/video", result.Output);
+        Assert.Contains("InferencePool/gpus", result.Output);
     }
 
     [Theory]
@@ -58,6 +59,7 @@ public sealed class CrdTests : IDisposable
         var poolVersion = (YamlMappingNode)((YamlSequenceNode)((YamlMappingNode)pools.Documents[0].RootNode)["spec"]["versions"])[0];
         var poolRoot = (YamlMappingNode)((YamlMappingNode)poolVersion["schema"])["openAPIV3Schema"];
         AssertSameFields(typeof(InferencePoolSpec), (YamlMappingNode)((YamlMappingNode)poolRoot["properties"])["spec"], "spec");
+        AssertSameFields(typeof(InferencePoolStatus), (YamlMappingNode)((YamlMappingNode)poolRoot["properties"])["status"], "status");
     }
 
     static void AssertSameFields(Type type, YamlMappingNode schema, string path)

@@ -44,6 +44,7 @@ public sealed record ResourceType(string Group, string Version, string Plural, s
     public static readonly IReadOnlyList<ResourceType> BuiltIn =
     [
         new("", "v1", "namespaces", "namespace", "Namespace", Namespaced: false, HasStatus: true, HasGeneration: false, NameRule.Dns1035Label) { ShortNames = ["ns"] },
+        new("", "v1", "nodes", "node", "Node", Namespaced: false, HasStatus: true, HasGeneration: false, NameRule.Dns1123Subdomain) { ShortNames = ["no"] },
         new("apps", "v1", "deployments", "deployment", "Deployment", Namespaced: true, HasStatus: true, HasGeneration: true, NameRule.Dns1123Subdomain) { ShortNames = ["deploy"], Categories = ["all"] },
         new("", "v1", "services", "service", "Service", Namespaced: true, HasStatus: true, HasGeneration: false, NameRule.Dns1035Label) { ShortNames = ["svc"], Categories = ["all"] },
         new("", "v1", "pods", "pod", "Pod", Namespaced: true, HasStatus: true, HasGeneration: false, NameRule.Dns1123Subdomain) { ShortNames = ["po"], Categories = ["all"] },

@@ -59,6 +59,11 @@ public sealed class HelmChartTests : IDisposable
             Assert.All(objects.Where(o => o["kind"]!.GetValue<string>() is "Role" or "RoleBinding" && o["metadata"]!["name"]!.GetValue<string>() == "adaptive-operator"),
                 o => Assert.Equal("team-a", o["metadata"]!["namespace"]!.GetValue<string>()));
         Assert.Equal(leader, kinds.Contains("Role/adaptive-leader-election") && kinds.Contains("RoleBinding/adaptive-leader-election"));
+        // Pools and Nodes are cluster-scoped: read cluster-wide in either mode, and nothing else there.
+        var poolRules = objects.Single(o => $"{o["kind"]}/{o["metadata"]!["name"]}" == "ClusterRole/adaptive-operator-pools")["rules"]!.AsArray();
+        Assert.Equal(["adaptive.dev/inferencepools", "adaptive.dev/inferencepools/status", "/nodes"],
+            poolRules.Select(r => $"{r!["apiGroups"]![0]}/{string.Join(",", r["resources"]!.AsArray().Select(x => x!.GetValue<string>()))}"));
+        Assert.Contains("ClusterRoleBinding/adaptive-operator-pools", kinds);
         Assert.Equal(set.ContainsKey("serviceMonitor.enabled"), kinds.Contains("ServiceMonitor/adaptive-operator"));
         Assert.Equal(!set.ContainsKey("grafanaDashboard.enabled"), kinds.Contains("ConfigMap/adaptive-dashboard"));
 

@@ -142,7 +142,7 @@ public sealed class RealClusterTests
 
         Assert.SkipWhen(HelmTemplate.Binary is null, HelmTemplate.Missing);
         string rendered = HelmTemplate.Render(RepoPaths.Of("helm", "adaptive"), "adaptive", "adaptive-system");
-        var role = YamlJson.Documents(rendered).Single(d => d["kind"]?.GetValue<string>() == "ClusterRole");
+        var role = YamlJson.Documents(rendered).Single(d => d["kind"]?.GetValue<string>() == "ClusterRole" && d["metadata"]!["name"]!.GetValue<string>() == "adaptive-operator");
         Assert.Contains(role["rules"]!.AsArray(), rule =>
             rule!["apiGroups"]!.AsArray().Any(g => g!.GetValue<string>() == InferencePipeline.Group)
             && rule["resources"]!.AsArray().Any(r => r!.GetValue<string>() == $"{InferencePipeline.Plural}/finalizers")

@@ -28,7 +28,7 @@ public sealed class WatcherAndQueueTests
         using var cluster = new ClusterClient(api.ClientConfiguration());
         var seen = new ConcurrentQueue<string>();
         var watcher = new ResourceWatcher(cluster, "api/v1/namespaces/ns/configmaps",
-            item => item.GetProperty("metadata").GetProperty("name").GetString(), seen.Enqueue, NullLogger.Instance);
+            item => [item.GetProperty("metadata").GetProperty("name").GetString()!], seen.Enqueue, NullLogger.Instance);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(Cancel);
         var running = watcher.RunAsync(stop.Token);
         Task Create(string name) => client.CoreV1.CreateNamespacedConfigMapAsync(new V1ConfigMap { Metadata = new V1ObjectMeta { Name = name } }, "ns", cancellationToken: Cancel);

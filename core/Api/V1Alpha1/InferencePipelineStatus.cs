@@ -32,6 +32,19 @@ public sealed class InferencePipelineStatus
     /// <summary>The load the last scale-up was for (a surge's rate, without its headroom): the scale-down stabilization window holds plans at it while that scale-up is in the window.</summary>
     [JsonPropertyName("lastScaleUpLoadRps")] public double? LastScaleUpLoadRps { get; set; }
     [JsonPropertyName("solveTimeMs")] public double? SolveTimeMs { get; set; }
+
+    /// <summary>For a pipeline with a class in an InferencePool: its share at the pool's last joint decision.</summary>
+    [JsonPropertyName("pool")] public PoolShareStatus? Pool { get; set; }
+}
+
+/// <summary>A pipeline's share of its InferencePool.</summary>
+public sealed class PoolShareStatus
+{
+    [JsonPropertyName("name")] public string Name { get; set; } = "";
+    [JsonPropertyName("replicas")] public int Replicas { get; set; }
+
+    /// <summary>What it would take planned alone with the whole pool; more than <see cref="Replicas"/> when others got some of it.</summary>
+    [JsonPropertyName("wantedReplicas")] public int WantedReplicas { get; set; }
 }
 
 /// <summary>A status condition as Kubernetes conventions define it.</summary>
@@ -41,6 +54,9 @@ public sealed class PipelineCondition
     public const string Adapting = "Adapting";
     public const string Degraded = "Degraded";
     public const string SloFeasible = "SLOFeasible";
+
+    /// <summary>True when the pipeline got fewer of its InferencePool's replicas than it would alone, because others share the pool.</summary>
+    public const string PoolConstrained = "PoolConstrained";
 
     [JsonPropertyName("type")] public string Type { get; set; } = "";
 

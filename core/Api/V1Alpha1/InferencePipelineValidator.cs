@@ -58,6 +58,10 @@ public static partial class InferencePipelineValidator
             if (hardwareClass.Image is { } image && (image.Length == 0 || image.Any(char.IsWhiteSpace)))
                 throw new PlanningInputException($"{at}.image", $"must be an image reference (registry/name:tag), without spaces; got '{image}'");
         }
+        // The joint decision plans a pipeline against one pool (JointDecider): with two, it could trade one pool's replicas for the other's.
+        if (spec.HardwareClasses.Where(c => c.Pool is not null).Skip(1).FirstOrDefault() is { } second)
+            throw new PlanningInputException($"spec.hardwareClasses[{spec.HardwareClasses.IndexOf(second)}].pool",
+                $"only one hardware class of a pipeline may name an InferencePool; '{spec.HardwareClasses.First(c => c.Pool is not null).Name}' already names '{spec.HardwareClasses.First(c => c.Pool is not null).Pool}'");
         var classes = spec.HardwareClasses.Select(c => c.Name).ToHashSet();
 
         NotEmpty(spec.Stages, "spec.stages");

@@ -18,6 +18,7 @@ public sealed class InferencePool
     [JsonPropertyName("kind")] public string Kind { get; set; } = KindName;
     [JsonPropertyName("metadata")] public ObjectMetadata Metadata { get; set; } = new();
     [JsonPropertyName("spec")] public InferencePoolSpec Spec { get; set; } = new();
+    [JsonPropertyName("status")] public InferencePoolStatus? Status { get; set; }
 }
 
 public sealed class InferencePoolSpec
@@ -30,6 +31,42 @@ public sealed class InferencePoolSpec
 
     /// <summary>What one replica takes of a Node, e.g. <c>nvidia.com/gpu: 1</c> or <c>cpu: "2", memory: 4Gi</c>.</summary>
     [JsonPropertyName("replicaResources"), JsonConverter(typeof(QuantityMapConverter))] public Dictionary<string, string>? ReplicaResources { get; set; }
+}
+
+/// <summary>What the pool holds and who has it, written by the operator's pool reconciler.</summary>
+public sealed class InferencePoolStatus
+{
+    [JsonPropertyName("observedGeneration")] public long? ObservedGeneration { get; set; }
+    [JsonPropertyName("conditions")] public List<PipelineCondition> Conditions { get; set; } = [];
+
+    /// <summary>Replicas the pool holds: <c>spec.replicas</c>, or what the matching Nodes hold.</summary>
+    [JsonPropertyName("capacityReplicas")] public int? CapacityReplicas { get; set; }
+
+    /// <summary>
+    /// Replicas of the capacity that members' pods could not get (unschedulable): not planned with until
+    /// <see cref="UnschedulableUntil"/>, then tried again.
+    /// </summary>
+    [JsonPropertyName("unschedulableReplicas")] public int? UnschedulableReplicas { get; set; }
+    [JsonPropertyName("unschedulableUntil")] public DateTimeOffset? UnschedulableUntil { get; set; }
+
+    /// <summary>Replicas the last joint decision gave out, over all members.</summary>
+    [JsonPropertyName("allocatedReplicas")] public int? AllocatedReplicas { get; set; }
+
+    [JsonPropertyName("members")] public List<PoolMemberStatus> Members { get; set; } = [];
+    [JsonPropertyName("lastDecisionTime")] public DateTimeOffset? LastDecisionTime { get; set; }
+    [JsonPropertyName("solveTimeMs")] public double? SolveTimeMs { get; set; }
+}
+
+/// <summary>One pipeline's share of the pool at the last joint decision.</summary>
+public sealed class PoolMemberStatus
+{
+    [JsonPropertyName("namespace")] public string Namespace { get; set; } = "";
+    [JsonPropertyName("name")] public string Name { get; set; } = "";
+    [JsonPropertyName("priority")] public double Priority { get; set; }
+    [JsonPropertyName("replicas")] public int Replicas { get; set; }
+
+    /// <summary>What it would take planned alone with the whole pool.</summary>
+    [JsonPropertyName("wantedReplicas")] public int WantedReplicas { get; set; }
 }
 
 /// <summary>A Node as the pool's capacity sees it: its labels, what it can allocate, and whether it takes pods.</summary>
