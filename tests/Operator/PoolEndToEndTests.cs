@@ -158,6 +158,38 @@ public sealed class PoolEndToEndTests
         AssertNeverOverCommitted(harness, version => 1);
     }
 
+    /// <summary>
+    /// A pipeline that names a pool nobody created keeps what it runs and says so; the pool, once created, plans it; a
+    /// pool whose spec the operator cannot use says which field. No Prometheus here: decisions plan for the least load.
+    /// </summary>
+    [Fact]
+    public async Task A_pipeline_waits_for_its_pool_and_a_pool_names_what_is_wrong_with_it()
+    {
+        await using var harness = await OperatorHarness.Start();
+        await harness.Create(Member("a"));
+        var waiting = await OperatorHarness.Eventually(() => harness.Pipeline("a"),
+            p => Conditions.Is(p.Status?.Conditions, PipelineCondition.Adapting, "PoolNotFound"), "the pipeline saying its pool does not exist");
+        Assert.Equal("InferencePool 'gpus' (spec.hardwareClasses[1].pool) does not exist; create it, or remove the field to plan this pipeline alone. The running configuration stays",
+            waiting.Status!.Conditions.Single(c => c.Type == PipelineCondition.Adapting).Message);
+        Assert.Empty(waiting.Status.Stages);
+        Assert.Contains(harness.Api.List("events", OperatorHarness.Namespace), e => e["reason"]!.GetValue<string>() == "PoolNotFound");
+
+        await CreatePool(harness, new InferencePoolSpec { NodeSelector = new() { ["adaptive.dev/pool"] = "gpu" } });
+        var invalid = await OperatorHarness.Eventually(() => ReadPool(harness), p => p.Status?.Conditions.Any(c => c.Type == PoolReconciler.Planned) == true, "the pool's verdict");
+        var planned = invalid.Status!.Conditions.Single(c => c.Type == PoolReconciler.Planned);
+        Assert.Equal(("False", "InvalidSpec"), (planned.Status, planned.Reason));
+        Assert.Equal("spec.replicaResources: is required without spec.replicas: it says what one replica takes of a Node", planned.Message);
+
+        await harness.Client.CustomObjects.PatchClusterCustomObjectAsync(new V1Patch("{\"spec\":{\"replicas\":1}}", V1Patch.PatchType.MergePatch),
+            InferencePipeline.Group, InferencePipeline.Version, InferencePool.Plural, Pool, cancellationToken: Cancel);
+        var serving = await OperatorHarness.Eventually(() => harness.Pipeline("a"),
+            p => p.Status?.Pool?.Name == Pool && p.Status.Conditions.Any(c => c.Type == PipelineCondition.Ready && c.Status == "True"), "the pipeline planned by its pool and serving");
+        Assert.True(Gpus(serving) <= 1);
+        var pool = await ReadPool(harness);
+        Assert.Equal(("True", "JointPlan"), (pool.Status!.Conditions.Single(c => c.Type == PoolReconciler.Planned).Status, pool.Status.Conditions.Single(c => c.Type == PoolReconciler.Planned).Reason));
+        Assert.Equal(["a"], pool.Status.Members.Select(m => m.Name));
+    }
+
     /// <summary>A Node as a kubelet registers it: labels, and allocatable CPU, memory and GPUs in its status.</summary>
     static async Task Node(OperatorHarness harness, string name, int gpus, string pool = "gpu")
     {
