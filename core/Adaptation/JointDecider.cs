@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.Json;
 using Adaptive.Core.Api.V1Alpha1;
 using Adaptive.Core.Planning;
 
@@ -21,7 +22,7 @@ public sealed record MemberDecision(AdaptationDecision Decision, string Pool, in
     public bool ConstrainedByOthers => AloneObjective is { } alone && (Objective is not { } joint || alone > joint + 1e-6 * Math.Max(1, Math.Abs(alone)));
 }
 
-/// <param name="Solves">Planner calls the decision took.</param>
+/// <param name="Solves">Planner calls the decision took (members whose menu was kept from the last round took none).</param>
 public sealed record JointDecision(IReadOnlyDictionary<string, int> Pools, double ElapsedMs, int Solves, IReadOnlyList<MemberDecision> Members);
 
 /// <summary>
@@ -40,7 +41,8 @@ public sealed record JointDecision(IReadOnlyDictionary<string, int> Pools, doubl
 public static class JointDecider
 {
     /// <param name="pools">Each pool the members name, with its capacity in replicas.</param>
-    public static JointDecision Decide(IReadOnlyDictionary<string, int> pools, IReadOnlyList<PoolMember> members, TimeSpan timeLimit)
+    /// <param name="kept">The menus of the last round, to re-plan only the members whose problem changed; updated to this round's.</param>
+    public static JointDecision Decide(IReadOnlyDictionary<string, int> pools, IReadOnlyList<PoolMember> members, TimeSpan timeLimit, JointMenus? kept = null)
     {
         if (members.Count == 0) throw new PlanningInputException("members", "a joint decision needs at least one pipeline");
         long started = Stopwatch.GetTimestamp();
@@ -49,7 +51,13 @@ public static class JointDecider
         // Refusals first, one by one, naming the pipeline and field; then the solves.
         var poolClasses = members.Select(m => PoolClass(m.Pipeline, pools)).ToList();
         var problems = members.Select(m => AdaptationDecider.Problem(m.Pipeline, m.PlannedRps, m.Current)).ToList();
-        var menus = members.AsParallel().AsOrdered().Select((m, i) => Menu(problems[i], m.Pipeline.Spec.Objective.Priority, poolClasses[i], pools, planner)).ToList();
+        var keys = members.Select((m, i) => JointMenus.Key(problems[i], m.Pipeline.Spec.Objective.Priority, poolClasses[i], pools[poolClasses[i].Pool])).ToList();
+        var reused = keys.Select(k => kept?.Find(k)).ToList();
+        var made = Enumerable.Range(0, members.Count).Where(i => reused[i] is null).AsParallel().AsOrdered()
+            .Select(i => (i, Menu: Menu(problems[i], members[i].Pipeline.Spec.Objective.Priority, poolClasses[i], pools, planner))).ToList();
+        foreach (var (i, menu) in made) reused[i] = menu;
+        var menus = reused.Select(m => m!).ToList();
+        kept?.Replace(keys.Zip(menus));
         var choice = new int[members.Count];
         foreach (var pool in menus.Select((m, i) => (m.Pool, i)).GroupBy(m => m.Pool))
         {
@@ -64,7 +72,7 @@ public static class JointDecider
             return new MemberDecision(AdaptationDecider.Of(menu.Problem, option.Result, plan, m.Current), menu.Pool, option.Use, menu.Options[0].Use,
                 menu.Options[0].Result.Pipelines[0].Objective, option.Result.Pipelines[0].Objective);
         }).ToList();
-        return new JointDecision(pools, Stopwatch.GetElapsedTime(started).TotalMilliseconds, menus.Sum(m => m.Options.Count), decisions);
+        return new JointDecision(pools, Stopwatch.GetElapsedTime(started).TotalMilliseconds, made.Sum(m => m.Menu.Options.Count), decisions);
     }
 
     /// <summary>
@@ -92,11 +100,6 @@ public static class JointDecider
             };
         })], pools.ToDictionary(p => $"pool/{p.Key}", p => p.Value));
 
-    /// <summary>One way to plan a member: its plan with at most <see cref="Use"/> of the pool's replicas, and priority × objective (null: infeasible).</summary>
-    sealed record Option(int Use, PlanResult Result, double? Value);
-
-    /// <param name="Options">The first is the member alone with the whole pool, then one per smaller allotment.</param>
-    sealed record MemberMenu(PipelineProblem Problem, string Pool, List<Option> Options);
 
     /// <summary>The pipeline's one class that names a pool, and the pool; refused, naming the field, unless exactly one class names one of <paramref name="pools"/>.</summary>
     static (string Class, string Pool) PoolClass(InferencePipeline pipeline, IReadOnlyDictionary<string, int> pools)
@@ -112,12 +115,12 @@ public static class JointDecider
     {
         var (poolClass, pool) = named;
 
-        Option Solve(int limit)
+        MenuOption Solve(int limit)
         {
             var limits = new Dictionary<string, int>(problem.HardwareLimits) { [poolClass] = Math.Min(limit, problem.HardwareLimits.GetValueOrDefault(poolClass, int.MaxValue)) };
             var result = planner.Plan(PlanningProblem.Single(problem with { HardwareLimits = limits }));
             int use = result.Pipelines[0].Stages.Sum(s => s.Allocations.Where(a => a.Hardware == poolClass).Sum(a => a.Replicas));
-            return new Option(use, result, result.Pipelines[0].Objective * priority);
+            return new MenuOption(use, result, result.Pipelines[0].Objective * priority);
         }
 
         var alone = Solve(pools[pool]);
@@ -128,7 +131,7 @@ public static class JointDecider
     /// One option per member within the capacity: the most members meeting their SLO, then the highest Σ priority ×
     /// objective (a dynamic program over the replicas used so far).
     /// </summary>
-    static int[] Allot(IReadOnlyList<List<Option>> menus, int capacity)
+    static int[] Allot(IReadOnlyList<List<MenuOption>> menus, int capacity)
     {
         var best = new (int Feasible, double Value)?[capacity + 1];
         best[0] = (0, 0);
@@ -162,4 +165,28 @@ public static class JointDecider
     }
 
     static bool Better((int Feasible, double Value) a, (int Feasible, double Value) b) => a.Feasible > b.Feasible || a.Feasible == b.Feasible && a.Value > b.Value;
+}
+
+/// <summary>One way to plan a member: its plan with at most <see cref="Use"/> of the pool's replicas, and priority × objective (null: infeasible).</summary>
+sealed record MenuOption(int Use, PlanResult Result, double? Value);
+
+/// <param name="Options">The first is the member alone with the whole pool, then one per smaller allotment.</param>
+sealed record MemberMenu(PipelineProblem Problem, string Pool, List<MenuOption> Options);
+
+/// <summary>
+/// A member's menu depends only on its planning problem (its load, what it runs, its spec), its priority, its pool and the
+/// pool's capacity; a round in which these are what they were for a member can take its menu from the last round and stay
+/// exact. So a round re-plans only the pipelines that changed, and the program over the pool (which takes nothing) is
+/// run again over all. Holds the last round's menus only. In memory: losing it costs a round's time, nothing else.
+/// </summary>
+public sealed class JointMenus
+{
+    Dictionary<string, MemberMenu> menus = [];
+
+    internal static string Key(PipelineProblem problem, double priority, (string Class, string Pool) pool, int capacity) =>
+        JsonSerializer.Serialize(new { problem, priority, pool.Class, pool.Pool, capacity });
+
+    internal MemberMenu? Find(string key) => menus.GetValueOrDefault(key);
+
+    internal void Replace(IEnumerable<(string Key, MemberMenu Menu)> round) => menus = round.DistinctBy(m => m.Key).ToDictionary(m => m.Key, m => m.Menu);
 }

@@ -38,10 +38,13 @@ public sealed class DecisionRecorder(LoadEstimator loads, PipelineClient pipelin
             Conditions.Set(status.Conditions, PipelineCondition.Degraded, true, reason, $"{e.Message}; keeping the running configuration", generation, now);
             if (changed) await pipelines.Event(pipeline, "Warning", reason, e.Message, cancellation);
             bool specChanged = status.ObservedGeneration != generation && previous is not null;
-            var last = new LoadEstimate(new PlanningLoad(status.PredictedLoadRps ?? AdaptationDecider.MinimumLoadRps, 0), status.ObservedLoadRps ?? 0, "none");
-            return (last, true, previous is not null && !specChanged);
+            return (LastLoad(status), true, previous is not null && !specChanged);
         }
     }
+
+    /// <summary>The load the last decision planned for, as a new estimate would give it (the least load for a pipeline not yet planned).</summary>
+    public static LoadEstimate LastLoad(InferencePipelineStatus status) =>
+        new(new PlanningLoad(status.PredictedLoadRps ?? AdaptationDecider.MinimumLoadRps, 0), status.ObservedLoadRps ?? 0, "none");
 
     /// <summary>
     /// Between decisions: the surge's rate when the latest one calls for a decision now (<see cref="SurgeRule"/>), else null. A

@@ -30,6 +30,9 @@ public sealed class PoolReconciler(k8s.Kubernetes client, PipelineClient pipelin
 
     static readonly JsonSerializerOptions Json = new() { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
 
+    /// <summary>Each pool's menus of its last round, so that a round re-plans only the members that changed; a cache, not state.</summary>
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, JointMenus> menus = new();
+
     /// <summary>A member pipeline as read in this pass, with its status as read (to write only what changed) and its model servers.</summary>
     sealed record Member(InferencePipeline Pipeline, InferencePipelineStatus Status, string StatusRead, List<V1Deployment> Running, string PoolClass)
     {
@@ -73,16 +76,17 @@ public sealed class PoolReconciler(k8s.Kubernetes client, PipelineClient pipelin
             return null;
         }
 
-        bool due = status.ObservedGeneration != generation || plannedWith != plannable
-            || !status.Members.Select(m => $"{m.Namespace}/{m.Name}").Order(StringComparer.Ordinal).SequenceEqual(members.Select(m => m.Key))
-            || members.Any(m => PipelineClient.Recorded(m.Status) is null || m.Status.ObservedGeneration != m.Pipeline.Metadata.Generation || m.Status.Pool?.Name != name
-                || m.Status.LastDecisionTime is not { } last || now - last >= TimeSpan.FromSeconds(m.Pipeline.Spec.Adaptation.IntervalSeconds));
+        // A member is due its own decision (a new forecast) when it has none for its spec and pool, or its interval has passed.
+        var fresh = members.Select(m => PipelineClient.Recorded(m.Status) is null || m.Status.ObservedGeneration != m.Pipeline.Metadata.Generation
+            || m.Status.Pool?.Name != name || m.Status.LastDecisionTime is not { } last || now - last >= TimeSpan.FromSeconds(m.Pipeline.Spec.Adaptation.IntervalSeconds)).ToArray();
+        bool due = status.ObservedGeneration != generation || plannedWith != plannable || fresh.Any(f => f)
+            || !status.Members.Select(m => $"{m.Namespace}/{m.Name}").Order(StringComparer.Ordinal).SequenceEqual(members.Select(m => m.Key));
         var surges = new double?[members.Count];
         if (!due)
             for (int i = 0; i < members.Count; i++)
                 surges[i] = await decisions.SurgeRps(members[i].Pipeline, members[i].Status, PipelineClient.Recorded(members[i].Status)!, now, cancellation);
         if (due || surges.Any(s => s is not null))
-            await Decide(pool, status, members, plannable, surges, scheduled: due, now, cancellation);
+            await Decide(pool, status, members, plannable, fresh, surges, due, now, cancellation);
         status.ObservedGeneration = generation;
         Export(name, status);
         await WriteStatus(pool, status, statusRead, cancellation);
@@ -94,10 +98,12 @@ public sealed class PoolReconciler(k8s.Kubernetes client, PipelineClient pipelin
 
     /// <summary>
     /// Plans the members together within <paramref name="plannable"/> replicas of the pool and records each one's decision in its
-    /// status. Members that surge (<paramref name="surges"/>) plan for their surge; such a decision, between scheduled ones, is
-    /// kept only if it adds capacity to a surging member, and leaves the schedule of decisions as it was.
+    /// status. A member due its own decision (<paramref name="fresh"/>) plans for a new forecast, one that surges
+    /// (<paramref name="surges"/>) for its surge, the others for the load of their last decision: their menus are then the
+    /// last round's (<see cref="JointMenus"/>), and a round re-plans only what changed. A decision that only surges
+    /// brought (<paramref name="due"/> false) is kept only if it adds capacity to a surging member.
     /// </summary>
-    async Task Decide(InferencePool pool, InferencePoolStatus status, List<Member> members, int plannable, double?[] surges, bool scheduled,
+    async Task Decide(InferencePool pool, InferencePoolStatus status, List<Member> members, int plannable, bool[] fresh, double?[] surges, bool due,
         DateTimeOffset now, CancellationToken cancellation)
     {
         string name = pool.Metadata.Name;
@@ -105,13 +111,15 @@ public sealed class PoolReconciler(k8s.Kubernetes client, PipelineClient pipelin
         for (int i = 0; i < members.Count; i++)
         {
             // Without metrics a member plans for its last decision's load: it keeps its share rather than give it up.
-            var (load, _, _) = await decisions.EstimateLoad(members[i].Pipeline, members[i].Status, PipelineClient.Recorded(members[i].Status), now, cancellation);
+            var load = fresh[i] || surges[i] is not null
+                ? (await decisions.EstimateLoad(members[i].Pipeline, members[i].Status, PipelineClient.Recorded(members[i].Status), now, cancellation)).Load
+                : DecisionRecorder.LastLoad(members[i].Status);
             loads.Add((load, load.Planned with { SurgeRps = surges[i] }));
         }
         var limit = TimeSpan.FromSeconds(members.Max(m => m.Pipeline.Spec.Adaptation.PlannerTimeLimitSeconds));
         var joint = JointDecider.Decide(new Dictionary<string, int> { [name] = plannable },
-            [.. members.Select((m, i) => new PoolMember(m.Pipeline, loads[i].Planned.Rps, PipelineClient.Current(m.Running)))], limit);
-        if (!scheduled && !joint.Members.Where((_, i) => surges[i] is not null).Any(d => d.Decision.ScalesUp)) return;
+            [.. members.Select((m, i) => new PoolMember(m.Pipeline, loads[i].Planned.Rps, PipelineClient.Current(m.Running)))], limit, menus.GetOrAdd(name, _ => new JointMenus()));
+        if (!due && !joint.Members.Where((_, i) => surges[i] is not null).Any(d => d.Decision.ScalesUp)) return;
 
         // Those that give up replicas first: their reconcilers start handing them back before the others' start taking them.
         var order = Enumerable.Range(0, members.Count).OrderBy(i => joint.Members[i].PoolReplicas - (members[i].Status.Pool?.Replicas ?? 0));
@@ -121,7 +129,7 @@ public sealed class PoolReconciler(k8s.Kubernetes client, PipelineClient pipelin
             var memberStatus = member.Status;
             long? generation = member.Pipeline.Metadata.Generation;
             string? stabilizing = await decisions.Record(member.Pipeline, memberStatus, PipelineClient.Recorded(memberStatus), loads[i].Load, loads[i].Planned,
-                decided.Decision, scheduled, now, cancellation);
+                decided.Decision, scheduled: fresh[i], now, cancellation);
             if (stabilizing is not null)
                 Conditions.Set(memberStatus.Conditions, PipelineCondition.Adapting, false, DecisionRecorder.StabilizingReason, stabilizing, generation, now);
             else if (Conditions.Is(memberStatus.Conditions, PipelineCondition.Adapting, DecisionRecorder.StabilizingReason))
@@ -149,7 +157,7 @@ public sealed class PoolReconciler(k8s.Kubernetes client, PipelineClient pipelin
             Replicas = joint.Members[i].PoolReplicas, WantedReplicas = joint.Members[i].WantedReplicas,
         })];
         status.AllocatedReplicas = joint.Members.Sum(m => m.PoolReplicas);
-        if (scheduled) status.LastDecisionTime = now;
+        if (due) status.LastDecisionTime = now;
         status.SolveTimeMs = Math.Round(joint.ElapsedMs, 3);
         Conditions.Set(status.Conditions, Planned, true, "JointPlan",
             $"{members.Count} pipelines planned together: {status.AllocatedReplicas} of {plannable} replicas given out ({joint.Solves} plans, {joint.ElapsedMs:F0} ms)",

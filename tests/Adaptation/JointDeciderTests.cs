@@ -126,4 +126,30 @@ public sealed class JointDeciderTests
         Assert.Equal(optimum.Objective!.Value, decomposed, 6);
         foreach (var (pool, capacity) in pools) Assert.True(joint.Members.Where(m => m.Pool == pool).Sum(m => m.PoolReplicas) <= capacity);
     }
+
+    /// <summary>
+    /// A round that keeps the last round's menus re-plans only the members whose problem changed, and decides what a
+    /// round from scratch decides: a menu depends on nothing else.
+    /// </summary>
+    [Fact]
+    public void A_round_with_the_last_rounds_menus_plans_only_what_changed_and_decides_the_same()
+    {
+        var members = Enumerable.Range(0, 4).Select(i => new PoolMember(Member($"p{i}", priority: 1 + i % 2), 100 + 80 * i, [])).ToList();
+        var kept = new JointMenus();
+        var first = JointDecider.Decide(Pool(3), members, Limit, kept);
+
+        var again = JointDecider.Decide(Pool(3), members, Limit, kept);
+        Assert.Equal(0, again.Solves);
+
+        members[1] = members[1] with { PlannedRps = 390 };
+        var changed = JointDecider.Decide(Pool(3), members, Limit, kept);
+        var scratch = JointDecider.Decide(Pool(3), members, Limit);
+        Assert.InRange(changed.Solves, 1, 3); // member 1's menu only: alone, and each allotment below what it would use
+        Assert.Equal(scratch.Members.Select(m => ReplayRunner.Describe(m.Decision.Plan)), changed.Members.Select(m => ReplayRunner.Describe(m.Decision.Plan)));
+        Assert.Equal(scratch.Members.Select(m => m.PoolReplicas), changed.Members.Select(m => m.PoolReplicas));
+
+        // The pool's capacity is part of every menu: all are made again.
+        Assert.Equal(JointDecider.Decide(Pool(2), members, Limit).Solves, JointDecider.Decide(Pool(2), members, Limit, kept).Solves);
+        Assert.True(first.Solves >= members.Count);
+    }
 }
