@@ -39,12 +39,19 @@ public static class ReplayCommand
         var resolution = new Option<int>("--resolution") { Description = "With --live: input size of the ResNets served", DefaultValueFactory = _ => 96 };
         var sloMs = new Option<double>("--slo-ms") { Description = "With --live: the pipeline's latency SLO", DefaultValueFactory = _ => 150 };
         var maxReplicas = new Option<int>("--max-replicas") { Description = "With --live: most replica processes at once", DefaultValueFactory = _ => 3 };
+        var poolStarts = new Option<int[]>("--pool-starts") { Description = $"Replay copies of the pipeline, one on each of these windows of the trace, sharing a pool (policies {string.Join(", ", ReplayPoolCommand.Policies)})", AllowMultipleArgumentsPerToken = true };
+        var poolGpus = new Option<int>("--pool-gpus") { Description = "With --pool-starts: the replicas of --pool-class the pipelines share", DefaultValueFactory = _ => 2 };
+        var poolClass = new Option<string>("--pool-class") { Description = "With --pool-starts: the hardware class whose replicas the pool holds", DefaultValueFactory = _ => "gpu" };
         var command = new Command("replay", "Replay a load window on a simulated cluster under Adaptive's policies and the baselines, and report")
         {
             pipeline, policies, workload, trace, start, seconds, damping, forecaster, utilization, seed, podStart, hopMs, output, hpaTarget, isoCost, live, resolution, sloMs, maxReplicas,
+            poolStarts, poolGpus, poolClass,
         };
         command.SetAction(parse =>
         {
+            if (parse.GetValue(poolStarts) is { Length: > 0 } windows)
+                return ReplayPoolCommand.Run(parse.GetValue(pipeline)!, parse.GetValue(poolClass)!, parse.GetValue(poolGpus), windows, parse.GetValue(seconds), parse.GetValue(damping),
+                    parse.GetValue(trace)!, parse.GetValue(seed), parse.GetValue(podStart), parse.GetValue(hopMs), parse.GetValue(output)!);
             bool isLive = parse.GetValue(live);
             // Live runs in real time: shorter defaults, unless given.
             T Value<T>(Option<T> option, T liveDefault) => isLive && parse.GetResult(option) is null or { Implicit: true } ? liveDefault : parse.GetValue(option)!;

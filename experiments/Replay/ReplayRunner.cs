@@ -26,38 +26,16 @@ public static class ReplayRunner
     public static PolicyRun Run(ReplayPipeline pipeline, IReplayPolicy policy, Workload workload, IReadOnlyList<double> priorArrivals,
         SimulationOptions options, Action? onDecision = null, int scrapePhaseSeconds = CountedLoadHistory.DefaultScrapePhase)
     {
-        if (priorArrivals.Count == 0) throw new ArgumentException("the replay needs some history before the window to forecast from", nameof(priorArrivals));
-        var arrivals = new List<double>(priorArrivals);
-        int phase = (priorArrivals.Count + scrapePhaseSeconds) % ArrivalHistory.OperatorScrapeSeconds; // from the history's first second
-        var decisions = new List<DecisionRecord>();
-        var first = policy.Decide(new PolicyContext(0, new CountedLoadHistory(arrivals, phase), null));
-        var running = first?.Plan ?? throw new InvalidOperationException($"policy {policy.Name} chose no initial configuration");
-        decisions.Add(new DecisionRecord(0, first!.PredictedRps, first.SolveMs, false, running));
+        var track = new ReplayTrack(pipeline, priorArrivals, scrapePhaseSeconds);
+        track.Start(policy.Decide(track.FirstContext()), policy.Name);
         onDecision?.Invoke();
-
-        var answered = new List<int>(new int[priorArrivals.Count]);
-        var missed = new List<int>(new int[priorArrivals.Count]);
-        var result = ClusterSimulator.Run(pipeline.Simulate(running), workload, options, (now, observed) =>
+        var result = ClusterSimulator.Run(pipeline.Simulate(track.Running), workload, options, (now, observed) =>
         {
-            for (int s = arrivals.Count - priorArrivals.Count; s < observed.Arrivals.Count; s++) arrivals.Add(observed.Arrivals[s]);
-            answered.RemoveRange(priorArrivals.Count, answered.Count - priorArrivals.Count);
-            answered.AddRange(observed.Answered); // a second's count grows until it has passed
-            missed.RemoveRange(priorArrivals.Count, missed.Count - priorArrivals.Count);
-            missed.AddRange(observed.Missed);
-            var decision = policy.Decide(new PolicyContext((int)now, new CountedLoadHistory(arrivals, phase, answered, missed), running));
+            var decision = policy.Decide(track.Observe(now, observed));
             onDecision?.Invoke();
-            if (decision is null) return null;
-            if (decision.Plan is not { } plan)
-            {
-                decisions.Add(new DecisionRecord((int)now, decision.PredictedRps, decision.SolveMs, false, running));
-                return null;
-            }
-            bool reconfigured = Describe(plan) != Describe(running);
-            decisions.Add(new DecisionRecord((int)now, decision.PredictedRps, decision.SolveMs, reconfigured, plan));
-            running = plan;
-            return new Reconfiguration(pipeline.Simulate(plan), decision.Recreate);
+            return track.Apply((int)now, decision);
         }, policy.IntervalSeconds);
-        return new PolicyRun(policy.Name, result, decisions);
+        return new PolicyRun(policy.Name, result, track.Decisions);
     }
 
     /// <summary>How many times a policy is asked over <paramref name="seconds"/>, the first included.</summary>
@@ -65,4 +43,71 @@ public static class ReplayRunner
 
     public static string Describe(IReadOnlyList<StagePlan> plan) =>
         string.Join(" ", plan.Select(s => $"{s.Name}={string.Join("+", s.Allocations.Select(a => $"{a.Variant}@{a.Hardware}×{a.Replicas}/b{a.Batch}"))}"));
+}
+
+/// <summary>
+/// One pipeline's side of a replay: the history its policy sees (the requests per second before the window, then what the
+/// simulator counted, known up to the last scrape), what it runs, and the decisions so far.
+/// </summary>
+public sealed class ReplayTrack
+{
+    readonly ReplayPipeline pipeline;
+    readonly int priorSeconds;
+    readonly int phase;
+    readonly List<double> arrivals;
+    readonly List<int> answered;
+    readonly List<int> missed;
+    readonly List<DecisionRecord> decisions = [];
+
+    public ReplayTrack(ReplayPipeline pipeline, IReadOnlyList<double> priorArrivals, int scrapePhaseSeconds)
+    {
+        if (priorArrivals.Count == 0) throw new ArgumentException("the replay needs some history before the window to forecast from", nameof(priorArrivals));
+        this.pipeline = pipeline;
+        priorSeconds = priorArrivals.Count;
+        arrivals = [.. priorArrivals];
+        answered = [.. new int[priorSeconds]];
+        missed = [.. new int[priorSeconds]];
+        phase = (priorSeconds + scrapePhaseSeconds) % ArrivalHistory.OperatorScrapeSeconds; // from the history's first second
+    }
+
+    /// <summary>What runs now; set by the first decision.</summary>
+    public IReadOnlyList<StagePlan> Running { get; private set; } = [];
+
+    public IReadOnlyList<DecisionRecord> Decisions => decisions;
+
+    /// <summary>The context of the first decision: the history before the window, nothing running.</summary>
+    public PolicyContext FirstContext() => new(0, new CountedLoadHistory(arrivals, phase), null);
+
+    /// <summary>Records the first decision, which must choose a configuration.</summary>
+    public void Start(PolicyDecision? first, string policy)
+    {
+        Running = first?.Plan ?? throw new InvalidOperationException($"policy {policy} chose no initial configuration");
+        decisions.Add(new DecisionRecord(0, first.PredictedRps, first.SolveMs, false, Running));
+    }
+
+    /// <summary>The context of a decision at <paramref name="now"/>, from what the simulator has counted so far (a second's counts grow until it has passed).</summary>
+    public PolicyContext Observe(double now, SimulationObservations observed)
+    {
+        for (int s = arrivals.Count - priorSeconds; s < observed.Arrivals.Count; s++) arrivals.Add(observed.Arrivals[s]);
+        answered.RemoveRange(priorSeconds, answered.Count - priorSeconds);
+        answered.AddRange(observed.Answered);
+        missed.RemoveRange(priorSeconds, missed.Count - priorSeconds);
+        missed.AddRange(observed.Missed);
+        return new PolicyContext((int)now, new CountedLoadHistory(arrivals, phase, answered, missed), Running);
+    }
+
+    /// <summary>Records a decision and returns the change for the simulator; null when there is none.</summary>
+    public Reconfiguration? Apply(int now, PolicyDecision? decision)
+    {
+        if (decision is null) return null;
+        if (decision.Plan is not { } plan)
+        {
+            decisions.Add(new DecisionRecord(now, decision.PredictedRps, decision.SolveMs, false, Running));
+            return null;
+        }
+        bool reconfigured = ReplayRunner.Describe(plan) != ReplayRunner.Describe(Running);
+        decisions.Add(new DecisionRecord(now, decision.PredictedRps, decision.SolveMs, reconfigured, plan));
+        Running = plan;
+        return new Reconfiguration(pipeline.Simulate(plan), decision.Recreate);
+    }
 }

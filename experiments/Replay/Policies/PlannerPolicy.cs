@@ -25,6 +25,13 @@ public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IRe
 
     public PolicyDecision? Decide(PolicyContext context)
     {
+        if (Due(context) is not { } due) return null;
+        return Take(context, due, AdaptationDecider.Decide(pipeline, due.Load.Rps, Running(context.Running)));
+    }
+
+    /// <summary>A decision this call calls for: the load to plan for, and whether its interval came (else a surge called it); null when none.</summary>
+    public DueDecision? Due(PolicyContext context)
+    {
         var adaptation = pipeline.Spec.Adaptation;
         var now = Epoch.AddSeconds(context.NowSeconds);
         bool scheduled = context.Running is null || context.NowSeconds - lastScheduled >= adaptation.IntervalSeconds;
@@ -39,13 +46,34 @@ public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IRe
             forecaster.ForecastPeak(history, AdaptationDecider.ForecastHorizon(adaptation.IntervalSeconds, ArrivalHistory.OperatorStepSeconds)),
             PlanningLoad.RecentPeak(history, ArrivalHistory.OperatorStepSeconds, adaptation.ScaleDownStabilizationSeconds, lastScaleUp, now),
             surge ? SurgeRule.SurgeRps(previous, latest) : null, latest);
-        var decision = AdaptationDecider.Decide(pipeline, load.Rps, context.Running is null ? [] : Running(context.Running));
-        if (surge && !decision.ScalesUp) return null; // a surge decision only adds capacity
-        if (scheduled) lastScheduled = context.NowSeconds;
-        if (decision.ScalesUp) lastScaleUp = (now, load.HeldAfterScaleUpRps);
-        return new PolicyDecision(decision.Plan, load.Rps, decision.Result.SolveMs);
+        return new DueDecision(load, scheduled);
     }
 
-    static List<RunningAllocation> Running(IReadOnlyList<StagePlan> plan) =>
-        [.. plan.SelectMany(s => s.Allocations.Select(a => new RunningAllocation(s.Name, a.Variant, a.Hardware, a.Replicas, a.Batch)))];
+    /// <summary>
+    /// Takes <paramref name="decision"/>, planned for <paramref name="due"/>'s load (or, <paramref name="due"/> null, a plan
+    /// others' decisions changed between this pipeline's own, for the load it last planned for): its schedule and
+    /// stabilization go on from it. Null when a surge decision adds no capacity, which keeps what runs.
+    /// </summary>
+    public PolicyDecision? Take(PolicyContext context, DueDecision? due, AdaptationDecision decision)
+    {
+        bool surge = due is { Scheduled: false };
+        if (surge && !decision.ScalesUp) return null; // a surge decision only adds capacity
+        var now = Epoch.AddSeconds(context.NowSeconds);
+        if (due is { Scheduled: true }) lastScheduled = context.NowSeconds;
+        double planned = due?.Load.Rps ?? LastPlannedRps;
+        if (decision.ScalesUp) lastScaleUp = (now, due?.Load.HeldAfterScaleUpRps ?? planned);
+        LastPlannedRps = planned;
+        return new PolicyDecision(decision.Plan, planned, decision.Result.SolveMs);
+    }
+
+    /// <summary>The load the last decision taken planned for.</summary>
+    public double LastPlannedRps { get; private set; } = AdaptationDecider.MinimumLoadRps;
+
+    /// <summary>What runs, as the planner's loading term reads it.</summary>
+    public static List<RunningAllocation> Running(IReadOnlyList<StagePlan>? plan) =>
+        plan is null ? [] : [.. plan.SelectMany(s => s.Allocations.Select(a => new RunningAllocation(s.Name, a.Variant, a.Hardware, a.Replicas, a.Batch)))];
 }
+
+/// <param name="Load">What to plan for.</param>
+/// <param name="Scheduled">Its interval came; else a surge called it.</param>
+public sealed record DueDecision(PlanningLoad Load, bool Scheduled);
