@@ -46,22 +46,6 @@ public static class BenchServerCommand
         return command;
     }
 
-    /// <summary>One request as one transport sends it, and the same request refused (an output the model lacks).</summary>
-    interface ICaller
-    {
-        /// <summary>The transport and encoding: json, binary (REST), grpc.</summary>
-        string Encoding { get; }
-        int RequestBytes { get; }
-
-        /// <summary>
-        /// One request: its latency; that latency less the ONNX Runtime call that served it, which the server reports
-        /// in Server-Timing (<c>infer;dur=</c>, milliseconds), null on a refusal; and the size of the answer.
-        /// </summary>
-        /// <param name="refused">Send the same request naming an output the model lacks: the server reads and parses it
-        /// (the output is named after the inputs), then refuses it without inference, so its latency is the exchange
-        /// and parsing alone.</param>
-        Task<(double Latency, double? Overhead, int AnswerBytes)> Send(bool refused);
-    }
 
     /// <param name="OverheadP50Ms">Per request at low load, the latency less the server's own ONNX Runtime call for it.</param>
     /// <param name="ExchangeP50Ms">At low load, a request the server reads and parses, then refuses before inference.</param>
@@ -205,7 +189,7 @@ public static class BenchServerCommand
             using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1024 }) { BaseAddress = new Uri(app.Urls.First()) };
             using var channel = GrpcChannel.ForAddress(app.Urls.Skip(1).Single(), new GrpcChannelOptions { MaxReceiveMessageSize = 64 << 20, MaxSendMessageSize = 64 << 20 });
             var results = new List<ServerMeasurement>();
-            foreach (var caller in Callers(client, new GRPCInferenceService.GRPCInferenceServiceClient(channel), transports))
+            foreach (var caller in InferenceCallers.For(client, new GRPCInferenceService.GRPCInferenceServiceClient(channel), "bench", transports))
             {
                 await Load(caller, 2 * batch, TimeSpan.FromSeconds(1));
                 var (raw, saturated) = await Saturation(caller, full, 2 * batch, duration);
@@ -233,7 +217,7 @@ public static class BenchServerCommand
     /// Raw Run of full batches and the saturated server, in 5 rounds each, alternating, so that both see the
     /// same machine: measured one after the other, on a shared machine, their ratio drifted by up to 14 %.
     /// </summary>
-    static async Task<(Measured Raw, Measured Server)> Saturation(ICaller caller, RawSession raw, int callers, TimeSpan duration)
+    static async Task<(Measured Raw, Measured Server)> Saturation(IInferenceCaller caller, RawSession raw, int callers, TimeSpan duration)
     {
         const int Rounds = 5;
         var rawRounds = new List<Measured>();
@@ -262,7 +246,7 @@ public static class BenchServerCommand
     /// for it, which no drift touches. With <paramref name="idle"/>, each of these waits that long first, as
     /// a replica idles between requests.
     /// </summary>
-    static async Task<LowLoadMeasurement> LowLoad(ICaller caller, RawSession raw, TimeSpan duration, TimeSpan idle)
+    static async Task<LowLoadMeasurement> LowLoad(IInferenceCaller caller, RawSession raw, TimeSpan duration, TimeSpan idle)
     {
         // A blocking sleep, not Task.Delay, whose timer would wake a pool thread just before the request.
         void Idle()
@@ -363,86 +347,8 @@ public static class BenchServerCommand
         }
     }
 
-    /// <summary>
-    /// One row of input per transport: over REST as JSON numbers, and as raw bytes after a JSON header (outputs
-    /// binary too); over gRPC in raw_input_contents.
-    /// </summary>
-    static IEnumerable<ICaller> Callers(HttpClient client, GRPCInferenceService.GRPCInferenceServiceClient grpc, string[] transports)
-    {
-        using var metadata = JsonDocument.Parse(client.GetStringAsync("/v2/models/bench").GetAwaiter().GetResult());
-        var input = metadata.RootElement.GetProperty("inputs")[0];
-        long[] shape = [1, .. input.GetProperty("shape").EnumerateArray().Skip(1).Select(d => d.GetInt64())];
-        var data = new float[shape.Aggregate(1L, (a, b) => a * b)];
-        for (int i = 0; i < data.Length; i++) data[i] = i % 255 / 255f;
-        string name = input.GetProperty("name").GetString()!;
-        string output = metadata.RootElement.GetProperty("outputs")[0].GetProperty("name").GetString()!;
-        // The refused name has the same length, so the refused request has the same size.
-        string refused = new('x', output.Length);
-        if (transports.Contains("rest"))
-        {
-            yield return new RestCaller(client, "json", V2Requests.Json(name, shape, data, output), null, V2Requests.Json(name, shape, data, refused));
-            yield return new RestCaller(client, "binary", V2Requests.Binary(name, shape, data, output), V2Requests.BinaryHeader(name, shape, data, output).Length,
-                V2Requests.Binary(name, shape, data, refused));
-        }
-        if (transports.Contains("grpc"))
-        {
-            ModelInferRequest Request(string outputName)
-            {
-                var request = new ModelInferRequest { ModelName = "bench", Outputs = { new ModelInferRequest.Types.InferRequestedOutputTensor { Name = outputName } } };
-                request.Inputs.Add(new ModelInferRequest.Types.InferInputTensor { Name = name, Datatype = "FP32", Shape = { shape } });
-                request.RawInputContents.Add(ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan())));
-                return request;
-            }
-            yield return new GrpcCaller(grpc, Request(output), Request(refused));
-        }
-    }
-
-    /// <summary>A REST body; <paramref name="HeaderLength"/> is set for the binary tensor data extension.</summary>
-    sealed record RestCaller(HttpClient Client, string Encoding, byte[] Bytes, int? HeaderLength, byte[] Refused) : ICaller
-    {
-        public int RequestBytes => Bytes.Length;
-
-        public async Task<(double Latency, double? Overhead, int AnswerBytes)> Send(bool refused)
-        {
-            long started = Stopwatch.GetTimestamp();
-            using var content = new ByteArrayContent(refused ? Refused : Bytes);
-            content.Headers.ContentType = new(HeaderLength is null ? "application/json" : "application/octet-stream");
-            if (HeaderLength is { } length) content.Headers.Add("Inference-Header-Content-Length", length.ToString(CultureInfo.InvariantCulture));
-            using var response = await Client.PostAsync("/v2/models/bench/infer", content);
-            var answer = await response.Content.ReadAsByteArrayAsync();
-            double latency = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-            var expected = refused ? HttpStatusCode.BadRequest : HttpStatusCode.OK;
-            if (response.StatusCode != expected) throw new InvalidOperationException($"the server answered {(int)response.StatusCode}, expected {(int)expected}");
-            return (latency, latency - InferenceMs(response.Headers.TryGetValues("Server-Timing", out var values) ? values : []), answer.Length);
-        }
-    }
-
-    sealed record GrpcCaller(GRPCInferenceService.GRPCInferenceServiceClient Client, ModelInferRequest Request, ModelInferRequest Refused) : ICaller
-    {
-        public string Encoding => "grpc";
-        public int RequestBytes => Request.CalculateSize();
-
-        public async Task<(double Latency, double? Overhead, int AnswerBytes)> Send(bool refused)
-        {
-            long started = Stopwatch.GetTimestamp();
-            using var call = Client.ModelInferAsync(refused ? Refused : Request);
-            try
-            {
-                var answer = await call.ResponseAsync;
-                double latency = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-                if (refused) throw new InvalidOperationException("the server answered a request it should refuse");
-                var timing = (await call.ResponseHeadersAsync).GetValue("server-timing");
-                return (latency, latency - InferenceMs(timing is null ? [] : [timing]), answer.CalculateSize());
-            }
-            catch (RpcException e) when (refused && e.StatusCode == StatusCode.InvalidArgument)
-            {
-                return (Stopwatch.GetElapsedTime(started).TotalMilliseconds, null, 0);
-            }
-        }
-    }
-
     /// <summary>Closed loop: <paramref name="callers"/> callers each send one request after another for the duration.</summary>
-    static async Task<Measured> Load(ICaller caller, int callers, TimeSpan duration)
+    static async Task<Measured> Load(IInferenceCaller caller, int callers, TimeSpan duration)
     {
         var latencies = new List<double>();
         var clock = Stopwatch.StartNew();
@@ -455,14 +361,6 @@ public static class BenchServerCommand
         double elapsed = clock.Elapsed.TotalSeconds;
         latencies.Sort();
         return new Measured(latencies.Count, elapsed, latencies);
-    }
-
-    /// <summary>The <c>infer;dur=</c> of a Server-Timing value (milliseconds), null when absent.</summary>
-    static double? InferenceMs(IEnumerable<string> serverTiming)
-    {
-        const string Metric = "infer;dur=";
-        var entry = serverTiming.SelectMany(v => v.Split(',')).Select(e => e.Trim()).FirstOrDefault(e => e.StartsWith(Metric, StringComparison.Ordinal));
-        return entry is null ? null : double.Parse(entry[Metric.Length..], CultureInfo.InvariantCulture);
     }
 
     static void Report(List<Row> rows, string model, int threads, double seconds, double idleMs, bool pinThreads, DirectoryInfo output)

@@ -23,16 +23,18 @@ public static class ProfileCommand
         var modelUri = new Option<string>("--model-uri-prefix") { Description = "Prefix of the modelUri written for each file", DefaultValueFactory = _ => "file:///models/" };
         var device = new Option<Device>("--device") { Description = "auto (CUDA when present, else CPU), cpu, or cuda (fail when CUDA cannot run the model)", DefaultValueFactory = _ => Device.Cpu };
         var output = new Option<FileInfo?>("--out") { Description = "Write the YAML here instead of standard output" };
+        var transport = new Option<ProfileTransport>("--transport") { Description = "inprocess (through the server's batcher in this process), rest (binary tensors) or grpc (through a model server on loopback, as a client reaches it)", DefaultValueFactory = _ => ProfileTransport.InProcess };
         var command = new Command("profile", "Measure ONNX models' batch latency and throughput and write manifest-ready variant profiles")
         {
-            models, batches, threads, seconds, hardwareClass, modelUri, device, output,
+            models, batches, threads, seconds, hardwareClass, modelUri, device, output, transport,
         };
         command.SetAction(parse => Run(parse.GetValue(models)!, parse.GetValue(batches)!, parse.GetValue(threads), parse.GetValue(seconds),
-            parse.GetValue(hardwareClass)!, parse.GetValue(modelUri)!, parse.GetValue(device), parse.GetValue(output)));
+            parse.GetValue(hardwareClass)!, parse.GetValue(modelUri)!, parse.GetValue(device), parse.GetValue(output), parse.GetValue(transport)));
         return command;
     }
 
-    static int Run(FileInfo[] models, int[] batches, int threads, double seconds, string hardwareClass, string modelUriPrefix, Device device, FileInfo? output)
+    static int Run(FileInfo[] models, int[] batches, int threads, double seconds, string hardwareClass, string modelUriPrefix, Device device, FileInfo? output,
+        ProfileTransport transport)
     {
         string? problem = models.FirstOrDefault(m => !m.Exists) is { } missing ? $"--model: {missing} does not exist"
             : batches.Length == 0 || batches.Any(b => b < 1) ? $"--batches must be positive integers, got {string.Join(" ", batches)}"
@@ -42,7 +44,7 @@ public static class ProfileCommand
         if (problem is not null) return Fail(problem);
 
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-        var options = new ProfileOptions([.. batches.Distinct().Order()], threads, device, TimeSpan.FromSeconds(seconds));
+        var options = new ProfileOptions([.. batches.Distinct().Order()], threads, device, TimeSpan.FromSeconds(seconds)) { Transport = transport };
         var profiles = new List<ModelProfile>();
         var table = new Table().AddColumns("model", "batch", "p50 ms", "p99 ms", "throughput rps", "calls");
         foreach (var model in models)

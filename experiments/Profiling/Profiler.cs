@@ -1,9 +1,13 @@
 using System.Diagnostics;
 using Adaptive.Experiments.Bench;
 using Adaptive.ModelServer.Backend;
+using Adaptive.ModelServer.Grpc.V2;
+using Adaptive.ModelServer.Hosting;
 using Adaptive.ModelServer.Metrics;
 using Adaptive.ModelServer.Protocol;
 using Adaptive.ModelServer.Scheduling;
+using Adaptive.ModelServer.Serving;
+using Grpc.Net.Client;
 
 namespace Adaptive.Experiments.Profiling;
 
@@ -12,9 +16,18 @@ public sealed record BatchMeasurement(int Batch, double P50Ms, double P99Ms, dou
 
 public sealed record ModelProfile(string Name, string Path, double? Accuracy, double LoadTimeSeconds, int Threads, string ExecutionProvider, IReadOnlyList<BatchMeasurement> Batches);
 
+/// <summary>
+/// How the profiler reaches the model: in this process through the model server's batcher and backend, or through a
+/// model server's REST (binary tensors) or gRPC endpoint on loopback, as a client would: the throughput then includes
+/// what the transport costs the replica.
+/// </summary>
+public enum ProfileTransport { InProcess, Rest, Grpc }
+
 /// <param name="Duration">How long each batch size is measured, after a warm-up.</param>
 public sealed record ProfileOptions(IReadOnlyList<int> Batches, int Threads, Device Device, TimeSpan Duration, int WarmupCalls = 3)
 {
+    public ProfileTransport Transport { get; init; } = ProfileTransport.InProcess;
+
     /// <summary>
     /// Copies of the model measured at once, each with its own session and batcher, as replicas sharing one
     /// machine run; the latencies are over all of them and the throughput is per copy. 1: the model alone.
@@ -26,6 +39,8 @@ public sealed record ProfileOptions(IReadOnlyList<int> Batches, int Threads, Dev
 /// Measures a model the way a replica serves it: through the model server's dynamic batcher and ONNX
 /// Runtime backend, with enough single-row requests outstanding that every batch is full. The batch
 /// latency is the backend call's duration; the throughput is rows answered per second of wall time.
+/// Over a transport (<see cref="ProfileOptions.Transport"/>) the same, through a model server on loopback: the
+/// batch latency is the ONNX Runtime call the server reports for each request (Server-Timing).
 /// </summary>
 public static class Profiler
 {
@@ -34,6 +49,8 @@ public static class Profiler
 
     public static ModelProfile Profile(string modelPath, ProfileOptions options, Action<string> warn, Action<BatchMeasurement>? measured = null)
     {
+        if (options.Transport != ProfileTransport.InProcess && options.Replicas != 1)
+            throw new ArgumentException($"profiling {options.Replicas} copies at once runs in this process; over {options.Transport} the profiler measures one server", nameof(options));
         var models = new List<OnnxModel>();
         try
         {
@@ -53,7 +70,8 @@ public static class Profiler
         var results = new List<BatchMeasurement>();
         foreach (int batch in options.Batches)
         {
-            var measurement = Measure(models, inputs, batch, options);
+            var measurement = options.Transport == ProfileTransport.InProcess ? Measure(models, inputs, batch, options)
+                : MeasureServed(models[0], modelPath, batch, options).GetAwaiter().GetResult();
             results.Add(measurement);
             measured?.Invoke(measurement);
         }
@@ -107,6 +125,59 @@ public static class Profiler
         {
             foreach (var batcher in batchers) batcher.Dispose();
         }
+    }
+
+    /// <summary>Through a model server on loopback, whose batcher gets 2×batch single-row requests at a time over the transport.</summary>
+    static async Task<BatchMeasurement> MeasureServed(OnnxModel model, string path, int batch, ProfileOptions options)
+    {
+        // Its logs on standard error: standard output is the profile's YAML.
+        var http = new HttpOptions("127.0.0.1", 0, 64L << 20, TimeSpan.FromMinutes(5), TimeSpan.Zero, TimeSpan.FromSeconds(10), GrpcPort: 0) { LogsToStandardError = true };
+        // A long queue delay and twice the batch outstanding: the batcher always finds a full batch.
+        var server = new ModelServerOptions(http, path, "profile", "profile", new BatchingOptions(batch, TimeSpan.FromSeconds(1), 4 * batch),
+            new RuntimeOptions(options.Threads, 1, options.Device));
+        var app = ModelServerApp.Build(server, model);
+        await app.StartAsync();
+        try
+        {
+            using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1024 }) { BaseAddress = new Uri(app.Urls.First()) };
+            using var channel = GrpcChannel.ForAddress(app.Urls.Skip(1).Single(), new GrpcChannelOptions { MaxReceiveMessageSize = 64 << 20, MaxSendMessageSize = 64 << 20 });
+            string encoding = options.Transport == ProfileTransport.Rest ? "binary" : "grpc";
+            var caller = InferenceCallers.For(client, new GRPCInferenceService.GRPCInferenceServiceClient(channel), "profile",
+                [options.Transport == ProfileTransport.Rest ? "rest" : "grpc"]).Single(c => c.Encoding == encoding);
+
+            await Callers(caller, 2 * batch, answered => answered >= options.WarmupCalls * batch);
+            long started = Stopwatch.GetTimestamp();
+            var inferenceMs = await Callers(caller, 2 * batch, answered => Stopwatch.GetElapsedTime(started) >= options.Duration && answered >= 2 * batch);
+            double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+            inferenceMs.Sort();
+            return new BatchMeasurement(batch, Math.Round(Percentiles.Of(inferenceMs, 0.50), 3), Math.Round(Percentiles.Of(inferenceMs, 0.99), 3),
+                Math.Round(inferenceMs.Count / seconds, 3), inferenceMs.Count / batch);
+        }
+        finally
+        {
+            await app.StopAsync();
+            await app.DisposeAsync();
+        }
+    }
+
+    /// <summary>
+    /// <paramref name="callers"/> callers, each sending one single-row request after another until <paramref name="done"/> (given the
+    /// requests answered so far); returns, per request, the ONNX Runtime call that served it, as the server reports it.
+    /// </summary>
+    static async Task<List<double>> Callers(IInferenceCaller caller, int callers, Func<long, bool> done)
+    {
+        long answered = 0;
+        var inferenceMs = new List<double>();
+        await Task.WhenAll(Enumerable.Range(0, callers).Select(_ => Task.Run(async () =>
+        {
+            while (!done(Interlocked.Read(ref answered)))
+            {
+                var (latency, overhead, _) = await caller.Send(refused: false);
+                Interlocked.Increment(ref answered);
+                lock (inferenceMs) inferenceMs.Add(latency - overhead!.Value);
+            }
+        })));
+        return inferenceMs;
     }
 
     /// <summary>Keeps 2×batch single-row requests outstanding at each batcher until <paramref name="done"/>; returns the rows answered.</summary>

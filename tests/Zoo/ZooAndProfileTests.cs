@@ -54,6 +54,26 @@ public sealed class ZooAndProfileTests(TestModels models) : IDisposable
         Assert.True(measured.P50Ms > 0 && measured.P99Ms >= measured.P50Ms);
     }
 
+    /// <summary>
+    /// Over REST and gRPC the profile is of a model server on loopback reached as a client reaches it: the batch time is the
+    /// ONNX Runtime call the server reports (not the request's wait), and the throughput counts the rows answered.
+    /// </summary>
+    [Fact]
+    public void Profiling_over_rest_and_grpc_measures_the_servers_batches()
+    {
+        var duration = TimeSpan.FromSeconds(1);
+        var inProcess = Profiler.Profile(models.ResNet18, new ProfileOptions([2], 1, Device.Cpu, duration), _ => { }).Batches.Single();
+        foreach (var transport in new[] { ProfileTransport.Rest, ProfileTransport.Grpc })
+        {
+            var served = Profiler.Profile(models.ResNet18, new ProfileOptions([2], 1, Device.Cpu, duration) { Transport = transport }, _ => { }).Batches.Single();
+            Assert.True(served.Calls >= 2 && served.ThroughputRps > 0, $"{transport}: {served}");
+            // Four requests outstanding for batches of two: a request waits about a batch before its own; the time reported is its batch's alone.
+            Assert.True(served.P50Ms > 0 && served.P50Ms < 3 * inProcess.P50Ms + 5, $"{transport}: batch p50 {served.P50Ms} ms against {inProcess.P50Ms} ms in process");
+        }
+        var copies = Assert.Throws<ArgumentException>(() => Profiler.Profile(models.ResNet18, new ProfileOptions([1], 1, Device.Cpu, duration) { Transport = ProfileTransport.Grpc, Replicas = 2 }, _ => { }));
+        Assert.StartsWith("profiling 2 copies at once runs in this process; over Grpc the profiler measures one server", copies.Message);
+    }
+
     [Fact]
     public void Zoo_command_writes_loadable_deterministic_models_and_their_metadata()
     {
