@@ -31,9 +31,9 @@ public sealed record JointDecision(IReadOnlyDictionary<string, int> Pools, doubl
 /// pipeline's objective counts <see cref="ObjectiveSpec.Priority"/> times).
 /// Pipelines interact only through how many of the pool's replicas each gets, so the joint optimum decomposes
 /// exactly: each pipeline is planned alone once with the whole pool, which says how many it would use (u), and
-/// once for every smaller allotment k &lt; u, which gives its best objective f(k) (f grows with k, and beyond u it
-/// gains nothing); then a dynamic program over the pool's capacity picks one allotment per pipeline that
-/// maximizes Σ priority × f(k) within it, members meeting their SLO first. u + 1 solves a pipeline, each as fast
+/// for smaller allotments k &lt; u, which give its best objective f(k) (f grows with k, and beyond u it gains nothing;
+/// a plan for k that uses j &lt; k is the best for every allotment from j to k, so only k = j − 1 is planned next); then a dynamic program over the pool's capacity picks one allotment per pipeline that
+/// maximizes Σ priority × f(k) within it, members meeting their SLO first. At most u + 1 solves a pipeline, each as fast
 /// as planning it alone and the pipelines' on all cores at once, and a program linear in the pipelines. A pipeline names one pool at most (its other
 /// classes are its own): with two, one could trade one pool's replicas for the other's, which this menu does not
 /// hold. Several pools are planned side by side. Pure: the operator's pool reconciler and the replay call it alike.
@@ -123,8 +123,11 @@ public static class JointDecider
             return new MenuOption(use, result, result.Pipelines[0].Objective * priority);
         }
 
-        var alone = Solve(pools[pool]);
-        return new MemberMenu(problem, pool, [alone, .. Enumerable.Range(0, alone.Use).Select(Solve)]);
+        // From the top down: a plan allowed k replicas that uses j < k is also the best for every allotment from j to k, so
+        // the next one worth a solve is j − 1 (the program takes each option at the replicas it uses).
+        var options = new List<MenuOption> { Solve(pools[pool]) };
+        for (int k = options[0].Use - 1; k >= 0; k = options[^1].Use - 1) options.Add(Solve(k));
+        return new MemberMenu(problem, pool, options);
     }
 
     /// <summary>
