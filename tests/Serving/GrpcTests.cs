@@ -308,4 +308,79 @@ public sealed class GrpcTests(TestModels models)
         Assert.Equal(refused.Count, await server.Metric(string.Format(Logits, "queue_full")));
         Assert.Single((await client.ModelInferAsync(request, cancellationToken: Cancel)).Outputs);
     }
+
+    /// <summary>
+    /// A message that trickles in (its length prefix, then a few bytes a second) holds its share of the body budget only
+    /// until the request's deadline, as a slow REST body does: then the call ends, and the budget serves the others again.
+    /// </summary>
+    [Fact]
+    public async Task A_message_that_trickles_in_holds_the_body_budget_no_longer_than_the_deadline()
+    {
+        // Room for one one-image message (12,288 bytes of pixels) at a time; a 3 s deadline.
+        var options = RunningServer.ModelOptions(models.ResNet18, maxBatch: 8, http: RunningServer.Http(requestTimeoutMs: 3000)) with { BodyBudgetBytes = 20_000 };
+        await using var server = await RunningServer.StartModel(options);
+        var (client, channel) = server.GrpcClient();
+        using var _ = channel;
+        var request = Raw(models.Images(1, seed: 13), 1);
+        byte[] message = request.ToByteArray();
+
+        using var http = new HttpClient(new SocketsHttpHandler());
+        var trickle = new HttpRequestMessage(HttpMethod.Post, new Uri(server.GrpcAddress!, "/inference.GRPCInferenceService/ModelInfer"))
+        {
+            Version = System.Net.HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact, // the gRPC port speaks HTTP/2 only
+            Content = new TrickledMessage(message, bytesPerSecond: 500, Cancel),
+        };
+        trickle.Content.Headers.ContentType = new("application/grpc");
+        trickle.Headers.TE.ParseAdd("trailers");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var trickling = http.SendAsync(trickle, HttpCompletionOption.ResponseHeadersRead, Cancel);
+
+        // While it holds the budget, other calls are refused; after its deadline, they are served.
+        await Task.Delay(1000, Cancel); // the trickle's first bytes have long arrived
+        var refused = await Assert.ThrowsAsync<RpcException>(() => client.ModelInferAsync(request, cancellationToken: Cancel).ResponseAsync);
+        Assert.Equal(StatusCode.ResourceExhausted, refused.StatusCode);
+        while (true)
+        {
+            try
+            {
+                Assert.Single((await client.ModelInferAsync(request, cancellationToken: Cancel)).Outputs);
+                break;
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.ResourceExhausted && clock.Elapsed < TimeSpan.FromSeconds(30))
+            {
+                await Task.Delay(100, Cancel);
+            }
+        }
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(12), $"the budget came back after {clock.Elapsed}; trickling the whole message takes {message.Length / 500} s");
+        // The trickled call itself ends with the status a slow REST body's 408 maps to.
+        using var answer = await trickling;
+        await answer.Content.ReadAsByteArrayAsync(Cancel);
+        var headers = answer.Headers.Concat(answer.TrailingHeaders).ToDictionary(h => h.Key, h => h.Value.Single());
+        Assert.Equal(((int)StatusCode.DeadlineExceeded).ToString(System.Globalization.CultureInfo.InvariantCulture), headers["grpc-status"]);
+        Assert.Equal("the message did not arrive within the request's 3000 ms deadline", Uri.UnescapeDataString(headers["grpc-message"]));
+    }
+
+    /// <summary>A gRPC message, its 5-byte length prefix first, sent a few bytes at a time.</summary>
+    sealed class TrickledMessage(byte[] message, int bytesPerSecond, CancellationToken cancel) : HttpContent
+    {
+        protected override async Task SerializeToStreamAsync(Stream stream, System.Net.TransportContext? context)
+        {
+            var framed = new byte[5 + message.Length];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(framed.AsSpan(1), (uint)message.Length);
+            message.CopyTo(framed, 5);
+            int chunk = Math.Max(1, bytesPerSecond / 10);
+            for (int at = 0; at < framed.Length; at += chunk)
+            {
+                await stream.WriteAsync(framed.AsMemory(at, Math.Min(chunk, framed.Length - at)), cancel);
+                await stream.FlushAsync(cancel);
+                await Task.Delay(100, cancel);
+            }
+        }
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = 0;
+            return false;
+        }
+    }
 }
