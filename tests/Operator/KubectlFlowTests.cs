@@ -32,6 +32,7 @@ public sealed class KubectlFlowTests
         Assert.True(apply.ExitCode == 0, apply.Output);
         Assert.Contains("inferencepipeline.adaptive.dev/video created", apply.Stdout);
         Assert.Contains("inferencepipeline.adaptive.dev/resnet-mixed created", apply.Stdout);
+        Assert.Contains("inferencepool.adaptive.dev/gpus created", apply.Stdout);
 
         foreach (var name in new[] { "video", "resnet-mixed" })
             await OperatorHarness.Eventually(() => harness.Pipeline(name),
@@ -45,6 +46,12 @@ public sealed class KubectlFlowTests
         var status = (await harness.Pipeline("video")).Status!;
         Assert.Contains(status.Summary!, video);
         Assert.Contains(" True ", video);
+
+        // The sample pool: no Node matches its selector here, and no pipeline names it.
+        await OperatorHarness.Eventually(() => kubectl.Run("get", "ipool"), r => r.Stdout.Contains("gpus "), "the pool's status", seconds: 30);
+        var pools = (await kubectl.Run("get", "ipool")).Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(["NAME", "CAPACITY", "ALLOCATED", "UNSCHEDULABLE", "AGE"], pools[0].Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal(["gpus", "0", "0"], pools[1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[..3]);
 
         var describe = await kubectl.Run("describe", "ipl", "video");
         Assert.True(describe.ExitCode == 0, describe.Output);
