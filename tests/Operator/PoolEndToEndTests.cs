@@ -73,14 +73,14 @@ public sealed class PoolEndToEndTests
         }
     }
 
-    /// <summary>What every decision the API server recorded for the members held of the pool, by resourceVersion: never more than <paramref name="capacity"/>.</summary>
+    /// <summary>What every decision the API server recorded for the members held of the pool (a deleted member none), by resourceVersion: never more than <paramref name="capacity"/>.</summary>
     static void AssertNeverOverCommitted(OperatorHarness harness, int capacity)
     {
         var held = new Dictionary<string, int>();
-        foreach (var (_, pipeline) in harness.Api.Changes("inferencepipelines"))
+        foreach (var (type, pipeline) in harness.Api.Changes("inferencepipelines"))
         {
             var p = pipeline.Deserialize<InferencePipeline>()!;
-            held[p.Metadata.Name] = Gpus(p);
+            held[p.Metadata.Name] = type == "DELETED" ? 0 : Gpus(p);
             long version = long.Parse(p.Metadata.ResourceVersion!, System.Globalization.CultureInfo.InvariantCulture);
             Assert.True(held.Values.Sum() <= capacity, $"at resourceVersion {version} the members' decisions held {string.Join(", ", held.Select(h => $"{h.Key}: {h.Value}"))} of {capacity}");
         }
@@ -153,7 +153,7 @@ public sealed class PoolEndToEndTests
     }
 
     [Fact]
-    public async Task A_higher_priority_pipeline_takes_the_gpus_from_a_lower_one_when_its_load_rises()
+    public async Task A_higher_priority_pipeline_takes_the_gpu_from_a_lower_one_when_its_load_rises_and_gives_it_back_when_it_goes()
     {
         await using var scene = await Scene.Start(a: 5, b: 400);
         var (load, harness) = (scene.Load, scene.Harness);
@@ -173,6 +173,13 @@ public sealed class PoolEndToEndTests
         Assert.Equal(("True", "SharedPool"), (constrained.Status, constrained.Reason));
         Assert.Equal("got 0 of the 1 replicas of InferencePool 'gpus' it would take alone; 1 replicas are shared with ml/a (priority 10)", constrained.Message);
         Assert.Equal("False", after[0].Status!.Conditions.Single(c => c.Type == PipelineCondition.PoolConstrained).Status);
+
+        // a goes: the pool's other member is planned again, and gets the GPU back.
+        await harness.Client.CustomObjects.DeleteNamespacedCustomObjectAsync(InferencePipeline.Group, InferencePipeline.Version, OperatorHarness.Namespace,
+            InferencePipeline.Plural, "a", cancellationToken: Cancel);
+        await OperatorHarness.Eventually(() => harness.Pipeline("b"), p => Gpus(p) == 1
+            && p.Status!.Conditions.Any(c => c.Type == PipelineCondition.PoolConstrained && c.Status == "False"), "b with the GPU again once a is gone", seconds: 30);
+        Assert.Equal(["b"], (await ReadPool(harness)).Status!.Members.Select(m => m.Name));
         AssertNeverOverCommitted(harness, 1);
     }
 
