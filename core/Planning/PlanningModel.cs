@@ -166,9 +166,10 @@ sealed class PlanningModel
             if (fixedReplicas) replicas = LinearExpr.Term(active, needed);
             else
             {
-                var count = model.NewIntVar(0, stage.MaxReplicas, $"{active.Name()}/replicas");
+                int most = levels is null ? stage.MaxReplicas : MostUsefulReplicas(pipeline, stage, point, levels, loadUnits);
+                var count = model.NewIntVar(0, most, $"{active.Name()}/replicas");
                 model.Add(count >= active);
-                model.Add(count <= stage.MaxReplicas * active);
+                model.Add(count <= most * active);
                 replicas = count;
                 if (shared)
                 {
@@ -176,7 +177,7 @@ sealed class PlanningModel
                     model.Add(share >= active);
                     model.Add(share <= loadUnits * active);
                     model.Add(share <= FixedPoint.ThroughputUnits(point.Throughput) * count);
-                    if (levels is not null) AddQueueingCapacity(pipeline, stage, point, active, count, share, levels, loadUnits);
+                    if (levels is not null) AddQueueingCapacity(pipeline, stage, point, active, count, share, levels, loadUnits, most);
                 }
             }
             options.Add(new StageOption
@@ -214,17 +215,30 @@ sealed class PlanningModel
     /// Σ capacity(n, level)·flag, unless another level is chosen. Linear, so the LP relaxation sees it whole.
     /// </summary>
     void AddQueueingCapacity(PipelineProblem pipeline, StageProblem stage, ProfilePoint point, BoolVar active, IntVar count, IntVar share,
-        IReadOnlyList<BudgetLevel> levels, long loadUnits)
+        IReadOnlyList<BudgetLevel> levels, long loadUnits, int most)
     {
-        var exactly = Enumerable.Range(1, stage.MaxReplicas).Select(n => model.NewBoolVar($"{active.Name()}/replicas={n}")).ToList();
+        var exactly = Enumerable.Range(1, most).Select(n => model.NewBoolVar($"{active.Name()}/replicas={n}")).ToList();
         model.Add(LinearExpr.Sum(exactly) == active);
-        model.Add(count == LinearExpr.WeightedSum(exactly, Enumerable.Range(1, stage.MaxReplicas).Select(n => (long)n)));
+        model.Add(count == LinearExpr.WeightedSum(exactly, Enumerable.Range(1, most).Select(n => (long)n)));
         foreach (var level in levels)
-        {
-            var capacities = Enumerable.Range(1, stage.MaxReplicas)
-                .Select(n => Math.Min(loadUnits, FixedPoint.ThroughputUnits(AllocationLatency.CapacityRps(pipeline, stage, point, n, level.BudgetMs))));
-            model.Add(share <= LinearExpr.WeightedSum(exactly, capacities) + loadUnits - loadUnits * level.Chosen);
-        }
+            model.Add(share <= LinearExpr.WeightedSum(exactly, Enumerable.Range(1, most).Select(n => Capacity(pipeline, stage, point, n, level, loadUnits)))
+                + loadUnits - loadUnits * level.Chosen);
+    }
+
+    /// <summary>What n replicas of an option sustain within a budget level, in share units, at most the whole load.</summary>
+    static long Capacity(PipelineProblem pipeline, StageProblem stage, ProfilePoint point, int n, BudgetLevel level, long loadUnits) =>
+        Math.Min(loadUnits, FixedPoint.ThroughputUnits(AllocationLatency.CapacityRps(pipeline, stage, point, n, level.BudgetMs)));
+
+    /// <summary>
+    /// The most replicas of a mixed stage's option worth modelling: as many as carry the whole load within every budget level
+    /// (or the stage's minimum). More would carry nothing more, and cost more, so the optimum never has them; the model, with
+    /// one flag per count, gets smaller.
+    /// </summary>
+    static int MostUsefulReplicas(PipelineProblem pipeline, StageProblem stage, ProfilePoint point, IReadOnlyList<BudgetLevel> levels, long loadUnits)
+    {
+        int most = Math.Min(stage.MaxReplicas, Math.Max(1, stage.MinReplicas));
+        while (most < stage.MaxReplicas && levels.Any(level => Capacity(pipeline, stage, point, most, level, loadUnits) < loadUnits)) most++;
+        return most;
     }
 
     /// <summary>

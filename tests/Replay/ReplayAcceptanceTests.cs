@@ -17,7 +17,7 @@ public sealed class ReplayAcceptanceTests
     /// <summary>
     /// Pipeline, first second of the trace, length, damping, and the Adaptive policies checked: IPA's window (the
     /// README's default), its five minutes with the sharp rise, and the video sample's default window for ipa
-    /// (infadapter plans the video sample's two mixed stages in about 2.7 s a decision: two minutes a window).
+    /// (infadapter plans the video sample's two mixed stages in about 2 s a decision: two minutes a window).
     /// </summary>
     public static TheoryData<string, int, int, double, string> Windows => new()
     {
