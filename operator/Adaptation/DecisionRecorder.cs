@@ -90,7 +90,7 @@ public sealed class DecisionRecorder(LoadEstimator loads, PipelineClient pipelin
         status.Stages = [.. plan.Select((s, i) => new StageStatus
         {
             Name = s.Name,
-            LatencyMs = Math.Round(evaluated.StageLatencyMs[i], 3),
+            LatencyMs = Finite(evaluated.StageLatencyMs[i]),
             Allocations = [.. s.Allocations.Select(a => new AllocationStatus { Variant = a.Variant, HardwareClass = a.Hardware, Replicas = a.Replicas, Batch = a.Batch, ShareRps = Math.Round(a.Share, 3) })],
         })];
         status.Summary = Summary(plan);
@@ -98,7 +98,7 @@ public sealed class DecisionRecorder(LoadEstimator loads, PipelineClient pipelin
         status.ObservedLoadRps = Math.Round(load.ObservedRps, 3);
         status.ExpectedAccuracy = Math.Round(evaluated.Accuracy, 5);
         status.ExpectedCost = Math.Round(evaluated.Cost, 3);
-        status.ExpectedLatencyMs = Math.Round(evaluated.LatencyMs, 3);
+        status.ExpectedLatencyMs = Finite(evaluated.LatencyMs);
         status.PlanStatus = result.Status.ToString().ToLowerInvariant();
         status.SolveTimeMs = Math.Round(result.SolveMs, 3);
         status.ObservedGeneration = generation;
@@ -124,6 +124,9 @@ public sealed class DecisionRecorder(LoadEstimator loads, PipelineClient pipelin
             ? $"the forecast fell to {planned.ForecastRps:F1} rps; plans hold {planned.RecentPeakRps:F1} rps, the highest load of the last {pipeline.Spec.Adaptation.ScaleDownStabilizationSeconds} s, until it leaves that window"
             : null;
     }
+
+    /// <summary>A latency for status, to the microsecond; none when it is unbounded (a stage its load saturates: infeasible plans run the most capacity allowed).</summary>
+    static double? Finite(double ms) => double.IsFinite(ms) ? Math.Round(ms, 3) : null;
 
     static string Summary(IReadOnlyList<StagePlan> plan) =>
         string.Join(" ", plan.Select(s => $"{s.Name}={string.Join("+", s.Allocations.Where(a => a.Replicas > 0).Select(a => $"{a.Variant}x{a.Replicas}"))}"));

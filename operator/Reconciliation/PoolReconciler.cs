@@ -62,9 +62,8 @@ public sealed class PoolReconciler(k8s.Kubernetes client, PipelineClient pipelin
         }
         int capacity = pool.Spec.Replicas ?? PoolCapacity.Of(pool, await Nodes(pool, cancellation), Quantity);
         var members = await Members(name, cancellation);
+        int? plannedWith = status.CapacityReplicas - (status.UnschedulableReplicas ?? 0); // what the last decision had
         int plannable = await CountUnschedulable(pool, status, capacity, members, now, cancellation);
-
-        int? plannedWith = status.CapacityReplicas - (status.UnschedulableReplicas ?? 0);
         status.CapacityReplicas = capacity;
         if (members.Count == 0)
         {

@@ -121,4 +121,29 @@ public sealed class OperatorEndToEndTests
         var warning = harness.Api.List("events", OperatorHarness.Namespace).First(e => e["reason"]!.GetValue<string>() == "Reconfigured");
         Assert.Equal("Warning", warning["type"]!.GetValue<string>());
     }
+
+    /// <summary>
+    /// A load no configuration can carry: the plan runs the most capacity the limits allow, SLOFeasible says so, and the
+    /// status is written without a latency (the saturated stage's is unbounded, which JSON cannot hold).
+    /// </summary>
+    [Fact]
+    public async Task A_load_beyond_every_configuration_runs_the_most_capacity_and_says_so()
+    {
+        await using var scene = await LoadScene.Start(("resnet-mixed", 5000));
+        var harness = scene.Harness;
+        await harness.Create(OperatorHarness.Sample("resnet-mixed.yaml", p =>
+        {
+            p.Spec.Adaptation.Forecaster = "last-value";
+            p.Spec.Stages[0].MaxReplicas = 2;
+        }));
+
+        var overloaded = await OperatorHarness.Eventually(() => harness.Pipeline("resnet-mixed"),
+            p => p.Status?.Conditions.Any(c => c.Type == PipelineCondition.SloFeasible && c.Status == "False") == true, "the pipeline planned for a load it cannot carry", seconds: 30);
+        var status = overloaded.Status!;
+        Assert.Equal("infeasible", status.PlanStatus);
+        Assert.StartsWith("no configuration meets the 250 ms SLO at ", status.Conditions.Single(c => c.Type == PipelineCondition.SloFeasible).Message);
+        Assert.Equal(2, status.Stages.Single().Allocations.Sum(a => a.Replicas));
+        Assert.Null(status.ExpectedLatencyMs);
+        Assert.True(status.PredictedLoadRps > 4000, $"planned for {status.PredictedLoadRps} rps");
+    }
 }

@@ -2,7 +2,6 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Adaptive.Core.Api.V1Alpha1;
 using Adaptive.Operator.Reconciliation;
-using Adaptive.Experiments.Live;
 using Adaptive.Tests.Support;
 using k8s;
 using k8s.Models;
@@ -23,9 +22,13 @@ public sealed class PoolEndToEndTests
     /// The ResNet sample named <paramref name="name"/>, its GPU class (at most 2 replicas) in the pool; without the loading
     /// term, so that what it wants follows its load alone and not also what it runs.
     /// </summary>
-    static JsonObject Member(string name, double priority = 1) => OperatorHarness.Sample("resnet-mixed.yaml", p =>
+    /// <param name="intervalSeconds">Its decisions' interval: long, only what the pool does re-plans it.</param>
+    static JsonObject Member(string name, double priority = 1, int intervalSeconds = 2) => OperatorHarness.Sample("resnet-mixed.yaml", p =>
     {
         p.Metadata.Name = name;
+        p.Spec.Adaptation.IntervalSeconds = intervalSeconds;
+        p.Spec.Adaptation.Forecaster = "last-value"; // the counters' rates as they are: a fresh Prometheus's ramp from 0 is no trend
+        p.Spec.Adaptation.Metrics.HistorySeconds = Math.Max(p.Spec.Adaptation.Metrics.HistorySeconds, intervalSeconds); // at least an interval
         p.Spec.Objective.Weights.Loading = 0;
         p.Spec.Objective.Priority = priority;
         p.Spec.HardwareClasses.Single(c => c.Name == "gpu").Pool = Pool;
@@ -47,32 +50,6 @@ public sealed class PoolEndToEndTests
     static Task<InferencePipeline[]> Planned(OperatorHarness harness, Func<InferencePipeline[], bool> condition, string what) =>
         OperatorHarness.Eventually(async () => new[] { await harness.Pipeline("a"), await harness.Pipeline("b") }, condition, what, seconds: 60);
 
-    /// <summary>
-    /// The operator against the API server double, and a real Prometheus reading members a and b's arrival rates from
-    /// counters that grow at the rates the test sets.
-    /// </summary>
-    sealed class Scene(ArrivalCounters load, PrometheusServer prometheus, OperatorHarness harness) : IAsyncDisposable
-    {
-        public ArrivalCounters Load => load;
-        public OperatorHarness Harness => harness;
-
-        public static async Task<Scene> Start(double a, double b)
-        {
-            var load = await ArrivalCounters.Start();
-            load.SetRate("a", a);
-            load.SetRate("b", b);
-            var prometheus = await TestPrometheus.Start(load.Address);
-            return new Scene(load, prometheus, await OperatorHarness.Start(prometheus: prometheus.Address));
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            await harness.DisposeAsync();
-            await prometheus.DisposeAsync();
-            await load.DisposeAsync();
-        }
-    }
-
     /// <summary>What every decision the API server recorded for the members held of the pool (a deleted member none), by resourceVersion: never more than <paramref name="capacity"/>.</summary>
     static void AssertNeverOverCommitted(OperatorHarness harness, int capacity)
     {
@@ -89,11 +66,12 @@ public sealed class PoolEndToEndTests
     [Fact]
     public async Task Two_pipelines_on_a_two_gpu_pool_get_a_joint_plan_that_fits_and_an_unschedulable_pod_shrinks_it()
     {
-        await using var scene = await Scene.Start(a: 400, b: 400);
+        await using var scene = await LoadScene.Start(("a", 400), ("b", 400));
         var harness = scene.Harness;
         await CreatePool(harness, new InferencePoolSpec { Replicas = 2 });
-        await harness.Create(Member("a"));
-        await harness.Create(Member("b"));
+        // Decisions ten minutes apart: what re-plans them below is the pool's capacity changing, at once.
+        await harness.Create(Member("a", intervalSeconds: 600));
+        await harness.Create(Member("b", intervalSeconds: 600));
 
         // Alone, each would take both GPUs for 400 requests a second; together they get two.
         var members = await Planned(harness, ps => ps.All(p => p.Status?.PredictedLoadRps > 300 && p.Status.Pool?.WantedReplicas == 2
@@ -125,7 +103,7 @@ public sealed class PoolEndToEndTests
     [Fact]
     public async Task A_node_leaving_shrinks_the_pool_and_its_members_are_planned_again()
     {
-        await using var scene = await Scene.Start(a: 400, b: 400);
+        await using var scene = await LoadScene.Start(("a", 400), ("b", 400));
         var harness = scene.Harness;
         await Node(harness, "gpu-1", gpus: 1);
         await Node(harness, "gpu-2", gpus: 1);
@@ -135,8 +113,9 @@ public sealed class PoolEndToEndTests
             NodeSelector = new() { ["adaptive.dev/pool"] = "gpu" },
             ReplicaResources = new() { ["nvidia.com/gpu"] = "1" },
         });
-        await harness.Create(Member("a"));
-        await harness.Create(Member("b"));
+        // Decisions ten minutes apart: what re-plans them below is the pool's capacity changing, at once.
+        await harness.Create(Member("a", intervalSeconds: 600));
+        await harness.Create(Member("b", intervalSeconds: 600));
         await Planned(harness, ps => ps.All(p => p.Status?.PredictedLoadRps > 300 && p.Status.Pool is not null) && ps.Sum(Gpus) == 2, "the two GPUs of the two nodes given out");
         Assert.Equal(2, (await ReadPool(harness)).Status!.CapacityReplicas);
 
@@ -155,7 +134,7 @@ public sealed class PoolEndToEndTests
     [Fact]
     public async Task A_higher_priority_pipeline_takes_the_gpu_from_a_lower_one_when_its_load_rises_and_gives_it_back_when_it_goes()
     {
-        await using var scene = await Scene.Start(a: 5, b: 400);
+        await using var scene = await LoadScene.Start(("a", 5), ("b", 400));
         var (load, harness) = (scene.Load, scene.Harness);
         await CreatePool(harness, new InferencePoolSpec { Replicas = 1 });
         await harness.Create(Member("a", priority: 10));
