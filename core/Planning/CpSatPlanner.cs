@@ -84,9 +84,13 @@ public sealed class CpSatPlanner(PlannerOptions? options = null)
     (Search?, PlanStatus) FindBest(PlanningModel model, Stopwatch clock, List<Search> searches)
     {
         TimeSpan Left() => options.TimeLimit - clock.Elapsed;
-        // A model with products is always searched both ways (probing has proven wrong optima there); a
-        // linear one is searched without probing only when the search with it settled nothing.
-        bool bothWays = HasProducts(model);
+        // A model with products is always searched both ways, with presolve and without its probing (probing has proven
+        // wrong optima there: presolve-wrong-optimum.json). A linear model with a mixed stage is searched without presolve
+        // first (presolve without probing has proven a wrong optimum on one: presolve-wrong-optimum-linear.json), and with
+        // it only when that settles nothing; another linear one without probing only when the search with it settled nothing.
+        bool products = HasProducts(model);
+        var (first, second) = !products && HasMixedStage(model) ? (Presolve.None, Presolve.Full) : (Presolve.Full, Presolve.WithoutProbing);
+        bool bothWays = products;
         bool Settled()
         {
             var (found, status) = Best(searches);
@@ -94,8 +98,8 @@ public sealed class CpSatPlanner(PlannerOptions? options = null)
         }
         for (double work = options.WorkLimit * FirstRoundShare; ; work = Math.Min(2 * work, options.WorkLimit))
         {
-            searches.Add(Solve(model, Presolve.Full, Left(), work));
-            if (bothWays || !Settled()) searches.Add(Solve(model, Presolve.WithoutProbing, Left(), work));
+            searches.Add(Solve(model, first, Left(), work));
+            if (bothWays || !Settled()) searches.Add(Solve(model, second, Left(), work));
             if (Settled() || work >= options.WorkLimit || Left() <= TimeSpan.Zero) break;
         }
         var (best, planStatus) = Best(searches);
@@ -126,7 +130,10 @@ public sealed class CpSatPlanner(PlannerOptions? options = null)
     static bool ClaimedInfeasible(Search? best, List<Search> searches) =>
         best == null && searches.Any(s => s.Status == CpSolverStatus.Infeasible);
 
-    /// <summary>Whether the model multiplies variables: the only models where presolve probing has misled the search.</summary>
+    /// <summary>Whether a stage shares its load among variants: the models where presolve itself has misled the search.</summary>
+    static bool HasMixedStage(PlanningModel model) => model.Pipelines.Any(p => p.Any(s => s.LatencyBudgetNs is not null));
+
+    /// <summary>Whether the model multiplies variables: the models where presolve probing has misled the search.</summary>
     static bool HasProducts(PlanningModel model) =>
         model.Model.Model.Constraints.Any(c => c.ConstraintCase == ConstraintProto.ConstraintOneofCase.IntProd);
 
