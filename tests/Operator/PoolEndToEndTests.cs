@@ -80,7 +80,7 @@ public sealed class PoolEndToEndTests
         Assert.All(members, p => Assert.Equal(Gpus(p), p.Status!.Pool!.Replicas));
         Assert.Contains(members, p => p.Status!.Conditions.Any(c => c.Type == PipelineCondition.PoolConstrained && c.Status == "True"
             && c.Message.StartsWith($"got {p.Status.Pool!.Replicas} of the 2 replicas of InferencePool 'gpus' it would take alone", StringComparison.Ordinal)));
-        var pool = await ReadPool(harness);
+        var pool = await OperatorHarness.Eventually(() => ReadPool(harness), p => p.Status?.Members.Count == 2, "the pool's status (written after its members')");
         Assert.Equal((2, 2), (pool.Status!.CapacityReplicas, pool.Status.AllocatedReplicas));
         Assert.Equal(["a", "b"], pool.Status.Members.Select(m => m.Name));
         Assert.Contains(harness.Api.List("events", OperatorHarness.Namespace), e => e["reason"]!.GetValue<string>() == "PoolConstrained");
@@ -117,7 +117,8 @@ public sealed class PoolEndToEndTests
         await harness.Create(Member("a", intervalSeconds: 600));
         await harness.Create(Member("b", intervalSeconds: 600));
         await Planned(harness, ps => ps.All(p => p.Status?.PredictedLoadRps > 300 && p.Status.Pool is not null) && ps.Sum(Gpus) == 2, "the two GPUs of the two nodes given out");
-        Assert.Equal(2, (await ReadPool(harness)).Status!.CapacityReplicas);
+        // The pool's own status follows its members' (written first).
+        await OperatorHarness.Eventually(() => ReadPool(harness), p => p.Status?.CapacityReplicas == 2 && p.Status.AllocatedReplicas == 2, "the pool's status");
 
         await harness.Client.CoreV1.DeleteNodeAsync("gpu-2", cancellationToken: Cancel);
         var shrunk = await OperatorHarness.Eventually(() => ReadPool(harness), p => p.Status?.CapacityReplicas == 1 && p.Status.AllocatedReplicas == 1, "the pool shrunk to one GPU and planned with it");
@@ -158,7 +159,7 @@ public sealed class PoolEndToEndTests
             InferencePipeline.Plural, "a", cancellationToken: Cancel);
         await OperatorHarness.Eventually(() => harness.Pipeline("b"), p => Gpus(p) == 1
             && p.Status!.Conditions.Any(c => c.Type == PipelineCondition.PoolConstrained && c.Status == "False"), "b with the GPU again once a is gone", seconds: 30);
-        Assert.Equal(["b"], (await ReadPool(harness)).Status!.Members.Select(m => m.Name));
+        await OperatorHarness.Eventually(() => ReadPool(harness), p => p.Status?.Members.Select(m => m.Name).SequenceEqual(["b"]) == true, "the pool with b alone");
         AssertNeverOverCommitted(harness, 1);
     }
 
@@ -189,7 +190,7 @@ public sealed class PoolEndToEndTests
         var serving = await OperatorHarness.Eventually(() => harness.Pipeline("a"),
             p => p.Status?.Pool?.Name == Pool && p.Status.Conditions.Any(c => c.Type == PipelineCondition.Ready && c.Status == "True"), "the pipeline planned by its pool and serving");
         Assert.True(Gpus(serving) <= 1);
-        var pool = await ReadPool(harness);
+        var pool = await OperatorHarness.Eventually(() => ReadPool(harness), p => p.Status?.Members.Count == 1, "the pool's status (written after its members')");
         Assert.Equal(("True", "JointPlan"), (pool.Status!.Conditions.Single(c => c.Type == PoolReconciler.Planned).Status, pool.Status.Conditions.Single(c => c.Type == PoolReconciler.Planned).Reason));
         Assert.Equal(["a"], pool.Status.Members.Select(m => m.Name));
     }
