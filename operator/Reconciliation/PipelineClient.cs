@@ -43,8 +43,11 @@ public sealed class PipelineClient(k8s.Kubernetes client, TimeProvider time, ILo
         return [.. ((JsonElement)raw).GetProperty("items").EnumerateArray().Select(item => item.Deserialize<InferencePipeline>()!)];
     }
 
-    /// <summary>The status as read, to compare with before writing (<see cref="WriteStatus"/>).</summary>
-    public static string Snapshot(InferencePipelineStatus status) => JsonSerializer.Serialize(status, Json);
+    /// <summary>A status (a pipeline's or a pool's) as read, to compare with before writing (<see cref="WriteStatus"/>).</summary>
+    public static string Snapshot<T>(T status) => JsonSerializer.Serialize(status, Json);
+
+    /// <summary>A merge patch of the status subresource, on the condition that the object is still at <paramref name="resourceVersion"/>.</summary>
+    public static string StatusPatch<T>(string? resourceVersion, T status) => JsonSerializer.Serialize(new { metadata = new { resourceVersion }, status }, Json);
 
     /// <summary>
     /// Patches the status unless it is still <paramref name="statusRead"/> (a check that changed nothing writes nothing and wakes no
@@ -53,7 +56,7 @@ public sealed class PipelineClient(k8s.Kubernetes client, TimeProvider time, ILo
     public Task WriteStatus(InferencePipeline pipeline, InferencePipelineStatus status, string statusRead, CancellationToken cancellation)
     {
         if (Snapshot(status) == statusRead) return Task.CompletedTask;
-        string patch = JsonSerializer.Serialize(new { metadata = new { resourceVersion = pipeline.Metadata.ResourceVersion }, status }, Json);
+        string patch = StatusPatch(pipeline.Metadata.ResourceVersion, status);
         return client.CustomObjects.PatchNamespacedCustomObjectStatusAsync(new V1Patch(patch, V1Patch.PatchType.MergePatch),
             InferencePipeline.Group, InferencePipeline.Version, pipeline.Metadata.Namespace, InferencePipeline.Plural, pipeline.Metadata.Name, cancellationToken: cancellation);
     }

@@ -28,8 +28,6 @@ public sealed class PoolReconciler(k8s.Kubernetes client, PipelineClient pipelin
     public const string Planned = "Planned";
     public const string Schedulable = "Schedulable";
 
-    static readonly JsonSerializerOptions Json = new() { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
-
     /// <summary>Each pool's menus of its last round, so that a round re-plans only the members that changed; a cache, not state.</summary>
     readonly System.Collections.Concurrent.ConcurrentDictionary<string, JointMenus> menus = new();
 
@@ -45,7 +43,7 @@ public sealed class PoolReconciler(k8s.Kubernetes client, PipelineClient pipelin
         if (pool is null || pool.Metadata.DeletionTimestamp is not null) return null; // its members say that it is gone
         var now = time.GetUtcNow();
         var status = pool.Status ?? new InferencePoolStatus();
-        string statusRead = JsonSerializer.Serialize(status, Json);
+        string statusRead = PipelineClient.Snapshot(status);
         long? generation = pool.Metadata.Generation;
         using var scope = log.BeginScope(new Dictionary<string, object> { ["pool"] = name });
 
@@ -265,8 +263,8 @@ public sealed class PoolReconciler(k8s.Kubernetes client, PipelineClient pipelin
 
     Task WriteStatus(InferencePool pool, InferencePoolStatus status, string statusRead, CancellationToken cancellation)
     {
-        if (JsonSerializer.Serialize(status, Json) == statusRead) return Task.CompletedTask;
-        string patch = JsonSerializer.Serialize(new { metadata = new { resourceVersion = pool.Metadata.ResourceVersion }, status }, Json);
+        if (PipelineClient.Snapshot(status) == statusRead) return Task.CompletedTask;
+        string patch = PipelineClient.StatusPatch(pool.Metadata.ResourceVersion, status);
         return client.CustomObjects.PatchClusterCustomObjectStatusAsync(new V1Patch(patch, V1Patch.PatchType.MergePatch),
             InferencePipeline.Group, InferencePipeline.Version, InferencePool.Plural, pool.Metadata.Name, cancellationToken: cancellation);
     }
