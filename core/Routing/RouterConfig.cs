@@ -6,9 +6,18 @@ namespace Adaptive.Core.Routing;
 /// <summary>A router configuration that cannot be used; the message names the field.</summary>
 public sealed class RouterConfigException(string message) : Exception(message);
 
-/// <param name="Endpoint">Base URL of the variant's model servers (its Kubernetes Service).</param>
+/// <param name="Endpoint">Base URL of the variant's model servers (its Kubernetes Service), at the port of <paramref name="Transport"/>.</param>
 /// <param name="Weight">Share of the stage's requests, relative to the other variants' weights.</param>
-public sealed record VariantRoute(string Name, string Endpoint, double Weight);
+/// <param name="Transport">How the router calls them: the Open Inference Protocol over REST (the default) or gRPC.</param>
+public sealed record VariantRoute(string Name, string Endpoint, double Weight,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] StageTransport Transport = StageTransport.Rest);
+
+[JsonConverter(typeof(JsonStringEnumConverter<StageTransport>))]
+public enum StageTransport
+{
+    [JsonStringEnumMemberName("rest")] Rest,
+    [JsonStringEnumMemberName("grpc")] Grpc,
+}
 
 public sealed record StageRoute(string Name, IReadOnlyList<VariantRoute> Variants);
 
@@ -18,6 +27,7 @@ public sealed record StageRoute(string Name, IReadOnlyList<VariantRoute> Variant
 /// its share of the SLO, <see cref="StageDeadlines"/>, and counts the requests that miss it) and, for each
 /// stage in order, the variants and their weights. Example:
 /// <code>{"pipeline":"video","sloMs":800,"stages":[{"name":"detect","variants":[{"name":"yolov5n","endpoint":"http://video-detect-yolov5n:8080","weight":12.5}]}]}</code>
+/// A variant called over gRPC says so: <c>{"name":"yolov5n","endpoint":"http://video-detect-yolov5n:8081","weight":12.5,"transport":"grpc"}</c>.
 /// </summary>
 public sealed record RouterConfig(string Pipeline, IReadOnlyList<StageRoute> Stages, double? SloMs = null)
 {

@@ -43,29 +43,32 @@ public static class IsoCost
             return Compare(run);
         }
 
+        double allowed = Math.Max(0.01, baseline.Result.ViolationRate);
+        bool Kept(PolicyRun run) => Compare(run) == 0 && run.Result.ViolationRate <= allowed;
         var windows = ShorterStabilizationSeconds.Where(w => w < adaptation.ScaleDownStabilizationSeconds).Prepend(adaptation.ScaleDownStabilizationSeconds);
         foreach (int window in windows)
         {
-            int free = Run(0, window, adaptation.TargetUtilization);
-            if (free < 0)
+            // Headroom is tried when this window has no run yet that both spends in the band and keeps the
+            // violations: when even β = 0 spends too little, or when the band bought accuracy with violations.
+            foreach (double headroom in Headroom.Prepend(1))
             {
-                foreach (double headroom in Headroom)
-                    if (Run(0, window, headroom * adaptation.TargetUtilization) == 0) break; // cost is not monotone in it: try each
-            }
-            else if (free > 0 && Run(10, window, adaptation.TargetUtilization) <= 0)
-            {
-                double spendsLess = Math.Log(10), spendsMore = Math.Log(1e-7);
-                for (int i = 0, side = 1; i < Steps && side != 0; i++)
+                int before = tried.Count;
+                double utilization = headroom * adaptation.TargetUtilization;
+                if (Run(0, window, utilization) > 0 && Run(10, window, utilization) <= 0)
                 {
-                    double middle = (spendsLess + spendsMore) / 2;
-                    side = Run(Math.Exp(middle), window, adaptation.TargetUtilization);
-                    if (side > 0) spendsMore = middle;
-                    else spendsLess = middle;
+                    double spendsLess = Math.Log(10), spendsMore = Math.Log(1e-7);
+                    for (int i = 0, side = 1; i < Steps && side != 0; i++)
+                    {
+                        double middle = (spendsLess + spendsMore) / 2;
+                        side = Run(Math.Exp(middle), window, utilization);
+                        if (side > 0) spendsMore = middle;
+                        else spendsLess = middle;
+                    }
                 }
+                if (tried.Skip(before).Any(Kept)) break;
             }
         }
         var inBand = tried.Where(r => Compare(r) == 0).ToList();
-        double allowed = Math.Max(0.01, baseline.Result.ViolationRate);
         return inBand.Where(r => r.Result.ViolationRate <= allowed).MaxBy(r => ReplayReport.Summarize(r).Accuracy)
             ?? inBand.FirstOrDefault()
             ?? tried.MinBy(r => Math.Abs(r.Result.Cost / target - 1))!;

@@ -94,6 +94,62 @@ public static class GrpcTensors
         return response;
     }
 
+    /// <summary>A REST request, once read, as the gRPC request of <paramref name="model"/>, every input raw: what the router sends a gRPC stage.</summary>
+    public static ModelInferRequest ToGrpc(InferRequest request, string model)
+    {
+        var grpc = new ModelInferRequest { ModelName = model, Id = request.Id ?? "" };
+        foreach (var input in request.Inputs)
+        {
+            grpc.Inputs.Add(new ModelInferRequest.Types.InferInputTensor { Name = input.Name, Datatype = input.DataType.ToProtocolName(), Shape = { input.Shape } });
+            grpc.RawInputContents.Add(ByteString.CopyFrom(input.BinaryData()));
+        }
+        if (request.RequestedOutputs is { } outputs) grpc.Outputs.AddRange(outputs.Select(o => new ModelInferRequest.Types.InferRequestedOutputTensor { Name = o.Name }));
+        return grpc;
+    }
+
+    /// <summary>
+    /// A gRPC stage's answer as the REST answer to <paramref name="asked"/>: each output as binary data where the request
+    /// asked for it (<c>binary_data</c>, <c>binary_data_output</c>), as JSON otherwise. An answer that does not hold
+    /// what it declares is an <see cref="InvalidDataException"/>.
+    /// </summary>
+    public static (byte[] Body, int? HeaderLength) ToRest(ModelInferResponse response, InferRequest asked)
+    {
+        if (response.RawOutputContents.Count != response.Outputs.Count)
+            throw new InvalidDataException($"{response.Outputs.Count} outputs with {response.RawOutputContents.Count} raw_output_contents");
+        var outputs = new List<(Tensor, bool)>(response.Outputs.Count);
+        for (int i = 0; i < response.Outputs.Count; i++)
+        {
+            var output = response.Outputs[i];
+            var type = TensorDataTypes.FromProtocolName(output.Datatype) ?? throw new InvalidDataException($"output '{output.Name}' has datatype '{output.Datatype}'");
+            long[] shape = [.. output.Shape];
+            var raw = response.RawOutputContents[i].Span;
+            // Checked against the bytes before an array is taken: an answer cannot make the router allocate more than it carries.
+            double elements = shape.Aggregate(1.0, (product, d) => product * d); // exact up to the body sizes that pass
+            double needs = elements * (type.HasFixedSize() ? type.ElementSize() : 4); // a BYTES element takes 4 bytes at least
+            if (shape.Any(d => d < 0) || needs > raw.Length || (type.HasFixedSize() && needs != raw.Length))
+                throw new InvalidDataException($"output '{output.Name}' of shape {Tensor.FormatShape(shape)} has {raw.Length} bytes of {output.Datatype}");
+            long count = (long)elements;
+            var data = type.NewArray(count);
+            if (type.HasFixedSize()) raw.CopyTo(Tensor.BytesOf(data));
+            else
+            {
+                try
+                {
+                    BytesElements.Decode(raw, (byte[][])data, output.Name);
+                }
+                catch (ProtocolException e)
+                {
+                    throw new InvalidDataException(e.Message);
+                }
+            }
+            bool binary = asked.RequestedOutputs?.FirstOrDefault(o => o.Name == output.Name)?.Binary ?? asked.BinaryDataOutput;
+            outputs.Add((new Tensor(output.Name, type, shape, data), binary));
+        }
+        var body = new System.Buffers.ArrayBufferWriter<byte>();
+        int? headerLength = InferResponseWriter.WriteResponse(body, response.ModelName, response.Id.Length > 0 ? response.Id : null, outputs);
+        return (body.WrittenSpan.ToArray(), headerLength);
+    }
+
     /// <summary>Checks what holds for the request as a whole; whether its inputs come raw.</summary>
     static bool CheckInputs(ModelInferRequest request)
     {

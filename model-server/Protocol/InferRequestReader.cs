@@ -131,6 +131,41 @@ public sealed partial class InferRequestReader : IDisposable
         return reader.Finish();
     }
 
+    /// <summary>
+    /// A whole request body already in memory: all JSON, or with the binary data extension (<paramref name="headerLength"/>
+    /// bytes of JSON, then each binary input's bytes in turn, which must fill them exactly).
+    /// </summary>
+    public static InferRequest ReadBody(byte[] body, int? headerLength, TensorArrayPool arrays, InputContract contract)
+    {
+        if (headerLength is not { } length)
+        {
+            using var reader = new InferRequestReader(body.Length, binaryBytes: 0, arrays, contract);
+            reader.Feed(new ReadOnlySequence<byte>(body), isLast: true);
+            return reader.Finish().Request;
+        }
+        if (length < 0 || length > body.Length) throw Bad($"{HeaderLengthHeader} is {length}, but the body has {body.Length} bytes");
+        var parsed = Read(body[..length], body.Length - length, arrays, contract);
+        try
+        {
+            int at = length;
+            foreach (var input in parsed.BinaryInputs)
+            {
+                if (input.Size > body.Length - at) throw RequestHeader.TooShort(input, body.Length - at);
+                var bytes = body.AsSpan(at, (int)input.Size);
+                if (input.Tensor.DataType.HasFixedSize()) bytes.CopyTo(Tensor.BytesOf(input.Tensor.Data));
+                else BytesElements.Decode(bytes, (byte[][])input.Tensor.Data, input.Tensor.Name);
+                at += (int)input.Size;
+            }
+            if (at < body.Length) throw RequestHeader.Unclaimed(body.Length - at);
+        }
+        catch
+        {
+            arrays.Return(parsed.Request);
+            throw;
+        }
+        return parsed.Request;
+    }
+
     /// <summary>One token of the request's structure (not inside a captured value or an input's data).</summary>
     void Take(ref Utf8JsonReader reader)
     {

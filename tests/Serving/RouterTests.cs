@@ -212,6 +212,7 @@ public sealed class RouterTests(TestModels models) : IDisposable
         { "{\"pipeline\":\"p\",\"stages\":[{\"name\":\"s\",\"variants\":[{\"name\":\"v\",\"endpoint\":\"svc:80\",\"weight\":1}]}]}", "stages[0].variants[0].endpoint: 'svc:80' is not an absolute http(s) URL" },
         { "{\"pipeline\":\"p\",\"stages\":[{\"name\":\"s\",\"variants\":[{\"name\":\"v\",\"endpoint\":\"http://v\",\"weight\":-1}]}]}", "stages[0].variants[0].weight: must be a non-negative number, got -1" },
         { "{\"pipeline\":\"p\",\"stages\":[{\"name\":\"s\",\"variants\":[{\"name\":\"v\",\"endpoint\":\"http://v\",\"weight\":0}]}]}", "stages[0].variants: the weights must not all be zero" },
+        { "{\"pipeline\":\"p\",\"stages\":[{\"name\":\"s\",\"variants\":[{\"name\":\"v\",\"endpoint\":\"http://v\",\"weight\":1,\"transport\":\"http3\"}]}]}", "not a router configuration: $.stages[0].variants[0].transport" },
         { "{\"pipeline\":\"p\",\"stages\":[{\"name\":\"s\",\"variants\":[{\"name\":\"v\",\"endpoint\":\"http://v\",\"weight\":1}]},{\"name\":\"s\",\"variants\":[{\"name\":\"v\",\"endpoint\":\"http://v\",\"weight\":1}]}]}", "stages[1].name: stage 's' appears twice" },
     };
 
