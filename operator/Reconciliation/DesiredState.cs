@@ -7,12 +7,13 @@ using k8s.Models;
 namespace Adaptive.Operator.Reconciliation;
 
 /// <summary>One running (stage, variant, hardware class) of a plan, with what its Deployment needs.</summary>
-public sealed record AllocationObjects(string Stage, Allocation Allocation, V1Deployment Deployment, V1Service Service)
+public sealed record AllocationObjects(string Stage, Allocation Allocation, V1Deployment Deployment, V1Service Service, StageTransport Transport)
 {
     public string Name => Deployment.Metadata.Name;
 
-    /// <summary>The router's entry for it: its Service, weighted by its share of the stage's load.</summary>
-    public VariantRoute Route => new($"{Allocation.Variant}-{Allocation.Hardware}", $"http://{Name}:{WorkloadSettings.Port}", Math.Max(Allocation.Share, 1e-6));
+    /// <summary>The router's entry for it: its Service at the transport's port, weighted by its share of the stage's load.</summary>
+    public VariantRoute Route => new($"{Allocation.Variant}-{Allocation.Hardware}",
+        $"http://{Name}:{(Transport == StageTransport.Grpc ? WorkloadSettings.GrpcPort : WorkloadSettings.Port)}", Math.Max(Allocation.Share, 1e-6), Transport);
 }
 
 /// <param name="ModelServerImage">The image of <c>adaptive-server</c>, for routers and the model servers of CPU classes.</param>
@@ -86,7 +87,8 @@ public static class DesiredState
                     resources, hardware);
                 MountModel(deployment.Spec.Template.Spec, source, pipeline.Spec.ModelStorage);
                 deployment.Metadata.Annotations = new Dictionary<string, string> { [Names.Batch] = Invariant(allocation.Batch) };
-                result.Add(new AllocationObjects(stage.Name, allocation, deployment, Service(pipeline, name, labels)));
+                result.Add(new AllocationObjects(stage.Name, allocation, deployment, Service(pipeline, name, labels),
+                    pipeline.Spec.StageTransport == "grpc" ? StageTransport.Grpc : StageTransport.Rest));
             }
         }
         return result;

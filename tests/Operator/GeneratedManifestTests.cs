@@ -77,6 +77,42 @@ public sealed class GeneratedManifestTests : IDisposable
     }
 
     /// <summary>
+    /// <c>stageTransport: grpc</c> gives the router each variant's Service at the gRPC port, marked for gRPC; the default
+    /// keeps REST's port and a configuration without the field. The pipeline validates against the CRD; another value is
+    /// refused naming the field.
+    /// </summary>
+    [Fact]
+    public void Stages_called_over_grpc_are_routed_to_the_grpc_port()
+    {
+        var pipeline = ManifestReader.Parse(File.ReadAllText(RepoPaths.Of("samples", "video-pipeline.yaml")));
+        pipeline.Metadata.Namespace = "ml";
+        var plan = new CpSatPlanner().Plan(PlanningProblem.Single(PlanningProblemBuilder.Build(pipeline, 10, []))).Pipelines[0];
+        var settings = new WorkloadSettings("ghcr.io/example/adaptive-server:1.0", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20));
+        Adaptive.Core.Routing.RouterConfig Routes()
+        {
+            var allocations = DesiredState.Allocations(pipeline, plan, settings);
+            string text = DesiredState.RoutesConfigMap(pipeline, DesiredState.Routes(pipeline, [.. allocations.Select(a => (a.Stage, a.Route))])).Data["routes.json"];
+            Assert.Equal(pipeline.Spec.StageTransport == "grpc", text.Contains("\"transport\": \"grpc\"", StringComparison.Ordinal));
+            return Adaptive.Core.Routing.RouterConfig.Parse(text);
+        }
+
+        Assert.All(Routes().Stages.SelectMany(s => s.Variants), v => Assert.EndsWith(":8080", v.Endpoint));
+        pipeline.Spec.StageTransport = "grpc";
+        var variants = Routes().Stages.SelectMany(s => s.Variants).ToList();
+        Assert.Equal(2, variants.Count);
+        Assert.All(variants, v => Assert.Equal(Adaptive.Core.Routing.StageTransport.Grpc, v.Transport));
+        Assert.All(variants, v => Assert.EndsWith(":8081", v.Endpoint));
+        string file = Path.Combine(directory, "grpc-stages.yaml");
+        File.WriteAllText(file, KubernetesYaml.Serialize(pipeline));
+        var result = K8sValidate.Run(RepoPaths.Of("crds"), file);
+        Assert.True(result.ExitCode == 0, result.Output);
+
+        pipeline.Spec.StageTransport = "http3";
+        Assert.Equal("spec.stageTransport: must be one of rest, grpc, got 'http3'",
+            Assert.Throws<PlanningInputException>(() => InferencePipelineValidator.Validate(pipeline)).Message);
+    }
+
+    /// <summary>
     /// A model on a PersistentVolumeClaim is mounted read-only, nothing copied; an https:// or s3:// model is fetched by
     /// an init container running the server image's <c>fetch-model</c>, checked against the variant's sha256, into a
     /// volume the server reads. The pods validate; bad URIs and digests are refused naming the field.

@@ -56,6 +56,12 @@ public sealed class InferencePipelineSpec
 
     [JsonPropertyName("adaptation")] public AdaptationSpec Adaptation { get; set; } = new();
 
+    /// <summary>
+    /// How the router calls the stages' model servers: <c>rest</c> (the default; binary tensors when the client sends
+    /// them) or <c>grpc</c> (port 8081). Clients may use either with the router whatever this says.
+    /// </summary>
+    [JsonPropertyName("stageTransport")] public string StageTransport { get; set; } = "rest";
+
     /// <summary>Where s3:// models are read from and with what keys; absent: AWS, anonymously (a public bucket).</summary>
     [JsonPropertyName("modelStorage")] public ModelStorageSpec? ModelStorage { get; set; }
 }

@@ -16,6 +16,7 @@ public static partial class InferencePipelineValidator
     public static readonly IReadOnlySet<string> Forecasters = new HashSet<string> { "last-value", "moving-max", "ewma-trend", "learned" };
 
     public static readonly IReadOnlySet<string> LatencyModels = new HashSet<string> { "queueing", "batch-fill" };
+    public static readonly IReadOnlySet<string> StageTransports = new HashSet<string> { "rest", "grpc" };
 
     // Names become parts of Deployment and Service names.
     [GeneratedRegex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
@@ -43,6 +44,7 @@ public static partial class InferencePipelineValidator
         NonNegative(w.Loading, "spec.objective.weights.loading");
         if (spec.Budget is { } budget) NonNegative(budget, "spec.budget");
         Positive(spec.Objective.Priority, "spec.objective.priority");
+        OneOf(spec.StageTransport, StageTransports, "spec.stageTransport");
 
         NotEmpty(spec.HardwareClasses, "spec.hardwareClasses");
         Unique(spec.HardwareClasses.Select(c => c.Name), "spec.hardwareClasses", "hardware class");
