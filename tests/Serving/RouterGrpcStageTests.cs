@@ -120,6 +120,65 @@ public sealed class RouterGrpcStageTests(TestModels models) : IAsyncLifetime
         Assert.Matches(@"^the metadata of stage 'classify' \(variant 'gone'\) at http://127.0.0.1:9/ is unreachable", await V2.Error(unreachable));
     }
 
+    /// <summary>
+    /// A gRPC variant that takes the connection and never answers (not even HTTP/2's preface) holds a request only for
+    /// its try's share of the deadline: the request goes to the other variant and succeeds, and the hung one is ejected.
+    /// </summary>
+    [Fact]
+    public async Task A_hung_grpc_variant_costs_its_share_of_the_deadline_and_is_ejected()
+    {
+        using var hung = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        hung.Start(); // accepts into its backlog, reads nothing, answers nothing
+        var silent = new VariantRoute("hung", $"http://127.0.0.1:{((IPEndPoint)hung.LocalEndpoint).Port}/", 1, StageTransport.Grpc);
+        string path = Path.Combine(directory, "hung.json");
+        File.WriteAllText(path, new RouterConfig("two-stage", [new StageRoute("classify", [silent, Grpc("resnet18", classify)])]).Write());
+        await using var router = await RunningServer.StartRouter(new RouterOptions(RunningServer.Http(requestTimeoutMs: 3000) with { GrpcPort = 0 }, path, TimeSpan.FromMilliseconds(50), 64));
+        string body = V2.Request("input", ImageShape, models.Images(1, 6));
+
+        for (int i = 0; i < 6; i++)
+        {
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            var response = await router.Client.PostAsync("/v2/models/two-stage/infer", V2.Json(body), Cancel);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.True(System.Diagnostics.Stopwatch.GetElapsedTime(started) < TimeSpan.FromSeconds(3), "a request waited past its deadline");
+        }
+        Assert.True(await router.Metric("adaptive_pipeline_stage_requests_total{pipeline=\"two-stage\",stage=\"classify\",variant=\"hung\",code=\"5xx\"}") >= 1);
+        Assert.Equal(1, await router.Metric("adaptive_router_ejections_total{pipeline=\"two-stage\",stage=\"classify\",variant=\"hung\"}"));
+    }
+
+    /// <summary>
+    /// A stage's answer that does not hold what it declares is refused before any array is taken for it (a shape of
+    /// 50 million floats over 8 bytes allocates nothing); a sound one keeps JSON or binary per output as the request asked.
+    /// </summary>
+    [Fact]
+    public void A_stage_answer_is_checked_against_its_bytes_before_it_is_converted()
+    {
+        static ModelInferResponse Answer(long[] shape, byte[] raw, string datatype = "FP32")
+        {
+            var response = new ModelInferResponse { ModelName = "head", Id = "a-1" };
+            response.Outputs.Add(new ModelInferResponse.Types.InferOutputTensor { Name = "probabilities", Datatype = datatype, Shape = { shape } });
+            response.RawOutputContents.Add(ByteString.CopyFrom(raw));
+            return response;
+        }
+        var asked = new Adaptive.ModelServer.Protocol.InferRequest(null, [], [new Adaptive.ModelServer.Protocol.RequestedOutput("probabilities", Binary: true)]);
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var huge = Assert.Throws<InvalidDataException>(() => GrpcTensors.ToRest(Answer([1, 50_000_000], new byte[8]), asked));
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1 << 20, "the answer's claimed size was allocated");
+        Assert.Contains("output 'probabilities' of shape [1,50000000] has 8 bytes of FP32", huge.Message);
+        Assert.Throws<InvalidDataException>(() => GrpcTensors.ToRest(Answer([1_000_000_000, 1_000_000_000, 1_000_000_000], new byte[8]), asked));
+        Assert.Throws<InvalidDataException>(() => GrpcTensors.ToRest(Answer([1, 3], new byte[8]), asked));
+        Assert.Throws<InvalidDataException>(() => GrpcTensors.ToRest(Answer([-1, 2], new byte[8]), asked));
+        Assert.Throws<InvalidDataException>(() => GrpcTensors.ToRest(Answer([2], [5, 0, 0, 0, 1], "BYTES"), asked));
+
+        var (body, headerLength) = GrpcTensors.ToRest(Answer([1, 2], [.. BitConverter.GetBytes(0.25f), .. BitConverter.GetBytes(0.75f)]), asked);
+        Assert.NotNull(headerLength);
+        Assert.Equal([0.25f, 0.75f], System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(body.AsSpan(headerLength.Value)).ToArray());
+        var (json, none) = GrpcTensors.ToRest(Answer([1, 2], [.. BitConverter.GetBytes(0.25f), .. BitConverter.GetBytes(0.75f)]), asked with { RequestedOutputs = null });
+        Assert.Null(none);
+        Assert.Equal([0.25f, 0.75f], JsonDocument.Parse(json).RootElement.GetProperty("outputs")[0].GetProperty("data").EnumerateArray().Select(v => v.GetSingle()));
+    }
+
     /// <summary>The prober asks a gRPC variant over gRPC: ready while it serves, not once it drains or is gone.</summary>
     [Fact]
     public async Task Readiness_of_a_grpc_variant_is_asked_over_grpc()
