@@ -90,6 +90,45 @@ public sealed class RouterGrpcStageTests(TestModels models) : IAsyncLifetime
     }
 
     /// <summary>
+    /// Concurrent requests of different images, row counts and encodings through gRPC stages each get their own answer:
+    /// the one REST stages give for the same input.
+    /// </summary>
+    [Fact]
+    public async Task Concurrent_requests_through_grpc_stages_each_get_their_own_answer()
+    {
+        await using var overRest = await Router("rest-many", new StageRoute("classify", [Rest("resnet18", classify)]), new StageRoute("head", [Rest("linear", head)]));
+        await using var overGrpc = await Router("grpc-many", new StageRoute("classify", [Grpc("resnet18", classify)]), new StageRoute("head", [Grpc("linear", head)]));
+        HttpContent Body(int seed)
+        {
+            int rows = 1 + seed % 3;
+            var images = models.Images(rows, seed);
+            long[] shape = [rows, 3, TestModels.Resolution, TestModels.Resolution];
+            if (seed % 2 == 0) return V2.Json(V2.Request("input", shape, images, id: $"r-{seed}"));
+            string header = $$$"""{"id":"r-{{{seed}}}","inputs":[{"name":"input","datatype":"FP32","shape":[{{{string.Join(",", shape)}}}],"parameters":{"binary_data_size":{{{images.Length * 4}}}}}]}""";
+            return V2.Binary(header, System.Runtime.InteropServices.MemoryMarshal.AsBytes(images.AsSpan()));
+        }
+        async Task<(string Id, float[] Probabilities)> Answer(RunningServer router, int seed)
+        {
+            var response = await router.Client.PostAsync("/v2/models/two-stage/infer", Body(seed), Cancel);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            string text = await response.Content.ReadAsStringAsync(Cancel); // JSON outputs: no binary_data_output was asked
+            return (JsonDocument.Parse(text).RootElement.GetProperty("id").GetString()!, await V2.Output(response, "probabilities"));
+        }
+
+        var seeds = Enumerable.Range(0, 24).ToList();
+        var expected = await Task.WhenAll(seeds.Select(seed => Answer(overRest, seed)));
+        var actual = await Task.WhenAll(seeds.Select(seed => Answer(overGrpc, seed)));
+
+        for (int i = 0; i < seeds.Count; i++)
+        {
+            Assert.Equal($"r-{seeds[i]}", actual[i].Id);
+            Assert.Equal(TestModels.HeadClasses * (1 + seeds[i] % 3), actual[i].Probabilities.Length);
+            // Batches formed differently may round differently in the last bits; another image's answer differs far more.
+            for (int j = 0; j < actual[i].Probabilities.Length; j++) Assert.Equal(expected[i].Probabilities[j], actual[i].Probabilities[j], 5);
+        }
+    }
+
+    /// <summary>
     /// A client's error comes back as over REST, naming the stage; a gRPC variant that cannot be reached is retried on
     /// the stage's other variant, and alone it is a 502 naming it.
     /// </summary>
