@@ -68,7 +68,7 @@ public sealed class GrpcStageClient(long maxMessageBytes) : IStageClient, IDispo
 
     public async Task<JsonObject> Metadata(string stage, VariantRoute variant, CancellationToken cancellation)
     {
-        var metadata = await ModelMetadata(stage, variant, cancellation);
+        var metadata = await ModelMetadata(stage, variant, $"the metadata of {StageFailure.Where(stage, variant)}", cancellation);
         static JsonArray Tensors(IEnumerable<ModelMetadataResponse.Types.TensorMetadata> tensors) =>
             [.. tensors.Select(t => (JsonNode)new JsonObject { ["name"] = t.Name, ["datatype"] = t.Datatype, ["shape"] = new JsonArray([.. t.Shape.Select(d => (JsonNode)d)]) })];
         return new JsonObject
@@ -97,7 +97,7 @@ public sealed class GrpcStageClient(long maxMessageBytes) : IStageClient, IDispo
     async Task<InputContract> Contract(string stage, VariantRoute variant, CancellationToken cancellation)
     {
         if (contracts.TryGetValue((variant.Endpoint, stage), out var known)) return known;
-        var metadata = await ModelMetadata(stage, variant, cancellation);
+        var metadata = await ModelMetadata(stage, variant, StageFailure.Where(stage, variant), cancellation);
         var inputs = new List<TensorSpec>();
         foreach (var input in metadata.Inputs)
         {
@@ -110,7 +110,8 @@ public sealed class GrpcStageClient(long maxMessageBytes) : IStageClient, IDispo
         return contracts[(variant.Endpoint, stage)] = new InputContract(inputs, maxRows: long.MaxValue);
     }
 
-    async Task<ModelMetadataResponse> ModelMetadata(string stage, VariantRoute variant, CancellationToken cancellation)
+    /// <param name="where">What a failure names: the inference call that needed it, or the metadata request itself.</param>
+    async Task<ModelMetadataResponse> ModelMetadata(string stage, VariantRoute variant, string where, CancellationToken cancellation)
     {
         try
         {
@@ -118,7 +119,7 @@ public sealed class GrpcStageClient(long maxMessageBytes) : IStageClient, IDispo
         }
         catch (RpcException e)
         {
-            throw Failure(e, $"the metadata of {StageFailure.Where(stage, variant)}", variant.Endpoint);
+            throw Failure(e, where, variant.Endpoint);
         }
     }
 

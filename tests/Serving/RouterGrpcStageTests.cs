@@ -156,7 +156,7 @@ public sealed class RouterGrpcStageTests(TestModels models) : IAsyncLifetime
         await using var alone = await Router("dead", new StageRoute("classify", [dead]));
         var unreachable = await alone.Client.PostAsync("/v2/models/two-stage/infer", V2.Json(good), Cancel);
         Assert.Equal(HttpStatusCode.BadGateway, unreachable.StatusCode);
-        Assert.Matches(@"^the metadata of stage 'classify' \(variant 'gone'\) at http://127.0.0.1:9/ is unreachable", await V2.Error(unreachable));
+        Assert.Matches(@"^stage 'classify' \(variant 'gone'\) at http://127.0.0.1:9/ is unreachable", await V2.Error(unreachable));
     }
 
     /// <summary>
