@@ -132,7 +132,7 @@ sealed class ConfigReloader(RouterOptions options, RouteTable routes, RouterMetr
 }
 
 /// <summary>
-/// Probes the ejected variants whose back-off has passed (<c>/v2/health/ready</c>, 1 s to answer): a ready one
+/// Probes the ejected variants whose back-off has passed (<c>/v2/health/ready</c>, or ServerReady over gRPC; 1 s to answer): a ready one
 /// takes traffic again, another stays out for longer.
 /// </summary>
 sealed class VariantProber(VariantHealth health, RouteTable routes, StageClients clients, ILogger<VariantProber> log) : BackgroundService
