@@ -95,6 +95,8 @@ public static class ReplayReport
         text.AppendLine();
         foreach (var s in summaries.Where(s => ReplayPolicies.Descriptions.ContainsKey(s.Policy)))
             text.AppendLine($"- {s.Policy}: {ReplayPolicies.Descriptions[s.Policy]}");
+        if (summaries.Any(s => s.Policy.Contains('@')))
+            text.AppendLine($"- P@B: policy P with its cost weight, scale-down stabilization window and headroom tuned to spend {-IsoCost.Below:P0} … +{IsoCost.Above:P0} of what baseline B spends; of those runs, the most accurate that keeps its violations within max(1 %, B's)");
         text.AppendLine();
         text.AppendLine("Plots: load.png (load and forecasts), replicas.png, variants-POLICY.png, latency.png (p99), accuracy.png, cost.png. Data: report.csv, timeline.csv, decisions.csv.");
         return text.ToString();

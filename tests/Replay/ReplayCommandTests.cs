@@ -28,7 +28,9 @@ public sealed class ReplayCommandTests
         var rows = File.ReadAllLines(Path.Combine(report, "report.csv"));
         Assert.Equal(["policy", .. ReplayPolicies.Names], rows.Select(r => r.Split(',')[0]));
         Assert.All(ReplayPolicies.Names, p => Assert.Contains(p, run.Stdout));
-        Assert.Contains("| infadapter |", File.ReadAllText(Path.Combine(report, "report.md")));
+        string markdown = File.ReadAllText(Path.Combine(report, "report.md"));
+        Assert.Contains("| infadapter |", markdown);
+        Assert.All(["MS+", "FA2", "RIM"], paper => Assert.Contains($"{paper} approximated: Adaptive's planner", markdown)); // and how each differs
         foreach (var png in new[] { "load", "replicas", "latency", "accuracy", "cost", "variants-ipa", "variants-vpa" })
             Assert.True(new FileInfo(Path.Combine(report, png + ".png")).Length > 10_000, $"{png}.png");
         Assert.Equal(8 * 120 + 1, File.ReadAllLines(Path.Combine(report, "timeline.csv")).Length); // 10 s buckets

@@ -15,9 +15,9 @@ public static class ReplayPolicies
         ["static"] = "planned once for the window's peak, never changed",
         ["hpa"] = "Kubernetes' HPA on the median variant at its target utilization (--hpa-target, 70 %)",
         ["vpa"] = "vertical autoscaling of the median variant, pod recreated on resize",
-        ["model-switching"] = "one variant at a time by load, replicas fixed for the mean load (MS+)",
-        ["fa2"] = "batch and replicas of the fixed median variant (FA2)",
-        ["rim"] = "variant switching at replicas fixed for the peak load (RIM)",
+        ["model-switching"] = "MS+ approximated: Adaptive's planner restricted to one variant at a time, unbatched, at replicas fixed for the window's mean load (MS+ itself switches by a load-threshold table)",
+        ["fa2"] = "FA2 approximated: Adaptive's planner choosing batch and replicas for the fixed median variant (FA2 itself solves its own latency model by dynamic programming over the stages)",
+        ["rim"] = "RIM approximated: Adaptive's planner switching variants, unbatched, at replicas fixed for the window's peak (RIM itself switches models by a lookup on the observed load)",
     };
 
     /// <param name="peakRps">The window's peak per-second rate: what the over-provisioned baselines are sized for.</param>
