@@ -88,9 +88,8 @@ public sealed class CpSatPlanner(PlannerOptions? options = null)
         // wrong optima there: presolve-wrong-optimum.json). A linear model with a mixed stage is searched without presolve
         // first (presolve without probing has proven a wrong optimum on one: presolve-wrong-optimum-linear.json), and with
         // it only when that settles nothing; another linear one without probing only when the search with it settled nothing.
-        bool products = HasProducts(model);
-        var (first, second) = !products && HasMixedStage(model) ? (Presolve.None, Presolve.Full) : (Presolve.Full, Presolve.WithoutProbing);
-        bool bothWays = products;
+        bool bothWays = HasProducts(model);
+        var (first, second) = !bothWays && HasMixedStage(model) ? (Presolve.None, Presolve.Full) : (Presolve.Full, Presolve.WithoutProbing);
         bool Settled()
         {
             var (found, status) = Best(searches);

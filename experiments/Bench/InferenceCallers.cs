@@ -113,5 +113,4 @@ public static class InferenceCallers
         var entry = serverTiming.SelectMany(v => v.Split(',')).Select(e => e.Trim()).FirstOrDefault(e => e.StartsWith(Metric, StringComparison.Ordinal));
         return entry is null ? null : double.Parse(entry[Metric.Length..], CultureInfo.InvariantCulture);
     }
-
 }

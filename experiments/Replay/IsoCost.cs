@@ -9,8 +9,10 @@ namespace Adaptive.Experiments.Replay;
 /// searched by bisection on a log scale (a higher β spends less), once for each of a few scale-down
 /// stabilization windows (the pipeline's, and shorter ones down to 60 s: capacity a peak needed leaves sooner,
 /// which the surge rule makes safe, so that the same spend buys more accurate variants). Even β = 0 may spend
-/// less than the baseline (accuracy is bought, and more replicas buy none): then headroom, a lower target
-/// utilization that plans for more load than forecast, is tried instead. The run named <c>P@B</c> is, of the
+/// less than the baseline (accuracy is bought, and more replicas buy none), and the runs in the band may all have
+/// bought their accuracy with more violations than the baseline's: then headroom, a lower target utilization that
+/// plans for more load than forecast, is tried step by step, each step with its own bisection, until a run in the
+/// band keeps its violations. The run named <c>P@B</c> is, of the
 /// runs within the band, the most accurate that keeps its violations within max(1 %, the baseline's); else the
 /// first within the band; else the closest found.
 /// </summary>
