@@ -1,16 +1,11 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using Adaptive.Experiments.Bench;
 using Adaptive.Experiments.Zoo;
 using Adaptive.ModelServer.Backend;
-using Adaptive.ModelServer.Grpc.V2;
-using Google.Protobuf;
-using Grpc.Core;
 using Grpc.Net.Client;
 using Adaptive.ModelServer.Hosting;
 using Adaptive.ModelServer.Scheduling;
@@ -50,7 +45,8 @@ public static class BenchServerCommand
     /// <param name="OverheadP50Ms">Per request at low load, the latency less the server's own ONNX Runtime call for it.</param>
     /// <param name="ExchangeP50Ms">At low load, a request the server reads and parses, then refuses before inference.</param>
     /// <param name="BareTcpP50Ms">At low load, the same bytes both ways over a bare TCP connection: no HTTP, no server.</param>
-    sealed record Row(int Batch, string Encoding, double RawRps, double ServerRps, double RawP50Ms, double RawP99Ms, double ServerLowLoadP50Ms, double ServerLowLoadP99Ms, double OverheadP50Ms, double ExchangeP50Ms, double BareTcpP50Ms, double ServerSaturatedP50Ms, double ServerSaturatedP99Ms)
+    /// <param name="BareHttpP50Ms">At low load, the same bytes both ways over the transport's HTTP version to an endpoint that only reads and answers.</param>
+    sealed record Row(int Batch, string Encoding, double RawRps, double ServerRps, double RawP50Ms, double RawP99Ms, double ServerLowLoadP50Ms, double ServerLowLoadP99Ms, double OverheadP50Ms, double ExchangeP50Ms, double BareTcpP50Ms, double BareHttpP50Ms, double ServerSaturatedP50Ms, double ServerSaturatedP99Ms)
     {
         public double Ratio => ServerRps / RawRps;
         public double AddedP50Ms => ServerLowLoadP50Ms - RawP50Ms;
@@ -106,7 +102,7 @@ public static class BenchServerCommand
                     {
                         var low = m.LowLoad;
                         rows.Add(new Row(batch, m.Encoding, m.Raw.RowsPerSecond, m.Saturated.RowsPerSecond, Percentiles.Of(low.RawMs, 0.5), Percentiles.Of(low.RawMs, 0.99), low.Server.P(0.5), low.Server.P(0.99), Percentiles.Of(low.OverheadMs, 0.5),
-                            Percentiles.Of(low.ExchangeMs, 0.5), Percentiles.Of(low.BareTcpMs, 0.5), m.Saturated.P(0.5), m.Saturated.P(0.99)));
+                            Percentiles.Of(low.ExchangeMs, 0.5), Percentiles.Of(low.BareTcpMs, 0.5), Percentiles.Of(low.BareHttpMs, 0.5), m.Saturated.P(0.5), m.Saturated.P(0.99)));
                     }
                 }
             });
@@ -189,7 +185,7 @@ public static class BenchServerCommand
             using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1024 }) { BaseAddress = new Uri(app.Urls.First()) };
             using var channel = GrpcChannel.ForAddress(app.Urls.Skip(1).Single(), new GrpcChannelOptions { MaxReceiveMessageSize = 64 << 20, MaxSendMessageSize = 64 << 20 });
             var results = new List<ServerMeasurement>();
-            foreach (var caller in InferenceCallers.For(client, new GRPCInferenceService.GRPCInferenceServiceClient(channel), "bench", transports))
+            foreach (var caller in InferenceCallers.For(client, channel.CreateCallInvoker(), "bench", transports))
             {
                 await Load(caller, 2 * batch, TimeSpan.FromSeconds(1));
                 var (raw, saturated) = await Saturation(caller, full, 2 * batch, duration);
@@ -233,8 +229,9 @@ public static class BenchServerCommand
     /// <param name="OverheadMs">Per request, the latency less the server's own ONNX Runtime call for it; sorted.</param>
     /// <param name="ExchangeMs">The refused body: HTTP, reading and parsing, no inference; sorted.</param>
     /// <param name="BareTcpMs">The request's and the answer's bytes over a bare TCP connection; sorted.</param>
+    /// <param name="BareHttpMs">The same bytes over the transport's HTTP version, to an endpoint that only reads and answers; sorted.</param>
     /// <param name="RawMs">Raw single-row Run on the server's session; sorted.</param>
-    sealed record LowLoadMeasurement(Measured Server, List<double> OverheadMs, List<double> ExchangeMs, List<double> BareTcpMs, List<double> RawMs);
+    sealed record LowLoadMeasurement(Measured Server, List<double> OverheadMs, List<double> ExchangeMs, List<double> BareTcpMs, List<double> BareHttpMs, List<double> RawMs);
 
     /// <summary>
     /// Low load: one caller, one request at a time, each after a raw single-row Run on the same session, so
@@ -242,7 +239,8 @@ public static class BenchServerCommand
     /// server and raw Run see the same machine at the same moment (on a shared machine the speed of a Run
     /// drifts by a millisecond within seconds). In turn: a request the server serves; the same body refused
     /// after parsing; the same bytes over a bare TCP connection, the floor that loopback and waking idle
-    /// threads set on this machine. Per served request it also keeps the latency less the server's own Run
+    /// threads set on this machine; the same bytes over the transport's HTTP version to an endpoint that only
+    /// reads and answers, the floor of the protocol and .NET's HTTP stack. Per served request it also keeps the latency less the server's own Run
     /// for it, which no drift touches. With <paramref name="idle"/>, each of these waits that long first, as
     /// a replica idles between requests.
     /// </summary>
@@ -257,10 +255,13 @@ public static class BenchServerCommand
         var overhead = new List<double>();
         var exchange = new List<double>();
         var bare = new List<double>();
+        var bareHttp = new List<double>();
         var direct = new List<double>();
         var serving = TimeSpan.Zero;
         int answerBytes = (await caller.Send(refused: false)).AnswerBytes;
         using var tcp = new BareTcpExchange(caller.RequestBytes, answerBytes);
+        await using var http = await BareHttpExchange.Start(caller.Protocol, caller.RequestBytes, answerBytes);
+        await http.RunOnce(); // the connection
         direct.Add(raw.RunOnce());
         var clock = Stopwatch.StartNew();
         while (clock.Elapsed < duration)
@@ -281,70 +282,12 @@ public static class BenchServerCommand
             bare.Add(tcp.RunOnce());
             Idle();
             direct.Add(raw.RunOnce());
+            Idle();
+            bareHttp.Add(await http.RunOnce());
+            Idle();
+            direct.Add(raw.RunOnce());
         }
-        return new LowLoadMeasurement(new Measured(server.Count, serving.TotalSeconds, [.. server.Order()]), [.. overhead.Order()], [.. exchange.Order()], [.. bare.Order()], [.. direct.Order()]);
-    }
-
-    /// <summary>
-    /// A client and a server socket on loopback, blocking, that trade a request of the given size for an
-    /// answer of the given size: what any server's exchange costs on this machine before HTTP and parsing.
-    /// The server side runs on its own thread until the client closes.
-    /// </summary>
-    sealed class BareTcpExchange : IDisposable
-    {
-        readonly Socket client;
-        readonly Thread peer;
-        readonly byte[] request, answer;
-
-        public BareTcpExchange(int requestBytes, int answerBytes)
-        {
-            request = new byte[requestBytes];
-            answer = new byte[answerBytes];
-            using var listener = new Socket(SocketType.Stream, ProtocolType.Tcp);
-            listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-            listener.Listen(1);
-            client = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-            client.Connect(listener.LocalEndPoint!);
-            var accepted = listener.Accept();
-            accepted.NoDelay = true;
-            peer = new Thread(() => Answer(accepted)) { IsBackground = true, Name = "bare-tcp-peer" };
-            peer.Start();
-        }
-
-        void Answer(Socket socket)
-        {
-            using (socket)
-            {
-                var buffer = new byte[request.Length];
-                while (ReceiveExactly(socket, buffer)) socket.Send(answer);
-            }
-        }
-
-        public double RunOnce()
-        {
-            long started = Stopwatch.GetTimestamp();
-            client.Send(request);
-            if (!ReceiveExactly(client, answer)) throw new InvalidOperationException("the bare TCP peer closed the connection");
-            return Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-        }
-
-        /// <summary>False when the other side closed before the buffer was full.</summary>
-        static bool ReceiveExactly(Socket socket, byte[] buffer)
-        {
-            for (int received = 0; received < buffer.Length;)
-            {
-                int read = socket.Receive(buffer, received, buffer.Length - received, SocketFlags.None);
-                if (read == 0) return false;
-                received += read;
-            }
-            return true;
-        }
-
-        public void Dispose()
-        {
-            client.Dispose();
-            peer.Join();
-        }
+        return new LowLoadMeasurement(new Measured(server.Count, serving.TotalSeconds, [.. server.Order()]), [.. overhead.Order()], [.. exchange.Order()], [.. bare.Order()], [.. bareHttp.Order()], [.. direct.Order()]);
     }
 
     /// <summary>Closed loop: <paramref name="callers"/> callers each send one request after another for the duration.</summary>
@@ -365,22 +308,22 @@ public static class BenchServerCommand
 
     static void Report(List<Row> rows, string model, int threads, double seconds, double idleMs, bool pinThreads, DirectoryInfo output)
     {
-        var table = new Table().AddColumns("max batch", "encoding", "raw rows/s", "server rows/s", "server/raw", "raw p50/p99 ms (batch 1)", "server p50/p99 ms (1 caller)", "added p50 ms", "overhead p50 ms", "exchange + parse p50 ms", "bare TCP p50 ms", "server p50/p99 ms (saturated)");
+        var table = new Table().AddColumns("max batch", "encoding", "raw rows/s", "server rows/s", "server/raw", "raw p50/p99 ms (batch 1)", "server p50/p99 ms (1 caller)", "added p50 ms", "overhead p50 ms", "exchange + parse p50 ms", "bare TCP p50 ms", "bare HTTP p50 ms", "server p50/p99 ms (saturated)");
         foreach (var r in rows)
-            table.AddRow($"{r.Batch}", r.Encoding, $"{r.RawRps:F1}", $"{r.ServerRps:F1}", $"{r.Ratio:P1}", $"{r.RawP50Ms:F2} / {r.RawP99Ms:F1}", $"{r.ServerLowLoadP50Ms:F2} / {r.ServerLowLoadP99Ms:F1}", $"{r.AddedP50Ms:F2}", $"{r.OverheadP50Ms:F2}", $"{r.ExchangeP50Ms:F2}", $"{r.BareTcpP50Ms:F2}", $"{r.ServerSaturatedP50Ms:F1} / {r.ServerSaturatedP99Ms:F1}");
+            table.AddRow($"{r.Batch}", r.Encoding, $"{r.RawRps:F1}", $"{r.ServerRps:F1}", $"{r.Ratio:P1}", $"{r.RawP50Ms:F2} / {r.RawP99Ms:F1}", $"{r.ServerLowLoadP50Ms:F2} / {r.ServerLowLoadP99Ms:F1}", $"{r.AddedP50Ms:F2}", $"{r.OverheadP50Ms:F2}", $"{r.ExchangeP50Ms:F2}", $"{r.BareTcpP50Ms:F2}", $"{r.BareHttpP50Ms:F2}", $"{r.ServerSaturatedP50Ms:F1} / {r.ServerSaturatedP99Ms:F1}");
         AnsiConsole.Write(table);
 
         output.Create();
-        var csv = new StringBuilder("max_batch,encoding,raw_rows_per_s,server_rows_per_s,ratio,raw_p50_ms,raw_p99_ms,server_low_load_p50_ms,server_low_load_p99_ms,added_p50_ms,overhead_p50_ms,exchange_and_parse_p50_ms,bare_tcp_p50_ms,server_saturated_p50_ms,server_saturated_p99_ms\n");
+        var csv = new StringBuilder("max_batch,encoding,raw_rows_per_s,server_rows_per_s,ratio,raw_p50_ms,raw_p99_ms,server_low_load_p50_ms,server_low_load_p99_ms,added_p50_ms,overhead_p50_ms,exchange_and_parse_p50_ms,bare_tcp_p50_ms,bare_http_p50_ms,server_saturated_p50_ms,server_saturated_p99_ms\n");
         string idleNote = idleMs > 0 ? FormattableString.Invariant($", {idleMs} ms idle before each low-load measurement") : "";
         string pinned = ThreadAffinity.AllowedCpuCount() > threads ? FormattableString.Invariant($" on {threads} of them") : "";
         var markdown = new StringBuilder(FormattableString.Invariant($"Model {Path.GetFileName(model)}, {threads} intra-op threads, {Environment.ProcessorCount} cores, {seconds} s at saturation, {2 * seconds} s at low load{pinned}{idleNote}{(pinThreads ? ", intra-op threads pinned (--pin-threads)" : "")}.\n\n"));
-        markdown.AppendLine("| max batch | encoding | raw rows/s | server rows/s | server/raw | raw p50 / p99 ms (batch 1) | server p50 / p99 ms (1 caller) | added p50 ms | overhead p50 ms (latency − its Run) | exchange + parse p50 ms (refused before inference) | bare TCP p50 ms (same bytes, no HTTP) | server p50 / p99 ms (saturated) |");
-        markdown.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        markdown.AppendLine("| max batch | encoding | raw rows/s | server rows/s | server/raw | raw p50 / p99 ms (batch 1) | server p50 / p99 ms (1 caller) | added p50 ms | overhead p50 ms (latency − its Run) | exchange + parse p50 ms (refused before inference) | bare TCP p50 ms (same bytes, no HTTP) | bare HTTP p50 ms (same bytes, HTTP/1.1 for REST, HTTP/2 for gRPC, no server work) | server p50 / p99 ms (saturated) |");
+        markdown.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in rows)
         {
-            csv.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{r.Batch},{r.Encoding},{r.RawRps:F2},{r.ServerRps:F2},{r.Ratio:F4},{r.RawP50Ms:F3},{r.RawP99Ms:F3},{r.ServerLowLoadP50Ms:F3},{r.ServerLowLoadP99Ms:F3},{r.AddedP50Ms:F3},{r.OverheadP50Ms:F3},{r.ExchangeP50Ms:F3},{r.BareTcpP50Ms:F3},{r.ServerSaturatedP50Ms:F3},{r.ServerSaturatedP99Ms:F3}"));
-            markdown.AppendLine(string.Create(CultureInfo.InvariantCulture, $"| {r.Batch} | {r.Encoding} | {r.RawRps:F1} | {r.ServerRps:F1} | {r.Ratio * 100:F1} % | {r.RawP50Ms:F2} / {r.RawP99Ms:F1} | {r.ServerLowLoadP50Ms:F2} / {r.ServerLowLoadP99Ms:F1} | {r.AddedP50Ms:F2} | {r.OverheadP50Ms:F2} | {r.ExchangeP50Ms:F2} | {r.BareTcpP50Ms:F2} | {r.ServerSaturatedP50Ms:F1} / {r.ServerSaturatedP99Ms:F1} |"));
+            csv.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{r.Batch},{r.Encoding},{r.RawRps:F2},{r.ServerRps:F2},{r.Ratio:F4},{r.RawP50Ms:F3},{r.RawP99Ms:F3},{r.ServerLowLoadP50Ms:F3},{r.ServerLowLoadP99Ms:F3},{r.AddedP50Ms:F3},{r.OverheadP50Ms:F3},{r.ExchangeP50Ms:F3},{r.BareTcpP50Ms:F3},{r.BareHttpP50Ms:F3},{r.ServerSaturatedP50Ms:F3},{r.ServerSaturatedP99Ms:F3}"));
+            markdown.AppendLine(string.Create(CultureInfo.InvariantCulture, $"| {r.Batch} | {r.Encoding} | {r.RawRps:F1} | {r.ServerRps:F1} | {r.Ratio * 100:F1} % | {r.RawP50Ms:F2} / {r.RawP99Ms:F1} | {r.ServerLowLoadP50Ms:F2} / {r.ServerLowLoadP99Ms:F1} | {r.AddedP50Ms:F2} | {r.OverheadP50Ms:F2} | {r.ExchangeP50Ms:F2} | {r.BareTcpP50Ms:F2} | {r.BareHttpP50Ms:F2} | {r.ServerSaturatedP50Ms:F1} / {r.ServerSaturatedP99Ms:F1} |"));
         }
         File.WriteAllText(Path.Combine(output.FullName, "server.csv"), csv.ToString());
         File.WriteAllText(Path.Combine(output.FullName, "server.md"), markdown.ToString());

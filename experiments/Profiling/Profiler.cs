@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using Adaptive.Experiments.Bench;
 using Adaptive.ModelServer.Backend;
-using Adaptive.ModelServer.Grpc.V2;
 using Adaptive.ModelServer.Hosting;
 using Adaptive.ModelServer.Metrics;
 using Adaptive.ModelServer.Protocol;
@@ -142,7 +141,7 @@ public static class Profiler
             using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1024 }) { BaseAddress = new Uri(app.Urls.First()) };
             using var channel = GrpcChannel.ForAddress(app.Urls.Skip(1).Single(), new GrpcChannelOptions { MaxReceiveMessageSize = 64 << 20, MaxSendMessageSize = 64 << 20 });
             string encoding = options.Transport == ProfileTransport.Rest ? "binary" : "grpc";
-            var caller = InferenceCallers.For(client, new GRPCInferenceService.GRPCInferenceServiceClient(channel), "profile",
+            var caller = InferenceCallers.For(client, channel.CreateCallInvoker(), "profile",
                 [options.Transport == ProfileTransport.Rest ? "rest" : "grpc"]).Single(c => c.Encoding == encoding);
 
             await Callers(caller, 2 * batch, answered => answered >= options.WarmupCalls * batch);
