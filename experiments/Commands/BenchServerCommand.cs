@@ -240,9 +240,9 @@ public static class BenchServerCommand
     /// drifts by a millisecond within seconds). In turn: a request the server serves; the same body refused
     /// after parsing; the same bytes over a bare TCP connection, the floor that loopback and waking idle
     /// threads set on this machine; the same bytes over the transport's HTTP version to an endpoint that only
-    /// reads and answers, the floor of the protocol and .NET's HTTP stack. Per served request it also keeps the latency less the server's own Run
-    /// for it, which no drift touches. With <paramref name="idle"/>, each of these waits that long first, as
-    /// a replica idles between requests.
+    /// reads and answers, the floor of the protocol and .NET's HTTP stack. Per served request it also keeps
+    /// the latency less the server's own Run for it, which no drift touches. With <paramref name="idle"/>,
+    /// each of these waits that long first, as a replica idles between requests.
     /// </summary>
     static async Task<LowLoadMeasurement> LowLoad(IInferenceCaller caller, RawSession raw, TimeSpan duration, TimeSpan idle)
     {

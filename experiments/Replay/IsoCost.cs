@@ -6,20 +6,21 @@ namespace Adaptive.Experiments.Replay;
 /// <summary>
 /// "At what I spend on my baseline today, what does Adaptive give me?": an Adaptive policy rerun with its
 /// cost weight β tuned until its total cost over the window is within −5 % … +2 % of the baseline's. β is
-/// searched by bisection on a log scale (a higher β spends less), once for each of a few scale-down
-/// stabilization windows (the pipeline's, and shorter ones down to 60 s: capacity a peak needed leaves sooner,
-/// which the surge rule makes safe, so that the same spend buys more accurate variants). Even β = 0 may spend
-/// less than the baseline (accuracy is bought, and more replicas buy none), and the runs in the band may all have
-/// bought their accuracy with more violations than the baseline's: then headroom, a lower target utilization that
-/// plans for more load than forecast, is tried step by step, each step with its own bisection, until a run in the
-/// band keeps its violations. The run named <c>P@B</c> is, of the
-/// runs within the band, the most accurate that keeps its violations within max(1 %, the baseline's); else the
-/// first within the band; else the closest found.
+/// searched by bisection on a log scale (a higher β spends less), which goes a few steps on toward the band's
+/// upper edge once it is in the band, once for each of a few scale-down stabilization windows (the pipeline's,
+/// and shorter ones down to 60 s: capacity a peak needed leaves sooner, which the surge rule makes safe, so that
+/// the same spend buys more accurate variants). Even β = 0 may spend less than the baseline (accuracy is bought,
+/// and more replicas buy none), and the runs in the band may all have bought their accuracy with more violations
+/// than the baseline's: then headroom, a lower target utilization that plans for more load than forecast, is
+/// tried step by step, each step with its own bisection, until a run in the band keeps its violations. The run
+/// named <c>P@B</c> is, of the runs within the band, the most accurate that keeps its violations within
+/// max(1 %, the baseline's) (of equally accurate ones, the one with the fewest violations); else the first
+/// within the band; else the closest found.
 /// </summary>
 public static class IsoCost
 {
     public const double Below = 0.05, Above = 0.02;
-    const int Steps = 14;
+    const int Steps = 14, StepsInBand = 4;
     static readonly int[] ShorterStabilizationSeconds = [180, 120, 60];
     static readonly double[] Headroom = [0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5];
 
@@ -59,10 +60,13 @@ public static class IsoCost
                 if (Run(0, window, utilization) > 0 && Run(10, window, utilization) <= 0)
                 {
                     double spendsLess = Math.Log(10), spendsMore = Math.Log(1e-7);
-                    for (int i = 0, side = 1; i < Steps && side != 0; i++)
+                    // Once in the band, a few more steps toward its upper edge: cost comes in whole replicas held
+                    // for minutes, so the first run in the band may be the cheaper side of a jump in accuracy.
+                    for (int i = 0, runsInBand = 0; i < Steps && runsInBand <= StepsInBand; i++)
                     {
                         double middle = (spendsLess + spendsMore) / 2;
-                        side = Run(Math.Exp(middle), window, utilization);
+                        int side = Run(Math.Exp(middle), window, utilization);
+                        if (side == 0) runsInBand++;
                         if (side > 0) spendsMore = middle;
                         else spendsLess = middle;
                     }
@@ -71,7 +75,7 @@ public static class IsoCost
             }
         }
         var inBand = tried.Where(r => Compare(r) == 0).ToList();
-        return inBand.Where(r => r.Result.ViolationRate <= allowed).MaxBy(r => ReplayReport.Summarize(r).Accuracy)
+        return inBand.Where(r => r.Result.ViolationRate <= allowed).OrderByDescending(r => ReplayReport.Summarize(r).Accuracy).ThenBy(r => r.Result.ViolationRate).FirstOrDefault()
             ?? inBand.FirstOrDefault()
             ?? tried.MinBy(r => Math.Abs(r.Result.Cost / target - 1))!;
     }

@@ -131,10 +131,18 @@ public sealed class ReplayPolicyTests
     [Fact]
     public void At_the_cost_of_static_on_the_video_sample_headroom_keeps_the_slo() => IpaAtTheCostOf("static", "video");
 
-    /// <summary>The iso-cost row <c>ipa@B</c> over IPA's window: in the cost band, violations within max(1 %, B's), at least B's accuracy.</summary>
-    static void IpaAtTheCostOf(string baselineName, string pipelineName)
+    /// <summary>
+    /// On the quiet window of day 5 (second 431,400), the first run in hpa's band was 0.0006 less accurate than hpa
+    /// (0.7607): cost comes in whole replicas held for minutes, and the search stopped below a jump in accuracy.
+    /// Going on toward the band's upper edge finds the run that is not.
+    /// </summary>
+    [Fact]
+    public void At_the_cost_of_hpa_the_search_goes_on_within_the_band() => IpaAtTheCostOf("hpa", "resnet", start: 431_400);
+
+    /// <summary>The iso-cost row <c>ipa@B</c> over a 20-minute window (IPA's unless named): in the cost band, violations within max(1 %, B's), at least B's accuracy.</summary>
+    static void IpaAtTheCostOf(string baselineName, string pipelineName, int start = WorkloadPatterns.IpaWindowStart)
     {
-        var window = ReplayWorkloads.Create("twitter", TwitterTrace.DefaultPath, WorkloadPatterns.IpaWindowStart, WorkloadPatterns.IpaWindowSeconds, WorkloadPatterns.IpaDamping, seed: 1);
+        var window = ReplayWorkloads.Create("twitter", TwitterTrace.DefaultPath, start, WorkloadPatterns.IpaWindowSeconds, WorkloadPatterns.IpaDamping, seed: 1);
         var pipeline = ReplayPipeline.Load(pipelineName, podStartSeconds: 5);
         var baseline = Replay(baselineName, pipelineName, window);
         var matched = IsoCost.Match(pipeline, "ipa", baseline, window, pipeline.SimulationOptions(seed: 2, ReplayPipeline.DefaultHopMs));
