@@ -39,12 +39,13 @@ public static class ReplayCommand
         var resolution = new Option<int>("--resolution") { Description = "With --live: input size of the ResNets served", DefaultValueFactory = _ => 96 };
         var sloMs = new Option<double>("--slo-ms") { Description = "With --live: the pipeline's latency SLO", DefaultValueFactory = _ => 150 };
         var maxReplicas = new Option<int>("--max-replicas") { Description = "With --live: most replica processes at once", DefaultValueFactory = _ => 3 };
+        var profileSeconds = new Option<double>("--profile-seconds") { Description = "With --live: how long each model is profiled at each batch size and number of busy copies", DefaultValueFactory = _ => 2 };
         var poolStarts = new Option<int[]>("--pool-starts") { Description = $"Replay copies of the pipeline, one on each of these windows of the trace, sharing a pool (policies {string.Join(", ", ReplayPoolCommand.Policies)})", AllowMultipleArgumentsPerToken = true };
         var poolGpus = new Option<int>("--pool-gpus") { Description = "With --pool-starts: the replicas of --pool-class the pipelines share", DefaultValueFactory = _ => 2 };
         var poolClass = new Option<string>("--pool-class") { Description = "With --pool-starts: the hardware class whose replicas the pool holds", DefaultValueFactory = _ => "gpu" };
         var command = new Command("replay", "Replay a load window on a simulated cluster under Adaptive's policies and the baselines, and report")
         {
-            pipeline, policies, workload, trace, start, seconds, damping, forecaster, utilization, seed, podStart, hopMs, output, hpaTarget, isoCost, live, resolution, sloMs, maxReplicas,
+            pipeline, policies, workload, trace, start, seconds, damping, forecaster, utilization, seed, podStart, hopMs, output, hpaTarget, isoCost, live, resolution, sloMs, maxReplicas, profileSeconds,
             poolStarts, poolGpus, poolClass,
         };
         command.SetAction(parse =>
@@ -60,7 +61,7 @@ public static class ReplayCommand
                 parse.GetValue(forecaster), parse.GetValue(utilization), parse.GetValue(seed), parse.GetValue(podStart), parse.GetValue(output)!, parse.GetValue(isoCost), parse.GetValue(hpaTarget), parse.GetValue(hopMs));
             if (isLive && parse.GetResult(pipeline) is { Implicit: false })
                 return Fail(new PlanningInputException("--pipeline", "--live serves the zoo's ResNets, profiled on this machine; it takes no pipeline"));
-            return isLive ? RunLive(settings, new LiveSettings(parse.GetValue(resolution), parse.GetValue(sloMs), parse.GetValue(maxReplicas), 30, settings.Seed)) : Run(settings);
+            return isLive ? RunLive(settings, new LiveSettings(parse.GetValue(resolution), parse.GetValue(sloMs), parse.GetValue(maxReplicas), 30, settings.Seed, parse.GetValue(profileSeconds))) : Run(settings);
         });
         return command;
     }
@@ -134,12 +135,13 @@ public static class ReplayCommand
     {
         try
         {
-            if (PrometheusServer.Binary is null) throw new PlanningInputException("--live", "needs Prometheus: apt-get install prometheus");
             if (live.Resolution is < 32 or > 224) throw new PlanningInputException("--resolution", $"must be between 32 and 224, got {live.Resolution}");
             if (!(live.SloMs > 0)) throw new PlanningInputException("--slo-ms", $"must be greater than 0, got {live.SloMs}");
             if (live.MaxReplicas < 1) throw new PlanningInputException("--max-replicas", $"must be at least 1, got {live.MaxReplicas}");
+            if (!(live.ProfileSeconds is > 0 and <= 600)) throw new PlanningInputException("--profile-seconds", $"must be greater than 0 and at most 600, got {live.ProfileSeconds}");
             if (settings.Policies.FirstOrDefault(p => !ReplayPolicies.Names.Contains(p)) is { } unknown)
                 throw new PlanningInputException("--policies", $"unknown policy '{unknown}'; use {string.Join(", ", ReplayPolicies.Names)}");
+            if (PrometheusServer.Binary is null) throw new PlanningInputException("--live", "needs Prometheus: apt-get install prometheus");
             var replay = ReplayWorkloads.Create(settings.Workload, settings.Trace, settings.Start, settings.Seconds, settings.Damping, settings.Seed);
             var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
             CheckOverrides(settings);

@@ -16,7 +16,8 @@ namespace Adaptive.Experiments.Live;
 
 /// <param name="Resolution">Input size of the zoo ResNets served.</param>
 /// <param name="MaxReplicas">Most replica processes at once: this machine's cores bound it.</param>
-public sealed record LiveSettings(int Resolution, double SloMs, int MaxReplicas, int IntervalSeconds, int Seed);
+/// <param name="ProfileSeconds">How long each model is profiled at each batch size and number of busy copies.</param>
+public sealed record LiveSettings(int Resolution, double SloMs, int MaxReplicas, int IntervalSeconds, int Seed, double ProfileSeconds);
 
 /// <summary>One policy run for real and in the simulator on the same pipeline, window and seed.</summary>
 /// <param name="StartupSeconds">Measured mean time from a replica's process start to its serving; the simulation uses it.</param>
@@ -82,7 +83,7 @@ public static class LiveReplay
         foreach (var model in zoo.Models)
         {
             var profiles = Enumerable.Range(1, settings.MaxReplicas).Select(replicas => Profiler.Profile(Path.Combine(directory, model.File),
-                new ProfileOptions(Batches, 1, Device.Cpu, TimeSpan.FromSeconds(2)) { Replicas = replicas }, log)).ToList();
+                new ProfileOptions(Batches, 1, Device.Cpu, TimeSpan.FromSeconds(settings.ProfileSeconds)) { Replicas = replicas }, log)).ToList();
             var profile = profiles[0];
             for (int busy = 1; busy <= profiles.Count; busy++)
                 log($"profiled {profile.Name} with {busy} busy: " + string.Join(", ", profiles[busy - 1].Batches.Select(b => $"batch {b.Batch} p99 {b.P99Ms:F1} ms {b.ThroughputRps:F0} rps")));

@@ -12,7 +12,7 @@ public sealed class LiveReplayTests
     {
         if (PrometheusServer.Binary is null) Assert.Skip("prometheus is not installed; ./test.sh installs it (apt-get install prometheus)");
         string dir = Directory.CreateTempSubdirectory("adaptive-live-test-").FullName;
-        var run = AdaptiveCli.Run("replay", "--live", "--seconds", "45", "--resolution", "32", "--out", dir);
+        var run = AdaptiveCli.Run("replay", "--live", "--seconds", "45", "--resolution", "32", "--profile-seconds", "0.5", "--out", dir);
         Assert.True(run.ExitCode == 0, run.Stderr + run.Stdout);
 
         var rows = File.ReadAllLines(Path.Combine(dir, "report.csv")).Skip(1).Select(r => r.Split(',')).ToDictionary(r => r[0]);

@@ -70,11 +70,13 @@ public sealed class ReplayCommandTests
         Assert.DoesNotContain("   at ", run.Stderr);
     }
 
-    [Fact]
-    public void A_live_run_refuses_a_pipeline_it_would_not_use()
+    [Theory]
+    [InlineData("--pipeline=video", "--pipeline: --live serves the zoo's ResNets")]
+    [InlineData("--profile-seconds=0", "--profile-seconds: must be greater than 0 and at most 600, got 0")]
+    public void A_live_run_refuses_what_it_would_not_use_before_starting_anything(string argument, string message)
     {
-        var run = AdaptiveCli.Run("replay", "--live", "--pipeline", "video", "--out", TempDir());
+        var run = AdaptiveCli.Run("replay", "--live", argument, "--out", TempDir());
         Assert.Equal(2, run.ExitCode);
-        Assert.Contains("--pipeline: --live serves the zoo's ResNets", run.Stderr);
+        Assert.Contains(message, run.Stderr);
     }
 }
