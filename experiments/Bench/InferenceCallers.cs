@@ -89,7 +89,7 @@ public static class InferenceCallers
     /// <summary>ModelInfer with a request serialised ahead of time: its bytes go out as they are.</summary>
     sealed record GrpcCaller(CallInvoker Invoker, byte[] Request, byte[] Refused) : IInferenceCaller
     {
-        static readonly Method<byte[], ModelInferResponse> ModelInfer = new(MethodType.Unary, "inference.GRPCInferenceService", "ModelInfer",
+        static readonly Method<byte[], ModelInferResponse> ModelInfer = new(MethodType.Unary, GRPCInferenceService.Descriptor.FullName, "ModelInfer",
             Marshallers.Create<byte[]>((bytes, context) => context.Complete(bytes), context => context.PayloadAsNewBuffer()),
             Marshallers.Create<ModelInferResponse>((response, context) => context.Complete(response.ToByteArray()),
                 context => ModelInferResponse.Parser.ParseFrom(context.PayloadAsReadOnlySequence())));
