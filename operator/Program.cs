@@ -50,7 +50,7 @@ root.SetAction(parse =>
     var scrape = TimeSpan.FromSeconds(parse.GetValue(scrapeInterval));
     var options = new OperatorOptions(parse.GetValue(host)!, parse.GetValue(port), parse.GetValue(watchNamespace),
         parse.GetValue(prometheus) is { } prometheusUrl ? new Uri(prometheusUrl) : null,
-        scrape / 3, scrape * 2,
+        scrape / 3, scrape,
         new ReconcilerSettings(new WorkloadSettings(parse.GetValue(image)!, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20), parse.GetValue(gpuImage) is { Length: > 0 } gpu ? gpu : null),
             TimeSpan.FromSeconds(parse.GetValue(retireAfter)), TimeSpan.FromSeconds(10)),
         parse.GetValue(workers), parse.GetValue(leaderElection), parse.GetValue(leaseNamespace)!,

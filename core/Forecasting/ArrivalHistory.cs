@@ -7,10 +7,19 @@ namespace Adaptive.Core.Forecasting;
 /// </summary>
 public static class ArrivalHistory
 {
-    /// <summary>The operator's history step and rate window at its default 15 s scrape interval.</summary>
+    /// <summary>The operator's history step and the span of its rates (two scrapes) at its default 15 s scrape interval.</summary>
     public const int OperatorStepSeconds = 5;
     public const int OperatorWindowSeconds = 30;
     public const int OperatorScrapeSeconds = 15;
+
+    /// <summary>
+    /// The window of a <c>rate()</c> query for the rate over the last <paramref name="span"/> of scrapes. rate() stretches the
+    /// increase between the first and last samples in its window to the window's length, so that over 15 s scrapes
+    /// <c>rate(c[30s])</c> is the rate of the last scrape interval alone (twice as quick to swing as a 30 s rate, and
+    /// live it was: 35 requests/s where the 30 s rate was 24); a window one scrape interval longer holds the samples that
+    /// span the last <paramref name="span"/>.
+    /// </summary>
+    public static TimeSpan RateQueryWindow(TimeSpan span, TimeSpan scrapeInterval) => span + scrapeInterval;
 
     /// <param name="arrivalsPerSecond">Requests counted in each second, oldest first.</param>
     /// <param name="endSecond">The decision's time: seconds [0, endSecond) are known.</param>

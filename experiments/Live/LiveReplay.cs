@@ -234,17 +234,18 @@ sealed class PrometheusLoadHistory(PrometheusClient prometheus, string pipeline,
         IReadOnlyList<double> measured;
         try
         {
+            var scrape = TimeSpan.FromSeconds(ArrivalHistory.OperatorScrapeSeconds);
             measured = prometheus.ArrivalRateHistory(pipeline, now, TimeSpan.FromSeconds(historySeconds), TimeSpan.FromSeconds(stepSeconds),
-                TimeSpan.FromSeconds(latest ? 2 * ArrivalHistory.OperatorScrapeSeconds : windowSeconds), CancellationToken.None, latestOnly: latest).GetAwaiter().GetResult();
+                latest ? 2 * scrape : ArrivalHistory.RateQueryWindow(TimeSpan.FromSeconds(windowSeconds), scrape), CancellationToken.None, latestOnly: latest).GetAwaiter().GetResult();
         }
         catch (MetricsUnavailableException e) when (e.Failure == MetricsFailure.NoData)
         {
             measured = []; // the first scrapes of the window are not in yet
         }
-        int missing = historySeconds / stepSeconds - measured.Count;
+        int missing = historySeconds / stepSeconds + 1 - measured.Count;
         if (missing <= 0) return [.. measured];
         var before = new CountedLoadHistory(prior).Rates(missing * stepSeconds, stepSeconds, windowSeconds);
-        return [.. before, .. measured];
+        return [.. before.TakeLast(missing), .. measured];
     }
 
     public double MissedShare() => prometheus.LatestMissedShare(pipeline, now, TimeSpan.FromSeconds(2 * ArrivalHistory.OperatorScrapeSeconds), CancellationToken.None)

@@ -14,9 +14,12 @@ public sealed record LoadEstimate(PlanningLoad Planned, double ObservedRps, stri
 /// to forecast from; the reconciler then keeps what runs.
 /// </summary>
 /// <param name="step">History resolution.</param>
-/// <param name="rateWindow">The window of each rate; it must span at least two scrapes (30 s suits 15 s scrapes).</param>
-public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeSpan step, TimeSpan rateWindow)
+/// <param name="scrapeInterval">How often Prometheus scrapes the routers. The history's rates span two scrapes; the latest rate is the one between the last two.</param>
+public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeSpan step, TimeSpan scrapeInterval)
 {
+    readonly TimeSpan rateWindow = ArrivalHistory.RateQueryWindow(2 * scrapeInterval, scrapeInterval);
+    readonly TimeSpan latestWindow = 2 * scrapeInterval; // irate: it holds the last two scrapes
+
     public async Task<LoadEstimate> Estimate(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
     {
         var adaptation = pipeline.Spec.Adaptation;
@@ -31,10 +34,13 @@ public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeS
         return new LoadEstimate(planned, history[^1], forecaster.Name);
     }
 
-    /// <summary>The rate between the last two scrapes (Prometheus' irate) and the one a step before.</summary>
+    /// <summary>
+    /// The rate between the last two scrapes (Prometheus' irate) and the one a scrape before (a step before, it would often be
+    /// the same two scrapes, and a rise would show no trend).
+    /// </summary>
     async Task<(double Rps, double PreviousRps)> LatestRates(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
     {
-        var history = await Prometheus(pipeline).ArrivalRateHistory(pipeline.Metadata.Name, now, step, step, rateWindow, cancellation, latestOnly: true);
+        var history = await Prometheus(pipeline).ArrivalRateHistory(pipeline.Metadata.Name, now, scrapeInterval, scrapeInterval, latestWindow, cancellation, latestOnly: true);
         return (history[^1], history.Count > 1 ? history[^2] : history[^1]);
     }
 
@@ -45,7 +51,7 @@ public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeS
     public async Task<(double Rps, double PreviousRps, double MissedShare)> Latest(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
     {
         var (latest, previous) = await LatestRates(pipeline, now, cancellation);
-        double missed = await Prometheus(pipeline).LatestMissedShare(pipeline.Metadata.Name, now, rateWindow, cancellation);
+        double missed = await Prometheus(pipeline).LatestMissedShare(pipeline.Metadata.Name, now, latestWindow, cancellation);
         return (latest, previous, missed);
     }
 

@@ -30,7 +30,7 @@ public static class OperatorApp
         builder.Services.AddSingleton(new OperatorMetrics(registry));
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton(options.Reconciler);
-        builder.Services.AddSingleton(new LoadEstimator(new HttpClient { Timeout = TimeSpan.FromSeconds(10) }, options.DefaultPrometheus, options.MetricsStep, options.MetricsRateWindow));
+        builder.Services.AddSingleton(new LoadEstimator(new HttpClient { Timeout = TimeSpan.FromSeconds(10) }, options.DefaultPrometheus, options.MetricsStep, options.ScrapeInterval));
         builder.Services.AddSingleton<PipelineClient>();
         builder.Services.AddSingleton<DecisionRecorder>();
         builder.Services.AddSingleton<PipelineReconciler>();

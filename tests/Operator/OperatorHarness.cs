@@ -75,7 +75,7 @@ public sealed class OperatorHarness : IAsyncDisposable
     public static async Task<OperatorHarness> Start(TimeSpan? retireAfter = null, Uri? prometheus = null, bool leaderElection = false, string identity = "test",
         Login login = Login.KubeconfigToken, bool installCrds = true)
     {
-        var options = new OperatorOptions("127.0.0.1", 0, null, prometheus, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3),
+        var options = new OperatorOptions("127.0.0.1", 0, null, prometheus, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1),
             new ReconcilerSettings(new WorkloadSettings("adaptive-server:test", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20)),
                 retireAfter ?? TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1)),
             Workers: 2, LeaderElection: leaderElection, LeaseNamespace: Namespace, Identity: identity) { LeaseDuration = TimeSpan.FromSeconds(3) };

@@ -1,4 +1,7 @@
+using System.Globalization;
 using System.Net;
+using System.Text.Json;
+using Adaptive.Core.Forecasting;
 using Adaptive.Experiments.Live;
 using Adaptive.Operator.Metrics;
 using Adaptive.Tests.Support;
@@ -41,6 +44,7 @@ public sealed class PrometheusClientTests(TestModels models)
         }
         Assert.True(history.Count >= 4, $"history: {string.Join(", ", history)}");
         Assert.All(history.TakeLast(3), rate => Assert.InRange(rate, 5, 12));
+        await The_replay_reads_counters_as_prometheus_does(http, prometheus.Address);
 
         var none = await Assert.ThrowsAsync<MetricsUnavailableException>(() =>
             client.ArrivalRateHistory("other", DateTimeOffset.UtcNow, TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3), Cancel));
@@ -81,5 +85,36 @@ public sealed class PrometheusClientTests(TestModels models)
         }
         Assert.Equal(1, share, 3);
         Assert.Equal(0, await client.LatestMissedShare("other", DateTimeOffset.UtcNow, TimeSpan.FromSeconds(3), Cancel));
+    }
+
+    /// <summary>
+    /// The replay computes rate() and irate() itself (<see cref="PromQL"/>): from the samples Prometheus holds of the router's
+    /// request counter, it gives what Prometheus gives, over windows of one to four and a half scrapes, read between two scrapes.
+    /// </summary>
+    static async Task The_replay_reads_counters_as_prometheus_does(HttpClient http, Uri prometheus)
+    {
+        const string series = "adaptive_pipeline_requests_total{pipeline=\"images\",outcome=\"success\"}";
+        async Task<JsonElement> Query(string query, long atMs)
+        {
+            string at = (atMs / 1000.0).ToString("F3", CultureInfo.InvariantCulture);
+            using var answer = JsonDocument.Parse(await http.GetStringAsync(new Uri(prometheus, $"/api/v1/query?query={Uri.EscapeDataString(query)}&time={at}"), Cancel));
+            return answer.RootElement.GetProperty("data").GetProperty("result")[0].Clone();
+        }
+        static double Number(JsonElement value) => double.Parse(value.GetString()!, CultureInfo.InvariantCulture);
+
+        long now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var raw = (await Query($"{series}[30s]", now)).GetProperty("values").EnumerateArray()
+            .Select(v => (Time: v[0].GetDouble(), Value: Number(v[1]))).ToList();
+        Assert.True(raw.Count >= 5, $"{raw.Count} samples");
+        // Read 321 ms after a scrape, so that no window's start falls exactly on a sample (Prometheus 2 would take it; 3 would not).
+        long atMs = (long)Math.Round(raw[^1].Time * 1000) + 321;
+        var samples = raw.Select(s => (s.Time - atMs / 1000.0, s.Value)).ToList(); // times relative to the reading
+        foreach (int windowMs in new[] { 1_500, 2_000, 2_500, 3_000, 4_500 })
+        {
+            double expected = Number((await Query($"rate({series}[{windowMs}ms])", atMs)).GetProperty("value")[1]);
+            Assert.Equal(expected, PromQL.Rate(samples, 0, windowMs / 1000.0)!.Value, 6);
+            double expectedInstant = Number((await Query($"irate({series}[{windowMs}ms])", atMs)).GetProperty("value")[1]);
+            Assert.Equal(expectedInstant, PromQL.InstantRate(samples, 0, windowMs / 1000.0)!.Value, 6);
+        }
     }
 }

@@ -6,7 +6,10 @@ namespace Adaptive.Experiments.Replay.Policies;
 /// <summary>The pipeline's arrival rate up to a decision, as Prometheus gives it to the operator.</summary>
 public interface ILoadHistory
 {
-    /// <summary><c>rate(arrivals[window])</c> every step over the last <paramref name="historySeconds"/>, oldest first, the last at the decision.</summary>
+    /// <summary>
+    /// The rate over the last <paramref name="windowSeconds"/> of scrapes (<see cref="ArrivalHistory.RateQueryWindow"/>) every step from
+    /// <paramref name="historySeconds"/> before the decision to the decision, oldest first, steps without a point left out.
+    /// </summary>
     double[] Rates(int historySeconds, int stepSeconds, int windowSeconds);
 
     /// <summary>The share of the requests answered between the last two scrapes that missed the SLO (late, refused or expired); 0 when none was answered.</summary>
@@ -14,11 +17,11 @@ public interface ILoadHistory
 }
 
 /// <summary>
-/// The history of a simulated run as every policy sees it, through Prometheus: requests counted in each
-/// second up to now (the history before the window first), known only up to the last scrape, every
-/// <see cref="ArrivalHistory.OperatorScrapeSeconds"/>. Decisions come every 15 or 30 s, in step with the
-/// scrapes; by default the scrapes are half an interval out of phase with them, the average of a phase nobody
-/// chooses (<c>replay --live</c> gives the simulation the phase its Prometheus had).
+/// The history of a simulated run as every policy sees it, through Prometheus: the router's counters scraped every
+/// <see cref="ArrivalHistory.OperatorScrapeSeconds"/> (the history before the window first) and read with the operator's
+/// own queries, evaluated as Prometheus evaluates them (<see cref="ScrapedCounter"/>). Decisions come every 5, 15 or 30 s;
+/// by default the scrapes are 7 s out of phase with them, about the average of a phase nobody chooses
+/// (<c>replay --live</c> gives the simulation the phase its Prometheus had).
 /// </summary>
 /// <param name="scrapePhaseSeconds">Seconds after each multiple of the scrape interval, counted from the history's first second, that a scrape happens.</param>
 /// <param name="answeredPerSecond">Requests answered in each second, aligned with <paramref name="arrivalsPerSecond"/>; none when not given.</param>
@@ -27,30 +30,27 @@ public sealed class CountedLoadHistory(IReadOnlyList<double> arrivalsPerSecond, 
     IReadOnlyList<int>? answeredPerSecond = null, IReadOnlyList<int>? missedPerSecond = null) : ILoadHistory
 {
     public const int DefaultScrapePhase = ArrivalHistory.OperatorScrapeSeconds / 2;
+    const int Scrape = ArrivalHistory.OperatorScrapeSeconds;
 
-    public double[] Rates(int historySeconds, int stepSeconds, int windowSeconds) =>
-        ArrivalHistory.PrometheusRates(arrivalsPerSecond, LastScrape(), historySeconds, stepSeconds, windowSeconds);
+    readonly ScrapedCounter arrivals = new(arrivalsPerSecond, Scrape, scrapePhaseSeconds);
 
+    /// <summary>A window shorter than two scrapes is read as the operator reads the latest rate: <c>irate</c>, between the last two scrapes.</summary>
+    public double[] Rates(int historySeconds, int stepSeconds, int windowSeconds)
+    {
+        Func<int, double?> query = windowSeconds < 2 * Scrape
+            ? t => arrivals.InstantRate(t, 2 * Scrape)
+            : t => arrivals.Rate(t, (int)ArrivalHistory.RateQueryWindow(TimeSpan.FromSeconds(windowSeconds), TimeSpan.FromSeconds(Scrape)).TotalSeconds);
+        return arrivals.Range(query, arrivals.Seconds, historySeconds, stepSeconds);
+    }
+
+    /// <summary><c>irate(misses) / irate(requests)</c> as the operator queries it: the share of the requests answered between the last two scrapes that missed the SLO.</summary>
     public double MissedShare()
     {
         if (answeredPerSecond is null || missedPerSecond is null) return 0;
-        int to = Math.Min(LastScrape(), answeredPerSecond.Count);
-        int from = Math.Max(0, to - ArrivalHistory.OperatorScrapeSeconds);
-        int answered = 0, missed = 0;
-        for (int s = from; s < to; s++)
-        {
-            answered += answeredPerSecond[s];
-            missed += missedPerSecond[s];
-        }
-        return answered == 0 ? 0 : (double)missed / answered;
-    }
-
-    /// <summary>How many seconds of the history the last scrape saw.</summary>
-    int LastScrape()
-    {
-        const int interval = ArrivalHistory.OperatorScrapeSeconds;
-        int lastScrape = (arrivalsPerSecond.Count - scrapePhaseSeconds) / interval * interval + scrapePhaseSeconds;
-        return Math.Clamp(lastScrape, 1, arrivalsPerSecond.Count);
+        int now = Math.Min(arrivals.Seconds, answeredPerSecond.Count);
+        double? answered = new ScrapedCounter([.. answeredPerSecond.Take(now).Select(a => (double)a)], Scrape, scrapePhaseSeconds).InstantRate(now, 2 * Scrape);
+        double? missed = new ScrapedCounter([.. missedPerSecond.Take(now).Select(m => (double)m)], Scrape, scrapePhaseSeconds).InstantRate(now, 2 * Scrape);
+        return answered is > 0 && missed is { } m ? m / answered.Value : 0;
     }
 }
 
