@@ -1,8 +1,11 @@
 using System.Globalization;
 using System.Net;
 using System.Text.Json;
+using Adaptive.Core.Api.V1Alpha1;
 using Adaptive.Core.Forecasting;
+using Adaptive.Operator.Adaptation;
 using Adaptive.Experiments.Live;
+using Adaptive.Experiments.Manifests;
 using Adaptive.Operator.Metrics;
 using Adaptive.Tests.Support;
 
@@ -94,27 +97,41 @@ public sealed class PrometheusClientTests(TestModels models)
     static async Task The_replay_reads_counters_as_prometheus_does(HttpClient http, Uri prometheus)
     {
         const string series = "adaptive_pipeline_requests_total{pipeline=\"images\",outcome=\"success\"}";
-        async Task<JsonElement> Query(string query, long atMs)
+        async Task<JsonElement?> Query(string query, long atMs)
         {
             string at = (atMs / 1000.0).ToString("F3", CultureInfo.InvariantCulture);
             using var answer = JsonDocument.Parse(await http.GetStringAsync(new Uri(prometheus, $"/api/v1/query?query={Uri.EscapeDataString(query)}&time={at}"), Cancel));
-            return answer.RootElement.GetProperty("data").GetProperty("result")[0].Clone();
+            var result = answer.RootElement.GetProperty("data").GetProperty("result");
+            return result.GetArrayLength() == 0 ? null : result[0].Clone();
         }
+        async Task<double?> Value(string query, long atMs) => await Query(query, atMs) is { } point ? Number(point.GetProperty("value")[1]) : null;
         static double Number(JsonElement value) => double.Parse(value.GetString()!, CultureInfo.InvariantCulture);
 
         long now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        var raw = (await Query($"{series}[30s]", now)).GetProperty("values").EnumerateArray()
+        var raw = (await Query($"{series}[30s]", now))!.Value.GetProperty("values").EnumerateArray()
             .Select(v => (Time: v[0].GetDouble(), Value: Number(v[1]))).ToList();
         Assert.True(raw.Count >= 5, $"{raw.Count} samples");
-        // Read 321 ms after a scrape, so that no window's start falls exactly on a sample (Prometheus 2 would take it; 3 would not).
-        long atMs = (long)Math.Round(raw[^1].Time * 1000) + 321;
+        // Read 700 ms after a scrape, so that no window's start falls exactly on a sample (Prometheus 2 would take it; 3 would not).
+        long atMs = (long)Math.Round(raw[^1].Time * 1000) + 700;
         var samples = raw.Select(s => (s.Time - atMs / 1000.0, s.Value)).ToList(); // times relative to the reading
-        foreach (int windowMs in new[] { 1_500, 2_000, 2_500, 3_000, 4_500 })
+        foreach (int windowMs in new[] { 1_500, 2_000, 2_500, 3_000, 4_500 }) // 1.5 s holds one sample: no point
         {
-            double expected = Number((await Query($"rate({series}[{windowMs}ms])", atMs)).GetProperty("value")[1]);
-            Assert.Equal(expected, PromQL.Rate(samples, 0, windowMs / 1000.0)!.Value, 6);
-            double expectedInstant = Number((await Query($"irate({series}[{windowMs}ms])", atMs)).GetProperty("value")[1]);
-            Assert.Equal(expectedInstant, PromQL.InstantRate(samples, 0, windowMs / 1000.0)!.Value, 6);
+            AssertClose(await Value($"rate({series}[{windowMs}ms])", atMs), PromQL.Rate(samples, 0, windowMs / 1000.0));
+            AssertClose(await Value($"irate({series}[{windowMs}ms])", atMs), PromQL.InstantRate(samples, 0, windowMs / 1000.0));
         }
+        static void AssertClose(double? expected, double? actual)
+        {
+            Assert.Equal(expected is null, actual is null);
+            if (expected is { } e) Assert.Equal(e, actual!.Value, 6);
+        }
+
+        // The operator's latest rate for the surge rule, and the one a scrape before it for the trend: at its history step (a third
+        // of a scrape), the step before would be the same two scrapes.
+        var pipeline = ManifestReader.Parse(File.ReadAllText(RepoPaths.Of("samples", "resnet-mixed.yaml")));
+        pipeline.Metadata.Name = "images";
+        var scrape = TimeSpan.FromSeconds(1);
+        var (latest, previous, _) = await new LoadEstimator(http, prometheus, scrape / 3, scrape).Latest(pipeline, DateTimeOffset.FromUnixTimeMilliseconds(atMs), Cancel);
+        Assert.Equal(PromQL.InstantRate(samples, 0, 2)!.Value, latest, 6);
+        Assert.Equal(PromQL.InstantRate(samples, -1, 2)!.Value, previous, 6);
     }
 }
