@@ -109,11 +109,11 @@ public sealed class PrometheusClientTests(TestModels models)
 
         long now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         var raw = (await Query($"{series}[30s]", now))!.Value.GetProperty("values").EnumerateArray()
-            .Select(v => (Time: v[0].GetDouble(), Value: Number(v[1]))).ToList();
+            .Select(v => (Ms: (long)Math.Round(v[0].GetDouble() * 1000), Value: Number(v[1]))).ToList(); // Prometheus keeps milliseconds
         Assert.True(raw.Count >= 5, $"{raw.Count} samples");
         // Read 700 ms after a scrape, so that no window's start falls exactly on a sample (Prometheus 2 would take it; 3 would not).
-        long atMs = (long)Math.Round(raw[^1].Time * 1000) + 700;
-        var samples = raw.Select(s => (s.Time - atMs / 1000.0, s.Value)).ToList(); // times relative to the reading
+        long atMs = raw[^1].Ms + 700;
+        var samples = raw.Select(s => ((s.Ms - atMs) / 1000.0, s.Value)).ToList(); // seconds relative to the reading, exact
         foreach (int windowMs in new[] { 1_500, 2_000, 2_500, 3_000, 4_500 }) // 1.5 s holds one sample: no point
         {
             AssertClose(await Value($"rate({series}[{windowMs}ms])", atMs), PromQL.Rate(samples, 0, windowMs / 1000.0));
