@@ -37,6 +37,18 @@ public static class PromQL
         return count < 2 ? null : (samples[last].Value - samples[last - 1].Value) / (samples[last].Time - samples[last - 1].Time);
     }
 
+    /// <summary>
+    /// A range query (<c>query_range</c>): <paramref name="query"/> every <paramref name="stepSeconds"/> from <paramref name="end"/> −
+    /// <paramref name="lengthSeconds"/> to <paramref name="end"/>, oldest first, the steps without a point left out.
+    /// </summary>
+    public static double[] Range(Func<int, double?> query, int end, int lengthSeconds, int stepSeconds)
+    {
+        var points = new List<double>();
+        for (int t = end - lengthSeconds / stepSeconds * stepSeconds; t <= end; t += stepSeconds)
+            if (query(t) is { } value) points.Add(value);
+        return [.. points];
+    }
+
     /// <summary>The indexes of the first and last samples in (t − window, t], and how many there are.</summary>
     static (int First, int Last, int Count) InWindow(IReadOnlyList<(double Time, double Value)> samples, double t, double windowSeconds)
     {

@@ -30,18 +30,6 @@ public sealed class ScrapedCounter
     /// <summary><c>irate(counter[window])</c> at second <paramref name="t"/>; null where Prometheus gives no point.</summary>
     public double? InstantRate(int t, int windowSeconds) => PromQL.InstantRate(Samples(t, windowSeconds), t, windowSeconds);
 
-    /// <summary>
-    /// A range query (<c>query_range</c>): <paramref name="query"/> every <paramref name="stepSeconds"/> from <paramref name="end"/> −
-    /// <paramref name="lengthSeconds"/> to <paramref name="end"/>, oldest first, the steps without a point left out.
-    /// </summary>
-    public double[] Range(Func<int, double?> query, int end, int lengthSeconds, int stepSeconds)
-    {
-        var points = new List<double>();
-        for (int t = end - lengthSeconds / stepSeconds * stepSeconds; t <= end; t += stepSeconds)
-            if (query(t) is { } value) points.Add(value);
-        return [.. points];
-    }
-
     /// <summary>The scrapes in (t − window, t].</summary>
     List<(double Time, double Value)> Samples(int t, int windowSeconds)
     {

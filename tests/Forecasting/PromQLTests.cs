@@ -47,6 +47,6 @@ public sealed class PromQLTests
         Assert.Null(Counter.InstantRate(5, 30)); // none yet
         Assert.Null(PromQL.Rate([(10, 5)], 12, 30));
         // A range query leaves such steps out: every 5 s from 0 to 30 s, the first point at 25 s (7 and 22 s in its window).
-        Assert.Equal([Counter.Rate(25, 30)!.Value, Counter.Rate(30, 30)!.Value], Counter.Range(t => Counter.Rate(t, 30), 30, 30, 5));
+        Assert.Equal([Counter.Rate(25, 30)!.Value, Counter.Rate(30, 30)!.Value], PromQL.Range(t => Counter.Rate(t, 30), 30, 30, 5));
     }
 }

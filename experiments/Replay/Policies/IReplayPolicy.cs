@@ -40,7 +40,7 @@ public sealed class CountedLoadHistory(IReadOnlyList<double> arrivalsPerSecond, 
         Func<int, double?> query = windowSeconds < 2 * Scrape
             ? t => arrivals.InstantRate(t, 2 * Scrape)
             : t => arrivals.Rate(t, (int)ArrivalHistory.RateQueryWindow(TimeSpan.FromSeconds(windowSeconds), TimeSpan.FromSeconds(Scrape)).TotalSeconds);
-        return arrivals.Range(query, arrivals.Seconds, historySeconds, stepSeconds);
+        return PromQL.Range(query, arrivals.Seconds, historySeconds, stepSeconds);
     }
 
     /// <summary><c>irate(misses) / irate(requests)</c> as the operator queries it: the share of the requests answered between the last two scrapes that missed the SLO.</summary>
