@@ -45,12 +45,16 @@ public static class SurgeRule
     /// </summary>
     public static double SurgeRps(double previousRps, double latestRps) => latestRps + Math.Max(0, latestRps - previousRps);
 
-    /// <summary>Whether <paramref name="latestRps"/> outgrows the <paramref name="running"/> configuration, or <paramref name="missedShare"/> of the latest requests missed the SLO.</summary>
+    /// <summary>
+    /// Whether <paramref name="latestRps"/> outgrows the <paramref name="running"/> configuration, or <paramref name="missedShare"/> of the
+    /// latest requests missed the SLO. The rate is read over the target utilization, as a plan reads the forecast, so that
+    /// a plan for less (or more) than the load is not called short at once.
+    /// </summary>
     public static bool Triggers(InferencePipeline pipeline, IReadOnlyList<StagePlan> running, double latestRps, double missedShare)
     {
         if (running.Count == 0 || !(latestRps > 0)) return false;
         if (missedShare > MissedShareThreshold) return true;
         var problem = PlanningProblemBuilder.Build(pipeline, Math.Max(latestRps, AdaptationDecider.MinimumLoadRps), []);
-        return latestRps >= Threshold * PlanEvaluator.SustainableRps(problem, running);
+        return latestRps / pipeline.Spec.Adaptation.TargetUtilization >= Threshold * PlanEvaluator.SustainableRps(problem, running);
     }
 }

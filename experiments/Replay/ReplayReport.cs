@@ -9,8 +9,9 @@ namespace Adaptive.Experiments.Replay;
 /// <param name="ViolationRate">Late, rejected and expired requests over all that arrived.</param>
 /// <param name="Accuracy">Mean accuracy of the requests served.</param>
 /// <param name="Cost">Replica-seconds weighted by each class's cost per replica.</param>
+/// <param name="Tuning">The settings a search tuned for the run (<see cref="PolicyRun.Tuning"/>).</param>
 public sealed record PolicySummary(string Policy, int Requests, double ViolationRate, double P50Ms, double P99Ms, double Accuracy,
-    double Cost, int Reconfigurations, double MeanDecisionMs, double MaxDecisionMs);
+    double Cost, int Reconfigurations, double MeanDecisionMs, double MaxDecisionMs, string? Tuning = null);
 
 /// <summary>One bucket of a policy's run over time.</summary>
 public sealed record TimelinePoint(int Second, double ArrivalRps, double ForecastRps, int Replicas, double CostPerSecond,
@@ -29,7 +30,7 @@ public static class ReplayReport
         var solves = run.Decisions.Select(d => d.SolveMs).ToList();
         return new PolicySummary(run.Policy, result.Arrived, result.ViolationRate, Percentiles.Of(sorted, 0.5), Percentiles.Of(sorted, 0.99),
             served.Count == 0 ? 0 : served.Average(r => r.Accuracy), result.Cost, run.Decisions.Count(d => d.Reconfigured),
-            solves.Average(), solves.Max());
+            solves.Average(), solves.Max(), run.Tuning);
     }
 
     /// <summary>The run in <see cref="BucketSeconds"/> buckets; latency, accuracy and violations by the requests' arrival.</summary>
@@ -96,7 +97,9 @@ public static class ReplayReport
         foreach (var s in summaries.Where(s => ReplayPolicies.Descriptions.ContainsKey(s.Policy)))
             text.AppendLine($"- {s.Policy}: {ReplayPolicies.Descriptions[s.Policy]}");
         if (summaries.Any(s => s.Policy.Contains('@')))
-            text.AppendLine($"- P@B: policy P with its cost weight, scale-down stabilization window and headroom tuned to spend {-IsoCost.Below:P0} … +{IsoCost.Above:P0} of what baseline B spends; of those runs, the most accurate that keeps its violations within max(1 %, B's)");
+            text.AppendLine($"- P@B: policy P with its cost weight, scale-down stabilization window and target utilization tuned to spend {-IsoCost.Below:P0} … +{IsoCost.Above:P0} of what baseline B spends; of those runs, the most accurate that keeps its violations within max(1 %, B's)");
+        foreach (var s in summaries.Where(s => s.Tuning is not null))
+            text.AppendLine($"  - {s.Policy}: {s.Tuning}");
         text.AppendLine();
         text.AppendLine("Plots: load.png (load and forecasts), replicas.png, variants-POLICY.png, latency.png (p99), accuracy.png, cost.png. Data: report.csv, timeline.csv, decisions.csv.");
         return text.ToString();

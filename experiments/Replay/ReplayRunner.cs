@@ -15,7 +15,11 @@ public sealed record DecisionRecord(int Second, double PredictedRps, double Solv
     public string Configuration => ReplayRunner.Describe(Running);
 }
 
-public sealed record PolicyRun(string Policy, SimulationResult Result, IReadOnlyList<DecisionRecord> Decisions);
+public sealed record PolicyRun(string Policy, SimulationResult Result, IReadOnlyList<DecisionRecord> Decisions)
+{
+    /// <summary>The settings a search tuned for this run (<see cref="IsoCost"/>), for the report; null if none.</summary>
+    public string? Tuning { get; init; }
+}
 
 /// <summary>Replays a workload through the simulated cluster with one policy deciding every interval.</summary>
 public static class ReplayRunner

@@ -102,7 +102,8 @@ public sealed class PlanCommandTests : IDisposable
         { "batch-without-profile", "spec.stages[0].batchSizes[4]: batch size 16 has no profile" },
         { "no-stages", "spec.stages: must not be empty" },
         { "bad-mode", "spec.stages[0].mode: must be one of single, mixed, got 'both'" },
-        { "zero-utilization", "spec.adaptation.targetUtilization: must be between 0.01 and 1, got 0" },
+        { "zero-utilization", "spec.adaptation.targetUtilization: must be between 0.01 and 2, got 0" },
+        { "utilization-beyond-half-the-load", "spec.adaptation.targetUtilization: must be between 0.01 and 2, got 2.5" },
         { "stabilization-beyond-history", "spec.adaptation.scaleDownStabilizationSeconds: must be at most spec.adaptation.metrics.historySeconds (600), the history it is read from; got 900" },
     };
 
@@ -119,6 +120,7 @@ public sealed class PlanCommandTests : IDisposable
             case "empty-variants": spec.Stages[1].Variants.Clear(); break;
             case "batch-without-profile": spec.Stages[0].BatchSizes.Add(16); break;
             case "zero-utilization": spec.Adaptation.TargetUtilization = 0; break;
+            case "utilization-beyond-half-the-load": spec.Adaptation.TargetUtilization = 2.5; break;
             case "stabilization-beyond-history": spec.Adaptation.ScaleDownStabilizationSeconds = 900; break;
             case "no-stages": spec.Stages.Clear(); break;
             case "bad-mode": spec.Stages[0].Mode = "both"; break;

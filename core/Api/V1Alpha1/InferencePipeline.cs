@@ -239,8 +239,12 @@ public sealed class AdaptationSpec
     [JsonPropertyName("latencyModel")] public string LatencyModel { get; set; } = "queueing";
 
     /// <summary>
-    /// The plan is made for the predicted load divided by this. The queueing model needs no headroom; with
-    /// batch-fill, whose replicas run at their profiled (saturation) throughput, a value below 1 keeps queues short.
+    /// The plan is made for the predicted load divided by this, and the surge rule reads the observed rate the same
+    /// way. The queueing model needs no headroom; with batch-fill, whose replicas run at their profiled (saturation)
+    /// throughput, a value below 1 keeps queues short. Above 1 plans for less than predicted (at most
+    /// <see cref="InferencePipelineValidator.MaxTargetUtilization"/>): the predicted peak and the 99th percentile are
+    /// both cautious, and a tight budget may buy more accuracy by risking some of its SLO (what an HPA at over 100 %
+    /// of its requests does).
     /// </summary>
     [JsonPropertyName("targetUtilization")] public double TargetUtilization { get; set; } = 1;
 

@@ -18,6 +18,9 @@ public static partial class InferencePipelineValidator
     public static readonly IReadOnlySet<string> LatencyModels = new HashSet<string> { "queueing", "batch-fill" };
     public static readonly IReadOnlySet<string> StageTransports = new HashSet<string> { "rest", "grpc" };
 
+    /// <summary>The highest target utilization: plans for half the predicted load.</summary>
+    public const double MaxTargetUtilization = 2;
+
     // Names become parts of Deployment and Service names.
     [GeneratedRegex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
     private static partial Regex DnsLabel();
@@ -80,8 +83,8 @@ public static partial class InferencePipelineValidator
         OneOf(adaptation.Forecaster, Forecasters, "spec.adaptation.forecaster");
         OneOf(adaptation.LatencyModel, LatencyModels, "spec.adaptation.latencyModel");
         Positive(adaptation.PlannerTimeLimitSeconds, "spec.adaptation.plannerTimeLimitSeconds");
-        if (!(adaptation.TargetUtilization >= 0.01 && adaptation.TargetUtilization <= 1))
-            throw new PlanningInputException("spec.adaptation.targetUtilization", $"must be between 0.01 and 1, got {adaptation.TargetUtilization}");
+        if (!(adaptation.TargetUtilization >= 0.01 && adaptation.TargetUtilization <= MaxTargetUtilization))
+            throw new PlanningInputException("spec.adaptation.targetUtilization", $"must be between 0.01 and {MaxTargetUtilization}, got {adaptation.TargetUtilization}");
         AtLeast(adaptation.Metrics.HistorySeconds, adaptation.IntervalSeconds, "spec.adaptation.metrics.historySeconds");
         AtLeast(adaptation.ScaleDownStabilizationSeconds, 0, "spec.adaptation.scaleDownStabilizationSeconds");
         if (adaptation.ScaleDownStabilizationSeconds > adaptation.Metrics.HistorySeconds)
