@@ -23,7 +23,7 @@ public sealed record PlanningLoad(double ForecastRps, double RecentPeakRps, doub
     /// What the plan is made for. Never less than the latest rate over the surge rule's <see cref="SurgeRule.Threshold"/>: a
     /// plan the surge rule would call short at once is not made. Live, without it, a scheduled decision planned for the
     /// stabilization window's 80 rps took back the replica a surge decision had added, the next check 5 s later found 85 rps
-    /// at 0.9 of what was left and added it again, and so on every 30 s (README, "Live").
+    /// at 0.9 of what was left and added it again, and so on every 30 s (docs/benchmarks/replay/live/HISTORY.md, the third run).
     /// </summary>
     public double Rps => Math.Max(Math.Max(Math.Max(ForecastRps, RecentPeakRps), SurgeHeadroom * (SurgeRps ?? 0)), LatestRps / SurgeRule.Threshold);
 

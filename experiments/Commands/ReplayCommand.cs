@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.CommandLine;
 using System.Diagnostics;
+using Adaptive.Core.Api.V1Alpha1;
 using Adaptive.Core.Forecasting;
 using Adaptive.Core.Planning;
 using Adaptive.Core.Workloads;
@@ -28,7 +29,7 @@ public static class ReplayCommand
         var seconds = new Option<int>("--seconds") { Description = "The window's length", DefaultValueFactory = _ => WorkloadPatterns.IpaWindowSeconds };
         var damping = new Option<double>("--damping") { Description = "The trace's counts are divided by this", DefaultValueFactory = _ => WorkloadPatterns.IpaDamping };
         var forecaster = new Option<string?>("--forecaster") { Description = "Override the pipeline's forecaster: last-value, moving-max, ewma-trend, learned" };
-        var utilization = new Option<double?>("--target-utilization") { Description = "Override the pipeline's spec.adaptation.targetUtilization (0.01 to 1)" };
+        var utilization = new Option<double?>("--target-utilization") { Description = $"Override the pipeline's spec.adaptation.targetUtilization (0.01 to {InferencePipelineValidator.MaxTargetUtilization}; above 1 plans for less than the forecast)" };
         var seed = new Option<int>("--seed") { Description = "Seed of arrivals, service times and synthetic workloads: the same seed gives the same run", DefaultValueFactory = _ => 1 };
         var podStart = new Option<double>("--pod-start-seconds") { Description = "Seconds before a new replica loads its model", DefaultValueFactory = _ => 5 };
         var output = new Option<string>("--out") { Description = "Directory for the report, CSVs and plots", DefaultValueFactory = _ => "replay-report" };
@@ -193,8 +194,8 @@ public static class ReplayCommand
             try { LoadForecasters.Create(name); }
             catch (ArgumentException e) { throw new PlanningInputException("--forecaster", e.Message); }
         }
-        if (settings.TargetUtilization is { } u && !(u >= 0.01 && u <= 1))
-            throw new PlanningInputException("--target-utilization", $"must be between 0.01 and 1, got {u}");
+        if (settings.TargetUtilization is { } u && !(u >= 0.01 && u <= InferencePipelineValidator.MaxTargetUtilization))
+            throw new PlanningInputException("--target-utilization", $"must be between 0.01 and {InferencePipelineValidator.MaxTargetUtilization}, got {u}");
     }
 
     /// <summary>The pipeline with the adaptation settings given on the command line.</summary>

@@ -60,7 +60,7 @@ public sealed class ReplayCommandTests
     [InlineData("--workload=sawtooth", "unknown workload 'sawtooth'")]
     [InlineData("--pipeline=nowhere.yaml", "'nowhere.yaml' is neither a sample")]
     [InlineData("--forecaster=oracle", "unknown forecaster 'oracle'")]
-    [InlineData("--target-utilization=1.5", "--target-utilization: must be between 0.01 and 1")]
+    [InlineData("--target-utilization=2.5", "--target-utilization: must be between 0.01 and 2")]
     [InlineData("--hpa-target=0", "--hpa-target: must be between 0.01 and 1")]
     public void Bad_arguments_are_refused_with_a_message_naming_them(string argument, string message)
     {
