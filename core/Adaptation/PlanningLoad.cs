@@ -53,11 +53,12 @@ public sealed record PlanningLoad(double ForecastRps, double RecentPeakRps, doub
         return peak;
     }
 
-    /// <summary>Why the plan is for <see cref="Rps"/>, for events and logs.</summary>
-    public string Describe(string forecaster) =>
+    /// <summary>Why the plan is for <see cref="Rps"/>, and for how much it sized replicas at a target utilization other than 1; for events and logs.</summary>
+    public string Describe(string forecaster, double targetUtilization) =>
         $"predicted {ForecastRps:F1} rps ({forecaster})"
         + (SurgeRps is { } surge ? $", a surge to {surge:F1} rps" : "")
         + (Stabilizing ? $", held at the recent peak {RecentPeakRps:F1} rps" : "")
         + (LatestRps / SurgeRule.Threshold > Math.Max(Math.Max(ForecastRps, RecentPeakRps), SurgeHeadroom * (SurgeRps ?? 0)) ? $", the latest rate {LatestRps:F1} rps" : "")
-        + $": planned for {Rps:F1} rps";
+        + $": planned for {Rps:F1} rps"
+        + (targetUtilization != 1 ? $", sized for {Math.Max(Rps, AdaptationDecider.MinimumLoadRps) / targetUtilization:F1} rps at target utilization {targetUtilization}" : "");
 }

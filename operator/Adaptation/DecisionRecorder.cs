@@ -115,7 +115,7 @@ public sealed class DecisionRecorder(LoadEstimator loads, PipelineClient pipelin
         string before = previous is null ? "nothing" : Summary(previous);
         if (before != status.Summary)
         {
-            string message = $"{before} → {status.Summary}: {planned.Describe(load.Forecaster)}, observed {load.ObservedRps:F1} rps; "
+            string message = $"{before} → {status.Summary}: {planned.Describe(load.Forecaster, pipeline.Spec.Adaptation.TargetUtilization)}, observed {load.ObservedRps:F1} rps; "
                 + $"expected accuracy {evaluated.Accuracy:F4}, cost {evaluated.Cost:F2}, latency {evaluated.LatencyMs:F1} ms of {pipeline.Spec.SloMs} ms ({status.PlanStatus})";
             log.LogInformation("Reconfiguring {Pipeline}: {Message}", $"{pipeline.Metadata.Namespace}/{name}", message);
             await pipelines.Event(pipeline, feasible ? "Normal" : "Warning", "Reconfigured", message, cancellation);

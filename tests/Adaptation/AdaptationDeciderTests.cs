@@ -59,14 +59,15 @@ public sealed class AdaptationDeciderTests
         var held = new PlanningLoad(6, 60);
         Assert.Equal(60, held.Rps);
         Assert.True(held.Stabilizing);
-        Assert.Contains("held at the recent peak 60.0 rps", held.Describe("learned"));
+        Assert.Contains("held at the recent peak 60.0 rps", held.Describe("learned", 1));
         var rising = new PlanningLoad(30, 12);
         Assert.Equal(30, rising.Rps);
         Assert.False(rising.Stabilizing);
         var surge = held with { SurgeRps = 50 };
         Assert.Equal(PlanningLoad.SurgeHeadroom * 50, surge.Rps);
         Assert.False(surge.Stabilizing); // a surge is a rise, not a fall
-        Assert.Equal("predicted 6.0 rps (learned), a surge to 50.0 rps: planned for 75.0 rps", surge.Describe("learned"));
+        Assert.Equal("predicted 6.0 rps (learned), a surge to 50.0 rps: planned for 75.0 rps", surge.Describe("learned", 1));
+        Assert.EndsWith("planned for 75.0 rps, sized for 50.0 rps at target utilization 1.5", surge.Describe("learned", 1.5));
         Assert.Equal(50, surge.HeldAfterScaleUpRps); // its rate, not its headroom
         Assert.Equal(30, rising.HeldAfterScaleUpRps);
 
@@ -105,7 +106,7 @@ public sealed class AdaptationDeciderTests
             if (SurgeRule.Triggers(pipeline, AdaptationDecider.Decide(pipeline, load.ForecastRps, []).Plan, latest, missedShare: 0)) shortWithoutLatest++;
         }
         Assert.True(shortWithoutLatest > 0, "every plan for the forecast alone already held the latest rate: the test shows nothing");
-        Assert.Contains("the latest rate 50.0 rps", new PlanningLoad(40, 0, LatestRps: 50).Describe("learned"));
+        Assert.Contains("the latest rate 50.0 rps", new PlanningLoad(40, 0, LatestRps: 50).Describe("learned", 1));
     }
 
     static InferencePipeline ResNetSingle()
