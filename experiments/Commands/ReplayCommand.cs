@@ -219,5 +219,7 @@ public static class ReplayCommand
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) });
         if (Console.IsOutputRedirected) console.Profile.Width = 160; // a file or pipe gets the whole table, unwrapped
         console.Write(table);
+        foreach (var s in summaries.Where(s => s.Tuning is not null))
+            console.WriteLine($"{s.Policy}: {s.Tuning}");
     }
 }

@@ -1,6 +1,9 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
 using Adaptive.Core.Workloads;
 using Adaptive.Experiments.Replay;
 using Adaptive.Experiments.Workloads;
+using Adaptive.Tests.Support;
 
 namespace Adaptive.Tests.Replay;
 
@@ -35,29 +38,45 @@ public sealed class IsoCostTests
     /// <summary>
     /// Five quiet minutes of day 14 (second 1,185,000), at hpa's spend: one replica, hpa's resnet50, which keeps the SLO
     /// there. ipa, planning for the forecast peak at the 99th percentile, served part of them with a smaller variant at
-    /// every cost weight, headroom and stabilization window the search tries first; planning for less than the forecast
-    /// (a target utilization over 1) buys hpa's accuracy. The report says with which settings.
+    /// every cost weight, headroom and stabilization window the search tries first (accuracy 0.7449 at best); planning
+    /// for less than the forecast (a target utilization over 1) buys hpa's accuracy. Through the command, which prints
+    /// and reports the settings that did it.
     /// </summary>
     [Fact]
     public void At_the_cost_of_hpa_planning_for_less_than_the_forecast_buys_its_accuracy()
     {
-        var matched = IpaAtTheCostOf("hpa", "resnet", start: 1_185_000, seconds: 300);
-        Assert.Matches(@"target utilization (1\.25|1\.5|2)$", matched.Tuning);
-        Assert.Contains($"- ipa@hpa: {matched.Tuning}\n", ReplayReport.Markdown([ReplayReport.Summarize(matched)], []));
+        string dir = Path.Combine(Path.GetTempPath(), "adaptive-iso-cost-" + Guid.NewGuid().ToString("N"));
+        var run = AdaptiveCli.Run("replay", "--start", "1185000", "--seconds", "300", "--policies", "ipa,hpa", "--iso-cost", "--out", dir);
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        var rows = File.ReadAllLines(Path.Combine(dir, "report.csv")).Skip(1).Select(line => line.Split(','))
+            .ToDictionary(c => c[0], c => new Outcome(Parse(c[2]), Parse(c[5]), Parse(c[6])));
+        AssertTheBar("hpa", rows["ipa@hpa"], rows["hpa"]);
+        string tuning = Regex.Match(run.Stdout, @"^ipa@hpa: (.*, target utilization (1\.25|1\.5|2))$", RegexOptions.Multiline).Groups[1].Value;
+        Assert.True(tuning.Length > 0, run.Stdout);
+        Assert.Contains($"  - ipa@hpa: {tuning}\n", File.ReadAllText(Path.Combine(dir, "report.md")));
     }
 
-    /// <summary>The iso-cost row <c>ipa@B</c> over a 20-minute window (IPA's unless named): in the cost band, violations within max(1 %, B's), at least B's accuracy.</summary>
-    static PolicyRun IpaAtTheCostOf(string baselineName, string pipelineName, int start = WorkloadPatterns.IpaWindowStart, int seconds = WorkloadPatterns.IpaWindowSeconds)
+    static double Parse(string value) => double.Parse(value, CultureInfo.InvariantCulture);
+
+    sealed record Outcome(double ViolationRate, double Accuracy, double Cost);
+
+    /// <summary>The iso-cost row <c>ipa@B</c> over a 20-minute window (IPA's unless named).</summary>
+    static void IpaAtTheCostOf(string baselineName, string pipelineName, int start = WorkloadPatterns.IpaWindowStart)
     {
-        var window = ReplayWorkloads.Create("twitter", TwitterTrace.DefaultPath, start, seconds, WorkloadPatterns.IpaDamping, seed: 1);
+        var window = ReplayWorkloads.Create("twitter", TwitterTrace.DefaultPath, start, WorkloadPatterns.IpaWindowSeconds, WorkloadPatterns.IpaDamping, seed: 1);
         var pipeline = ReplayPipeline.Load(pipelineName, podStartSeconds: 5);
         var baseline = ReplayPolicyTests.Replay(baselineName, pipelineName, window);
         var matched = IsoCost.Match(pipeline, "ipa", baseline, window, pipeline.SimulationOptions(seed: 2, ReplayPipeline.DefaultHopMs));
         Assert.Equal($"ipa@{baselineName}", matched.Policy);
-        Assert.InRange(matched.Result.Cost, baseline.Result.Cost * (1 - IsoCost.Below), baseline.Result.Cost * (1 + IsoCost.Above));
-        Assert.True(matched.Result.ViolationRate <= Math.Max(0.01, baseline.Result.ViolationRate), $"{matched.Result.ViolationRate:P2} against {baselineName}'s {baseline.Result.ViolationRate:P2}");
-        double accuracy = ReplayReport.Summarize(matched).Accuracy, baselineAccuracy = ReplayReport.Summarize(baseline).Accuracy;
-        Assert.True(accuracy >= baselineAccuracy, $"accuracy {accuracy:F4} against {baselineName}'s {baselineAccuracy:F4}");
-        return matched;
+        Outcome Of(PolicyRun run) => new(run.Result.ViolationRate, ReplayReport.Summarize(run).Accuracy, run.Result.Cost);
+        AssertTheBar(baselineName, Of(matched), Of(baseline));
+    }
+
+    /// <summary>Issue #20's bar for an iso-cost row: in the cost band, violations within max(1 %, B's), at least B's accuracy.</summary>
+    static void AssertTheBar(string baselineName, Outcome matched, Outcome baseline)
+    {
+        Assert.InRange(matched.Cost, baseline.Cost * (1 - IsoCost.Below), baseline.Cost * (1 + IsoCost.Above));
+        Assert.True(matched.ViolationRate <= Math.Max(0.01, baseline.ViolationRate), $"{matched.ViolationRate:P2} against {baselineName}'s {baseline.ViolationRate:P2}");
+        Assert.True(matched.Accuracy >= baseline.Accuracy, $"accuracy {matched.Accuracy:F4} against {baselineName}'s {baseline.Accuracy:F4}");
     }
 }
