@@ -29,7 +29,10 @@ public static class AdaptationDecider
 
     /// <summary>The planner's problem for the pipeline at <paramref name="plannedRps"/> (at least the minimum load, over the target utilization).</summary>
     public static PipelineProblem Problem(InferencePipeline pipeline, double plannedRps, IReadOnlyList<RunningAllocation> current) =>
-        PlanningProblemBuilder.Build(pipeline, Math.Max(plannedRps, MinimumLoadRps) / pipeline.Spec.Adaptation.TargetUtilization, current);
+        PlanningProblemBuilder.Build(pipeline, SizedForRps(plannedRps, pipeline.Spec.Adaptation.TargetUtilization), current);
+
+    /// <summary>The rate replicas are sized for when a plan is made for <paramref name="plannedRps"/>: at least the minimum load, over the target utilization.</summary>
+    public static double SizedForRps(double plannedRps, double targetUtilization) => Math.Max(plannedRps, MinimumLoadRps) / targetUtilization;
 
     /// <summary>The decision to run <paramref name="plan"/> in place of <paramref name="current"/>.</summary>
     public static AdaptationDecision Of(PipelineProblem problem, PlanResult result, IReadOnlyList<StagePlan> plan, IReadOnlyList<RunningAllocation> current)

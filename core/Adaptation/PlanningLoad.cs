@@ -60,5 +60,5 @@ public sealed record PlanningLoad(double ForecastRps, double RecentPeakRps, doub
         + (Stabilizing ? $", held at the recent peak {RecentPeakRps:F1} rps" : "")
         + (LatestRps / SurgeRule.Threshold > Math.Max(Math.Max(ForecastRps, RecentPeakRps), SurgeHeadroom * (SurgeRps ?? 0)) ? $", the latest rate {LatestRps:F1} rps" : "")
         + $": planned for {Rps:F1} rps"
-        + (targetUtilization != 1 ? $", sized for {Math.Max(Rps, AdaptationDecider.MinimumLoadRps) / targetUtilization:F1} rps at target utilization {targetUtilization}" : "");
+        + (targetUtilization != 1 ? $", sized for {AdaptationDecider.SizedForRps(Rps, targetUtilization):F1} rps at target utilization {targetUtilization}" : "");
 }

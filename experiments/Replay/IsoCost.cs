@@ -96,11 +96,12 @@ public static class IsoCost
             }
         }
         // The last resort, a step at a time: planning for less than forecast.
-        foreach (var (less, window) in LessThanForecast.SelectMany(less => windows.Select(window => (less, window))))
-        {
-            if (baseline.Result.ViolationRate > BaselineKeepsTheSlo || tried.Any(r => Kept(r) && Accuracy(r) >= baselineAccuracy)) break;
-            Bisect(window, less * adaptation.TargetUtilization);
-        }
+        if (baseline.Result.ViolationRate <= BaselineKeepsTheSlo)
+            foreach (var (less, window) in LessThanForecast.SelectMany(less => windows.Select(window => (less, window))))
+            {
+                if (tried.Any(r => Kept(r) && Accuracy(r) >= baselineAccuracy)) break;
+                Bisect(window, less * adaptation.TargetUtilization);
+            }
         var inBand = tried.Where(r => Compare(r) == 0).ToList();
         return inBand.Where(r => r.Result.ViolationRate <= allowed).OrderByDescending(Accuracy).ThenBy(r => r.Result.ViolationRate).FirstOrDefault()
             ?? inBand.FirstOrDefault()
