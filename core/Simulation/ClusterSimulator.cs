@@ -49,7 +49,7 @@ public sealed record SimulationOptions(double SloMs, double MaxQueueDelayMs, int
 /// <summary>A change of configuration the controller asks for.</summary>
 /// <param name="Recreate">
 /// False: make-before-break, as the operator does it: a stage's traffic moves to its new groups only once
-/// every one of them has a ready replica, and replaced groups drain afterwards. True: the running replicas
+/// all their replicas are ready, and replaced groups drain afterwards. True: the running replicas
 /// are replaced at once (as a pod resize by eviction does), so the stage serves nothing until the new ones start.
 /// </param>
 public sealed record Reconfiguration(IReadOnlyList<SimulatedStage> Stages, bool Recreate = false);
@@ -171,6 +171,10 @@ public sealed class ClusterSimulator
         /// <summary>No longer routed to: drains its queue, then its replicas go.</summary>
         public bool Retired { get; set; }
         public bool TimerSet { get; set; }
+        /// <summary>Its weight in the stage's split, set when traffic moves to it: a group that a pending change resizes keeps its share until then.</summary>
+        public double RoutedWeight { get; set; }
+        /// <summary>Replicas that run or start and are not being removed.</summary>
+        public int Live => Replicas.Count(r => r.State != ReplicaState.Gone && !r.Removing);
         public int Ready => Replicas.Count(r => r.State is ReplicaState.Idle or ReplicaState.Busy && !r.Removing);
     }
 
@@ -181,7 +185,7 @@ public sealed class ClusterSimulator
         public List<Group> Routes { get; set; } = [];
         /// <summary>Splits the stage's requests among <see cref="Routes"/> by weight, as the router does.</summary>
         public WeightedChooser<Group>? Chooser { get; set; }
-        /// <summary>Groups traffic moves to once all are ready (make-before-break).</summary>
+        /// <summary>Groups traffic moves to once all their replicas are ready (make-before-break).</summary>
         public List<Group>? Pending { get; set; }
     }
 
@@ -437,7 +441,7 @@ public sealed class ClusterSimulator
                 }
                 group.Spec = spec;
                 group.Retired = false;
-                Resize(group, spec.Replicas);
+                Resize(group, change.Recreate ? spec.Replicas : Math.Max(spec.Replicas, group.Live)); // a shrink waits for the traffic to move (Route)
                 desired.Add(group);
             }
             if (change.Recreate)
@@ -477,14 +481,19 @@ public sealed class ClusterSimulator
 
     void SwitchWhenReady(Stage stage)
     {
-        if (stage.Pending is { } pending && pending.All(g => g.Ready > 0)) Route(stage, pending);
+        if (stage.Pending is { } pending && pending.All(g => g.Ready >= g.Spec.Replicas)) Route(stage, pending);
     }
 
     /// <summary>Sends the stage's traffic to <paramref name="groups"/>; every other group of the stage drains and goes.</summary>
     void Route(Stage stage, List<Group> groups)
     {
         stage.Routes = groups;
-        stage.Chooser = groups.Count == 0 ? null : new WeightedChooser<Group>(groups, g => g.Spec.Weight);
+        foreach (var group in groups)
+        {
+            group.RoutedWeight = group.Spec.Weight;
+            Resize(group, group.Spec.Replicas);
+        }
+        stage.Chooser = groups.Count == 0 ? null : new WeightedChooser<Group>(groups, g => g.RoutedWeight);
         stage.Pending = null;
         foreach (var group in stage.Groups.Where(g => !groups.Contains(g)))
         {

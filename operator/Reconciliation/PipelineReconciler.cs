@@ -107,7 +107,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, PipelineClient pip
         }
         else
             Conditions.Set(status.Conditions, PipelineCondition.Ready, settled, settled ? "Serving" : "Progressing",
-                settled ? "every planned variant is ready and routed" : "waiting for new variants to become ready before moving traffic to them", generation, now);
+                settled ? "every planned variant is ready and routed" : "waiting for planned variants to have all their pods ready before moving traffic to them", generation, now);
         if (settled && !retiring && stabilizing is not null)
             Conditions.Set(status.Conditions, PipelineCondition.Adapting, false, DecisionRecorder.StabilizingReason, stabilizing, generation, now);
         else
@@ -167,7 +167,8 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, PipelineClient pip
 
     /// <summary>
     /// Makes the cluster run the decision, make-before-break: new variants first; traffic moves to a
-    /// variant only once it has ready pods, and stays on the old ones of its stage until then; a variant
+    /// variant only once all its pods are ready, and stays on the old ones of its stage until then (which keep their
+    /// replicas, <see cref="RouteMerge.HeldReplicas"/>); a variant
     /// whose traffic is gone is removed after <see cref="ReconcilerSettings.RetireAfter"/>. Returns
     /// whether everything planned is ready and routed, whether replaced variants are still retiring, and why
     /// planned variants that are not ready fail to start, where their pods say.
@@ -178,15 +179,17 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, PipelineClient pip
         var desired = DesiredState.Allocations(pipeline, new PipelinePlan(pipeline.Metadata.Name, null, decision), settings.Workload);
         var ready = new HashSet<string>();
         var failing = new List<string>();
+        var held = RouteMerge.HeldReplicas(desired.Select(a => (a.Stage, a.Name, a.Allocation.Replicas)), running);
         foreach (var allocation in desired)
         {
+            if (held.TryGetValue(allocation.Name, out int keep)) allocation.Deployment.Spec.Replicas = keep;
             var applied = await client.AppsV1.PatchNamespacedDeploymentAsync(new V1Patch(allocation.Deployment, V1Patch.PatchType.ApplyPatch),
                 allocation.Name, ns, fieldManager: Names.FieldManager, force: true, cancellationToken: cancellation);
             await client.CoreV1.PatchNamespacedServiceAsync(new V1Patch(allocation.Service, V1Patch.PatchType.ApplyPatch),
                 allocation.Name, ns, fieldManager: Names.FieldManager, force: true, cancellationToken: cancellation);
             if (applied.Status?.ReadyReplicas >= 1 && applied.Metadata.Annotations?.ContainsKey(Names.RetiringSince) == true)
                 await Unretire(allocation.Name, ns, cancellation);
-            if (applied.Status?.ReadyReplicas >= 1) ready.Add(allocation.Name);
+            if (applied.Status?.ReadyReplicas >= applied.Spec.Replicas) ready.Add(allocation.Name);
             // Not yet all at this spec: new pods may be failing while the old ones serve (a rollout), or none serve.
             bool rolledOut = applied.Status?.ObservedGeneration >= applied.Metadata.Generation && applied.Status?.UpdatedReplicas >= applied.Spec.Replicas
                 && applied.Status?.ReadyReplicas >= applied.Spec.Replicas;
@@ -209,7 +212,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, PipelineClient pip
         bool retiring = false;
         foreach (var old in running.Where(d => desired.All(a => a.Name != d.Metadata.Name) && !keptOld.Contains(d.Metadata.Name)))
             retiring |= !await Retire(old, ns, now, cancellation);
-        return (settled, retiring, failing);
+        return (settled && held.Count == 0, retiring, failing);
     }
 
     /// <summary>Container states in which a pod will not become ready without a change of spec or cluster.</summary>

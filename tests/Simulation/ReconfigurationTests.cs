@@ -69,6 +69,33 @@ public sealed class ReconfigurationTests
     }
 
     [Fact]
+    public void Traffic_moves_to_a_resized_variant_only_once_all_its_replicas_are_ready()
+    {
+        // 60 rps split 3:1 over three replicas of a and one of b; at 30 s the plan becomes four of b, three of which take
+        // 10 s to start. Moving at once would send all 60 rps to b's one ready replica (33 rps) for those 10 s.
+        var result = ClusterSimulator.Run(Stage(Group("a", 3, 0, accuracy: 0.6) with { Weight = 3 }, Group("b", 1, 0, accuracy: 0.8)),
+            WorkloadPatterns.Steady(60, 90), Options, Once(new Reconfiguration(Stage(Group("b", 4, startupSeconds: 10, accuracy: 0.8)))), intervalSeconds: 30);
+
+        Assert.True(ViolationRate(result, 30, 90) < 0.01, $"{ViolationRate(result, 30, 90):P1} violated");
+        var whileStarting = result.Requests.Where(r => r.ArrivalSeconds is > 30.1 and < 39.9).ToList();
+        Assert.InRange(whileStarting.Count(r => Math.Abs(r.Accuracy - 0.6) < 1e-6) / (double)whileStarting.Count, 0.7, 0.8); // a keeps its share, b its own
+        Assert.All(result.Requests.Where(r => r.ArrivalSeconds > 40.1), r => Assert.Equal(0.8, r.Accuracy, 6));
+    }
+
+    [Fact]
+    public void A_shrinking_variant_keeps_its_replicas_until_the_traffic_moves()
+    {
+        // 60 rps on three replicas of a; at 30 s the plan becomes three of b (10 s to start) and one of a, split 3:1.
+        // Shrinking a at once would leave its one replica (33 rps) with all 60 rps for those 10 s.
+        var result = ClusterSimulator.Run(Stage(Group("a", 3, 0, accuracy: 0.6)), WorkloadPatterns.Steady(60, 90), Options,
+            Once(new Reconfiguration(Stage(Group("b", 3, startupSeconds: 10, accuracy: 0.8) with { Weight = 3 }, Group("a", 1, 0, accuracy: 0.6)))), intervalSeconds: 30);
+
+        Assert.True(ViolationRate(result, 30, 90) < 0.01, $"{ViolationRate(result, 30, 90):P1} violated");
+        Assert.Equal(6, result.Seconds[35].Replicas.Values.Sum());
+        Assert.Equal(4, result.Seconds[45].Replicas.Values.Sum());
+    }
+
+    [Fact]
     public void Recreating_the_replicas_leaves_the_stage_without_service_while_they_start()
     {
         var result = ClusterSimulator.Run(Stage(Group("a", 2, 0)), WorkloadPatterns.Steady(20, 90), Options,
