@@ -179,7 +179,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, PipelineClient pip
         var desired = DesiredState.Allocations(pipeline, new PipelinePlan(pipeline.Metadata.Name, null, decision), settings.Workload);
         var ready = new HashSet<string>();
         var failing = new List<string>();
-        var held = RouteMerge.HeldReplicas(desired.Select(a => (a.Stage, a.Name, a.Allocation.Replicas)), running);
+        var held = RouteMerge.HeldReplicas(desired.Select(a => (a.Stage, a.Name, a.Allocation.Replicas)), running, await Unplaceable(desired, running, ns, cancellation));
         foreach (var allocation in desired)
         {
             if (held.TryGetValue(allocation.Name, out int keep)) allocation.Deployment.Spec.Replicas = keep;
@@ -193,8 +193,8 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, PipelineClient pip
             // Not yet all at this spec: new pods may be failing while the old ones serve (a rollout), or none serve.
             bool rolledOut = applied.Status?.ObservedGeneration >= applied.Metadata.Generation && applied.Status?.UpdatedReplicas >= applied.Spec.Replicas
                 && applied.Status?.ReadyReplicas >= applied.Spec.Replicas;
-            if (!rolledOut && await WhyNotStarting(applied, ns, cancellation) is { } why)
-                failing.Add($"{allocation.Stage}/{allocation.Allocation.Variant} on {allocation.Allocation.Hardware}: {why}");
+            if (!rolledOut && await WhyNotStarting(applied, ns, cancellation) is { } notStarting)
+                failing.Add($"{allocation.Stage}/{allocation.Allocation.Variant} on {allocation.Allocation.Hardware}: {notStarting.Why}");
         }
         var (routerDeployment, routerService) = DesiredState.Router(pipeline, settings.Workload);
         await client.AppsV1.PatchNamespacedDeploymentAsync(new V1Patch(routerDeployment, V1Patch.PatchType.ApplyPatch),
@@ -220,11 +220,31 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, PipelineClient pip
         ["CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"];
 
     /// <summary>
+    /// The stages where a variant runs more replicas than planned while a planned variant's pods cannot be placed by the
+    /// scheduler: there no shrink is held (<see cref="RouteMerge.HeldReplicas"/>), since the room the surplus holds may be what they need.
+    /// </summary>
+    async Task<HashSet<string>> Unplaceable(IReadOnlyList<AllocationObjects> desired, List<V1Deployment> running, string ns, CancellationToken cancellation)
+    {
+        V1Deployment? Running(AllocationObjects a) => running.FirstOrDefault(d => d.Metadata.Name == a.Name);
+        var stages = new HashSet<string>();
+        foreach (var allocation in desired)
+        {
+            bool shrinking = desired.Any(a => a.Stage == allocation.Stage && Running(a)?.Spec?.Replicas > a.Allocation.Replicas);
+            if (!shrinking || stages.Contains(allocation.Stage) || Running(allocation) is not { } deployment || deployment.Status?.ReadyReplicas >= allocation.Allocation.Replicas) continue;
+            if (await WhyNotStarting(deployment, ns, cancellation) is { Unschedulable: true }) stages.Add(allocation.Stage);
+        }
+        return stages;
+    }
+
+    /// <summary>Why a Deployment's pods do not start, and whether it is that the scheduler cannot place one.</summary>
+    sealed record NotStarting(string Why, bool Unschedulable);
+
+    /// <summary>
     /// What keeps a Deployment's pods from starting, as they report it: a container (or the init container that
     /// fetches the model) waiting in a state it will not leave by itself, with its last exit (the server's one line,
     /// the container's termination message), or a pod the scheduler cannot place. Null when none says (still starting, or nothing wrong yet).
     /// </summary>
-    async Task<string?> WhyNotStarting(V1Deployment deployment, string ns, CancellationToken cancellation)
+    async Task<NotStarting?> WhyNotStarting(V1Deployment deployment, string ns, CancellationToken cancellation)
     {
         string selector = string.Join(",", deployment.Spec.Selector.MatchLabels.Select(l => $"{l.Key}={l.Value}"));
         V1PodList pods;
@@ -247,10 +267,10 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, PipelineClient pip
                 string detail = container.LastState?.Terminated is { } exit
                     ? $", last exit {exit.ExitCode}: {FirstLine(exit.Message ?? exit.Reason)}"
                     : waiting.Message is { Length: > 0 } message ? $": {FirstLine(message)}" : "";
-                return $"{(initContainers.Contains(container) ? $"init container {container.Name} " : "")}{waiting.Reason}{detail}";
+                return new($"{(initContainers.Contains(container) ? $"init container {container.Name} " : "")}{waiting.Reason}{detail}", Unschedulable: false);
             }
             if (pod.Status?.Conditions?.FirstOrDefault(c => c.Type == "PodScheduled" && c.Status == "False" && c.Reason == "Unschedulable") is { } unschedulable)
-                return $"Unschedulable: {FirstLine(unschedulable.Message)}";
+                return new($"Unschedulable: {FirstLine(unschedulable.Message)}", Unschedulable: true);
         }
         return null;
     }

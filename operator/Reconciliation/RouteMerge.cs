@@ -54,14 +54,17 @@ public static class RouteMerge
     /// Make-before-break for a shrink too: a planned variant that runs more replicas than planned keeps them while its stage's
     /// traffic has not moved, that is, until every planned variant of the stage has all its pods ready. Going from six replicas
     /// of one variant to five of another and one of the first would otherwise leave one replica with the stage's whole load
-    /// while the five start. Returns, by Deployment name, the replicas to keep.
+    /// while the five start. Nothing is held in a stage whose planned pods the scheduler cannot place: the room may be what they need.
+    /// Returns, by Deployment name, the replicas to keep.
     /// </summary>
     /// <param name="planned">Each planned variant: its stage, its Deployment's name, and its planned replicas.</param>
     /// <param name="running">The pipeline's Deployments as they are now.</param>
-    public static IReadOnlyDictionary<string, int> HeldReplicas(IEnumerable<(string Stage, string Name, int Replicas)> planned, IReadOnlyList<V1Deployment> running)
+    /// <param name="unplaceable">Stages with a planned variant whose pods the scheduler cannot place.</param>
+    public static IReadOnlyDictionary<string, int> HeldReplicas(IEnumerable<(string Stage, string Name, int Replicas)> planned, IReadOnlyList<V1Deployment> running,
+        IReadOnlySet<string> unplaceable)
     {
         var held = new Dictionary<string, int>();
-        foreach (var stage in planned.GroupBy(p => p.Stage))
+        foreach (var stage in planned.GroupBy(p => p.Stage).Where(s => !unplaceable.Contains(s.Key)))
         {
             V1Deployment? Running(string name) => running.FirstOrDefault(d => d.Metadata.Name == name);
             if (stage.All(p => Running(p.Name)?.Status?.ReadyReplicas >= p.Replicas)) continue; // the traffic moves now

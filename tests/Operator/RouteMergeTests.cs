@@ -78,12 +78,17 @@ public sealed class RouteMergeTests
         // classify runs six of r152; the plan is one of r152 and five of r101, which has none yet. detect shrinks alone.
         (string, string, int)[] plan = [("classify", "p-classify-r152-cpu", 1), ("classify", "p-classify-r101-cpu", 5), ("detect", "p-detect-yolo-s-gpu", 1)];
         List<V1Deployment> running = [Deployment("p-classify-r152-cpu", 6, 6), Deployment("p-detect-yolo-s-gpu", 2, 2)];
-        Assert.Equal(new Dictionary<string, int> { ["p-classify-r152-cpu"] = 6 }, RouteMerge.HeldReplicas(plan, running));
+        Assert.Equal(new Dictionary<string, int> { ["p-classify-r152-cpu"] = 6 }, RouteMerge.HeldReplicas(plan, running, NoneUnplaceable));
 
         running.Add(Deployment("p-classify-r101-cpu", 5, 4)); // one still starting
-        Assert.Equal(new Dictionary<string, int> { ["p-classify-r152-cpu"] = 6 }, RouteMerge.HeldReplicas(plan, running));
+        Assert.Equal(new Dictionary<string, int> { ["p-classify-r152-cpu"] = 6 }, RouteMerge.HeldReplicas(plan, running, NoneUnplaceable));
+
+        // r101's pods cannot be placed: the room r152's surplus holds may be what they need.
+        Assert.Empty(RouteMerge.HeldReplicas(plan, running, new HashSet<string> { "classify" }));
 
         running[^1] = Deployment("p-classify-r101-cpu", 5, 5); // all ready: the traffic moves, and r152 shrinks with it
-        Assert.Empty(RouteMerge.HeldReplicas(plan, running));
+        Assert.Empty(RouteMerge.HeldReplicas(plan, running, NoneUnplaceable));
     }
+
+    static readonly IReadOnlySet<string> NoneUnplaceable = new HashSet<string>();
 }
