@@ -54,14 +54,14 @@ public sealed class OperatorFaultTests
                 && e["message"]!.GetValue<string>().Contains(text)), $"a Warning event saying '{text}'");
 
         const string digest = "adaptive-server: fetch-model: https://models.example.com/yolo.onnx: its sha256 is 0a1b, not the expected 9f8e";
-        await Pod(harness, servers[0], "fetching", new V1PodStatus
+        await Pod(harness.Client, servers[0], "fetching", new V1PodStatus
         {
             Phase = "Pending",
             InitContainerStatuses = [Crashing("fetch-model", digest)],
             ContainerStatuses = [new V1ContainerStatus { Name = "adaptive-server", Image = "adaptive-server:test", ImageID = "", Ready = false, RestartCount = 0,
                 State = new V1ContainerState { Waiting = new V1ContainerStateWaiting { Reason = "PodInitializing" } } }],
         });
-        await Pod(harness, servers[1], "pending", new V1PodStatus
+        await Pod(harness.Client, servers[1], "pending", new V1PodStatus
         {
             Phase = "Pending",
             Conditions = [new V1PodCondition { Type = "PodScheduled", Status = "False", Reason = "Unschedulable", Message = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu." }],
@@ -74,7 +74,7 @@ public sealed class OperatorFaultTests
         // The model is fixed; now the server itself cannot start.
         await harness.Client.CoreV1.DeleteNamespacedPodAsync($"{servers[0]["metadata"]!["name"]}-fetching", OperatorHarness.Namespace, cancellationToken: Cancel);
         const string noCuda = "adaptive-server: --device cuda: no usable CUDA execution provider (Failed to load shared library)";
-        await Pod(harness, servers[0], "crashing", new V1PodStatus { Phase = "Running", ContainerStatuses = [Crashing("adaptive-server", noCuda)] });
+        await Pod(harness.Client, servers[0], "crashing", new V1PodStatus { Phase = "Running", ContainerStatuses = [Crashing("adaptive-server", noCuda)] });
         var crashing = await Says($"{Variant(servers[0])}: CrashLoopBackOff, last exit 2: {noCuda}");
         Assert.Contains(unschedulable, crashing.Status!.Conditions.Single(c => c.Type == PipelineCondition.Ready).Message);
         await Warned(noCuda);
@@ -105,7 +105,7 @@ public sealed class OperatorFaultTests
             list => list.Any(d => d["spec"]!["template"]!["spec"]!["initContainers"] is not null), "the Deployment rolling to a pod that fetches its model");
         var deployment = rolling.Single(d => d["spec"]!["template"]!["spec"]!["initContainers"] is not null);
         const string digest = "adaptive-server: fetch-model: https://models.example.com/x.onnx: its sha256 is 1a2b, not the expected 0000";
-        await Pod(harness, deployment, "new", new V1PodStatus
+        await Pod(harness.Client, deployment, "new", new V1PodStatus
         {
             Phase = "Pending",
             InitContainerStatuses = [new V1ContainerStatus
@@ -128,19 +128,19 @@ public sealed class OperatorFaultTests
     }
 
     /// <summary>A pod of <paramref name="deployment"/> (its selector's labels) with <paramref name="status"/>, as the kubelet would report it.</summary>
-    static async Task Pod(OperatorHarness harness, JsonNode deployment, string suffix, V1PodStatus status)
+    internal static async Task Pod(k8s.Kubernetes client, JsonNode deployment, string suffix, V1PodStatus status)
     {
         var labels = deployment["spec"]!["selector"]!["matchLabels"]!.AsObject().ToDictionary(l => l.Key, l => l.Value!.GetValue<string>());
         string name = $"{deployment["metadata"]!["name"]}-{suffix}";
-        await harness.Client.CoreV1.CreateNamespacedPodAsync(new V1Pod
+        await client.CoreV1.CreateNamespacedPodAsync(new V1Pod
         {
             Metadata = new V1ObjectMeta { Name = name, Labels = labels },
             Spec = new V1PodSpec { Containers = [new V1Container { Name = "adaptive-server", Image = "adaptive-server:test" }] },
         }, OperatorHarness.Namespace, cancellationToken: Cancel);
-        await harness.Client.CoreV1.ReplaceNamespacedPodStatusAsync(new V1Pod
+        await client.CoreV1.ReplaceNamespacedPodStatusAsync(new V1Pod
         {
             Metadata = new V1ObjectMeta { Name = name, NamespaceProperty = OperatorHarness.Namespace, Labels = labels,
-                ResourceVersion = (await harness.Client.CoreV1.ReadNamespacedPodAsync(name, OperatorHarness.Namespace, cancellationToken: Cancel)).Metadata.ResourceVersion },
+                ResourceVersion = (await client.CoreV1.ReadNamespacedPodAsync(name, OperatorHarness.Namespace, cancellationToken: Cancel)).Metadata.ResourceVersion },
             Spec = new V1PodSpec { Containers = [new V1Container { Name = "adaptive-server", Image = "adaptive-server:test" }] },
             Status = status,
         }, name, OperatorHarness.Namespace, cancellationToken: Cancel);
