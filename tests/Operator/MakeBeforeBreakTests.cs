@@ -2,13 +2,10 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Adaptive.Core.Api.V1Alpha1;
 using Adaptive.Core.Routing;
-using Adaptive.Operator.Adaptation;
-using Adaptive.Operator.Metrics;
 using Adaptive.Operator.Reconciliation;
 using Adaptive.Tests.Kubernetes;
 using k8s;
 using k8s.Models;
-using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Adaptive.Tests.Operator;
 
@@ -77,13 +74,8 @@ public sealed class MakeBeforeBreakTests
             var client = new k8s.Kubernetes(api.ClientConfiguration());
             var created = (JsonElement)await client.CustomObjects.CreateNamespacedCustomObjectAsync(OperatorHarness.Sample("resnet-mixed.yaml"),
                 InferencePipeline.Group, InferencePipeline.Version, OperatorHarness.Namespace, InferencePipeline.Plural, cancellationToken: Cancel);
-            var pipelines = new PipelineClient(client, TimeProvider.System, NullLogger<PipelineClient>.Instance);
-            // A surge check that cannot read metrics decides nothing, so only the recorded decisions run.
-            var decisions = new DecisionRecorder(new LoadEstimator(new HttpClient(), null, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(15)),
-                pipelines, new OperatorMetrics(Prometheus.Metrics.NewCustomRegistry()), NullLogger<DecisionRecorder>.Instance);
-            var reconciler = new PipelineReconciler(client, pipelines, decisions,
-                new ReconcilerSettings(new WorkloadSettings("adaptive-server:test", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20)), TimeSpan.FromSeconds(90), TimeSpan.FromSeconds(10)),
-                NullLogger<PipelineReconciler>.Instance, TimeProvider.System);
+            // No Prometheus: a surge check that cannot read metrics decides nothing, so only the recorded decisions run.
+            var reconciler = OperatorHarness.Reconciler(client, prometheus: null, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(15));
             var scene = new Scene(api, client, reconciler, created.GetProperty("metadata").GetProperty("generation").GetInt64());
             await scene.Decide(("resnet152", 6, 30));
             await OperatorHarness.Eventually(() => Task.FromResult(scene.Deployment(Resnet152)), d => d["status"]?["readyReplicas"]?.GetValue<long>() == 6, "resnet152's six pods ready");

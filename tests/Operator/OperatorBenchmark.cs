@@ -112,12 +112,7 @@ public sealed class OperatorBenchmark(TestModels models)
         using var client = new k8s.Kubernetes(api.ClientConfiguration());
         var pipeline = OperatorHarness.Sample("resnet-mixed.yaml");
         await client.CustomObjects.CreateNamespacedCustomObjectAsync(pipeline, InferencePipeline.Group, InferencePipeline.Version, OperatorHarness.Namespace, InferencePipeline.Plural, cancellationToken: Cancel);
-        var pipelines = new PipelineClient(client, TimeProvider.System, NullLogger<PipelineClient>.Instance);
-        var decisions = new DecisionRecorder(new LoadEstimator(new HttpClient(), prometheus.Address, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1)),
-            pipelines, new OperatorMetrics(Prometheus.Metrics.NewCustomRegistry()), NullLogger<DecisionRecorder>.Instance);
-        var reconciler = new PipelineReconciler(client, pipelines, decisions,
-            new ReconcilerSettings(new WorkloadSettings("adaptive-server:bench", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20)), TimeSpan.FromSeconds(90), TimeSpan.FromSeconds(1)),
-            NullLogger<PipelineReconciler>.Instance, TimeProvider.System);
+        var reconciler = OperatorHarness.Reconciler(client, prometheus.Address, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
         var steps = new List<double>();
         for (int i = 0; i < Samples + 5; i++)
         {

@@ -2,13 +2,16 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Adaptive.Core.Api.V1Alpha1;
 using Adaptive.Experiments.Manifests;
+using Adaptive.Operator.Adaptation;
 using Adaptive.Operator.Cluster;
 using Adaptive.Operator.Hosting;
+using Adaptive.Operator.Metrics;
 using Adaptive.Operator.Reconciliation;
 using Adaptive.Tests.Kubernetes;
 using Adaptive.Tests.Support;
 using k8s;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Adaptive.Tests.Operator;
 
@@ -83,6 +86,20 @@ public sealed class OperatorHarness : IAsyncDisposable
         var harness = new OperatorHarness(await ApiServerDouble.Start(installCrds), options, login);
         await harness.StartOperator();
         return harness;
+    }
+
+    /// <summary>
+    /// A pipeline reconciler on its own, without the operator's watches and queue, for tests that drive reconciles one by one:
+    /// metrics from <paramref name="prometheus"/> (none: every metrics read fails, so only decisions written into a status run).
+    /// </summary>
+    public static PipelineReconciler Reconciler(k8s.Kubernetes client, Uri? prometheus, TimeSpan step, TimeSpan scrapeInterval)
+    {
+        var pipelines = new PipelineClient(client, TimeProvider.System, NullLogger<PipelineClient>.Instance);
+        var decisions = new DecisionRecorder(new LoadEstimator(new HttpClient(), prometheus, step, scrapeInterval),
+            pipelines, new OperatorMetrics(Prometheus.Metrics.NewCustomRegistry()), NullLogger<DecisionRecorder>.Instance);
+        return new PipelineReconciler(client, pipelines, decisions,
+            new ReconcilerSettings(new WorkloadSettings("adaptive-server:test", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20)), TimeSpan.FromSeconds(90), TimeSpan.FromSeconds(1)),
+            NullLogger<PipelineReconciler>.Instance, TimeProvider.System);
     }
 
     /// <summary>Starts the operator process (again, after <see cref="StopOperator"/>: a restart).</summary>
