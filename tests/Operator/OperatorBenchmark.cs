@@ -72,8 +72,13 @@ public sealed class OperatorBenchmark(TestModels models)
             long started = Stopwatch.GetTimestamp();
             await harness.Client.CustomObjects.PatchNamespacedCustomObjectAsync(new V1Patch(patch, V1Patch.PatchType.MergePatch),
                 InferencePipeline.Group, InferencePipeline.Version, OperatorHarness.Namespace, InferencePipeline.Plural, "video", cancellationToken: Cancel);
-            while (harness.Api.List("deployments", OperatorHarness.Namespace).Single(d => d["metadata"]!["name"]!.GetValue<string>() == deployment)["spec"]!["replicas"]!.GetValue<int>() != replicas)
+            long Replicas() => harness.Api.List("deployments", OperatorHarness.Namespace).Single(d => d["metadata"]!["name"]!.GetValue<string>() == deployment)["spec"]!["replicas"]!.GetValue<long>();
+            while (Replicas() != replicas)
+            {
+                if (Stopwatch.GetElapsedTime(started) > TimeSpan.FromSeconds(10))
+                    throw new TimeoutException($"{deployment} has {Replicas()} replicas 10 s after detect's minReplicas became {replicas}");
                 await Task.Delay(1, Cancel);
+            }
             if (i >= 5) latencies.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds); // the first few warm up
         }
         return latencies;
