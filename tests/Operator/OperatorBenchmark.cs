@@ -3,14 +3,12 @@ using System.Globalization;
 using System.Text;
 using Adaptive.Core.Api.V1Alpha1;
 using Adaptive.Core.Routing;
-using Adaptive.Operator.Adaptation;
 using Adaptive.Operator.Metrics;
 using Adaptive.Operator.Reconciliation;
 using Adaptive.Tests.Kubernetes;
 using Adaptive.Tests.Support;
 using k8s;
 using k8s.Models;
-using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Adaptive.Tests.Operator;
 
