@@ -4,7 +4,7 @@ using Adaptive.Core.Planning;
 namespace Adaptive.Core.Adaptation;
 
 /// <summary>
-/// Between scheduled decisions the load is checked every <see cref="CheckSeconds"/>: when the latest rate
+/// Between scheduled decisions the load is checked once after each scrape, <see cref="CheckLagSeconds"/> after it: when the latest rate
 /// (over the last scrape interval, Prometheus' <c>irate</c>) reaches <see cref="Threshold"/> of what the
 /// running configuration sustains within the SLO, or more than <see cref="MissedShareThreshold"/> of the requests
 /// answered in that interval missed the SLO (the observed p99 is past it), a decision is made at once, for at
@@ -17,10 +17,28 @@ namespace Adaptive.Core.Adaptation;
 public static class SurgeRule
 {
     /// <summary>
-    /// How often the load is checked between decisions. A scrape shows a rise at most one scrape interval (15 s) after it began;
-    /// checking every 5 s acts on it within 5 s of the scrape rather than 15 (one Prometheus query of a pipeline each time).
+    /// The longest time between checks: where the time of the last scrape is unknown, or the next one is late (Prometheus scrapes
+    /// less often than assumed), the load is checked this often (one Prometheus query of a pipeline each time).
     /// </summary>
     public const int CheckSeconds = 5;
+
+    /// <summary>How long after a scrape its check comes: time for Prometheus to store what it scraped.</summary>
+    public const int CheckLagSeconds = 1;
+
+    /// <summary>
+    /// Until the next check: <see cref="CheckLagSeconds"/> after <paramref name="nextScrape"/> (the last scrape's time plus the
+    /// scrape interval), or, while a surge decision may not come yet (<see cref="MayDecide"/>), the moment it may; never more
+    /// than <see cref="CheckSeconds"/> away. A scrape shows a rise up to one scrape interval after it began; checking every 5 s
+    /// acted on it up to 5 s after that scrape.
+    /// </summary>
+    public static TimeSpan UntilNextCheck(DateTimeOffset? nextScrape, DateTimeOffset? lastScaleUp, DateTimeOffset now)
+    {
+        var longest = TimeSpan.FromSeconds(CheckSeconds);
+        var until = !MayDecide(lastScaleUp, now) ? lastScaleUp!.Value + TimeSpan.FromSeconds(MinimumSecondsBetween) - now
+            : nextScrape is { } next ? next + TimeSpan.FromSeconds(CheckLagSeconds) - now
+            : longest;
+        return until > TimeSpan.Zero && until < longest ? until : longest;
+    }
 
     /// <summary>The window of the latest rate: one scrape interval.</summary>
     public const int RateWindowSeconds = 15;

@@ -30,6 +30,9 @@ public sealed class ScrapedCounter
     /// <summary><c>irate(counter[window])</c> at second <paramref name="t"/>; null where Prometheus gives no point.</summary>
     public double? InstantRate(int t, int windowSeconds) => PromQL.InstantRate(Samples(t, windowSeconds), t, windowSeconds);
 
+    /// <summary>The second of the latest scrape at or before <paramref name="t"/>; null before the first.</summary>
+    public int? LastScrape(int t) => t < phaseSeconds ? null : phaseSeconds + (t - phaseSeconds) / scrapeSeconds * scrapeSeconds;
+
     /// <summary>The scrapes in (t − window, t].</summary>
     List<(double Time, double Value)> Samples(int t, int windowSeconds)
     {

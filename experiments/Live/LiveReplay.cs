@@ -248,6 +248,9 @@ sealed class PrometheusLoadHistory(PrometheusClient prometheus, string pipeline,
         return [.. before.TakeLast(missing), .. measured];
     }
 
+    public double? SecondsSinceScrape() =>
+        prometheus.LastScrape(pipeline, now, CancellationToken.None).GetAwaiter().GetResult() is { } last ? (now - last).TotalSeconds : null;
+
     public double MissedShare() => prometheus.LatestMissedShare(pipeline, now, TimeSpan.FromSeconds(2 * ArrivalHistory.OperatorScrapeSeconds), CancellationToken.None)
         .GetAwaiter().GetResult();
 }

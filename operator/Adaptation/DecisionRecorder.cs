@@ -47,20 +47,22 @@ public sealed class DecisionRecorder(LoadEstimator loads, PipelineClient pipelin
         new(new PlanningLoad(status.PredictedLoadRps ?? AdaptationDecider.MinimumLoadRps, 0), status.ObservedLoadRps ?? 0, "none");
 
     /// <summary>
-    /// Between decisions: the surge's rate when the latest one calls for a decision now (<see cref="SurgeRule"/>), else null. A
-    /// check that cannot read Prometheus decides nothing; the next scheduled decision reports why.
+    /// Between decisions: the surge's rate when the latest load calls for a decision now (<see cref="SurgeRule"/>), else null, and
+    /// when to check next. A check that cannot read Prometheus decides nothing; the next scheduled decision reports why.
     /// </summary>
-    public async Task<double?> SurgeRps(InferencePipeline pipeline, InferencePipelineStatus status, IReadOnlyList<StagePlan> running, DateTimeOffset now, CancellationToken cancellation)
+    public async Task<SurgeCheck> CheckSurge(InferencePipeline pipeline, InferencePipelineStatus status, IReadOnlyList<StagePlan> running, DateTimeOffset now, CancellationToken cancellation)
     {
-        if (!SurgeRule.MayDecide(status.LastScaleUpTime, now)) return null;
+        var waiting = new SurgeCheck(null, SurgeRule.UntilNextCheck(null, status.LastScaleUpTime, now));
+        if (!SurgeRule.MayDecide(status.LastScaleUpTime, now)) return waiting;
         try
         {
-            var (latest, previous, missed) = await loads.Latest(pipeline, now, cancellation);
-            return SurgeRule.Triggers(pipeline, running, latest, missed) ? SurgeRule.SurgeRps(previous, latest) : null;
+            var (latest, previous, missed, nextScrape) = await loads.Latest(pipeline, now, cancellation);
+            return new(SurgeRule.Triggers(pipeline, running, latest, missed) ? SurgeRule.SurgeRps(previous, latest) : null,
+                SurgeRule.UntilNextCheck(nextScrape, status.LastScaleUpTime, now));
         }
         catch (MetricsUnavailableException)
         {
-            return null;
+            return waiting;
         }
     }
 
@@ -131,3 +133,6 @@ public sealed class DecisionRecorder(LoadEstimator loads, PipelineClient pipelin
     static string Summary(IReadOnlyList<StagePlan> plan) =>
         string.Join(" ", plan.Select(s => $"{s.Name}={string.Join("+", s.Allocations.Where(a => a.Replicas > 0).Select(a => $"{a.Variant}x{a.Replicas}"))}"));
 }
+
+/// <summary>A check between decisions: the surge's rate when it calls for a decision now, else null, and how long until the next check.</summary>
+public sealed record SurgeCheck(double? SurgeRps, TimeSpan UntilNext);

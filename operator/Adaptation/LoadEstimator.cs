@@ -45,14 +45,16 @@ public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeS
     }
 
     /// <summary>
-    /// For the surge rule between decisions: the rate between the last two scrapes, the one a step before, and the share of the
-    /// requests answered between the last two scrapes that missed the SLO.
+    /// For the surge rule between decisions: the rate between the last two scrapes, the one a step before, the share of the
+    /// requests answered between the last two scrapes that missed the SLO, and when the next scrape is due (null when Prometheus
+    /// holds none of the router's).
     /// </summary>
-    public async Task<(double Rps, double PreviousRps, double MissedShare)> Latest(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
+    public async Task<(double Rps, double PreviousRps, double MissedShare, DateTimeOffset? NextScrape)> Latest(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
     {
         var (latest, previous) = await LatestRates(pipeline, now, cancellation);
         double missed = await Prometheus(pipeline).LatestMissedShare(pipeline.Metadata.Name, now, latestWindow, cancellation);
-        return (latest, previous, missed);
+        var lastScrape = await Prometheus(pipeline).LastScrape(pipeline.Metadata.Name, now, cancellation);
+        return (latest, previous, missed, lastScrape + scrapeInterval);
     }
 
     static (DateTimeOffset, double)? LastScaleUp(InferencePipelineStatus? status) =>

@@ -14,7 +14,7 @@ public sealed class MetricsUnavailableException(MetricsFailure failure, string m
 /// <summary>
 /// Reads a pipeline's router metrics from the Prometheus HTTP API: the arrival-rate history, a range query over
 /// the request counter (<c>adaptive_pipeline_requests_total</c>), one rate per step, oldest first; and the
-/// share of the latest requests that missed the SLO (<c>adaptive_pipeline_slo_misses_total</c>).
+/// share of the latest requests that missed the SLO (<c>adaptive_pipeline_slo_misses_total</c>), and when the router was last scraped.
 /// </summary>
 public sealed class PrometheusClient(HttpClient http, Uri baseAddress)
 {
@@ -42,6 +42,14 @@ public sealed class PrometheusClient(HttpClient http, Uri baseAddress)
         var vector = await Query($"query?query={Uri.EscapeDataString(query)}&time={Seconds(at)}", cancellation);
         double share = vector.GetArrayLength() == 0 ? 0 : Number(vector[0].GetProperty("value")[1]);
         return double.IsFinite(share) ? share : 0; // no requests: 0 / 0
+    }
+
+    /// <summary>When Prometheus last scraped the pipeline's router: the time of the latest sample of its request counter at <paramref name="at"/>; null when it holds none.</summary>
+    public async Task<DateTimeOffset?> LastScrape(string pipeline, DateTimeOffset at, CancellationToken cancellation)
+    {
+        string query = $"max(timestamp(adaptive_pipeline_requests_total{{pipeline=\"{Escape(pipeline)}\"}}))";
+        var vector = await Query($"query?query={Uri.EscapeDataString(query)}&time={Seconds(at)}", cancellation);
+        return vector.GetArrayLength() == 0 ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)Math.Round(Number(vector[0].GetProperty("value")[1]) * 1000));
     }
 
     /// <summary>The <c>data.result</c> of a query of the HTTP API (<paramref name="pathAndQuery"/> after <c>/api/v1/</c>).</summary>

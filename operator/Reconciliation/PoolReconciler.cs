@@ -79,9 +79,14 @@ public sealed class PoolReconciler(k8s.Kubernetes client, PipelineClient pipelin
         bool due = status.ObservedGeneration != generation || plannedWith != plannable || fresh.Any(f => f)
             || !status.Members.Select(m => $"{m.Namespace}/{m.Name}").Order(StringComparer.Ordinal).SequenceEqual(members.Select(m => m.Key));
         var surges = new double?[members.Count];
+        var untilCheck = TimeSpan.FromSeconds(SurgeRule.CheckSeconds);
         if (!due)
             for (int i = 0; i < members.Count; i++)
-                surges[i] = await decisions.SurgeRps(members[i].Pipeline, members[i].Status, PipelineClient.Recorded(members[i].Status)!, now, cancellation);
+            {
+                var check = await decisions.CheckSurge(members[i].Pipeline, members[i].Status, PipelineClient.Recorded(members[i].Status)!, now, cancellation);
+                surges[i] = check.SurgeRps;
+                if (check.UntilNext < untilCheck) untilCheck = check.UntilNext;
+            }
         if (due || surges.Any(s => s is not null))
             await Decide(pool, status, members, plannable, fresh, surges, due, now, cancellation);
         status.ObservedGeneration = generation;
@@ -89,7 +94,7 @@ public sealed class PoolReconciler(k8s.Kubernetes client, PipelineClient pipelin
         await WriteStatus(pool, status, statusRead, cancellation);
 
         var untilDecision = members.Min(m => m.Status.LastDecisionTime!.Value + TimeSpan.FromSeconds(m.Pipeline.Spec.Adaptation.IntervalSeconds) - now);
-        var next = untilDecision < TimeSpan.FromSeconds(SurgeRule.CheckSeconds) ? untilDecision : TimeSpan.FromSeconds(SurgeRule.CheckSeconds); // the next surge check
+        var next = untilDecision < untilCheck ? untilDecision : untilCheck; // the next surge check, just after a member's next scrape
         return next < TimeSpan.Zero ? TimeSpan.Zero : next;
     }
 

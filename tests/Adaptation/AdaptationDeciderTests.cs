@@ -157,4 +157,24 @@ public sealed class AdaptationDeciderTests
         Assert.True(SurgeRule.MayDecide(Now - settled, Now));
         Assert.False(SurgeRule.MayDecide(Now - settled + TimeSpan.FromSeconds(1), Now)); // too soon after the last added capacity
     }
+
+    /// <summary>
+    /// The load is checked a second after each scrape, when what it scraped can be read, rather than at a fixed period that
+    /// would read it up to that period late; while a surge decision may not come, the check waits for the moment it may.
+    /// </summary>
+    [Fact]
+    public void The_load_is_checked_just_after_each_scrape()
+    {
+        static TimeSpan S(double seconds) => TimeSpan.FromSeconds(seconds);
+        var longest = S(SurgeRule.CheckSeconds);
+        Assert.Equal(S(3 + SurgeRule.CheckLagSeconds), SurgeRule.UntilNextCheck(Now + S(3), lastScaleUp: null, Now));
+        Assert.Equal(S(0.5), SurgeRule.UntilNextCheck(Now + S(0.5 - SurgeRule.CheckLagSeconds), lastScaleUp: null, Now));
+        // Never longer than the fixed period, so that a scrape interval other than the one assumed is read no later than before.
+        Assert.Equal(longest, SurgeRule.UntilNextCheck(Now + S(10), lastScaleUp: null, Now));
+        Assert.Equal(longest, SurgeRule.UntilNextCheck(Now - S(3), lastScaleUp: null, Now)); // a scrape overdue
+        Assert.Equal(longest, SurgeRule.UntilNextCheck(nextScrape: null, lastScaleUp: null, Now)); // no scrape known
+        // Too soon after added capacity: the moment a surge decision may come, whenever the next scrape is.
+        Assert.Equal(S(3), SurgeRule.UntilNextCheck(Now + S(1), lastScaleUp: Now - S(SurgeRule.MinimumSecondsBetween - 3), Now));
+        Assert.Equal(longest, SurgeRule.UntilNextCheck(null, lastScaleUp: Now - S(1), Now));
+    }
 }

@@ -3,7 +3,11 @@ using System.Net;
 using System.Text.Json.Nodes;
 using Adaptive.Core.Api.V1Alpha1;
 using Adaptive.Core.Routing;
+using Adaptive.Operator.Metrics;
+using Adaptive.Tests.Kubernetes;
 using Adaptive.Tests.Support;
+using k8s;
+using k8s.Models;
 
 namespace Adaptive.Tests.Operator;
 
@@ -128,6 +132,44 @@ public sealed class OperatorAdaptationTests(TestModels models)
         Assert.Equal(TotalReplicas(cooling), TotalReplicas(held));
         Assert.Equal(TotalReplicas(cooling), RunningReplicas(harness));
 
+    }
+
+    /// <summary>
+    /// Between decisions the reconciler comes back a second after the router's next scrape, which it reads from Prometheus,
+    /// rather than at the fixed period of surge checks: a rise is acted on within a second of the scrape that shows it.
+    /// </summary>
+    [Fact]
+    public async Task Between_decisions_the_reconciler_comes_back_just_after_the_next_scrape()
+    {
+        await using var local = await LocalPipeline.Start(models, "resnet-mixed");
+        await using var prometheus = await TestPrometheus.Start(local.Router.Address); // scrapes every second
+        await using var load = new RouterLoad(local, models, 2);
+        await using var api = await ApiServerDouble.Start();
+        using var client = new k8s.Kubernetes(api.ClientConfiguration());
+        await client.CustomObjects.CreateNamespacedCustomObjectAsync(CpuOnly(p => p.Spec.Adaptation.IntervalSeconds = p.Spec.Adaptation.Metrics.HistorySeconds = 600),
+            InferencePipeline.Group, InferencePipeline.Version, OperatorHarness.Namespace, InferencePipeline.Plural, cancellationToken: Cancel);
+        var scrape = TimeSpan.FromSeconds(1);
+        var reconciler = OperatorHarness.Reconciler(client, prometheus.Address, scrape, scrape);
+        await reconciler.Reconcile(OperatorHarness.Namespace, "resnet-mixed", Cancel); // the first decision
+        // As if its capacity had been added long ago, so that surge checks may decide at once.
+        await client.CustomObjects.PatchNamespacedCustomObjectStatusAsync(new V1Patch("{\"status\":{\"lastScaleUpTime\":\"2000-01-01T00:00:00Z\"}}", V1Patch.PatchType.MergePatch),
+            InferencePipeline.Group, InferencePipeline.Version, OperatorHarness.Namespace, InferencePipeline.Plural, "resnet-mixed", cancellationToken: Cancel);
+        var metrics = new PrometheusClient(new HttpClient(), prometheus.Address);
+        var first = await OperatorHarness.Eventually(() => metrics.LastScrape("resnet-mixed", DateTimeOffset.UtcNow, Cancel), last => last is not null, "a scrape of the router's requests");
+        await OperatorHarness.Eventually(() => metrics.LastScrape("resnet-mixed", DateTimeOffset.UtcNow, Cancel), last => last > first, "a second scrape, for the latest rate");
+
+        var settled = new List<TimeSpan>();
+        for (int i = 0; i < 20 && settled.Count < 3; i++)
+        {
+            var next = (await reconciler.Reconcile(OperatorHarness.Namespace, "resnet-mixed", Cancel))!.Value;
+            var status = (await OperatorHarness.Read(client, "resnet-mixed")).Status!;
+            if (status.Conditions.Any(c => c.Type == PipelineCondition.Ready && c.Status == "True") && status.LastScaleUpTime!.Value.Year == 2000) settled.Add(next);
+            await Task.Delay(next, Cancel);
+        }
+        Assert.NotEmpty(settled);
+        // Just after the next scrape: within the scrape interval and the lag, where the fixed period would be 5 s.
+        Assert.All(settled, next => Assert.True(next <= scrape + TimeSpan.FromSeconds(SurgeRule.CheckLagSeconds) || next == TimeSpan.FromSeconds(SurgeRule.CheckSeconds), $"{next}"));
+        Assert.Contains(settled, next => next < scrape + TimeSpan.FromSeconds(SurgeRule.CheckLagSeconds));
     }
 
     /// <summary>

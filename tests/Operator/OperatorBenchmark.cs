@@ -130,15 +130,11 @@ public sealed class OperatorBenchmark(TestModels models)
         }
         await traffic.CancelAsync();
         await load;
-        var status = await ReadStatus(client);
+        var status = (await OperatorHarness.Read(client, "resnet-mixed")).Status!;
         var degraded = status.Conditions.Single(c => c.Type == PipelineCondition.Degraded);
         Assert.True(degraded.Status == "False", degraded.Message); // the steps really used Prometheus
         return steps;
     }
-
-    static async Task<InferencePipelineStatus> ReadStatus(k8s.Kubernetes client) =>
-        System.Text.Json.JsonSerializer.Deserialize<InferencePipeline>((System.Text.Json.JsonElement)await client.CustomObjects.GetNamespacedCustomObjectAsync(
-            InferencePipeline.Group, InferencePipeline.Version, OperatorHarness.Namespace, InferencePipeline.Plural, "resnet-mixed", cancellationToken: Cancel))!.Status!;
 
     /// <summary>The operator as its own process (as in a pod), with 200 pipelines, its resident memory once all are Ready.</summary>
     static async Task<(double MemoryMb, double ReadySeconds)> MemoryWithManyPipelines()

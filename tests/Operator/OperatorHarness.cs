@@ -145,8 +145,11 @@ public sealed class OperatorHarness : IAsyncDisposable
     public Task Create(JsonObject pipeline) =>
         Client.CustomObjects.CreateNamespacedCustomObjectAsync(pipeline, InferencePipeline.Group, InferencePipeline.Version, Namespace, InferencePipeline.Plural);
 
-    public async Task<InferencePipeline> Pipeline(string name) =>
-        ((JsonElement)await Client.CustomObjects.GetNamespacedCustomObjectAsync(InferencePipeline.Group, InferencePipeline.Version, Namespace, InferencePipeline.Plural, name))
+    public Task<InferencePipeline> Pipeline(string name) => Read(Client, name);
+
+    /// <summary>The pipeline <paramref name="name"/> in the test namespace, as <paramref name="client"/> reads it.</summary>
+    public static async Task<InferencePipeline> Read(k8s.Kubernetes client, string name) =>
+        ((JsonElement)await client.CustomObjects.GetNamespacedCustomObjectAsync(InferencePipeline.Group, InferencePipeline.Version, Namespace, InferencePipeline.Plural, name))
         .Deserialize<InferencePipeline>()!;
 
     /// <summary>

@@ -88,6 +88,7 @@ public sealed class PrometheusClientTests(TestModels models)
         }
         Assert.Equal(1, share, 3);
         Assert.Equal(0, await client.LatestMissedShare("other", DateTimeOffset.UtcNow, TimeSpan.FromSeconds(3), Cancel));
+        Assert.Null(await client.LastScrape("other", DateTimeOffset.UtcNow, Cancel)); // never scraped: the surge check keeps its fixed period
     }
 
     /// <summary>
@@ -130,8 +131,10 @@ public sealed class PrometheusClientTests(TestModels models)
         var pipeline = ManifestReader.Parse(File.ReadAllText(RepoPaths.Of("samples", "resnet-mixed.yaml")));
         pipeline.Metadata.Name = "images";
         var scrape = TimeSpan.FromSeconds(1);
-        var (latest, previous, _) = await new LoadEstimator(http, prometheus, scrape / 3, scrape).Latest(pipeline, DateTimeOffset.FromUnixTimeMilliseconds(atMs), Cancel);
+        var (latest, previous, _, nextScrape) = await new LoadEstimator(http, prometheus, scrape / 3, scrape).Latest(pipeline, DateTimeOffset.FromUnixTimeMilliseconds(atMs), Cancel);
         Assert.Equal(PromQL.InstantRate(samples, 0, 2)!.Value, latest, 6);
         Assert.Equal(PromQL.InstantRate(samples, -1, 2)!.Value, previous, 6);
+        // The surge check comes just after the next scrape: the last one's time, to the millisecond, plus the interval.
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(raw[^1].Ms) + scrape, nextScrape);
     }
 }

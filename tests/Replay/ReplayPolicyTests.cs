@@ -1,4 +1,6 @@
+using Adaptive.Core.Adaptation;
 using Adaptive.Core.Api.V1Alpha1;
+using Adaptive.Core.Forecasting;
 using Adaptive.Core.Planning;
 using Adaptive.Core.Simulation;
 using Adaptive.Core.Workloads;
@@ -115,6 +117,8 @@ public sealed class ReplayPolicyTests
         var before = run.Decisions.Last(d => d.Second < early[0].Second);
         Assert.True(early[0].Running.Sum(s => s.Allocations.Sum(a => a.Replicas)) > before.Running.Sum(s => s.Allocations.Sum(a => a.Replicas)),
             $"at {early[0].Second} s: {early[0].Configuration} after {before.Configuration}");
+        // It comes a second after the scrape that showed the rise (the scrapes are at 7 s past every 15 s of the window).
+        Assert.Equal(CountedLoadHistory.DefaultScrapePhase + SurgeRule.CheckLagSeconds, early[0].Second % ArrivalHistory.OperatorScrapeSeconds);
     }
 
     [Fact]

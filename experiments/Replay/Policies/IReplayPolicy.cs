@@ -14,13 +14,16 @@ public interface ILoadHistory
 
     /// <summary>The share of the requests answered between the last two scrapes that missed the SLO (late, refused or expired); 0 when none was answered.</summary>
     double MissedShare();
+
+    /// <summary>How many seconds ago Prometheus last scraped the router; null when it has not yet.</summary>
+    double? SecondsSinceScrape();
 }
 
 /// <summary>
 /// The history of a simulated run as every policy sees it, through Prometheus: the router's counters scraped every
 /// <see cref="ArrivalHistory.OperatorScrapeSeconds"/> (the history before the window first) and read with the operator's
-/// own queries, evaluated as Prometheus evaluates them (<see cref="ScrapedCounter"/>). Decisions come every 5, 15 or 30 s;
-/// by default the scrapes are 7 s out of phase with them, about the average of a phase nobody chooses
+/// own queries, evaluated as Prometheus evaluates them (<see cref="ScrapedCounter"/>). Decisions come every 15, 30 or 60 s (hpa's
+/// sync, the planners' interval, vpa's), surge checks a second after each scrape; by default the scrapes are 7 s out of phase with the decisions, about the average of a phase nobody chooses
 /// (<c>replay --live</c> gives the simulation the phase its Prometheus had).
 /// </summary>
 /// <param name="scrapePhaseSeconds">Seconds after each multiple of the scrape interval, counted from the history's first second, that a scrape happens.</param>
@@ -42,6 +45,8 @@ public sealed class CountedLoadHistory(IReadOnlyList<double> arrivalsPerSecond, 
             : t => arrivals.Rate(t, (int)ArrivalHistory.RateQueryWindow(TimeSpan.FromSeconds(windowSeconds), TimeSpan.FromSeconds(Scrape)).TotalSeconds);
         return PromQL.Range(query, arrivals.Seconds, historySeconds, stepSeconds);
     }
+
+    public double? SecondsSinceScrape() => arrivals.Seconds - arrivals.LastScrape(arrivals.Seconds);
 
     /// <summary><c>irate(misses) / irate(requests)</c> as the operator queries it: the share of the requests answered between the last two scrapes that missed the SLO.</summary>
     public double MissedShare()

@@ -9,7 +9,7 @@ namespace Adaptive.Experiments.Replay.Policies;
 /// The operator's loop on a pipeline: every interval, the 30 s arrival rate every 5 s (what the operator
 /// reads from Prometheus at its default 15 s scrape interval) goes through the pipeline's forecaster, and
 /// <see cref="PlanningLoad"/> and <see cref="AdaptationDecider"/> — the operator's own code — decide; between
-/// intervals, <see cref="SurgeRule"/> calls a decision early when the load outgrows the running
+/// intervals, <see cref="SurgeRule"/>, checked after each scrape, calls a decision early when the load outgrows the running
 /// configuration. The baselines that plan (fa2, model-switching, rim) run it on a pipeline restricted as
 /// their papers describe them.
 /// </summary>
@@ -19,9 +19,12 @@ public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IRe
     readonly ILoadForecaster forecaster = LoadForecasters.Create(pipeline.Spec.Adaptation.Forecaster);
     (DateTimeOffset Time, double HeldRps)? lastScaleUp;
     int lastScheduled;
+    int nextCheck; // the second of the next surge check
 
     public string Name => name;
-    public int IntervalSeconds => Math.Min(SurgeRule.CheckSeconds, pipeline.Spec.Adaptation.IntervalSeconds);
+
+    /// <summary>Every second: a surge check comes a second after each scrape (<see cref="SurgeRule.UntilNextCheck"/>).</summary>
+    public int IntervalSeconds => 1;
 
     public PolicyDecision? Decide(PolicyContext context)
     {
@@ -35,10 +38,15 @@ public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IRe
         var adaptation = pipeline.Spec.Adaptation;
         var now = Epoch.AddSeconds(context.NowSeconds);
         bool scheduled = context.Running is null || context.NowSeconds - lastScheduled >= adaptation.IntervalSeconds;
+        if (!scheduled && context.NowSeconds < nextCheck) return null;
         var lastTwo = context.Load.Rates(2 * SurgeRule.RateWindowSeconds, SurgeRule.RateWindowSeconds, SurgeRule.RateWindowSeconds);
         double latest = lastTwo[^1], previous = lastTwo.Length > 1 ? lastTwo[^2] : latest;
-        bool surge = !scheduled && SurgeRule.MayDecide(lastScaleUp?.Time, now)
-            && SurgeRule.Triggers(pipeline, context.Running!, latest, context.Load.MissedShare());
+        // As the operator: a check reads when the last scrape was, to come just after the next; a decision, or a check too
+        // soon after added capacity, reads nothing.
+        bool checking = !scheduled && SurgeRule.MayDecide(lastScaleUp?.Time, now);
+        DateTimeOffset? nextScrape = checking && context.Load.SecondsSinceScrape() is { } ago ? now.AddSeconds(ArrivalHistory.OperatorScrapeSeconds - ago) : null;
+        nextCheck = context.NowSeconds + (int)Math.Ceiling(SurgeRule.UntilNextCheck(nextScrape, lastScaleUp?.Time, now).TotalSeconds);
+        bool surge = checking && SurgeRule.Triggers(pipeline, context.Running!, latest, context.Load.MissedShare());
         if (!scheduled && !surge) return null;
 
         var history = context.Load.Rates(adaptation.Metrics.HistorySeconds, ArrivalHistory.OperatorStepSeconds, ArrivalHistory.OperatorWindowSeconds);
