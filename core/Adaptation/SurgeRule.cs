@@ -18,7 +18,7 @@ public static class SurgeRule
 {
     /// <summary>
     /// The longest time between checks: where the time of the last scrape is unknown, or the next one is late (Prometheus scrapes
-    /// less often than assumed), the load is checked this often (one Prometheus query of a pipeline each time).
+    /// less often than assumed), the load is checked this often (three Prometheus queries of a pipeline each time).
     /// </summary>
     public const int CheckSeconds = 5;
 
