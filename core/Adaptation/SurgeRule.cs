@@ -40,9 +40,6 @@ public static class SurgeRule
         return until > TimeSpan.Zero && until < longest ? until : longest;
     }
 
-    /// <summary>The window of the latest rate: one scrape interval.</summary>
-    public const int RateWindowSeconds = 15;
-
     /// <summary>The share of the running configuration's sustainable rate that calls for a decision.</summary>
     public const double Threshold = 0.9;
 

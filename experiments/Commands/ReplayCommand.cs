@@ -34,6 +34,7 @@ public static class ReplayCommand
         var podStart = new Option<double>("--pod-start-seconds") { Description = "Seconds before a new replica loads its model", DefaultValueFactory = _ => 5 };
         var output = new Option<string>("--out") { Description = "Directory for the report, CSVs and plots", DefaultValueFactory = _ => "replay-report" };
         var hpaTarget = new Option<double>("--hpa-target") { Description = "The utilization the hpa baseline scales to (0.01 to 1)", DefaultValueFactory = _ => HpaPolicy.DefaultTarget };
+        var scrapeSeconds = new Option<int>("--scrape-seconds") { Description = "How often Prometheus scrapes the routers (the operator's --scrape-interval-seconds): every policy reads the load through it", DefaultValueFactory = _ => ArrivalHistory.OperatorScrapeSeconds };
         var hopMs = new Option<double>("--hop-ms") { Description = "What the router and HTTP add to a request at every stage, ms (replay --live measures it)", DefaultValueFactory = _ => ReplayPipeline.DefaultHopMs };
         var isoCost = new Option<bool>("--iso-cost") { Description = "Add, for each of ipa and infadapter (P) and each baseline (B), a row P@B: P with its cost weight tuned so that it spends what B spends (-5 % to +2 %)" };
         var live = new Option<bool>("--live") { Description = $"Run for real on this machine (zoo ResNets as model-server processes, a router, Prometheus) and compare with the simulator; defaults: {string.Join(",", LiveDefaults.Policies)}, {LiveDefaults.Seconds} s from {LiveDefaults.Start}, damping {LiveDefaults.Damping}" };
@@ -46,7 +47,7 @@ public static class ReplayCommand
         var poolClass = new Option<string>("--pool-class") { Description = "With --pool-starts: the hardware class whose replicas the pool holds", DefaultValueFactory = _ => "gpu" };
         var command = new Command("replay", "Replay a load window on a simulated cluster under Adaptive's policies and the baselines, and report")
         {
-            pipeline, policies, workload, trace, start, seconds, damping, forecaster, utilization, seed, podStart, hopMs, output, hpaTarget, isoCost, live, resolution, sloMs, maxReplicas, profileSeconds,
+            pipeline, policies, workload, trace, start, seconds, damping, forecaster, utilization, seed, podStart, hopMs, scrapeSeconds, output, hpaTarget, isoCost, live, resolution, sloMs, maxReplicas, profileSeconds,
             poolStarts, poolGpus, poolClass,
         };
         command.SetAction(parse =>
@@ -59,7 +60,7 @@ public static class ReplayCommand
             T Value<T>(Option<T> option, T liveDefault) => isLive && parse.GetResult(option) is null or { Implicit: true } ? liveDefault : parse.GetValue(option)!;
             var settings = new Settings(parse.GetValue(pipeline)!, [.. Value(policies, LiveDefaults.Policies).SelectMany(p => p.Split(',', StringSplitOptions.RemoveEmptyEntries))],
                 parse.GetValue(workload)!, parse.GetValue(trace)!, Value(start, LiveDefaults.Start), Value(seconds, LiveDefaults.Seconds), Value(damping, LiveDefaults.Damping),
-                parse.GetValue(forecaster), parse.GetValue(utilization), parse.GetValue(seed), parse.GetValue(podStart), parse.GetValue(output)!, parse.GetValue(isoCost), parse.GetValue(hpaTarget), parse.GetValue(hopMs));
+                parse.GetValue(forecaster), parse.GetValue(utilization), parse.GetValue(seed), parse.GetValue(podStart), parse.GetValue(output)!, parse.GetValue(isoCost), parse.GetValue(hpaTarget), parse.GetValue(hopMs), parse.GetValue(scrapeSeconds));
             if (isLive && parse.GetResult(pipeline) is { Implicit: false })
                 return Fail(new PlanningInputException("--pipeline", "--live serves the zoo's ResNets, profiled on this machine; it takes no pipeline"));
             return isLive ? RunLive(settings, new LiveSettings(parse.GetValue(resolution), parse.GetValue(sloMs), parse.GetValue(maxReplicas), 30, settings.Seed, parse.GetValue(profileSeconds))) : Run(settings);
@@ -78,7 +79,7 @@ public static class ReplayCommand
 
     sealed record Settings(string Pipeline, string[] Policies, string Workload, string Trace, int Start, int Seconds, double Damping,
         string? Forecaster, double? TargetUtilization, int Seed, double PodStartSeconds, string Output, bool IsoCost = false, double HpaTarget = HpaPolicy.DefaultTarget,
-        double HopMs = ReplayPipeline.DefaultHopMs);
+        double HopMs = ReplayPipeline.DefaultHopMs, int ScrapeSeconds = ArrivalHistory.OperatorScrapeSeconds);
 
     static int Run(Settings settings)
     {
@@ -89,6 +90,8 @@ public static class ReplayCommand
             if (!(settings.PodStartSeconds >= 0)) throw new PlanningInputException("--pod-start-seconds", $"must be 0 or more, got {settings.PodStartSeconds}");
             if (!(settings.HopMs >= 0)) throw new PlanningInputException("--hop-ms", $"must be 0 or more, got {settings.HopMs}");
             if (!(settings.HpaTarget >= 0.01 && settings.HpaTarget <= 1)) throw new PlanningInputException("--hpa-target", $"must be between 0.01 and 1, got {settings.HpaTarget}");
+            if (settings.ScrapeSeconds is < 1 or > 60) throw new PlanningInputException("--scrape-seconds", $"must be between 1 and 60, got {settings.ScrapeSeconds}");
+            var scrapes = ScrapeSchedule.Every(settings.ScrapeSeconds);
             var pipeline = Override(ReplayPipeline.Load(settings.Pipeline, settings.PodStartSeconds), settings);
             var replay = ReplayWorkloads.Create(settings.Workload, settings.Trace, settings.Start, settings.Seconds, settings.Damping, settings.Seed);
             var workload = replay.Workload;
@@ -101,16 +104,16 @@ public static class ReplayCommand
             {
                 var tasks = policies.ToDictionary(p => p.Name, p => progress.AddTask(p.Name, maxValue: ReplayRunner.DecisionCount(p, workload.Seconds)));
                 Parallel.ForEach(policies, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, policy =>
-                    runs[policy.Name] = ReplayRunner.Run(pipeline, policy, workload, replay.PriorArrivals, options, () => tasks[policy.Name].Increment(1)));
+                    runs[policy.Name] = ReplayRunner.Run(pipeline, policy, workload, replay.PriorArrivals, options, () => tasks[policy.Name].Increment(1), scrapes));
             });
             var ordered = policies.Select(p => runs[p.Name]).ToList();
-            if (settings.IsoCost) ordered.AddRange(IsoCostRows(pipeline, ordered, replay, options));
+            if (settings.IsoCost) ordered.AddRange(IsoCostRows(pipeline, ordered, replay, options, scrapes));
 
             Write(settings.Output, ordered, workload,
             [
                 $"pipeline: {pipeline.Name} ({settings.Pipeline}), SLO {pipeline.Spec.Spec.SloMs} ms, forecaster {pipeline.Spec.Spec.Adaptation.Forecaster}, target utilization {pipeline.Spec.Spec.Adaptation.TargetUtilization}, interval {pipeline.Spec.Spec.Adaptation.IntervalSeconds} s",
                 $"workload: {workload.Name}, {workload.Seconds} s, mean {workload.Mean:F1} rps, peak {workload.Peak:F1} rps",
-                $"simulation: seed {settings.Seed}, service times fitted to each profile (mean batch / throughput, p99 latency), pod start {settings.PodStartSeconds} s + the model's load time, router hop {settings.HopMs} ms a stage",
+                $"simulation: seed {settings.Seed}, service times fitted to each profile (mean batch / throughput, p99 latency), pod start {settings.PodStartSeconds} s + the model's load time, router hop {settings.HopMs} ms a stage, Prometheus scrapes the router every {settings.ScrapeSeconds} s",
             ]);
             Console.Out.WriteLine($"Report, CSVs and plots in {Path.GetFullPath(settings.Output)} ({clock.Elapsed.TotalSeconds:F1} s)");
             return ExitCodes.Ok;
@@ -122,13 +125,13 @@ public static class ReplayCommand
     }
 
     /// <summary>For each Adaptive policy run and each baseline run, the Adaptive policy at the baseline's cost (<see cref="IsoCost"/>).</summary>
-    static List<PolicyRun> IsoCostRows(ReplayPipeline pipeline, List<PolicyRun> runs, ReplayWorkload replay, Core.Simulation.SimulationOptions options)
+    static List<PolicyRun> IsoCostRows(ReplayPipeline pipeline, List<PolicyRun> runs, ReplayWorkload replay, Core.Simulation.SimulationOptions options, ScrapeSchedule scrapes)
     {
         string[] adaptive = ["ipa", "infadapter"];
         var pairs = (from p in runs where adaptive.Contains(p.Policy) from b in runs where !adaptive.Contains(b.Policy) select (p.Policy, Baseline: b)).ToList();
         var rows = new PolicyRun[pairs.Count];
         Parallel.For(0, pairs.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
-            i => rows[i] = IsoCost.Match(pipeline, pairs[i].Policy, pairs[i].Baseline, replay, options));
+            i => rows[i] = IsoCost.Match(pipeline, pairs[i].Policy, pairs[i].Baseline, replay, options, scrapes));
         return [.. rows];
     }
 

@@ -59,7 +59,7 @@ public static class LiveReplay
                 };
                 var policy = ReplayPolicies.Create(name, simulatedPipeline, replay.Workload.Peak, replay.Workload.Mean);
                 var simulated = ReplayRunner.Run(simulatedPipeline, policy, replay.Workload, replay.PriorArrivals,
-                    simulatedPipeline.SimulationOptions(settings.Seed, hopMs), scrapePhaseSeconds: scrapePhase);
+                    simulatedPipeline.SimulationOptions(settings.Seed, hopMs), scrapes: ScrapeSchedule.Default with { PhaseSeconds = scrapePhase });
                 comparisons.Add(new LiveComparison(name, measured, simulated, startup, hopMs));
             }
             return comparisons;
@@ -163,7 +163,7 @@ public static class LiveReplay
         var policy = ReplayPolicies.Create(name, pipeline, replay.Workload.Peak, replay.Workload.Mean);
         var stage = pipeline.Spec.Spec.Stages[0];
         await using var cluster = Cluster(pipeline, settings);
-        var first = policy.Decide(new PolicyContext(0, new CountedLoadHistory(replay.PriorArrivals), null))!;
+        var first = policy.Decide(new PolicyContext(0, new CountedLoadHistory(replay.PriorArrivals, ScrapeSchedule.Default), null))!;
         var running = first.Plan!;
         await cluster.Start(running[0], cancellation);
         var decisions = new List<DecisionRecord> { new(0, first.PredictedRps, first.SolveMs, false, running) };
@@ -244,9 +244,11 @@ sealed class PrometheusLoadHistory(PrometheusClient prometheus, string pipeline,
         }
         int missing = historySeconds / stepSeconds + 1 - measured.Count;
         if (missing <= 0) return [.. measured];
-        var before = new CountedLoadHistory(prior).Rates(missing * stepSeconds, stepSeconds, windowSeconds);
+        var before = new CountedLoadHistory(prior, ScrapeSchedule.Default).Rates(missing * stepSeconds, stepSeconds, windowSeconds);
         return [.. before.TakeLast(missing), .. measured];
     }
+
+    public int ScrapeSeconds => ArrivalHistory.OperatorScrapeSeconds; // as the live Prometheus scrapes
 
     public double? SecondsSinceScrape() =>
         prometheus.LastScrape(pipeline, now, CancellationToken.None).GetAwaiter().GetResult() is { } last ? (now - last).TotalSeconds : null;

@@ -35,7 +35,7 @@ public static class IsoCost
     static readonly double[] Headroom = [0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5];
     static readonly double[] LessThanForecast = [1.25, 1.5, 2];
 
-    public static PolicyRun Match(ReplayPipeline pipeline, string policy, PolicyRun baseline, ReplayWorkload replay, SimulationOptions options)
+    public static PolicyRun Match(ReplayPipeline pipeline, string policy, PolicyRun baseline, ReplayWorkload replay, SimulationOptions options, ScrapeSchedule scrapes)
     {
         double target = baseline.Result.Cost;
         string name = $"{policy}@{baseline.Policy}";
@@ -53,7 +53,7 @@ public static class IsoCost
                 spec.Adaptation.TargetUtilization = targetUtilization;
             }), pipeline.PodStartSeconds);
             var run = ReplayRunner.Run(tuned, ReplayPolicies.Create(policy, tuned, replay.Workload.Peak, replay.Workload.Mean),
-                replay.Workload, replay.PriorArrivals, options) with
+                replay.Workload, replay.PriorArrivals, options, scrapes: scrapes) with
             {
                 Policy = name,
                 Tuning = FormattableString.Invariant($"cost weight {costWeight:G3}, scale-down stabilization {stabilizationSeconds} s, target utilization {targetUtilization:0.###}"),

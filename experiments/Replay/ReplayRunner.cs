@@ -26,11 +26,11 @@ public static class ReplayRunner
 {
     /// <param name="priorArrivals">Requests per second before the window: the history the first decisions forecast from.</param>
     /// <param name="onDecision">Called after each decision, for progress.</param>
-    /// <param name="scrapePhaseSeconds">When, in each scrape interval from the window's start, Prometheus scrapes (<see cref="CountedLoadHistory"/>).</param>
+    /// <param name="scrapes">When Prometheus scrapes the router, the phase counted from the window's start (<see cref="CountedLoadHistory"/>); <see cref="ScrapeSchedule.Default"/> when not given.</param>
     public static PolicyRun Run(ReplayPipeline pipeline, IReplayPolicy policy, Workload workload, IReadOnlyList<double> priorArrivals,
-        SimulationOptions options, Action? onDecision = null, int scrapePhaseSeconds = CountedLoadHistory.DefaultScrapePhase)
+        SimulationOptions options, Action? onDecision = null, ScrapeSchedule? scrapes = null)
     {
-        var track = new ReplayTrack(pipeline, priorArrivals, scrapePhaseSeconds);
+        var track = new ReplayTrack(pipeline, priorArrivals, scrapes ?? ScrapeSchedule.Default);
         track.Start(policy.Decide(track.FirstContext()), policy.Name);
         onDecision?.Invoke();
         var result = ClusterSimulator.Run(pipeline.Simulate(track.Running), workload, options, (now, observed) =>
@@ -57,13 +57,14 @@ public sealed class ReplayTrack
 {
     readonly ReplayPipeline pipeline;
     readonly int priorSeconds;
-    readonly int phase;
+    readonly ScrapeSchedule scrapes; // the phase counted from the history's first second
     readonly List<double> arrivals;
     readonly List<int> answered;
     readonly List<int> missed;
     readonly List<DecisionRecord> decisions = [];
 
-    public ReplayTrack(ReplayPipeline pipeline, IReadOnlyList<double> priorArrivals, int scrapePhaseSeconds)
+    /// <param name="scrapes">When Prometheus scrapes the router, the phase counted from the window's start.</param>
+    public ReplayTrack(ReplayPipeline pipeline, IReadOnlyList<double> priorArrivals, ScrapeSchedule scrapes)
     {
         if (priorArrivals.Count == 0) throw new ArgumentException("the replay needs some history before the window to forecast from", nameof(priorArrivals));
         this.pipeline = pipeline;
@@ -71,7 +72,7 @@ public sealed class ReplayTrack
         arrivals = [.. priorArrivals];
         answered = [.. new int[priorSeconds]];
         missed = [.. new int[priorSeconds]];
-        phase = (priorSeconds + scrapePhaseSeconds) % ArrivalHistory.OperatorScrapeSeconds; // from the history's first second
+        this.scrapes = scrapes with { PhaseSeconds = (priorSeconds + scrapes.PhaseSeconds) % scrapes.IntervalSeconds };
     }
 
     /// <summary>What runs now; set by the first decision.</summary>
@@ -80,7 +81,7 @@ public sealed class ReplayTrack
     public IReadOnlyList<DecisionRecord> Decisions => decisions;
 
     /// <summary>The context of the first decision: the history before the window, nothing running.</summary>
-    public PolicyContext FirstContext() => new(0, new CountedLoadHistory(arrivals, phase), null);
+    public PolicyContext FirstContext() => new(0, new CountedLoadHistory(arrivals, scrapes), null);
 
     /// <summary>Records the first decision, which must choose a configuration.</summary>
     public void Start(PolicyDecision? first, string policy)
@@ -97,7 +98,7 @@ public sealed class ReplayTrack
         answered.AddRange(observed.Answered);
         missed.RemoveRange(priorSeconds, missed.Count - priorSeconds);
         missed.AddRange(observed.Missed);
-        return new PolicyContext((int)now, new CountedLoadHistory(arrivals, phase, answered, missed), Running);
+        return new PolicyContext((int)now, new CountedLoadHistory(arrivals, scrapes, answered, missed), Running);
     }
 
     /// <summary>Records a decision and returns the change for the simulator; null when there is none.</summary>

@@ -47,23 +47,42 @@ public sealed class DecisionRecorder(LoadEstimator loads, PipelineClient pipelin
         new(new PlanningLoad(status.PredictedLoadRps ?? AdaptationDecider.MinimumLoadRps, 0), status.ObservedLoadRps ?? 0, "none");
 
     /// <summary>
-    /// Between decisions: the surge's rate when the latest load calls for a decision now (<see cref="SurgeRule"/>), else null, and
-    /// when to check next. A check that cannot read Prometheus decides nothing; the next scheduled decision reports why.
+    /// Between decisions: the surge's rate when the latest one calls for a decision now (<see cref="SurgeRule"/>), else null. A
+    /// check that cannot read Prometheus decides nothing; the next scheduled decision reports why.
     /// </summary>
-    public async Task<SurgeCheck> CheckSurge(InferencePipeline pipeline, InferencePipelineStatus status, IReadOnlyList<StagePlan> running, DateTimeOffset now, CancellationToken cancellation)
+    public async Task<double?> SurgeRps(InferencePipeline pipeline, InferencePipelineStatus status, IReadOnlyList<StagePlan> running, DateTimeOffset now, CancellationToken cancellation)
     {
-        var waiting = new SurgeCheck(null, SurgeRule.UntilNextCheck(null, status.LastScaleUpTime, now));
-        if (!SurgeRule.MayDecide(status.LastScaleUpTime, now)) return waiting;
+        if (!SurgeRule.MayDecide(status.LastScaleUpTime, now)) return null;
         try
         {
-            var (latest, previous, missed, nextScrape) = await loads.Latest(pipeline, now, cancellation);
-            return new(SurgeRule.Triggers(pipeline, running, latest, missed) ? SurgeRule.SurgeRps(previous, latest) : null,
-                SurgeRule.UntilNextCheck(nextScrape, status.LastScaleUpTime, now));
+            var (latest, previous, missed) = await loads.Latest(pipeline, now, cancellation);
+            return SurgeRule.Triggers(pipeline, running, latest, missed) ? SurgeRule.SurgeRps(previous, latest) : null;
         }
         catch (MetricsUnavailableException)
         {
-            return waiting;
+            return null;
         }
+    }
+
+    /// <summary>
+    /// Until the next surge check (<see cref="SurgeRule.UntilNextCheck"/>): just after the router's next scrape, or when a surge decision
+    /// may come again. Prometheus is not asked while no surge decision may come, nor where <paramref name="metricsFailed"/> this pass.
+    /// </summary>
+    public async Task<TimeSpan> UntilNextCheck(InferencePipeline pipeline, InferencePipelineStatus status, bool metricsFailed, DateTimeOffset now, CancellationToken cancellation)
+    {
+        DateTimeOffset? nextScrape = null;
+        if (!metricsFailed && SurgeRule.MayDecide(status.LastScaleUpTime, now))
+        {
+            try
+            {
+                nextScrape = await loads.NextScrape(pipeline, now, cancellation);
+            }
+            catch (MetricsUnavailableException)
+            {
+                // checked at the longest interval
+            }
+        }
+        return SurgeRule.UntilNextCheck(nextScrape, status.LastScaleUpTime, now);
     }
 
     /// <summary>
@@ -133,6 +152,3 @@ public sealed class DecisionRecorder(LoadEstimator loads, PipelineClient pipelin
     static string Summary(IReadOnlyList<StagePlan> plan) =>
         string.Join(" ", plan.Select(s => $"{s.Name}={string.Join("+", s.Allocations.Where(a => a.Replicas > 0).Select(a => $"{a.Variant}x{a.Replicas}"))}"));
 }
-
-/// <summary>A check between decisions: the surge's rate when it calls for a decision now, else null, and how long until the next check.</summary>
-public sealed record SurgeCheck(double? SurgeRps, TimeSpan UntilNext);

@@ -45,17 +45,19 @@ public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeS
     }
 
     /// <summary>
-    /// For the surge rule between decisions: the rate between the last two scrapes, the one a step before, the share of the
-    /// requests answered between the last two scrapes that missed the SLO, and when the next scrape is due (null when Prometheus
-    /// holds none of the router's).
+    /// For the surge rule between decisions: the rate between the last two scrapes, the one a step before, and the share of the
+    /// requests answered between the last two scrapes that missed the SLO.
     /// </summary>
-    public async Task<(double Rps, double PreviousRps, double MissedShare, DateTimeOffset? NextScrape)> Latest(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
+    public async Task<(double Rps, double PreviousRps, double MissedShare)> Latest(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
     {
         var (latest, previous) = await LatestRates(pipeline, now, cancellation);
         double missed = await Prometheus(pipeline).LatestMissedShare(pipeline.Metadata.Name, now, latestWindow, cancellation);
-        var lastScrape = await Prometheus(pipeline).LastScrape(pipeline.Metadata.Name, now, cancellation);
-        return (latest, previous, missed, lastScrape + scrapeInterval);
+        return (latest, previous, missed);
     }
+
+    /// <summary>When the router's next scrape is due: its last one, as Prometheus holds it, plus the scrape interval; null when it holds none.</summary>
+    public async Task<DateTimeOffset?> NextScrape(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation) =>
+        await Prometheus(pipeline).LastScrape(pipeline.Metadata.Name, now, cancellation) + scrapeInterval;
 
     static (DateTimeOffset, double)? LastScaleUp(InferencePipelineStatus? status) =>
         status is { LastScaleUpTime: { } time, LastScaleUpLoadRps: { } rps } ? (time, rps) : null;

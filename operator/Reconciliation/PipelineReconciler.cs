@@ -63,7 +63,6 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, PipelineClient pip
         var decision = PipelineClient.Recorded(status);
         string? pool = pipeline.Spec.HardwareClasses.FirstOrDefault(c => c.Pool is not null)?.Pool;
         TimeSpan? retryMetrics = null;
-        SurgeCheck? surgeCheck = null;
         string? stabilizing = status.Conditions.FirstOrDefault(c => c.Type == PipelineCondition.Adapting && c.Reason == DecisionRecorder.StabilizingReason)?.Message;
         if (pool is not null)
         {
@@ -83,10 +82,10 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, PipelineClient pip
             status.Conditions.RemoveAll(c => c.Type == PipelineCondition.PoolConstrained);
             bool due = decision is null || status.ObservedGeneration != generation || status.LastDecisionTime is not { } last
                 || now - last >= TimeSpan.FromSeconds(pipeline.Spec.Adaptation.IntervalSeconds);
-            surgeCheck = due ? null : await decisions.CheckSurge(pipeline, status, decision!, now, cancellation);
-            if (due || surgeCheck?.SurgeRps is not null)
+            double? surgeRps = due ? null : await decisions.SurgeRps(pipeline, status, decision!, now, cancellation);
+            if (due || surgeRps is not null)
             {
-                var (newDecision, metricsFailed, held) = await Decide(pipeline, status, decision, PipelineClient.Current(running), now, surgeCheck?.SurgeRps, cancellation);
+                var (newDecision, metricsFailed, held) = await Decide(pipeline, status, decision, PipelineClient.Current(running), now, surgeRps, cancellation);
                 (decision, stabilizing) = (newDecision, held);
                 if (metricsFailed) retryMetrics = settings.MetricsRetry;
             }
@@ -119,7 +118,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, PipelineClient pip
 
         if (pool is not null) return !settled ? ProgressCheck : retiring ? settings.RetireAfter : null; // the pool decides on its own schedule
         var untilDecision = status.LastDecisionTime!.Value + TimeSpan.FromSeconds(pipeline.Spec.Adaptation.IntervalSeconds) - now;
-        var untilCheck = surgeCheck?.UntilNext ?? TimeSpan.FromSeconds(SurgeRule.CheckSeconds);
+        var untilCheck = await decisions.UntilNextCheck(pipeline, status, retryMetrics is not null, now, cancellation);
         if (untilDecision > untilCheck) untilDecision = untilCheck; // the next surge check
         var next = !settled ? ProgressCheck : retiring && settings.RetireAfter < untilDecision ? settings.RetireAfter : untilDecision;
         if (retryMetrics is { } retry && retry < next) next = retry;

@@ -79,14 +79,9 @@ public sealed class PoolReconciler(k8s.Kubernetes client, PipelineClient pipelin
         bool due = status.ObservedGeneration != generation || plannedWith != plannable || fresh.Any(f => f)
             || !status.Members.Select(m => $"{m.Namespace}/{m.Name}").Order(StringComparer.Ordinal).SequenceEqual(members.Select(m => m.Key));
         var surges = new double?[members.Count];
-        var untilCheck = TimeSpan.FromSeconds(SurgeRule.CheckSeconds);
         if (!due)
             for (int i = 0; i < members.Count; i++)
-            {
-                var check = await decisions.CheckSurge(members[i].Pipeline, members[i].Status, PipelineClient.Recorded(members[i].Status)!, now, cancellation);
-                surges[i] = check.SurgeRps;
-                if (check.UntilNext < untilCheck) untilCheck = check.UntilNext;
-            }
+                surges[i] = await decisions.SurgeRps(members[i].Pipeline, members[i].Status, PipelineClient.Recorded(members[i].Status)!, now, cancellation);
         if (due || surges.Any(s => s is not null))
             await Decide(pool, status, members, plannable, fresh, surges, due, now, cancellation);
         status.ObservedGeneration = generation;
@@ -94,7 +89,13 @@ public sealed class PoolReconciler(k8s.Kubernetes client, PipelineClient pipelin
         await WriteStatus(pool, status, statusRead, cancellation);
 
         var untilDecision = members.Min(m => m.Status.LastDecisionTime!.Value + TimeSpan.FromSeconds(m.Pipeline.Spec.Adaptation.IntervalSeconds) - now);
-        var next = untilDecision < untilCheck ? untilDecision : untilCheck; // the next surge check, just after a member's next scrape
+        var untilCheck = TimeSpan.MaxValue; // the next surge check, just after a member's next scrape
+        foreach (var member in members)
+        {
+            var until = await decisions.UntilNextCheck(member.Pipeline, member.Status, metricsFailed: false, now, cancellation);
+            if (until < untilCheck) untilCheck = until;
+        }
+        var next = untilDecision < untilCheck ? untilDecision : untilCheck;
         return next < TimeSpan.Zero ? TimeSpan.Zero : next;
     }
 

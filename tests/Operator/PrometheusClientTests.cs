@@ -131,10 +131,11 @@ public sealed class PrometheusClientTests(TestModels models)
         var pipeline = ManifestReader.Parse(File.ReadAllText(RepoPaths.Of("samples", "resnet-mixed.yaml")));
         pipeline.Metadata.Name = "images";
         var scrape = TimeSpan.FromSeconds(1);
-        var (latest, previous, _, nextScrape) = await new LoadEstimator(http, prometheus, scrape / 3, scrape).Latest(pipeline, DateTimeOffset.FromUnixTimeMilliseconds(atMs), Cancel);
+        var estimator = new LoadEstimator(http, prometheus, scrape / 3, scrape);
+        var (latest, previous, _) = await estimator.Latest(pipeline, DateTimeOffset.FromUnixTimeMilliseconds(atMs), Cancel);
         Assert.Equal(PromQL.InstantRate(samples, 0, 2)!.Value, latest, 6);
         Assert.Equal(PromQL.InstantRate(samples, -1, 2)!.Value, previous, 6);
         // The surge check comes just after the next scrape: the last one's time, to the millisecond, plus the interval.
-        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(raw[^1].Ms) + scrape, nextScrape);
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(raw[^1].Ms) + scrape, await estimator.NextScrape(pipeline, DateTimeOffset.FromUnixTimeMilliseconds(atMs), Cancel));
     }
 }

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.RegularExpressions;
 using Adaptive.Core.Workloads;
 using Adaptive.Experiments.Replay;
+using Adaptive.Experiments.Replay.Policies;
 using Adaptive.Experiments.Workloads;
 using Adaptive.Tests.Support;
 
@@ -66,7 +67,7 @@ public sealed class IsoCostTests
         var window = ReplayWorkloads.Create("twitter", TwitterTrace.DefaultPath, start, WorkloadPatterns.IpaWindowSeconds, WorkloadPatterns.IpaDamping, seed: 1);
         var pipeline = ReplayPipeline.Load(pipelineName, podStartSeconds: 5);
         var baseline = ReplayPolicyTests.Replay(baselineName, pipelineName, window);
-        var matched = IsoCost.Match(pipeline, "ipa", baseline, window, pipeline.SimulationOptions(seed: 2, ReplayPipeline.DefaultHopMs));
+        var matched = IsoCost.Match(pipeline, "ipa", baseline, window, pipeline.SimulationOptions(seed: 2, ReplayPipeline.DefaultHopMs), ScrapeSchedule.Default);
         Assert.Equal($"ipa@{baselineName}", matched.Policy);
         Outcome Of(PolicyRun run) => new(run.Result.ViolationRate, ReplayReport.Summarize(run).Accuracy, run.Result.Cost);
         AssertTheBar(baselineName, Of(matched), Of(baseline));

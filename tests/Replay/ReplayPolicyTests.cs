@@ -25,12 +25,12 @@ public sealed class ReplayPolicyTests
         return data;
     }
 
-    internal static PolicyRun Replay(string policyName, string pipelineName, ReplayWorkload replay)
+    internal static PolicyRun Replay(string policyName, string pipelineName, ReplayWorkload replay, ScrapeSchedule? scrapes = null)
     {
         var pipeline = ReplayPipeline.Load(pipelineName, podStartSeconds: 5);
         var policy = ReplayPolicies.Create(policyName, pipeline, replay.Workload.Peak, replay.Workload.Mean);
         int decisions = 0;
-        var run = ReplayRunner.Run(pipeline, policy, replay.Workload, replay.PriorArrivals, pipeline.SimulationOptions(seed: 2, ReplayPipeline.DefaultHopMs), () => decisions++);
+        var run = ReplayRunner.Run(pipeline, policy, replay.Workload, replay.PriorArrivals, pipeline.SimulationOptions(seed: 2, ReplayPipeline.DefaultHopMs), () => decisions++, scrapes);
         Assert.Equal(ReplayRunner.DecisionCount(policy, replay.Workload.Seconds), decisions);
         Assert.InRange(run.Decisions.Count, 1, decisions); // a check between decisions that finds nothing to decide is not one
         return run;
@@ -118,7 +118,17 @@ public sealed class ReplayPolicyTests
         Assert.True(early[0].Running.Sum(s => s.Allocations.Sum(a => a.Replicas)) > before.Running.Sum(s => s.Allocations.Sum(a => a.Replicas)),
             $"at {early[0].Second} s: {early[0].Configuration} after {before.Configuration}");
         // It comes a second after the scrape that showed the rise (the scrapes are at 7 s past every 15 s of the window).
-        Assert.Equal(CountedLoadHistory.DefaultScrapePhase + SurgeRule.CheckLagSeconds, early[0].Second % ArrivalHistory.OperatorScrapeSeconds);
+        Assert.Equal(ScrapeSchedule.Default.PhaseSeconds + SurgeRule.CheckLagSeconds, early[0].Second % ScrapeSchedule.Default.IntervalSeconds);
+    }
+
+    /// <summary>With the router scraped every 5 s rather than 15 (<c>replay --scrape-seconds</c>), the rise shows sooner and its surge decision comes sooner.</summary>
+    [Fact]
+    public void Faster_scrapes_show_a_surge_sooner()
+    {
+        int interval = ReplayPipeline.Load("resnet", 5).Spec.Spec.Adaptation.IntervalSeconds;
+        int FirstSurge(ScrapeSchedule scrapes) => Replay("ipa", "resnet", Rise, scrapes).Decisions.First(d => d.Second % interval != 0).Second;
+        int slow = FirstSurge(ScrapeSchedule.Default), fast = FirstSurge(ScrapeSchedule.Every(5));
+        Assert.True(fast < slow, $"the surge decision at {fast} s with 5 s scrapes, {slow} s with 15 s ones");
     }
 
     [Fact]

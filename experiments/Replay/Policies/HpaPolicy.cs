@@ -30,7 +30,7 @@ public sealed class HpaPolicy(InferencePipeline pipeline, double targetUtilizati
 
     public PolicyDecision? Decide(PolicyContext context)
     {
-        int window = ArrivalHistory.OperatorWindowSeconds;
+        int window = context.Load.RateSpanSeconds;
         double observed = context.Load.Rates(window, window, window)[^1];
         var running = context.Running is null ? null : scaling.RunningReplicas(context.Running);
         var wanted = scaling.ReplicasFor(observed, targetUtilization);

@@ -17,25 +17,45 @@ public interface ILoadHistory
 
     /// <summary>How many seconds ago Prometheus last scraped the router; null when it has not yet.</summary>
     double? SecondsSinceScrape();
+
+    /// <summary>How often Prometheus scrapes the router.</summary>
+    int ScrapeSeconds { get; }
+
+    /// <summary>The span of the history's rates: two scrapes, as the operator asks (30 s at its default 15 s scrapes).</summary>
+    int RateSpanSeconds => 2 * ScrapeSeconds;
 }
 
 /// <summary>
-/// The history of a simulated run as every policy sees it, through Prometheus: the router's counters scraped every
-/// <see cref="ArrivalHistory.OperatorScrapeSeconds"/> (the history before the window first) and read with the operator's
+/// When Prometheus scrapes the router: every <paramref name="IntervalSeconds"/> (what the operator's
+/// <c>--scrape-interval-seconds</c> says), <paramref name="PhaseSeconds"/> into each interval.
+/// </summary>
+public sealed record ScrapeSchedule(int IntervalSeconds, int PhaseSeconds)
+{
+    /// <summary>Every <paramref name="seconds"/>, half an interval into it: about the average of a phase nobody chooses.</summary>
+    public static ScrapeSchedule Every(int seconds) =>
+        seconds >= 1 ? new(seconds, seconds / 2) : throw new ArgumentOutOfRangeException(nameof(seconds), seconds, "the scrape interval must be at least one second");
+
+    /// <summary>The operator's default: every 15 s, 7 s into each.</summary>
+    public static readonly ScrapeSchedule Default = Every(ArrivalHistory.OperatorScrapeSeconds);
+}
+
+/// <summary>
+/// The history of a simulated run as every policy sees it, through Prometheus: the router's counters scraped on a
+/// <see cref="ScrapeSchedule"/> (15 s by default; the history before the window first) and read with the operator's
 /// own queries, evaluated as Prometheus evaluates them (<see cref="ScrapedCounter"/>). Decisions come every 15, 30 or 60 s (hpa's
 /// sync, the planners' interval, vpa's), surge checks a second after each scrape; by default the scrapes are 7 s out of phase with the decisions, about the average of a phase nobody chooses
 /// (<c>replay --live</c> gives the simulation the phase its Prometheus had).
 /// </summary>
-/// <param name="scrapePhaseSeconds">Seconds after each multiple of the scrape interval, counted from the history's first second, that a scrape happens.</param>
+/// <param name="scrapes">When the scrapes happen, their phase counted from the history's first second.</param>
 /// <param name="answeredPerSecond">Requests answered in each second, aligned with <paramref name="arrivalsPerSecond"/>; none when not given.</param>
 /// <param name="missedPerSecond">Of those, the ones that missed the SLO.</param>
-public sealed class CountedLoadHistory(IReadOnlyList<double> arrivalsPerSecond, int scrapePhaseSeconds = CountedLoadHistory.DefaultScrapePhase,
+public sealed class CountedLoadHistory(IReadOnlyList<double> arrivalsPerSecond, ScrapeSchedule scrapes,
     IReadOnlyList<int>? answeredPerSecond = null, IReadOnlyList<int>? missedPerSecond = null) : ILoadHistory
 {
-    public const int DefaultScrapePhase = ArrivalHistory.OperatorScrapeSeconds / 2;
-    const int Scrape = ArrivalHistory.OperatorScrapeSeconds;
+    readonly ScrapedCounter arrivals = new(arrivalsPerSecond, scrapes.IntervalSeconds, scrapes.PhaseSeconds);
 
-    readonly ScrapedCounter arrivals = new(arrivalsPerSecond, Scrape, scrapePhaseSeconds);
+    public int ScrapeSeconds => scrapes.IntervalSeconds;
+    int Scrape => scrapes.IntervalSeconds;
 
     /// <summary>A window shorter than two scrapes is read as the operator reads the latest rate: <c>irate</c>, between the last two scrapes.</summary>
     public double[] Rates(int historySeconds, int stepSeconds, int windowSeconds)
@@ -53,8 +73,8 @@ public sealed class CountedLoadHistory(IReadOnlyList<double> arrivalsPerSecond, 
     {
         if (answeredPerSecond is null || missedPerSecond is null) return 0;
         int now = Math.Min(arrivals.Seconds, answeredPerSecond.Count);
-        double? answered = new ScrapedCounter([.. answeredPerSecond.Take(now).Select(a => (double)a)], Scrape, scrapePhaseSeconds).InstantRate(now, 2 * Scrape);
-        double? missed = new ScrapedCounter([.. missedPerSecond.Take(now).Select(m => (double)m)], Scrape, scrapePhaseSeconds).InstantRate(now, 2 * Scrape);
+        double? answered = new ScrapedCounter([.. answeredPerSecond.Take(now).Select(a => (double)a)], Scrape, scrapes.PhaseSeconds).InstantRate(now, 2 * Scrape);
+        double? missed = new ScrapedCounter([.. missedPerSecond.Take(now).Select(m => (double)m)], Scrape, scrapes.PhaseSeconds).InstantRate(now, 2 * Scrape);
         return answered is > 0 && missed is { } m ? m / answered.Value : 0;
     }
 }

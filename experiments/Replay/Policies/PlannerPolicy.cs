@@ -39,17 +39,17 @@ public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IRe
         var now = Epoch.AddSeconds(context.NowSeconds);
         bool scheduled = context.Running is null || context.NowSeconds - lastScheduled >= adaptation.IntervalSeconds;
         if (!scheduled && context.NowSeconds < nextCheck) return null;
-        var lastTwo = context.Load.Rates(2 * SurgeRule.RateWindowSeconds, SurgeRule.RateWindowSeconds, SurgeRule.RateWindowSeconds);
+        int scrape = context.Load.ScrapeSeconds; // the latest rate spans one scrape interval
+        var lastTwo = context.Load.Rates(2 * scrape, scrape, scrape);
         double latest = lastTwo[^1], previous = lastTwo.Length > 1 ? lastTwo[^2] : latest;
-        // As the operator: a check reads when the last scrape was, to come just after the next; a decision, or a check too
-        // soon after added capacity, reads nothing.
+        // As the operator: the next check comes just after the next scrape, or when a surge decision may come again.
         bool checking = !scheduled && SurgeRule.MayDecide(lastScaleUp?.Time, now);
-        DateTimeOffset? nextScrape = checking && context.Load.SecondsSinceScrape() is { } ago ? now.AddSeconds(ArrivalHistory.OperatorScrapeSeconds - ago) : null;
+        DateTimeOffset? nextScrape = SurgeRule.MayDecide(lastScaleUp?.Time, now) && context.Load.SecondsSinceScrape() is { } ago ? now.AddSeconds(scrape - ago) : null;
         nextCheck = context.NowSeconds + (int)Math.Ceiling(SurgeRule.UntilNextCheck(nextScrape, lastScaleUp?.Time, now).TotalSeconds);
         bool surge = checking && SurgeRule.Triggers(pipeline, context.Running!, latest, context.Load.MissedShare());
         if (!scheduled && !surge) return null;
 
-        var history = context.Load.Rates(adaptation.Metrics.HistorySeconds, ArrivalHistory.OperatorStepSeconds, ArrivalHistory.OperatorWindowSeconds);
+        var history = context.Load.Rates(adaptation.Metrics.HistorySeconds, ArrivalHistory.OperatorStepSeconds, context.Load.RateSpanSeconds);
         var load = new PlanningLoad(
             forecaster.ForecastPeak(history, AdaptationDecider.ForecastHorizon(adaptation.IntervalSeconds, ArrivalHistory.OperatorStepSeconds)),
             PlanningLoad.RecentPeak(history, ArrivalHistory.OperatorStepSeconds, adaptation.ScaleDownStabilizationSeconds, lastScaleUp, now),

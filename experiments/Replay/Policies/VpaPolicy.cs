@@ -24,7 +24,7 @@ public sealed class VpaPolicy(InferencePipeline pipeline) : IReplayPolicy
 
     public PolicyDecision? Decide(PolicyContext context)
     {
-        var recent = context.Load.Rates(HistorySeconds, ArrivalHistory.OperatorStepSeconds, ArrivalHistory.OperatorWindowSeconds).Order().ToList();
+        var recent = context.Load.Rates(HistorySeconds, ArrivalHistory.OperatorStepSeconds, context.Load.RateSpanSeconds).Order().ToList();
         double Percentile(double q) => Percentiles.Of(recent, q);
         var target = scaling.ReplicasFor(SafetyMargin * Percentile(0.9), 1);
         var lower = scaling.ReplicasFor(SafetyMargin * Percentile(0.5), 1);

@@ -29,7 +29,7 @@ public static class PoolReplay
     {
         if (members.Select(m => m.Replay.Workload.Seconds).Distinct().Count() != 1)
             throw new ArgumentException("the members' windows must be equally long: their decisions come at the same moments", nameof(members));
-        var tracks = members.Select(m => new ReplayTrack(m.Pipeline, m.Replay.PriorArrivals, CountedLoadHistory.DefaultScrapePhase)).ToArray();
+        var tracks = members.Select(m => new ReplayTrack(m.Pipeline, m.Replay.PriorArrivals, ScrapeSchedule.Default)).ToArray();
         var first = policy.Decide([.. tracks.Select(t => t.FirstContext())]);
         for (int i = 0; i < tracks.Length; i++) tracks[i].Start(first[i], policy.Name);
 
