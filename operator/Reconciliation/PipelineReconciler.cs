@@ -118,8 +118,11 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, PipelineClient pip
 
         if (pool is not null) return !settled ? ProgressCheck : retiring ? settings.RetireAfter : null; // the pool decides on its own schedule
         var untilDecision = status.LastDecisionTime!.Value + TimeSpan.FromSeconds(pipeline.Spec.Adaptation.IntervalSeconds) - now;
-        var untilCheck = await decisions.UntilNextCheck(pipeline, status, retryMetrics is not null, now, cancellation);
-        if (untilDecision > untilCheck) untilDecision = untilCheck; // the next surge check
+        if (settled) // else the progress checks come sooner
+        {
+            var untilCheck = await decisions.UntilNextCheck(pipeline, status, retryMetrics is not null, now, cancellation); // the next surge check
+            if (untilDecision > untilCheck) untilDecision = untilCheck;
+        }
         var next = !settled ? ProgressCheck : retiring && settings.RetireAfter < untilDecision ? settings.RetireAfter : untilDecision;
         if (retryMetrics is { } retry && retry < next) next = retry;
         return next < TimeSpan.Zero ? TimeSpan.Zero : next;
