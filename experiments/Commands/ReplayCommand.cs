@@ -54,7 +54,7 @@ public static class ReplayCommand
         {
             if (parse.GetValue(poolStarts) is { Length: > 0 } windows)
                 return ReplayPoolCommand.Run(parse.GetValue(pipeline)!, parse.GetValue(poolClass)!, parse.GetValue(poolGpus), windows, parse.GetValue(seconds), parse.GetValue(damping),
-                    parse.GetValue(trace)!, parse.GetValue(seed), parse.GetValue(podStart), parse.GetValue(hopMs), parse.GetValue(output)!);
+                    parse.GetValue(trace)!, parse.GetValue(seed), parse.GetValue(podStart), parse.GetValue(hopMs), parse.GetValue(scrapeSeconds), parse.GetValue(output)!);
             bool isLive = parse.GetValue(live);
             // Live runs in real time: shorter defaults, unless given.
             T Value<T>(Option<T> option, T liveDefault) => isLive && parse.GetResult(option) is null or { Implicit: true } ? liveDefault : parse.GetValue(option)!;
@@ -63,6 +63,8 @@ public static class ReplayCommand
                 parse.GetValue(forecaster), parse.GetValue(utilization), parse.GetValue(seed), parse.GetValue(podStart), parse.GetValue(output)!, parse.GetValue(isoCost), parse.GetValue(hpaTarget), parse.GetValue(hopMs), parse.GetValue(scrapeSeconds));
             if (isLive && parse.GetResult(pipeline) is { Implicit: false })
                 return Fail(new PlanningInputException("--pipeline", "--live serves the zoo's ResNets, profiled on this machine; it takes no pipeline"));
+            if (isLive && settings.ScrapeSeconds != ArrivalHistory.OperatorScrapeSeconds)
+                return Fail(new PlanningInputException("--scrape-seconds", $"--live's Prometheus scrapes every {ArrivalHistory.OperatorScrapeSeconds} s, the operator's default"));
             return isLive ? RunLive(settings, new LiveSettings(parse.GetValue(resolution), parse.GetValue(sloMs), parse.GetValue(maxReplicas), 30, settings.Seed, parse.GetValue(profileSeconds))) : Run(settings);
         });
         return command;
@@ -90,8 +92,7 @@ public static class ReplayCommand
             if (!(settings.PodStartSeconds >= 0)) throw new PlanningInputException("--pod-start-seconds", $"must be 0 or more, got {settings.PodStartSeconds}");
             if (!(settings.HopMs >= 0)) throw new PlanningInputException("--hop-ms", $"must be 0 or more, got {settings.HopMs}");
             if (!(settings.HpaTarget >= 0.01 && settings.HpaTarget <= 1)) throw new PlanningInputException("--hpa-target", $"must be between 0.01 and 1, got {settings.HpaTarget}");
-            if (settings.ScrapeSeconds is < 1 or > 60) throw new PlanningInputException("--scrape-seconds", $"must be between 1 and 60, got {settings.ScrapeSeconds}");
-            var scrapes = ScrapeSchedule.Every(settings.ScrapeSeconds);
+            var scrapes = Scrapes(settings.ScrapeSeconds);
             var pipeline = Override(ReplayPipeline.Load(settings.Pipeline, settings.PodStartSeconds), settings);
             var replay = ReplayWorkloads.Create(settings.Workload, settings.Trace, settings.Start, settings.Seconds, settings.Damping, settings.Seed);
             var workload = replay.Workload;
@@ -123,6 +124,10 @@ public static class ReplayCommand
             return Fail(e);
         }
     }
+
+    /// <summary>The scrapes of <c>--scrape-seconds</c>, half an interval into each.</summary>
+    internal static ScrapeSchedule Scrapes(int seconds) => seconds is >= 1 and <= 60 ? ScrapeSchedule.Every(seconds)
+        : throw new PlanningInputException("--scrape-seconds", $"must be between 1 and 60, got {seconds}");
 
     /// <summary>For each Adaptive policy run and each baseline run, the Adaptive policy at the baseline's cost (<see cref="IsoCost"/>).</summary>
     static List<PolicyRun> IsoCostRows(ReplayPipeline pipeline, List<PolicyRun> runs, ReplayWorkload replay, Core.Simulation.SimulationOptions options, ScrapeSchedule scrapes)

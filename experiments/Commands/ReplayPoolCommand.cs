@@ -21,13 +21,14 @@ public static class ReplayPoolCommand
 
     /// <param name="poolClass">The hardware class whose replicas the pool holds.</param>
     public static int Run(string pipelineName, string poolClass, int gpus, IReadOnlyList<int> starts, int seconds, double damping, string trace, int seed,
-        double podStartSeconds, double hopMs, string output)
+        double podStartSeconds, double hopMs, int scrapeSeconds, string output)
     {
         try
         {
             var clock = Stopwatch.StartNew();
             if (starts.Count < 2) throw new PlanningInputException("--pool-starts", $"a pool is shared by 2 pipelines or more; got {starts.Count} window(s)");
             if (gpus < 0) throw new PlanningInputException("--pool-gpus", $"must be 0 or more, got {gpus}");
+            var scrapes = ReplayCommand.Scrapes(scrapeSeconds);
             var members = starts.Select((start, i) =>
             {
                 var pipeline = ReplayPipeline.Load(pipelineName, podStartSeconds);
@@ -54,7 +55,7 @@ public static class ReplayPoolCommand
             };
             var runs = new PoolRun[policies.Length];
             Parallel.For(0, policies.Length, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
-                i => runs[i] = PoolReplay.Run(members, policies[i], options));
+                i => runs[i] = PoolReplay.Run(members, policies[i], options, scrapes));
             var summaries = runs.Select(r => PoolReplay.Summarize(r, poolClass, gpus)).ToList();
 
             Directory.CreateDirectory(output);
@@ -64,7 +65,7 @@ public static class ReplayPoolCommand
             [
                 $"pipeline: {pipelineName}, {members.Count} copies sharing {gpus} replicas of class '{poolClass}'; quota: {string.Join("/", Enumerable.Range(0, members.Count).Select(i => Quota(gpus, members.Count, i)))}",
                 $"windows: {string.Join(", ", windows)}; {seconds} s each, damping {damping}",
-                $"simulation: seed {seed} (+ the member's index), pod start {podStartSeconds} s + the model's load time, router hop {hopMs} ms a stage",
+                $"simulation: seed {seed} (+ the member's index), pod start {podStartSeconds} s + the model's load time, router hop {hopMs} ms a stage, Prometheus scrapes the routers every {scrapeSeconds} s",
                 $"command: adaptive {string.Join(' ', Environment.GetCommandLineArgs().Skip(1))}".TrimEnd(),
             ]));
             var table = new Table().AddColumns(["policy", "requests", "SLO violations", "p99 ms", "accuracy", "cost", "pool held", "over-committed s", .. members.Select(m => $"{m.Pipeline.Name} violations")]);

@@ -62,6 +62,7 @@ public sealed class ReplayCommandTests
     [InlineData("--forecaster=oracle", "unknown forecaster 'oracle'")]
     [InlineData("--target-utilization=2.5", "--target-utilization: must be between 0.01 and 2")]
     [InlineData("--hpa-target=0", "--hpa-target: must be between 0.01 and 1")]
+    [InlineData("--scrape-seconds=0", "--scrape-seconds: must be between 1 and 60, got 0")]
     public void Bad_arguments_are_refused_with_a_message_naming_them(string argument, string message)
     {
         var run = AdaptiveCli.Run("replay", argument, "--out", TempDir());
@@ -72,6 +73,7 @@ public sealed class ReplayCommandTests
 
     [Theory]
     [InlineData("--pipeline=video", "--pipeline: --live serves the zoo's ResNets")]
+    [InlineData("--scrape-seconds=5", "--scrape-seconds: --live's Prometheus scrapes every 15 s")]
     [InlineData("--profile-seconds=0", "--profile-seconds: must be greater than 0 and at most 600, got 0")]
     public void A_live_run_refuses_what_it_would_not_use_before_starting_anything(string argument, string message)
     {

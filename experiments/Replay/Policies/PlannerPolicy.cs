@@ -43,10 +43,10 @@ public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IRe
         var lastTwo = context.Load.Rates(2 * scrape, scrape, scrape);
         double latest = lastTwo[^1], previous = lastTwo.Length > 1 ? lastTwo[^2] : latest;
         // As the operator: the next check comes just after the next scrape, or when a surge decision may come again.
-        bool checking = !scheduled && SurgeRule.MayDecide(lastScaleUp?.Time, now);
-        DateTimeOffset? nextScrape = SurgeRule.MayDecide(lastScaleUp?.Time, now) && context.Load.SecondsSinceScrape() is { } ago ? now.AddSeconds(scrape - ago) : null;
+        bool mayDecide = SurgeRule.MayDecide(lastScaleUp?.Time, now);
+        DateTimeOffset? nextScrape = mayDecide && context.Load.SecondsSinceScrape() is { } ago ? now.AddSeconds(scrape - ago) : null;
         nextCheck = context.NowSeconds + (int)Math.Ceiling(SurgeRule.UntilNextCheck(nextScrape, lastScaleUp?.Time, now).TotalSeconds);
-        bool surge = checking && SurgeRule.Triggers(pipeline, context.Running!, latest, context.Load.MissedShare());
+        bool surge = !scheduled && mayDecide && SurgeRule.Triggers(pipeline, context.Running!, latest, context.Load.MissedShare());
         if (!scheduled && !surge) return null;
 
         var history = context.Load.Rates(adaptation.Metrics.HistorySeconds, ArrivalHistory.OperatorStepSeconds, context.Load.RateSpanSeconds);

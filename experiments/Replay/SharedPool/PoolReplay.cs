@@ -25,11 +25,12 @@ public sealed record PoolSummary(string Policy, int Requests, double ViolationRa
 /// </summary>
 public static class PoolReplay
 {
-    public static PoolRun Run(IReadOnlyList<PoolMemberReplay> members, IPoolPolicy policy, IReadOnlyList<SimulationOptions> options)
+    /// <param name="scrapes">When Prometheus scrapes each member's router, the phase counted from the window's start; <see cref="ScrapeSchedule.Default"/> when not given.</param>
+    public static PoolRun Run(IReadOnlyList<PoolMemberReplay> members, IPoolPolicy policy, IReadOnlyList<SimulationOptions> options, ScrapeSchedule? scrapes = null)
     {
         if (members.Select(m => m.Replay.Workload.Seconds).Distinct().Count() != 1)
             throw new ArgumentException("the members' windows must be equally long: their decisions come at the same moments", nameof(members));
-        var tracks = members.Select(m => new ReplayTrack(m.Pipeline, m.Replay.PriorArrivals, ScrapeSchedule.Default)).ToArray();
+        var tracks = members.Select(m => new ReplayTrack(m.Pipeline, m.Replay.PriorArrivals, scrapes ?? ScrapeSchedule.Default)).ToArray();
         var first = policy.Decide([.. tracks.Select(t => t.FirstContext())]);
         for (int i = 0; i < tracks.Length; i++) tracks[i].Start(first[i], policy.Name);
 
