@@ -55,14 +55,13 @@ public sealed class CountedLoadHistory(IReadOnlyList<double> arrivalsPerSecond, 
     readonly ScrapedCounter arrivals = new(arrivalsPerSecond, scrapes.IntervalSeconds, scrapes.PhaseSeconds);
 
     public int ScrapeSeconds => scrapes.IntervalSeconds;
-    int Scrape => scrapes.IntervalSeconds;
 
     /// <summary>A window shorter than two scrapes is read as the operator reads the latest rate: <c>irate</c>, between the last two scrapes.</summary>
     public double[] Rates(int historySeconds, int stepSeconds, int windowSeconds)
     {
-        Func<int, double?> query = windowSeconds < 2 * Scrape
-            ? t => arrivals.InstantRate(t, 2 * Scrape)
-            : t => arrivals.Rate(t, (int)ArrivalHistory.RateQueryWindow(TimeSpan.FromSeconds(windowSeconds), TimeSpan.FromSeconds(Scrape)).TotalSeconds);
+        Func<int, double?> query = windowSeconds < 2 * ScrapeSeconds
+            ? t => arrivals.InstantRate(t, 2 * ScrapeSeconds)
+            : t => arrivals.Rate(t, (int)ArrivalHistory.RateQueryWindow(TimeSpan.FromSeconds(windowSeconds), TimeSpan.FromSeconds(ScrapeSeconds)).TotalSeconds);
         return PromQL.Range(query, arrivals.Seconds, historySeconds, stepSeconds);
     }
 
@@ -73,8 +72,8 @@ public sealed class CountedLoadHistory(IReadOnlyList<double> arrivalsPerSecond, 
     {
         if (answeredPerSecond is null || missedPerSecond is null) return 0;
         int now = Math.Min(arrivals.Seconds, answeredPerSecond.Count);
-        double? answered = new ScrapedCounter([.. answeredPerSecond.Take(now).Select(a => (double)a)], Scrape, scrapes.PhaseSeconds).InstantRate(now, 2 * Scrape);
-        double? missed = new ScrapedCounter([.. missedPerSecond.Take(now).Select(m => (double)m)], Scrape, scrapes.PhaseSeconds).InstantRate(now, 2 * Scrape);
+        double? answered = new ScrapedCounter([.. answeredPerSecond.Take(now).Select(a => (double)a)], ScrapeSeconds, scrapes.PhaseSeconds).InstantRate(now, 2 * ScrapeSeconds);
+        double? missed = new ScrapedCounter([.. missedPerSecond.Take(now).Select(m => (double)m)], ScrapeSeconds, scrapes.PhaseSeconds).InstantRate(now, 2 * ScrapeSeconds);
         return answered is > 0 && missed is { } m ? m / answered.Value : 0;
     }
 }
