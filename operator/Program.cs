@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Adaptive.Core.Forecasting;
 using Adaptive.Operator.Cluster;
 using Adaptive.Operator.Hosting;
 using Adaptive.Operator.Reconciliation;
@@ -15,7 +16,7 @@ var host = new Option<string>("--host") { Description = "Address for /metrics an
 var port = new Option<int>("--port") { Description = "Port for /metrics and health", DefaultValueFactory = _ => 8081 };
 var workers = new Option<int>("--workers") { Description = "Pipelines reconciled at once", DefaultValueFactory = _ => 2 };
 var retireAfter = new Option<double>("--retire-after-seconds") { Description = "How long a replaced variant keeps running after its traffic moved", DefaultValueFactory = _ => 90 };
-var scrapeInterval = new Option<double>("--scrape-interval-seconds") { Description = "Prometheus's scrape interval of the routers: sets the history step and rate window", DefaultValueFactory = _ => 15 };
+var scrapeInterval = new Option<double>("--scrape-interval-seconds") { Description = "How often Prometheus scrapes the routers, assumed for a router until Prometheus holds two scrapes of it to measure it from: it sets the windows of the rate queries", DefaultValueFactory = _ => ArrivalHistory.OperatorScrapeSeconds };
 var leaderElection = new Option<bool>("--leader-election") { Description = "Take a Lease before reconciling (for several replicas)" };
 var leaseNamespace = new Option<string>("--lease-namespace") { Description = "Namespace of the Lease", DefaultValueFactory = _ => Environment.GetEnvironmentVariable("POD_NAMESPACE") ?? "default" };
 
@@ -50,7 +51,7 @@ root.SetAction(parse =>
     var scrape = TimeSpan.FromSeconds(parse.GetValue(scrapeInterval));
     var options = new OperatorOptions(parse.GetValue(host)!, parse.GetValue(port), parse.GetValue(watchNamespace),
         parse.GetValue(prometheus) is { } prometheusUrl ? new Uri(prometheusUrl) : null,
-        scrape / 3, scrape,
+        TimeSpan.FromSeconds(ArrivalHistory.OperatorStepSeconds), scrape,
         new ReconcilerSettings(new WorkloadSettings(parse.GetValue(image)!, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20), parse.GetValue(gpuImage) is { Length: > 0 } gpu ? gpu : null),
             TimeSpan.FromSeconds(parse.GetValue(retireAfter)), TimeSpan.FromSeconds(10)),
         parse.GetValue(workers), parse.GetValue(leaderElection), parse.GetValue(leaseNamespace)!,

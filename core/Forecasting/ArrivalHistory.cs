@@ -7,10 +7,15 @@ namespace Adaptive.Core.Forecasting;
 /// </summary>
 public static class ArrivalHistory
 {
-    /// <summary>The operator's history step and the span of its rates (two scrapes) at its default 15 s scrape interval.</summary>
+    /// <summary>The operator's history step, and the span of the rates the learned forecaster was trained and is judged on (two scrapes at 15 s).</summary>
     public const int OperatorStepSeconds = 5;
     public const int OperatorWindowSeconds = 30;
-    public const int OperatorScrapeSeconds = 15;
+
+    /// <summary>
+    /// How often Prometheus scrapes the routers where the project deploys them (the chart's <c>routerMonitor</c>), as the replay assumes
+    /// and the operator until it has measured a router's interval: every 5 s, a surge shows within 5 s of its start rather than 15.
+    /// </summary>
+    public const int OperatorScrapeSeconds = 5;
 
     /// <summary>
     /// The window of a <c>rate()</c> query for the rate over the last <paramref name="span"/> of scrapes. rate() stretches the

@@ -63,9 +63,7 @@ public static class ReplayCommand
                 parse.GetValue(forecaster), parse.GetValue(utilization), parse.GetValue(seed), parse.GetValue(podStart), parse.GetValue(output)!, parse.GetValue(isoCost), parse.GetValue(hpaTarget), parse.GetValue(hopMs), parse.GetValue(scrapeSeconds));
             if (isLive && parse.GetResult(pipeline) is { Implicit: false })
                 return Fail(new PlanningInputException("--pipeline", "--live serves the zoo's ResNets, profiled on this machine; it takes no pipeline"));
-            if (isLive && settings.ScrapeSeconds != ArrivalHistory.OperatorScrapeSeconds)
-                return Fail(new PlanningInputException("--scrape-seconds", $"--live's Prometheus scrapes every {ArrivalHistory.OperatorScrapeSeconds} s, the operator's default"));
-            return isLive ? RunLive(settings, new LiveSettings(parse.GetValue(resolution), parse.GetValue(sloMs), parse.GetValue(maxReplicas), 30, settings.Seed, parse.GetValue(profileSeconds))) : Run(settings);
+            return isLive ? RunLive(settings, new LiveSettings(parse.GetValue(resolution), parse.GetValue(sloMs), parse.GetValue(maxReplicas), 30, settings.Seed, parse.GetValue(profileSeconds), settings.ScrapeSeconds)) : Run(settings);
         });
         return command;
     }

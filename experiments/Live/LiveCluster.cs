@@ -9,7 +9,7 @@ namespace Adaptive.Experiments.Live;
 /// <summary>How the live replicas and the router run.</summary>
 /// <param name="Models">The ONNX file of each variant.</param>
 /// <param name="SloMs">The model servers' request deadline.</param>
-public sealed record LiveClusterOptions(string Pipeline, string Stage, IReadOnlyDictionary<string, string> Models, double SloMs, double MaxQueueDelayMs);
+public sealed record LiveClusterOptions(string Pipeline, string Stage, IReadOnlyDictionary<string, string> Models, double SloMs, double MaxQueueDelayMs, TimeSpan ScrapeInterval);
 
 /// <summary>
 /// A one-stage pipeline on this machine in place of a cluster: each replica an <c>adaptive-server serve</c>
@@ -45,8 +45,8 @@ public sealed class LiveCluster : IAsyncDisposable
         await Apply(plan, cancellation);
         router = await ServerProcess.Start(["router", "--config", RoutesPath, "--host", "127.0.0.1", "--port", "0", "--config-poll-ms", "200",
             "--request-timeout-ms", Invariant(3 * options.SloMs), "--drain-delay-ms", "0"]);
-        // Scraped as the operator's default deployment is, so that the policies see what the simulation shows them.
-        Prometheus = await PrometheusServer.Start(TimeSpan.FromSeconds(ArrivalHistory.OperatorScrapeSeconds), RouterAddress);
+        // Scraped as the replay's simulation scrapes it, so that the policies see what the simulation shows them.
+        Prometheus = await PrometheusServer.Start(options.ScrapeInterval, RouterAddress);
     }
 
     /// <summary>Replicas by "variant/bN", starting, serving and draining: what a cluster would bill.</summary>

@@ -17,7 +17,8 @@ namespace Adaptive.Experiments.Live;
 /// <param name="Resolution">Input size of the zoo ResNets served.</param>
 /// <param name="MaxReplicas">Most replica processes at once: this machine's cores bound it.</param>
 /// <param name="ProfileSeconds">How long each model is profiled at each batch size and number of busy copies.</param>
-public sealed record LiveSettings(int Resolution, double SloMs, int MaxReplicas, int IntervalSeconds, int Seed, double ProfileSeconds);
+/// <param name="ScrapeSeconds">How often the live Prometheus scrapes the router (<c>--scrape-seconds</c>).</param>
+public sealed record LiveSettings(int Resolution, double SloMs, int MaxReplicas, int IntervalSeconds, int Seed, double ProfileSeconds, int ScrapeSeconds);
 
 /// <summary>One policy run for real and in the simulator on the same pipeline, window and seed.</summary>
 /// <param name="StartupSeconds">Measured mean time from a replica's process start to its serving; the simulation uses it.</param>
@@ -59,7 +60,7 @@ public static class LiveReplay
                 };
                 var policy = ReplayPolicies.Create(name, simulatedPipeline, replay.Workload.Peak, replay.Workload.Mean);
                 var simulated = ReplayRunner.Run(simulatedPipeline, policy, replay.Workload, replay.PriorArrivals,
-                    simulatedPipeline.SimulationOptions(settings.Seed, hopMs), scrapes: ScrapeSchedule.Default with { PhaseSeconds = scrapePhase });
+                    simulatedPipeline.SimulationOptions(settings.Seed, hopMs), scrapes: new ScrapeSchedule(settings.ScrapeSeconds, scrapePhase));
                 comparisons.Add(new LiveComparison(name, measured, simulated, startup, hopMs));
             }
             return comparisons;
@@ -123,7 +124,8 @@ public static class LiveReplay
     {
         var stage = pipeline.Spec.Spec.Stages[0];
         return new LiveCluster(new LiveClusterOptions(PipelineName, Stage,
-            stage.Variants.ToDictionary(v => v.Name, v => new Uri(v.ModelUri).LocalPath), settings.SloMs, stage.MaxQueueDelayMs ?? StageSpec.DefaultMaxQueueDelayMs));
+            stage.Variants.ToDictionary(v => v.Name, v => new Uri(v.ModelUri).LocalPath), settings.SloMs, stage.MaxQueueDelayMs ?? StageSpec.DefaultMaxQueueDelayMs,
+            TimeSpan.FromSeconds(settings.ScrapeSeconds)));
     }
 
     /// <summary>The load generator's requests: one image, binary tensor data.</summary>
@@ -163,7 +165,7 @@ public static class LiveReplay
         var policy = ReplayPolicies.Create(name, pipeline, replay.Workload.Peak, replay.Workload.Mean);
         var stage = pipeline.Spec.Spec.Stages[0];
         await using var cluster = Cluster(pipeline, settings);
-        var first = policy.Decide(new PolicyContext(0, new CountedLoadHistory(replay.PriorArrivals, ScrapeSchedule.Default), null))!;
+        var first = policy.Decide(new PolicyContext(0, new CountedLoadHistory(replay.PriorArrivals, ScrapeSchedule.Every(settings.ScrapeSeconds)), null))!;
         var running = first.Plan!;
         await cluster.Start(running[0], cancellation);
         var decisions = new List<DecisionRecord> { new(0, first.PredictedRps, first.SolveMs, false, running) };
@@ -182,7 +184,7 @@ public static class LiveReplay
             var replicas = cluster.Replicas();
             samples.Add(new SecondSample(replicas.Values.Sum(), replicas));
             if (second == 0 || second % policy.IntervalSeconds != 0) continue;
-            var history = new PrometheusLoadHistory(prometheus, PipelineName, DateTimeOffset.UtcNow, replay.PriorArrivals);
+            var history = new PrometheusLoadHistory(prometheus, PipelineName, DateTimeOffset.UtcNow, replay.PriorArrivals, settings.ScrapeSeconds);
             if (policy.Decide(new PolicyContext(second, history, running)) is not { } decision) continue;
             bool reconfigured = decision.Plan is { } plan && ReplayRunner.Describe(plan) != ReplayRunner.Describe(running);
             if (decision.Plan is { } next)
@@ -195,7 +197,7 @@ public static class LiveReplay
         var records = await load;
         var result = Measured(records, decisions, stage, samples, replay.Workload.Seconds);
         double startup = cluster.StartupSeconds.Count == 0 ? 0 : cluster.StartupSeconds.Average();
-        const int interval = ArrivalHistory.OperatorScrapeSeconds;
+        int interval = settings.ScrapeSeconds;
         int phase = (int)Math.Round((await cluster.Prometheus!.LastScrape() - started).TotalSeconds) % interval;
         return (new PolicyRun(name, result, decisions), startup, (phase + interval) % interval);
     }
@@ -226,15 +228,15 @@ public static class LiveReplay
 /// replay's prior history stands in, since Prometheus has only seen the window so far. A window shorter than
 /// two scrapes is read as the operator reads the latest rate: <c>irate</c>, between the last two scrapes.
 /// </summary>
-sealed class PrometheusLoadHistory(PrometheusClient prometheus, string pipeline, DateTimeOffset now, IReadOnlyList<double> prior) : ILoadHistory
+sealed class PrometheusLoadHistory(PrometheusClient prometheus, string pipeline, DateTimeOffset now, IReadOnlyList<double> prior, int scrapeSeconds) : ILoadHistory
 {
     public double[] Rates(int historySeconds, int stepSeconds, int windowSeconds)
     {
-        bool latest = windowSeconds < 2 * ArrivalHistory.OperatorScrapeSeconds;
+        bool latest = windowSeconds < 2 * scrapeSeconds;
         IReadOnlyList<double> measured;
         try
         {
-            var scrape = TimeSpan.FromSeconds(ArrivalHistory.OperatorScrapeSeconds);
+            var scrape = TimeSpan.FromSeconds(scrapeSeconds);
             measured = prometheus.ArrivalRateHistory(pipeline, now, TimeSpan.FromSeconds(historySeconds), TimeSpan.FromSeconds(stepSeconds),
                 latest ? 2 * scrape : ArrivalHistory.RateQueryWindow(TimeSpan.FromSeconds(windowSeconds), scrape), CancellationToken.None, latestOnly: latest).GetAwaiter().GetResult();
         }
@@ -244,15 +246,15 @@ sealed class PrometheusLoadHistory(PrometheusClient prometheus, string pipeline,
         }
         int missing = historySeconds / stepSeconds + 1 - measured.Count;
         if (missing <= 0) return [.. measured];
-        var before = new CountedLoadHistory(prior, ScrapeSchedule.Default).Rates(missing * stepSeconds, stepSeconds, windowSeconds);
+        var before = new CountedLoadHistory(prior, ScrapeSchedule.Every(scrapeSeconds)).Rates(missing * stepSeconds, stepSeconds, windowSeconds);
         return [.. before.TakeLast(missing), .. measured];
     }
 
-    public int ScrapeSeconds => ArrivalHistory.OperatorScrapeSeconds; // as the live Prometheus scrapes
+    public int ScrapeSeconds => scrapeSeconds;
 
     public double? SecondsSinceScrape() =>
-        prometheus.LastScrape(pipeline, now, CancellationToken.None).GetAwaiter().GetResult() is { } last ? (now - last).TotalSeconds : null;
+        prometheus.Scrapes(pipeline, now, CancellationToken.None).GetAwaiter().GetResult() is { } scrapes ? (now - scrapes.Last).TotalSeconds : null;
 
-    public double MissedShare() => prometheus.LatestMissedShare(pipeline, now, TimeSpan.FromSeconds(2 * ArrivalHistory.OperatorScrapeSeconds), CancellationToken.None)
+    public double MissedShare() => prometheus.LatestMissedShare(pipeline, now, TimeSpan.FromSeconds(2 * scrapeSeconds), CancellationToken.None)
         .GetAwaiter().GetResult();
 }

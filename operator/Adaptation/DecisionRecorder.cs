@@ -27,7 +27,7 @@ public sealed class DecisionRecorder(LoadEstimator loads, PipelineClient pipelin
         try
         {
             var load = await loads.Estimate(pipeline, now, cancellation);
-            Conditions.Set(status.Conditions, PipelineCondition.Degraded, false, "MetricsAvailable", $"forecasting with {load.Forecaster} from Prometheus", generation, now);
+            Conditions.Set(status.Conditions, PipelineCondition.Degraded, false, "MetricsAvailable", $"forecasting with {load.Forecaster} from Prometheus; {load.Scrapes!.Describe()}", generation, now);
             return (load, false, false);
         }
         catch (MetricsUnavailableException e)

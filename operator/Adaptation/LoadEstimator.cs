@@ -5,44 +5,56 @@ using Adaptive.Operator.Metrics;
 
 namespace Adaptive.Operator.Adaptation;
 
-/// <summary>The load a decision plans for, the latest observed rate, and the forecaster that predicted it.</summary>
-public sealed record LoadEstimate(PlanningLoad Planned, double ObservedRps, string Forecaster);
+/// <summary>The load a decision plans for, the latest observed rate, the forecaster that predicted it, and how often the router is scraped.</summary>
+public sealed record LoadEstimate(PlanningLoad Planned, double ObservedRps, string Forecaster, ScrapeInterval? Scrapes = null);
+
+/// <summary>How often Prometheus scrapes a pipeline's router: measured from its samples, or assumed until there are two.</summary>
+public sealed record ScrapeInterval(TimeSpan Every, bool Measured)
+{
+    public string Describe() => Measured ? $"Prometheus scrapes the router every {Every.TotalSeconds:0.#} s"
+        : $"the router's scrape interval is not measured yet (fewer than two scrapes); assuming {Every.TotalSeconds:0.#} s";
+}
 
 /// <summary>
 /// Reads a pipeline's arrival-rate history from its Prometheus, forecasts the next interval's peak with the
 /// pipeline's forecaster and finds the highest rate of its scale-down stabilization window. Throws <see cref="MetricsUnavailableException"/> when there is nothing
-/// to forecast from; the reconciler then keeps what runs.
+/// to forecast from; the reconciler then keeps what runs. The windows of its rate queries follow the router's scrape interval, which
+/// it measures each time (<see cref="PrometheusClient.Scrapes"/>): the history's rates span two scrapes, the latest rate is the one between the last two.
 /// </summary>
 /// <param name="step">History resolution.</param>
-/// <param name="scrapeInterval">How often Prometheus scrapes the routers. The history's rates span two scrapes; the latest rate is the one between the last two.</param>
-public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeSpan step, TimeSpan scrapeInterval)
+/// <param name="assumedScrapeInterval">The scrape interval until Prometheus holds two scrapes of the router to measure it from.</param>
+public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeSpan step, TimeSpan assumedScrapeInterval)
 {
-    readonly TimeSpan rateWindow = ArrivalHistory.RateQueryWindow(2 * scrapeInterval, scrapeInterval);
-    readonly TimeSpan latestWindow = 2 * scrapeInterval; // irate: it holds the last two scrapes
-
     public async Task<LoadEstimate> Estimate(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
     {
         var adaptation = pipeline.Spec.Adaptation;
-        var history = await Prometheus(pipeline).ArrivalRateHistory(pipeline.Metadata.Name, now,
-            TimeSpan.FromSeconds(adaptation.Metrics.HistorySeconds), step, rateWindow, cancellation);
+        var prometheus = Prometheus(pipeline);
+        var scrapes = await Interval(prometheus, pipeline, now, cancellation);
+        var scrape = scrapes.Every;
+        var history = await prometheus.ArrivalRateHistory(pipeline.Metadata.Name, now, TimeSpan.FromSeconds(adaptation.Metrics.HistorySeconds), step,
+            ArrivalHistory.RateQueryWindow(2 * scrape, scrape), cancellation);
         var forecaster = LoadForecasters.Create(adaptation.Forecaster);
         int horizon = AdaptationDecider.ForecastHorizon(adaptation.IntervalSeconds, step.TotalSeconds);
-        var (latest, _) = await LatestRates(pipeline, now, cancellation);
+        var (latest, _) = await LatestRates(prometheus, pipeline, now, scrape, cancellation);
         var planned = new PlanningLoad(forecaster.ForecastPeak(history, horizon),
             PlanningLoad.RecentPeak(history, step.TotalSeconds, adaptation.ScaleDownStabilizationSeconds, LastScaleUp(pipeline.Status), now),
             LatestRps: latest);
-        return new LoadEstimate(planned, history[^1], forecaster.Name);
+        return new LoadEstimate(planned, history[^1], forecaster.Name, scrapes);
     }
 
     /// <summary>
     /// The rate between the last two scrapes (Prometheus' irate) and the one a scrape before (a step before, it would often be
     /// the same two scrapes, and a rise would show no trend).
     /// </summary>
-    async Task<(double Rps, double PreviousRps)> LatestRates(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
+    static async Task<(double Rps, double PreviousRps)> LatestRates(PrometheusClient prometheus, InferencePipeline pipeline, DateTimeOffset now, TimeSpan scrape,
+        CancellationToken cancellation)
     {
-        var history = await Prometheus(pipeline).ArrivalRateHistory(pipeline.Metadata.Name, now, scrapeInterval, scrapeInterval, latestWindow, cancellation, latestOnly: true);
+        var history = await prometheus.ArrivalRateHistory(pipeline.Metadata.Name, now, scrape, scrape, LatestWindow(scrape), cancellation, latestOnly: true);
         return (history[^1], history.Count > 1 ? history[^2] : history[^1]);
     }
+
+    /// <summary>The window of an <c>irate</c> query: it holds the last two scrapes.</summary>
+    static TimeSpan LatestWindow(TimeSpan scrape) => 2 * scrape;
 
     /// <summary>
     /// For the surge rule between decisions: the rate between the last two scrapes, the one a step before, and the share of the
@@ -50,14 +62,19 @@ public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeS
     /// </summary>
     public async Task<(double Rps, double PreviousRps, double MissedShare)> Latest(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
     {
-        var (latest, previous) = await LatestRates(pipeline, now, cancellation);
-        double missed = await Prometheus(pipeline).LatestMissedShare(pipeline.Metadata.Name, now, latestWindow, cancellation);
+        var prometheus = Prometheus(pipeline);
+        var scrape = (await Interval(prometheus, pipeline, now, cancellation)).Every;
+        var (latest, previous) = await LatestRates(prometheus, pipeline, now, scrape, cancellation);
+        double missed = await prometheus.LatestMissedShare(pipeline.Metadata.Name, now, LatestWindow(scrape), cancellation);
         return (latest, previous, missed);
     }
 
     /// <summary>When the router's next scrape is due: its last one, as Prometheus holds it, plus the scrape interval; null when it holds none.</summary>
     public async Task<DateTimeOffset?> NextScrape(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation) =>
-        await Prometheus(pipeline).LastScrape(pipeline.Metadata.Name, now, cancellation) + scrapeInterval;
+        await Prometheus(pipeline).Scrapes(pipeline.Metadata.Name, now, cancellation) is { } scrapes ? scrapes.Last + (scrapes.Interval ?? assumedScrapeInterval) : null;
+
+    async Task<ScrapeInterval> Interval(PrometheusClient prometheus, InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation) =>
+        await prometheus.Scrapes(pipeline.Metadata.Name, now, cancellation) is { Interval: { } measured } ? new(measured, true) : new(assumedScrapeInterval, false);
 
     static (DateTimeOffset, double)? LastScaleUp(InferencePipelineStatus? status) =>
         status is { LastScaleUpTime: { } time, LastScaleUpLoadRps: { } rps } ? (time, rps) : null;

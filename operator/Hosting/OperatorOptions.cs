@@ -4,7 +4,7 @@ namespace Adaptive.Operator.Hosting;
 
 /// <param name="Namespace">The namespace to watch; all when empty.</param>
 /// <param name="MetricsStep">The resolution of the arrival-rate history.</param>
-/// <param name="ScrapeInterval">How often Prometheus scrapes the routers: it sets the windows of the rate queries.</param>
+/// <param name="ScrapeInterval">How often Prometheus scrapes the routers, assumed for a router until it is measured from two of its scrapes: it sets the windows of the rate queries.</param>
 /// <param name="LeaderElection">Whether to take a Lease before reconciling, so that several replicas can run.</param>
 /// <param name="Identity">This replica's name in the Lease (its pod's name).</param>
 public sealed record OperatorOptions(

@@ -3,6 +3,9 @@ using System.Text.Json;
 
 namespace Adaptive.Operator.Metrics;
 
+/// <summary>When Prometheus last scraped a router, and its scrape interval where it holds two scrapes to measure it from.</summary>
+public sealed record RouterScrapes(DateTimeOffset Last, TimeSpan? Interval);
+
 /// <summary>Why Prometheus gave no history; the operator turns each into a <c>Degraded</c> reason.</summary>
 public enum MetricsFailure { Unreachable, QueryFailed, NoData }
 
@@ -14,7 +17,7 @@ public sealed class MetricsUnavailableException(MetricsFailure failure, string m
 /// <summary>
 /// Reads a pipeline's router metrics from the Prometheus HTTP API: the arrival-rate history, a range query over
 /// the request counter (<c>adaptive_pipeline_requests_total</c>), one rate per step, oldest first; and the
-/// share of the latest requests that missed the SLO (<c>adaptive_pipeline_slo_misses_total</c>), and when the router was last scraped.
+/// share of the latest requests that missed the SLO (<c>adaptive_pipeline_slo_misses_total</c>), and when and how often Prometheus scrapes the router.
 /// </summary>
 public sealed class PrometheusClient(HttpClient http, Uri baseAddress)
 {
@@ -23,9 +26,9 @@ public sealed class PrometheusClient(HttpClient http, Uri baseAddress)
     public async Task<IReadOnlyList<double>> ArrivalRateHistory(string pipeline, DateTimeOffset end, TimeSpan length, TimeSpan step, TimeSpan rateWindow,
         CancellationToken cancellation, bool latestOnly = false)
     {
-        string query = $"sum({(latestOnly ? "irate" : "rate")}(adaptive_pipeline_requests_total{{pipeline=\"{Escape(pipeline)}\"}}[{Seconds(rateWindow)}s]))";
+        string query = $"sum({(latestOnly ? "irate" : "rate")}(adaptive_pipeline_requests_total{{pipeline=\"{Escape(pipeline)}\"}}[{Duration(rateWindow)}]))";
         var start = end - length;
-        var series = await Query($"query_range?query={Uri.EscapeDataString(query)}&start={Seconds(start)}&end={Seconds(end)}&step={Seconds(step)}s", cancellation);
+        var series = await Query($"query_range?query={Uri.EscapeDataString(query)}&start={Seconds(start)}&end={Seconds(end)}&step={Seconds(step.TotalSeconds)}", cancellation);
         if (series.GetArrayLength() == 0)
             throw new MetricsUnavailableException(MetricsFailure.NoData, $"Prometheus has no requests of pipeline '{pipeline}' in the last {length.TotalSeconds:F0} s");
         return [.. series[0].GetProperty("values").EnumerateArray().Select(v => Number(v[1]))];
@@ -37,19 +40,38 @@ public sealed class PrometheusClient(HttpClient http, Uri baseAddress)
     /// </summary>
     public async Task<double> LatestMissedShare(string pipeline, DateTimeOffset at, TimeSpan rateWindow, CancellationToken cancellation)
     {
-        string selector = $"{{pipeline=\"{Escape(pipeline)}\"}}[{Seconds(rateWindow)}s]";
+        string selector = $"{{pipeline=\"{Escape(pipeline)}\"}}[{Duration(rateWindow)}]";
         string query = $"sum(irate(adaptive_pipeline_slo_misses_total{selector})) / sum(irate(adaptive_pipeline_requests_total{selector}))";
         var vector = await Query($"query?query={Uri.EscapeDataString(query)}&time={Seconds(at)}", cancellation);
         double share = vector.GetArrayLength() == 0 ? 0 : Number(vector[0].GetProperty("value")[1]);
         return double.IsFinite(share) ? share : 0; // no requests: 0 / 0
     }
 
-    /// <summary>When Prometheus last scraped the pipeline's router: the time of the latest sample of its request counter at <paramref name="at"/>; null when it holds none.</summary>
-    public async Task<DateTimeOffset?> LastScrape(string pipeline, DateTimeOffset at, CancellationToken cancellation)
+    /// <summary>How far back <see cref="Scrapes"/> looks: two scrapes at intervals up to 90 s.</summary>
+    static readonly TimeSpan ScrapesLookback = TimeSpan.FromMinutes(3);
+
+    /// <summary>
+    /// When Prometheus last scraped the pipeline's router, and how often it does: the latest sample of its request counter at
+    /// <paramref name="at"/>, and the median spacing of the samples of the last three minutes (to 0.1 s; null with fewer
+    /// than two samples). Null when Prometheus holds no sample. The scrape interval is Prometheus' configuration, which the
+    /// operator cannot read: it measures it, so that a rate query's window holds the samples it needs.
+    /// </summary>
+    public async Task<RouterScrapes?> Scrapes(string pipeline, DateTimeOffset at, CancellationToken cancellation)
     {
-        string query = $"max(timestamp(adaptive_pipeline_requests_total{{pipeline=\"{Escape(pipeline)}\"}}))";
-        var vector = await Query($"query?query={Uri.EscapeDataString(query)}&time={Seconds(at)}", cancellation);
-        return vector.GetArrayLength() == 0 ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)Math.Round(Number(vector[0].GetProperty("value")[1]) * 1000));
+        string query = $"adaptive_pipeline_requests_total{{pipeline=\"{Escape(pipeline)}\"}}[{Duration(ScrapesLookback)}]";
+        var series = await Query($"query?query={Uri.EscapeDataString(query)}&time={Seconds(at)}", cancellation);
+        long? last = null;
+        var gaps = new List<long>();
+        foreach (var counter in series.EnumerateArray())
+        {
+            var times = counter.GetProperty("values").EnumerateArray().Select(v => (long)Math.Round(v[0].GetDouble() * 1000)).ToList();
+            for (int i = 1; i < times.Count; i++) gaps.Add(times[i] - times[i - 1]);
+            if (times.Count > 0 && (last is null || times[^1] > last)) last = times[^1];
+        }
+        if (last is null) return null;
+        gaps.Sort();
+        TimeSpan? interval = gaps.Count == 0 ? null : TimeSpan.FromMilliseconds(Math.Max(100, Math.Round(gaps[gaps.Count / 2] / 100.0) * 100));
+        return new RouterScrapes(DateTimeOffset.FromUnixTimeMilliseconds(last.Value), interval);
     }
 
     /// <summary>The <c>data.result</c> of a query of the HTTP API (<paramref name="pathAndQuery"/> after <c>/api/v1/</c>).</summary>
@@ -96,7 +118,8 @@ public sealed class PrometheusClient(HttpClient http, Uri baseAddress)
     };
 
     static string Seconds(DateTimeOffset time) => Seconds(time.ToUnixTimeMilliseconds() / 1000.0);
-    static string Seconds(TimeSpan span) => Seconds(span.TotalSeconds);
+    /// <summary>A PromQL duration: whole milliseconds, since a measured scrape interval need not be whole seconds and PromQL takes no fractions.</summary>
+    static string Duration(TimeSpan span) => $"{Math.Round(span.TotalMilliseconds).ToString(CultureInfo.InvariantCulture)}ms";
     static string Seconds(double seconds) => seconds.ToString("0.###", CultureInfo.InvariantCulture);
 
     /// <summary>A label value inside double quotes in PromQL.</summary>

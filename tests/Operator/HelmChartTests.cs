@@ -1,6 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using Adaptive.Experiments.Manifests;
+using Adaptive.Operator.Reconciliation;
 using Adaptive.Tests.Support;
 
 namespace Adaptive.Tests.Operator;
@@ -18,6 +20,8 @@ public sealed class HelmChartTests : IDisposable
         ["namespaced"] = new() { ["watchNamespace"] = "team-a" },
         ["no leader election"] = new() { ["leaderElection"] = false },
         ["service monitor"] = new() { ["serviceMonitor.enabled"] = true, ["serviceMonitor.interval"] = "30s" },
+        ["router monitor"] = new() { ["routerMonitor.enabled"] = true },
+        ["namespaced router monitor"] = new() { ["routerMonitor.enabled"] = true, ["routerMonitor.interval"] = "10s", ["watchNamespace"] = "team-a" },
         ["no dashboard"] = new() { ["grafanaDashboard.enabled"] = false },
         ["custom images and resources"] = new()
         {
@@ -66,6 +70,21 @@ public sealed class HelmChartTests : IDisposable
         Assert.Contains("ClusterRoleBinding/adaptive-operator-pools", kinds);
         Assert.Equal(set.ContainsKey("serviceMonitor.enabled"), kinds.Contains("ServiceMonitor/adaptive-operator"));
         Assert.Equal(!set.ContainsKey("grafanaDashboard.enabled"), kinds.Contains("ConfigMap/adaptive-dashboard"));
+        Assert.Equal(set.ContainsKey("routerMonitor.enabled"), kinds.Contains("PodMonitor/adaptive-routers"));
+        if (set.ContainsKey("routerMonitor.enabled"))
+        {
+            var monitor = objects.Single(o => o["kind"]!.GetValue<string>() == "PodMonitor")["spec"]!;
+            // The labels the operator gives a router's pods, and only those pods; in the watched namespace, or in all.
+            var sample = ManifestReader.Parse(File.ReadAllText(RepoPaths.Of("samples", "resnet-mixed.yaml")));
+            var labels = DesiredState.Router(sample, new WorkloadSettings("image", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20))).Deployment.Spec.Template.Metadata.Labels;
+            var selector = monitor["selector"]!["matchLabels"]!.AsObject().ToDictionary(l => l.Key, l => l.Value!.GetValue<string>());
+            Assert.All(selector, l => Assert.Equal(l.Value, labels[l.Key]));
+            Assert.Contains(Names.Component, selector.Keys);
+            Assert.Equal(namespaced ? "{\"matchNames\":[\"team-a\"]}" : "{\"any\":true}", monitor["namespaceSelector"]!.ToJsonString());
+            var endpoint = monitor["podMetricsEndpoints"]![0]!;
+            Assert.Equal(("http", "/metrics", set.TryGetValue("routerMonitor.interval", out var interval) ? interval!.GetValue<string>() : "5s"),
+                (endpoint["port"]!.GetValue<string>(), endpoint["path"]!.GetValue<string>(), endpoint["interval"]!.GetValue<string>()));
+        }
 
         var deployment = objects.Single(o => o["kind"]!.GetValue<string>() == "Deployment");
         Assert.Equal(leader ? 2 : 1, deployment["spec"]!["replicas"]!.GetValue<long>());

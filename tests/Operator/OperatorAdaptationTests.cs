@@ -149,14 +149,15 @@ public sealed class OperatorAdaptationTests(TestModels models)
         await client.CustomObjects.CreateNamespacedCustomObjectAsync(CpuOnly(p => p.Spec.Adaptation.IntervalSeconds = p.Spec.Adaptation.Metrics.HistorySeconds = 600),
             InferencePipeline.Group, InferencePipeline.Version, OperatorHarness.Namespace, InferencePipeline.Plural, cancellationToken: Cancel);
         var scrape = TimeSpan.FromSeconds(1);
-        var reconciler = OperatorHarness.Reconciler(client, prometheus.Address, scrape, scrape);
+        // Told 15 s, as an operator whose Prometheus scrapes faster would be: it measures the interval.
+        var reconciler = OperatorHarness.Reconciler(client, prometheus.Address, scrape, TimeSpan.FromSeconds(15));
         await reconciler.Reconcile(OperatorHarness.Namespace, "resnet-mixed", Cancel); // the first decision
         // As if its capacity had been added long ago, so that surge checks may decide at once.
         await client.CustomObjects.PatchNamespacedCustomObjectStatusAsync(new V1Patch("{\"status\":{\"lastScaleUpTime\":\"2000-01-01T00:00:00Z\"}}", V1Patch.PatchType.MergePatch),
             InferencePipeline.Group, InferencePipeline.Version, OperatorHarness.Namespace, InferencePipeline.Plural, "resnet-mixed", cancellationToken: Cancel);
         var metrics = new PrometheusClient(new HttpClient(), prometheus.Address);
-        var first = await OperatorHarness.Eventually(() => metrics.LastScrape("resnet-mixed", DateTimeOffset.UtcNow, Cancel), last => last is not null, "a scrape of the router's requests");
-        await OperatorHarness.Eventually(() => metrics.LastScrape("resnet-mixed", DateTimeOffset.UtcNow, Cancel), last => last > first, "a second scrape, for the latest rate");
+        var first = await OperatorHarness.Eventually(() => metrics.Scrapes("resnet-mixed", DateTimeOffset.UtcNow, Cancel), scrapes => scrapes is not null, "a scrape of the router's requests");
+        await OperatorHarness.Eventually(() => metrics.Scrapes("resnet-mixed", DateTimeOffset.UtcNow, Cancel), scrapes => scrapes!.Last > first!.Last, "a second scrape, for the latest rate");
 
         var settled = new List<TimeSpan>();
         for (int i = 0; i < 20 && settled.Count < 3; i++)

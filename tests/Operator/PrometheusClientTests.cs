@@ -88,7 +88,7 @@ public sealed class PrometheusClientTests(TestModels models)
         }
         Assert.Equal(1, share, 3);
         Assert.Equal(0, await client.LatestMissedShare("other", DateTimeOffset.UtcNow, TimeSpan.FromSeconds(3), Cancel));
-        Assert.Null(await client.LastScrape("other", DateTimeOffset.UtcNow, Cancel)); // never scraped: the surge check keeps its fixed period
+        Assert.Null(await client.Scrapes("other", DateTimeOffset.UtcNow, Cancel)); // never scraped: the surge check keeps its fixed period
     }
 
     /// <summary>
@@ -130,12 +130,21 @@ public sealed class PrometheusClientTests(TestModels models)
         // of a scrape), the step before would be the same two scrapes.
         var pipeline = ManifestReader.Parse(File.ReadAllText(RepoPaths.Of("samples", "resnet-mixed.yaml")));
         pipeline.Metadata.Name = "images";
+        // Prometheus scrapes every second; the estimator, told 15 s, measures it from the samples.
         var scrape = TimeSpan.FromSeconds(1);
-        var estimator = new LoadEstimator(http, prometheus, scrape / 3, scrape);
+        Assert.Equal(new RouterScrapes(DateTimeOffset.FromUnixTimeMilliseconds(raw[^1].Ms), scrape), await new PrometheusClient(http, prometheus).Scrapes("images", DateTimeOffset.FromUnixTimeMilliseconds(atMs), Cancel));
+        var estimator = new LoadEstimator(http, prometheus, scrape / 3, TimeSpan.FromSeconds(15));
+        Assert.Equal(new ScrapeInterval(scrape, Measured: true), (await estimator.Estimate(pipeline, DateTimeOffset.FromUnixTimeMilliseconds(atMs), Cancel)).Scrapes);
         var (latest, previous, _) = await estimator.Latest(pipeline, DateTimeOffset.FromUnixTimeMilliseconds(atMs), Cancel);
         Assert.Equal(PromQL.InstantRate(samples, 0, 2)!.Value, latest, 6);
         Assert.Equal(PromQL.InstantRate(samples, -1, 2)!.Value, previous, 6);
         // The surge check comes just after the next scrape: the last one's time, to the millisecond, plus the interval.
         Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(raw[^1].Ms) + scrape, await estimator.NextScrape(pipeline, DateTimeOffset.FromUnixTimeMilliseconds(atMs), Cancel));
+        // Just after the router's first scrape there is no interval to measure: the estimator assumes what it was told.
+        long firstMs = (await Query("min(min_over_time(timestamp(adaptive_pipeline_requests_total{pipeline=\"images\"})[1h:1s]))", now)) is { } first
+            ? (long)Math.Round(Number(first.GetProperty("value")[1]) * 1000) : throw new InvalidOperationException("no first scrape");
+        var justAfterFirst = DateTimeOffset.FromUnixTimeMilliseconds(firstMs + 500);
+        Assert.Equal(new RouterScrapes(DateTimeOffset.FromUnixTimeMilliseconds(firstMs), null), await new PrometheusClient(http, prometheus).Scrapes("images", justAfterFirst, Cancel));
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(firstMs) + TimeSpan.FromSeconds(15), await estimator.NextScrape(pipeline, justAfterFirst, Cancel));
     }
 }

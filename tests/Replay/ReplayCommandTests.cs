@@ -73,7 +73,6 @@ public sealed class ReplayCommandTests
 
     [Theory]
     [InlineData("--pipeline=video", "--pipeline: --live serves the zoo's ResNets")]
-    [InlineData("--scrape-seconds=5", "--scrape-seconds: --live's Prometheus scrapes every 15 s")]
     [InlineData("--profile-seconds=0", "--profile-seconds: must be greater than 0 and at most 600, got 0")]
     public void A_live_run_refuses_what_it_would_not_use_before_starting_anything(string argument, string message)
     {

@@ -79,8 +79,14 @@ public sealed class ReplayPolicyTests
         },
     };
 
-    static void Grows(PolicyRun run, StageSpec stage, IReadOnlyList<int> replicas) =>
-        Assert.True(replicas[^1] > replicas[0], $"{run.Policy} went from {replicas[0]} to {replicas[^1]} replicas in {stage.Name} as the load rose");
+    /// <summary>The stage sustains more at the end of the rise than at its start: more replicas, or faster variants or batches.</summary>
+    static void Grows(PolicyRun run, StageSpec stage, IReadOnlyList<int> replicas)
+    {
+        double Capacity(DecisionRecord decision) => decision.Running.Single(s => s.Name == stage.Name).Allocations.Sum(a =>
+            a.Replicas * stage.Variants.Single(v => v.Name == a.Variant).Profiles.Single(p => p.HardwareClass == a.Hardware).Batches.Single(b => b.Batch == a.Batch).ThroughputRps);
+        double first = Capacity(run.Decisions[0]), last = Capacity(run.Decisions[^1]);
+        Assert.True(last > first, $"{run.Policy}'s {stage.Name} sustained {first:F1} requests/s at first ({replicas[0]} replicas), {last:F1} at the end ({replicas[^1]}), as the load rose");
+    }
 
     [Fact]
     public void Every_policy_has_its_own_rules() => Assert.Equal(ReplayPolicies.Names.Order(), Rules.Keys.Order());
@@ -117,17 +123,17 @@ public sealed class ReplayPolicyTests
         var before = run.Decisions.Last(d => d.Second < early[0].Second);
         Assert.True(early[0].Running.Sum(s => s.Allocations.Sum(a => a.Replicas)) > before.Running.Sum(s => s.Allocations.Sum(a => a.Replicas)),
             $"at {early[0].Second} s: {early[0].Configuration} after {before.Configuration}");
-        // It comes a second after the scrape that showed the rise (the scrapes are at 7 s past every 15 s of the window).
+        // It comes a second after the scrape that showed the rise (the scrapes are 2 s past every 5 s of the window).
         Assert.Equal(ScrapeSchedule.Default.PhaseSeconds + SurgeRule.CheckLagSeconds, early[0].Second % ScrapeSchedule.Default.IntervalSeconds);
     }
 
-    /// <summary>With the router scraped every 5 s rather than 15 (<c>replay --scrape-seconds</c>), the rise shows sooner and its surge decision comes sooner.</summary>
+    /// <summary>With the router scraped every 5 s (the default) rather than 15 (<c>replay --scrape-seconds 15</c>), the rise shows sooner and its surge decision comes sooner.</summary>
     [Fact]
     public void Faster_scrapes_show_a_surge_sooner()
     {
         int interval = ReplayPipeline.Load("resnet", 5).Spec.Spec.Adaptation.IntervalSeconds;
         int FirstSurge(ScrapeSchedule scrapes) => Replay("ipa", "resnet", Rise, scrapes).Decisions.First(d => d.Second % interval != 0).Second;
-        int slow = FirstSurge(ScrapeSchedule.Default), fast = FirstSurge(ScrapeSchedule.Every(5));
+        int slow = FirstSurge(ScrapeSchedule.Every(15)), fast = FirstSurge(ScrapeSchedule.Default);
         Assert.True(fast < slow, $"the surge decision at {fast} s with 5 s scrapes, {slow} s with 15 s ones");
     }
 
