@@ -15,8 +15,8 @@ namespace Adaptive.Experiments.Replay;
 /// than the baseline's: then headroom, a lower target utilization that plans for more load than forecast, is
 /// tried step by step, each step with its own bisection, until a run in the band keeps its violations. When, after
 /// all that, the runs that keep them are all less accurate than a baseline that keeps its violations within
-/// <see cref="BaselineKeepsTheSlo"/>, a higher target utilization, which plans for less than forecast, is tried
-/// the same way, step by step: the forecast peak and the planner's 99th percentile are cautious, and the baseline
+/// <see cref="BaselineKeepsTheSlo"/>, or when no run at all keeps them within the band (even the highest β spends too
+/// much), a higher target utilization, which plans for less than forecast, is tried the same way, step by step: the forecast peak and the planner's 99th percentile are cautious, and the baseline
 /// may buy its accuracy with violations, which P may spend too (on 896,400 hpa runs two resnet50 replicas past the
 /// SLO at times; ipa, planning for the forecast peak, ran resnet34 there at hpa's spend). A baseline that misses
 /// more is not one whose violations are worth matching. The run named <c>P@B</c> is, of the runs within
@@ -95,13 +95,15 @@ public static class IsoCost
                 if (tried.Skip(before).Any(Kept)) break;
             }
         }
-        // The last resort, a step at a time: planning for less than forecast.
-        if (baseline.Result.ViolationRate <= BaselineKeepsTheSlo)
-            foreach (var (less, window) in LessThanForecast.SelectMany(less => windows.Select(window => (less, window))))
-            {
-                if (tried.Any(r => Kept(r) && Accuracy(r) >= baselineAccuracy)) break;
-                Bisect(window, less * adaptation.TargetUtilization);
-            }
+        // The last resort, a step at a time: planning for less than forecast, until a run is as accurate as a baseline that keeps
+        // the SLO, or, against one that does not, until a run keeps the violations within the band at all (even the highest cost
+        // weight may spend too much, when surges add capacity or switch variants more often than the baseline resizes).
+        bool Found() => baseline.Result.ViolationRate <= BaselineKeepsTheSlo ? tried.Any(r => Kept(r) && Accuracy(r) >= baselineAccuracy) : tried.Any(Kept);
+        foreach (var (less, window) in LessThanForecast.SelectMany(less => windows.Select(window => (less, window))))
+        {
+            if (Found()) break;
+            Bisect(window, less * adaptation.TargetUtilization);
+        }
         var inBand = tried.Where(r => Compare(r) == 0).ToList();
         return inBand.Where(r => r.Result.ViolationRate <= allowed).OrderByDescending(Accuracy).ThenBy(r => r.Result.ViolationRate).FirstOrDefault()
             ?? inBand.FirstOrDefault()

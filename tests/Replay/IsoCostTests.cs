@@ -57,6 +57,26 @@ public sealed class IsoCostTests
         Assert.Contains($"  - ipa@hpa: {tuning}\n", File.ReadAllText(Path.Combine(dir, "report.md")));
     }
 
+    /// <summary>
+    /// On day 12 (second 1,027,800) vpa runs one resnet50 replica all along and misses the SLO for 5.21 %. ipa spent 2.1 % more
+    /// even at the highest cost weight (its surge decisions add capacity or switch variants for seconds at a time), so no run
+    /// was in the band, and the search reported the closest. Planning for less than the forecast gets it into the band.
+    /// </summary>
+    [Fact]
+    public void Where_even_the_highest_cost_weight_spends_too_much_planning_for_less_gets_into_the_band()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "adaptive-iso-cost-" + Guid.NewGuid().ToString("N"));
+        var run = AdaptiveCli.Run("replay", "--start", "1027800", "--policies", "ipa,vpa", "--iso-cost", "--out", dir);
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        var rows = File.ReadAllLines(Path.Combine(dir, "report.csv")).Skip(1).Select(line => line.Split(','))
+            .ToDictionary(c => c[0], c => new Outcome(Parse(c[2]), Parse(c[5]), Parse(c[6])));
+        var (matched, vpa) = (rows["ipa@vpa"], rows["vpa"]);
+        Assert.True(vpa.ViolationRate > IsoCost.BaselineKeepsTheSlo, $"vpa missed {vpa.ViolationRate:P2}: its accuracy is bought with violations, and not matched");
+        Assert.InRange(matched.Cost, vpa.Cost * (1 - IsoCost.Below), vpa.Cost * (1 + IsoCost.Above));
+        Assert.True(matched.ViolationRate <= Math.Max(0.01, vpa.ViolationRate), $"{matched.ViolationRate:P2} against vpa's {vpa.ViolationRate:P2}");
+        Assert.Matches(@"^ipa@vpa: .*, target utilization (1\.25|1\.5|2)$", run.Stdout.Split('\n').Single(l => l.StartsWith("ipa@vpa: ", StringComparison.Ordinal)));
+    }
+
     static double Parse(string value) => double.Parse(value, CultureInfo.InvariantCulture);
 
     sealed record Outcome(double ViolationRate, double Accuracy, double Cost);

@@ -21,7 +21,7 @@ public interface ILoadHistory
     /// <summary>How often Prometheus scrapes the router.</summary>
     int ScrapeSeconds { get; }
 
-    /// <summary>The span of the history's rates: two scrapes, as the operator asks (30 s at its default 15 s scrapes).</summary>
+    /// <summary>The span of the history's rates: two scrapes, as the operator asks (10 s at its default 5 s scrapes).</summary>
     int RateSpanSeconds => 2 * ScrapeSeconds;
 }
 
@@ -35,15 +35,15 @@ public sealed record ScrapeSchedule(int IntervalSeconds, int PhaseSeconds)
     public static ScrapeSchedule Every(int seconds) =>
         seconds >= 1 ? new(seconds, seconds / 2) : throw new ArgumentOutOfRangeException(nameof(seconds), seconds, "the scrape interval must be at least one second");
 
-    /// <summary>The operator's default: every 15 s, 7 s into each.</summary>
+    /// <summary>As the chart's router PodMonitor scrapes: every 5 s, 2 s into each.</summary>
     public static readonly ScrapeSchedule Default = Every(ArrivalHistory.OperatorScrapeSeconds);
 }
 
 /// <summary>
 /// The history of a simulated run as every policy sees it, through Prometheus: the router's counters scraped on a
-/// <see cref="ScrapeSchedule"/> (15 s by default; the history before the window first) and read with the operator's
+/// <see cref="ScrapeSchedule"/> (5 s by default; the history before the window first) and read with the operator's
 /// own queries, evaluated as Prometheus evaluates them (<see cref="ScrapedCounter"/>). Decisions come every 15, 30 or 60 s (hpa's
-/// sync, the planners' interval, vpa's), surge checks a second after each scrape; by default the scrapes are 7 s out of phase with the decisions, about the average of a phase nobody chooses
+/// sync, the planners' interval, vpa's), surge checks a second after each scrape; by default the scrapes are half an interval out of phase with the decisions, about the average of a phase nobody chooses
 /// (<c>replay --live</c> gives the simulation the phase its Prometheus had).
 /// </summary>
 /// <param name="scrapes">When the scrapes happen, their phase counted from the history's first second.</param>

@@ -6,8 +6,8 @@ using Adaptive.Core.Planning;
 namespace Adaptive.Experiments.Replay.Policies;
 
 /// <summary>
-/// The operator's loop on a pipeline: every interval, the 30 s arrival rate every 5 s (what the operator
-/// reads from Prometheus at its default 15 s scrape interval) goes through the pipeline's forecaster, and
+/// The operator's loop on a pipeline: every interval, the arrival rate over the last two scrapes every 5 s (what the operator
+/// reads from Prometheus) goes through the pipeline's forecaster, and
 /// <see cref="PlanningLoad"/> and <see cref="AdaptationDecider"/> — the operator's own code — decide; between
 /// intervals, <see cref="SurgeRule"/>, checked after each scrape, calls a decision early when the load outgrows the running
 /// configuration. The baselines that plan (fa2, model-switching, rim) run it on a pipeline restricted as
