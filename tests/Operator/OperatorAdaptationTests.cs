@@ -103,6 +103,8 @@ public sealed class OperatorAdaptationTests(TestModels models)
                  && p.Status.Conditions.Any(c => c.Type == PipelineCondition.Ready && c.Status == "True"),
             "more replicas for the higher load", seconds: 40);
         Assert.Equal("True", high.Status!.Conditions.Single(c => c.Type == PipelineCondition.SloFeasible).Status);
+        // The rate queries' windows follow the scrape interval the operator measured, and Degraded says it.
+        Assert.EndsWith("; Prometheus scrapes the router every 1 s", high.Status.Conditions.Single(c => c.Type == PipelineCondition.Degraded).Message);
         // The planned capacity covers the forecast.
         double capacity = Capacity(high);
         Assert.True(capacity >= high.Status.PredictedLoadRps, $"capacity {capacity} rps for a forecast of {high.Status.PredictedLoadRps} rps");
