@@ -1,4 +1,3 @@
-using Adaptive.Core.Forecasting;
 using System.Diagnostics;
 using System.Globalization;
 using Adaptive.Core.Planning;
