@@ -6,6 +6,9 @@ using Adaptive.Operator.Reconciliation;
 
 namespace Adaptive.Operator.Adaptation;
 
+/// <summary>A surge check: the surge's rate when it calls for a decision now, and the router's scrapes it read (null where it read none).</summary>
+public sealed record SurgeCheck(double? Rps, RouterScrapes? Scrapes);
+
 /// <summary>
 /// The decision half of reconciling a pipeline, shared by the pipeline's reconciler (a pipeline planned alone) and the
 /// pool's (pipelines planned together): the load to plan for, the surge check between decisions, and recording a
@@ -47,35 +50,38 @@ public sealed class DecisionRecorder(LoadEstimator loads, PipelineClient pipelin
         new(new PlanningLoad(status.PredictedLoadRps ?? AdaptationDecider.MinimumLoadRps, 0), status.ObservedLoadRps ?? 0, "none");
 
     /// <summary>
-    /// Between decisions: the surge's rate when the latest one calls for a decision now (<see cref="SurgeRule"/>), else null. A
-    /// check that cannot read Prometheus decides nothing; the next scheduled decision reports why.
+    /// Between decisions: the surge's rate when the latest one calls for a decision now (<see cref="SurgeRule"/>), else null; and the
+    /// router's scrapes the check read, for <see cref="UntilNextCheck"/>. A check that cannot read Prometheus decides nothing; the next
+    /// scheduled decision reports why.
     /// </summary>
-    public async Task<double?> SurgeRps(InferencePipeline pipeline, InferencePipelineStatus status, IReadOnlyList<StagePlan> running, DateTimeOffset now, CancellationToken cancellation)
+    public async Task<SurgeCheck> CheckSurge(InferencePipeline pipeline, InferencePipelineStatus status, IReadOnlyList<StagePlan> running, DateTimeOffset now, CancellationToken cancellation)
     {
-        if (!SurgeRule.MayDecide(status.LastScaleUpTime, now)) return null;
+        if (!SurgeRule.MayDecide(status.LastScaleUpTime, now)) return new(null, null);
         try
         {
-            var (latest, previous, missed) = await loads.Latest(pipeline, now, cancellation);
-            return SurgeRule.Triggers(pipeline, running, latest, missed) ? SurgeRule.SurgeRps(previous, latest) : null;
+            var latest = await loads.Latest(pipeline, now, cancellation);
+            return new(SurgeRule.Triggers(pipeline, running, latest.Rps, latest.MissedShare) ? SurgeRule.SurgeRps(latest.PreviousRps, latest.Rps) : null, latest.Scrapes);
         }
         catch (MetricsUnavailableException)
         {
-            return null;
+            return new(null, null);
         }
     }
 
     /// <summary>
     /// Until the next surge check (<see cref="SurgeRule.UntilNextCheck"/>): just after the router's next scrape, or when a surge decision
-    /// may come again. Prometheus is not asked while no surge decision may come, nor where <paramref name="metricsFailed"/> this pass.
+    /// may come again. Prometheus is not asked while no surge decision may come, nor where <paramref name="metricsFailed"/> this pass, nor
+    /// for the scrapes this pass's surge check <paramref name="read"/> at the same <paramref name="now"/>.
     /// </summary>
-    public async Task<TimeSpan> UntilNextCheck(InferencePipeline pipeline, InferencePipelineStatus status, bool metricsFailed, DateTimeOffset now, CancellationToken cancellation)
+    public async Task<TimeSpan> UntilNextCheck(InferencePipeline pipeline, InferencePipelineStatus status, bool metricsFailed, RouterScrapes? read, DateTimeOffset now,
+        CancellationToken cancellation)
     {
         DateTimeOffset? nextScrape = null;
         if (!metricsFailed && SurgeRule.MayDecide(status.LastScaleUpTime, now))
         {
             try
             {
-                nextScrape = await loads.NextScrape(pipeline, now, cancellation);
+                nextScrape = (read ?? await loads.Scrapes(pipeline, now, cancellation)) is { } scrapes ? loads.NextScrape(scrapes) : null;
             }
             catch (MetricsUnavailableException)
             {

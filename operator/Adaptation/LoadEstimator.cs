@@ -8,6 +8,9 @@ namespace Adaptive.Operator.Adaptation;
 /// <summary>The load a decision plans for, the latest observed rate, the forecaster that predicted it, and how often the router is scraped.</summary>
 public sealed record LoadEstimate(PlanningLoad Planned, double ObservedRps, string Forecaster, ScrapeInterval? Scrapes = null);
 
+/// <summary>What the surge rule reads between decisions: the rate between the last two scrapes, the one a scrape before, the share of the requests answered between the last two scrapes that missed the SLO, and the scrapes they were read from.</summary>
+public sealed record LatestLoad(double Rps, double PreviousRps, double MissedShare, RouterScrapes Scrapes);
+
 /// <summary>How often Prometheus scrapes a pipeline's router: measured from its samples, or assumed until there are two.</summary>
 public sealed record ScrapeInterval(TimeSpan Every, bool Measured)
 {
@@ -29,7 +32,7 @@ public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeS
     {
         var adaptation = pipeline.Spec.Adaptation;
         var prometheus = Prometheus(pipeline);
-        var scrapes = await Interval(prometheus, pipeline, now, cancellation);
+        var scrapes = Interval(await prometheus.Scrapes(pipeline.Metadata.Name, now, cancellation));
         var scrape = scrapes.Every;
         var history = await prometheus.ArrivalRateHistory(pipeline.Metadata.Name, now, TimeSpan.FromSeconds(adaptation.Metrics.HistorySeconds), step,
             ArrivalHistory.RateQueryWindow(2 * scrape, scrape), cancellation);
@@ -56,25 +59,27 @@ public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeS
     /// <summary>The window of an <c>irate</c> query: it holds the last two scrapes.</summary>
     static TimeSpan LatestWindow(TimeSpan scrape) => 2 * scrape;
 
-    /// <summary>
-    /// For the surge rule between decisions: the rate between the last two scrapes, the one a step before, and the share of the
-    /// requests answered between the last two scrapes that missed the SLO.
-    /// </summary>
-    public async Task<(double Rps, double PreviousRps, double MissedShare)> Latest(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
+    /// <summary>For the surge rule between decisions (<see cref="LatestLoad"/>).</summary>
+    public async Task<LatestLoad> Latest(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation)
     {
         var prometheus = Prometheus(pipeline);
-        var scrape = (await Interval(prometheus, pipeline, now, cancellation)).Every;
+        string name = pipeline.Metadata.Name;
+        var scrapes = await prometheus.Scrapes(name, now, cancellation)
+            ?? throw new MetricsUnavailableException(MetricsFailure.NoData, $"Prometheus holds no scrape of pipeline '{name}'s router");
+        var scrape = Interval(scrapes).Every;
         var (latest, previous) = await LatestRates(prometheus, pipeline, now, scrape, cancellation);
-        double missed = await prometheus.LatestMissedShare(pipeline.Metadata.Name, now, LatestWindow(scrape), cancellation);
-        return (latest, previous, missed);
+        double missed = await prometheus.LatestMissedShare(name, now, LatestWindow(scrape), cancellation);
+        return new LatestLoad(latest, previous, missed, scrapes);
     }
 
-    /// <summary>When the router's next scrape is due: its last one, as Prometheus holds it, plus the scrape interval; null when it holds none.</summary>
-    public async Task<DateTimeOffset?> NextScrape(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation) =>
-        await Prometheus(pipeline).Scrapes(pipeline.Metadata.Name, now, cancellation) is { } scrapes ? scrapes.Last + (scrapes.Interval ?? assumedScrapeInterval) : null;
+    /// <summary>When and how often Prometheus scrapes the pipeline's router (<see cref="PrometheusClient.Scrapes"/>); null when it holds no scrape.</summary>
+    public Task<RouterScrapes?> Scrapes(InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation) =>
+        Prometheus(pipeline).Scrapes(pipeline.Metadata.Name, now, cancellation);
 
-    async Task<ScrapeInterval> Interval(PrometheusClient prometheus, InferencePipeline pipeline, DateTimeOffset now, CancellationToken cancellation) =>
-        await prometheus.Scrapes(pipeline.Metadata.Name, now, cancellation) is { Interval: { } measured } ? new(measured, true) : new(assumedScrapeInterval, false);
+    /// <summary>When the router's next scrape is due: its last one plus the scrape interval.</summary>
+    public DateTimeOffset NextScrape(RouterScrapes scrapes) => scrapes.Last + Interval(scrapes).Every;
+
+    ScrapeInterval Interval(RouterScrapes? scrapes) => scrapes is { Interval: { } measured } ? new(measured, true) : new(assumedScrapeInterval, false);
 
     static (DateTimeOffset, double)? LastScaleUp(InferencePipelineStatus? status) =>
         status is { LastScaleUpTime: { } time, LastScaleUpLoadRps: { } rps } ? (time, rps) : null;

@@ -63,6 +63,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, PipelineClient pip
         var decision = PipelineClient.Recorded(status);
         string? pool = pipeline.Spec.HardwareClasses.FirstOrDefault(c => c.Pool is not null)?.Pool;
         TimeSpan? retryMetrics = null;
+        SurgeCheck? surge = null; // between decisions: whether the load calls for one now
         string? stabilizing = status.Conditions.FirstOrDefault(c => c.Type == PipelineCondition.Adapting && c.Reason == DecisionRecorder.StabilizingReason)?.Message;
         if (pool is not null)
         {
@@ -82,10 +83,10 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, PipelineClient pip
             status.Conditions.RemoveAll(c => c.Type == PipelineCondition.PoolConstrained);
             bool due = decision is null || status.ObservedGeneration != generation || status.LastDecisionTime is not { } last
                 || now - last >= TimeSpan.FromSeconds(pipeline.Spec.Adaptation.IntervalSeconds);
-            double? surgeRps = due ? null : await decisions.SurgeRps(pipeline, status, decision!, now, cancellation);
-            if (due || surgeRps is not null)
+            surge = due ? null : await decisions.CheckSurge(pipeline, status, decision!, now, cancellation);
+            if (due || surge?.Rps is not null)
             {
-                var (newDecision, metricsFailed, held) = await Decide(pipeline, status, decision, PipelineClient.Current(running), now, surgeRps, cancellation);
+                var (newDecision, metricsFailed, held) = await Decide(pipeline, status, decision, PipelineClient.Current(running), now, surge?.Rps, cancellation);
                 (decision, stabilizing) = (newDecision, held);
                 if (metricsFailed) retryMetrics = settings.MetricsRetry;
             }
@@ -120,7 +121,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, PipelineClient pip
         var untilDecision = status.LastDecisionTime!.Value + TimeSpan.FromSeconds(pipeline.Spec.Adaptation.IntervalSeconds) - now;
         if (settled) // else the progress checks come sooner
         {
-            var untilCheck = await decisions.UntilNextCheck(pipeline, status, retryMetrics is not null, now, cancellation); // the next surge check
+            var untilCheck = await decisions.UntilNextCheck(pipeline, status, retryMetrics is not null, surge?.Scrapes, now, cancellation); // the next surge check
             if (untilDecision > untilCheck) untilDecision = untilCheck;
         }
         var next = !settled ? ProgressCheck : retiring && settings.RetireAfter < untilDecision ? settings.RetireAfter : untilDecision;

@@ -78,10 +78,11 @@ public sealed class PoolReconciler(k8s.Kubernetes client, PipelineClient pipelin
             || m.Status.Pool?.Name != name || m.Status.LastDecisionTime is not { } last || now - last >= TimeSpan.FromSeconds(m.Pipeline.Spec.Adaptation.IntervalSeconds)).ToArray();
         bool due = status.ObservedGeneration != generation || plannedWith != plannable || fresh.Any(f => f)
             || !status.Members.Select(m => $"{m.Namespace}/{m.Name}").Order(StringComparer.Ordinal).SequenceEqual(members.Select(m => m.Key));
-        var surges = new double?[members.Count];
+        var checks = new SurgeCheck?[members.Count];
         if (!due)
             for (int i = 0; i < members.Count; i++)
-                surges[i] = await decisions.SurgeRps(members[i].Pipeline, members[i].Status, PipelineClient.Recorded(members[i].Status)!, now, cancellation);
+                checks[i] = await decisions.CheckSurge(members[i].Pipeline, members[i].Status, PipelineClient.Recorded(members[i].Status)!, now, cancellation);
+        var surges = checks.Select(c => c?.Rps).ToArray();
         if (due || surges.Any(s => s is not null))
             await Decide(pool, status, members, plannable, fresh, surges, due, now, cancellation);
         status.ObservedGeneration = generation;
@@ -90,9 +91,9 @@ public sealed class PoolReconciler(k8s.Kubernetes client, PipelineClient pipelin
 
         var untilDecision = members.Min(m => m.Status.LastDecisionTime!.Value + TimeSpan.FromSeconds(m.Pipeline.Spec.Adaptation.IntervalSeconds) - now);
         var untilCheck = TimeSpan.MaxValue; // the next surge check, just after a member's next scrape
-        foreach (var member in members)
+        foreach (var (member, check) in members.Zip(checks))
         {
-            var until = await decisions.UntilNextCheck(member.Pipeline, member.Status, metricsFailed: false, now, cancellation);
+            var until = await decisions.UntilNextCheck(member.Pipeline, member.Status, metricsFailed: false, check?.Scrapes, now, cancellation);
             if (until < untilCheck) untilCheck = until;
         }
         var next = untilDecision < untilCheck ? untilDecision : untilCheck;

@@ -135,16 +135,16 @@ public sealed class PrometheusClientTests(TestModels models)
         Assert.Equal(new RouterScrapes(DateTimeOffset.FromUnixTimeMilliseconds(raw[^1].Ms), scrape), await new PrometheusClient(http, prometheus).Scrapes("images", DateTimeOffset.FromUnixTimeMilliseconds(atMs), Cancel));
         var estimator = new LoadEstimator(http, prometheus, scrape / 3, TimeSpan.FromSeconds(15));
         Assert.Equal(new ScrapeInterval(scrape, Measured: true), (await estimator.Estimate(pipeline, DateTimeOffset.FromUnixTimeMilliseconds(atMs), Cancel)).Scrapes);
-        var (latest, previous, _) = await estimator.Latest(pipeline, DateTimeOffset.FromUnixTimeMilliseconds(atMs), Cancel);
-        Assert.Equal(PromQL.InstantRate(samples, 0, 2)!.Value, latest, 6);
-        Assert.Equal(PromQL.InstantRate(samples, -1, 2)!.Value, previous, 6);
+        var latest = await estimator.Latest(pipeline, DateTimeOffset.FromUnixTimeMilliseconds(atMs), Cancel);
+        Assert.Equal(PromQL.InstantRate(samples, 0, 2)!.Value, latest.Rps, 6);
+        Assert.Equal(PromQL.InstantRate(samples, -1, 2)!.Value, latest.PreviousRps, 6);
         // The surge check comes just after the next scrape: the last one's time, to the millisecond, plus the interval.
-        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(raw[^1].Ms) + scrape, await estimator.NextScrape(pipeline, DateTimeOffset.FromUnixTimeMilliseconds(atMs), Cancel));
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(raw[^1].Ms) + scrape, estimator.NextScrape(latest.Scrapes));
         // Just after the router's first scrape there is no interval to measure: the estimator assumes what it was told.
         long firstMs = (await Query("min(min_over_time(timestamp(adaptive_pipeline_requests_total{pipeline=\"images\"})[1h:1s]))", now)) is { } first
             ? (long)Math.Round(Number(first.GetProperty("value")[1]) * 1000) : throw new InvalidOperationException("no first scrape");
         var justAfterFirst = DateTimeOffset.FromUnixTimeMilliseconds(firstMs + 500);
         Assert.Equal(new RouterScrapes(DateTimeOffset.FromUnixTimeMilliseconds(firstMs), null), await new PrometheusClient(http, prometheus).Scrapes("images", justAfterFirst, Cancel));
-        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(firstMs) + TimeSpan.FromSeconds(15), await estimator.NextScrape(pipeline, justAfterFirst, Cancel));
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(firstMs) + TimeSpan.FromSeconds(15), estimator.NextScrape((await estimator.Scrapes(pipeline, justAfterFirst, Cancel))!));
     }
 }
