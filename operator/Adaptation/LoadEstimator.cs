@@ -32,8 +32,8 @@ public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeS
     {
         var adaptation = pipeline.Spec.Adaptation;
         var prometheus = Prometheus(pipeline);
-        var scrapes = Interval(await prometheus.Scrapes(pipeline.Metadata.Name, now, cancellation));
-        var scrape = scrapes.Every;
+        var interval = Interval(await prometheus.Scrapes(pipeline.Metadata.Name, now, cancellation));
+        var scrape = interval.Every;
         var history = await prometheus.ArrivalRateHistory(pipeline.Metadata.Name, now, TimeSpan.FromSeconds(adaptation.Metrics.HistorySeconds), step,
             ArrivalHistory.RateQueryWindow(2 * scrape, scrape), cancellation);
         var forecaster = LoadForecasters.Create(adaptation.Forecaster);
@@ -42,7 +42,7 @@ public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeS
         var planned = new PlanningLoad(forecaster.ForecastPeak(history, horizon),
             PlanningLoad.RecentPeak(history, step.TotalSeconds, adaptation.ScaleDownStabilizationSeconds, LastScaleUp(pipeline.Status), now),
             LatestRps: latest);
-        return new LoadEstimate(planned, history[^1], forecaster.Name, scrapes);
+        return new LoadEstimate(planned, history[^1], forecaster.Name, interval);
     }
 
     /// <summary>
