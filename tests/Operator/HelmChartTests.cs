@@ -19,8 +19,8 @@ public sealed class HelmChartTests : IDisposable
         ["defaults"] = [],
         ["namespaced"] = new() { ["watchNamespace"] = "team-a" },
         ["no leader election"] = new() { ["leaderElection"] = false },
-        ["service monitor"] = new() { ["serviceMonitor.enabled"] = true, ["serviceMonitor.interval"] = "30s" },
-        ["router monitor"] = new() { ["routerMonitor.enabled"] = true },
+        ["service monitor"] = new() { ["serviceMonitor.enabled"] = true, ["serviceMonitor.interval"] = "30s", ["serviceMonitor.labels"] = JsonNode.Parse("""{"release": "kube-prometheus-stack"}""") },
+        ["router monitor"] = new() { ["routerMonitor.enabled"] = true, ["routerMonitor.labels"] = JsonNode.Parse("""{"release": "kube-prometheus-stack"}""") },
         ["namespaced router monitor"] = new() { ["routerMonitor.enabled"] = true, ["routerMonitor.interval"] = "10s", ["watchNamespace"] = "team-a" },
         ["no dashboard"] = new() { ["grafanaDashboard.enabled"] = false },
         ["custom images and resources"] = new()
@@ -71,6 +71,14 @@ public sealed class HelmChartTests : IDisposable
         Assert.Equal(set.ContainsKey("serviceMonitor.enabled"), kinds.Contains("ServiceMonitor/adaptive-operator"));
         Assert.Equal(!set.ContainsKey("grafanaDashboard.enabled"), kinds.Contains("ConfigMap/adaptive-dashboard"));
         Assert.Equal(set.ContainsKey("routerMonitor.enabled"), kinds.Contains("PodMonitor/adaptive-routers"));
+        // The labels a Prometheus selects monitors by, beside the chart's own.
+        foreach (var (key, kind) in new[] { ("serviceMonitor", "ServiceMonitor"), ("routerMonitor", "PodMonitor") })
+            if (set.TryGetValue($"{key}.labels", out var extra))
+            {
+                var labels = objects.Single(o => o["kind"]!.GetValue<string>() == kind)["metadata"]!["labels"]!.AsObject();
+                Assert.All(extra!.AsObject(), l => Assert.Equal(l.Value!.GetValue<string>(), labels[l.Key]!.GetValue<string>()));
+                Assert.Equal("adaptive", labels["app.kubernetes.io/instance"]!.GetValue<string>());
+            }
         if (set.ContainsKey("routerMonitor.enabled"))
         {
             var monitor = objects.Single(o => o["kind"]!.GetValue<string>() == "PodMonitor")["spec"]!;
@@ -117,6 +125,7 @@ public sealed class HelmChartTests : IDisposable
         Assert.NotEmpty(SchemaErrors(new() { ["prometheusUrl"] = "prometheus:9090" }));
         Assert.NotEmpty(SchemaErrors(new() { ["watchNamespace"] = "Team_A" }));
         Assert.NotEmpty(SchemaErrors(new() { ["serviceMonitor.interval"] = "15 seconds" }));
+        Assert.NotEmpty(SchemaErrors(new() { ["routerMonitor.labels"] = JsonNode.Parse("""{"release": 1}""") }));
     }
 
     /// <summary>What values.schema.json says of values.yaml with <paramref name="set"/> applied, as Helm checks it; empty when valid.</summary>
