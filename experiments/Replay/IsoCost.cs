@@ -5,24 +5,26 @@ using Adaptive.Experiments.Replay.Policies;
 namespace Adaptive.Experiments.Replay;
 
 /// <summary>
-/// "At what I spend on my baseline today, what does Adaptive give me?": an Adaptive policy rerun with its
-/// cost weight β tuned until its total cost over the window is within −5 % … +2 % of the baseline's. β is
-/// searched by bisection on a log scale (a higher β spends less), which goes a few steps on toward the band's
-/// upper edge once it is in the band, once for each of a few scale-down stabilization windows (the pipeline's,
-/// and shorter ones down to 60 s: capacity a peak needed leaves sooner, which the surge rule makes safe, so that
-/// the same spend buys more accurate variants). Even β = 0 may spend less than the baseline (accuracy is bought,
-/// and more replicas buy none), and the runs in the band may all have bought their accuracy with more violations
-/// than the baseline's: then headroom, a lower target utilization that plans for more load than forecast, is
-/// tried step by step, each step with its own bisection, until a run in the band keeps its violations. When, after
-/// all that, the runs that keep them are all less accurate than a baseline that keeps its violations within
-/// <see cref="BaselineKeepsTheSlo"/>, or when no run at all keeps them within the band (even the highest β spends too
-/// much), a higher target utilization, which plans for less than forecast, is tried the same way, step by step: the forecast peak and the planner's 99th percentile are cautious, and the baseline
-/// may buy its accuracy with violations, which P may spend too (on 896,400 hpa runs two resnet50 replicas past the
-/// SLO at times; ipa, planning for the forecast peak, ran resnet34 there at hpa's spend). A baseline that misses
-/// more is not one whose violations are worth matching. The run named <c>P@B</c> is, of the runs within
-/// the band, the most accurate that keeps its violations within max(1 %, the baseline's) (of equally accurate
-/// ones, the one with the fewest violations); else the first within the band; else the closest found. Its
-/// settings are in <see cref="PolicyRun.Tuning"/>.
+/// "At what I spend on my baseline today, what does Adaptive give me?": an Adaptive policy P rerun with its
+/// cost weight β tuned until its total cost over the window is within −5 % … +2 % of the baseline B's.
+/// The search goes step by step, each step only where the ones before found no run it needs:
+/// <list type="number">
+/// <item>β by bisection on a log scale (a higher β spends less), a few steps on toward the band's upper edge once in it
+/// (cost comes in whole replicas held for minutes, so the first run in the band may sit just below a jump in accuracy),
+/// for the pipeline's scale-down stabilization window and for shorter ones down to 60 s: capacity a peak needed leaves
+/// sooner, which the surge rule makes safe, so that the same spend buys more accurate variants.</item>
+/// <item>Headroom, where even β = 0 spends too little (accuracy is bought, and more replicas buy none) or every run in the
+/// band bought its accuracy with more violations than B's: a lower target utilization, step by step, each with its own
+/// bisection, until a run in the band keeps its violations.</item>
+/// <item>The last resort, planning for less than the forecast (a target utilization above 1), where the runs that keep their
+/// violations are all less accurate than a B that keeps its own within <see cref="BaselineKeepsTheSlo"/>, or where no run
+/// keeps them within the band at all (even the highest β spends too much). The forecast peak and the planner's 99th
+/// percentile are cautious, and B may buy its accuracy with violations, which P may spend too: on 896,400 hpa runs two
+/// resnet50 replicas past the SLO at times, where ipa, planning for the forecast peak, ran resnet34 at hpa's spend.</item>
+/// </list>
+/// The run named <c>P@B</c> is, of the runs within the band, the most accurate that keeps its violations within
+/// max(1 %, B's) (of equally accurate ones, the one with the fewest violations); else the first within the band; else
+/// the closest found. Its settings are in <see cref="PolicyRun.Tuning"/>.
 /// </summary>
 public static class IsoCost
 {

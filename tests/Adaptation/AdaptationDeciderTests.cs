@@ -130,6 +130,36 @@ public sealed class AdaptationDeciderTests
     }
 
     /// <summary>
+    /// Until a surge's added replicas have loaded, its excess misses the SLO: a surge decision weighs load time at least
+    /// <see cref="SurgeRule.LoadingWeight"/>. On the video sample (whose own weight is 0), the rise at 153 s of its five minutes
+    /// with the rise: where a scheduled decision for the same load starts yolov5s detectors (8.6 s to load), a surge decision
+    /// starts yolov5n (3.8 s).
+    /// </summary>
+    [Fact]
+    public void A_surge_decision_adds_capacity_that_loads_sooner()
+    {
+        var pipeline = Video(1);
+        RunningAllocation[] running = [new("detect", "yolov5s", "cpu", 4, 1), new("classify", "resnet101", "cpu", 2, 1)];
+        double LoadTime(AdaptationDecision decision, string stage) =>
+            pipeline.Spec.Stages.Single(s => s.Name == stage).Variants.Single(v => v.Name == decision.Plan.Single(p => p.Name == stage).Allocations.Single().Variant)
+                .Profiles.Single().LoadTimeSeconds;
+
+        var scheduled = AdaptationDecider.Decide(pipeline, 42, running);
+        var surge = AdaptationDecider.Decide(pipeline, 42, running, surge: true);
+        Assert.True(scheduled.ScalesUp && surge.ScalesUp);
+        Assert.Equal(0, scheduled.Problem.Weights.Loading);
+        Assert.Equal(SurgeRule.LoadingWeight, surge.Problem.Weights.Loading);
+        Assert.Equal(8.6, LoadTime(scheduled, "detect"));
+        Assert.Equal(3.8, LoadTime(surge, "detect"));
+        Assert.Equal(scheduled.Problem.Weights with { Loading = SurgeRule.LoadingWeight }, surge.Problem.Weights); // only the loading weight differs
+        Assert.Equal(scheduled.Problem.ArrivalRate, surge.Problem.ArrivalRate);
+
+        // A pipeline that weighs load time more keeps its weight.
+        pipeline.Spec.Objective.Weights.Loading = 2 * SurgeRule.LoadingWeight;
+        Assert.Equal(2 * SurgeRule.LoadingWeight, AdaptationDecider.Decide(pipeline, 42, running, surge: true).Problem.Weights.Loading);
+    }
+
+    /// <summary>
     /// What a running configuration sustains is the rate at which its planned latency reaches the SLO: for one
     /// allocation with queueing, the model's capacity of its replicas within the whole SLO.
     /// </summary>

@@ -16,7 +16,7 @@ public sealed class ReplayAcceptanceTests
 
     /// <summary>
     /// Pipeline, first second of the trace, length, damping, and the Adaptive policies checked: IPA's window (the
-    /// README's default), its five minutes with the sharp rise, and the video sample's default window for ipa
+    /// README's default) and its five minutes with the sharp rise, on both samples; on the video sample for ipa
     /// (infadapter plans the video sample's two mixed stages in about 2 s a decision: two minutes a window).
     /// </summary>
     public static TheoryData<string, int, int, double, string> Windows => new()
@@ -24,6 +24,7 @@ public sealed class ReplayAcceptanceTests
         { "resnet", WorkloadPatterns.IpaWindowStart, WorkloadPatterns.IpaWindowSeconds, WorkloadPatterns.IpaDamping, "ipa,infadapter" },
         { "resnet", WorkloadPatterns.IpaWindowStart + 240, 300, WorkloadPatterns.IpaDamping, "ipa,infadapter" },
         { "video", WorkloadPatterns.IpaWindowStart, WorkloadPatterns.IpaWindowSeconds, WorkloadPatterns.IpaDamping, "ipa" },
+        { "video", WorkloadPatterns.IpaWindowStart + 240, 300, WorkloadPatterns.IpaDamping, "ipa" },
     };
 
     [Theory]

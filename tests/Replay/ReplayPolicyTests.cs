@@ -82,11 +82,13 @@ public sealed class ReplayPolicyTests
     /// <summary>The stage sustains more at the end of the rise than at its start: more replicas, or faster variants or batches.</summary>
     static void Grows(PolicyRun run, StageSpec stage, IReadOnlyList<int> replicas)
     {
-        double Capacity(DecisionRecord decision) => decision.Running.Single(s => s.Name == stage.Name).Allocations.Sum(a =>
-            a.Replicas * stage.Variants.Single(v => v.Name == a.Variant).Profiles.Single(p => p.HardwareClass == a.Hardware).Batches.Single(b => b.Batch == a.Batch).ThroughputRps);
-        double first = Capacity(run.Decisions[0]), last = Capacity(run.Decisions[^1]);
+        double first = Capacity(run.Decisions[0], stage), last = Capacity(run.Decisions[^1], stage);
         Assert.True(last > first, $"{run.Policy}'s {stage.Name} sustained {first:F1} requests/s at first ({replicas[0]} replicas), {last:F1} at the end ({replicas[^1]}), as the load rose");
     }
+
+    /// <summary>What the stage's replicas sustain after <paramref name="decision"/>, at their profiled throughput.</summary>
+    static double Capacity(DecisionRecord decision, StageSpec stage) => decision.Running.Single(s => s.Name == stage.Name).Allocations.Sum(a =>
+        a.Replicas * stage.Variants.Single(v => v.Name == a.Variant).Profiles.Single(p => p.HardwareClass == a.Hardware).Batches.Single(b => b.Batch == a.Batch).ThroughputRps);
 
     [Fact]
     public void Every_policy_has_its_own_rules() => Assert.Equal(ReplayPolicies.Names.Order(), Rules.Keys.Order());
@@ -116,13 +118,13 @@ public sealed class ReplayPolicyTests
     public void A_surge_gets_capacity_before_the_next_scheduled_decision()
     {
         var run = Replay("ipa", "resnet", Rise);
-        int interval = ReplayPipeline.Load("resnet", 5).Spec.Spec.Adaptation.IntervalSeconds;
+        var spec = ReplayPipeline.Load("resnet", 5).Spec.Spec;
+        int interval = spec.Adaptation.IntervalSeconds;
         var early = run.Decisions.Where(d => d.Second % interval != 0).ToList();
         Assert.NotEmpty(early);
         Assert.All(early, d => Assert.InRange(d.Second, 150, 240));
         var before = run.Decisions.Last(d => d.Second < early[0].Second);
-        Assert.True(early[0].Running.Sum(s => s.Allocations.Sum(a => a.Replicas)) > before.Running.Sum(s => s.Allocations.Sum(a => a.Replicas)),
-            $"at {early[0].Second} s: {early[0].Configuration} after {before.Configuration}");
+        Assert.True(Capacity(early[0], spec.Stages[0]) > Capacity(before, spec.Stages[0]), $"at {early[0].Second} s: {early[0].Configuration} after {before.Configuration}");
         // It comes a second after the scrape that showed the rise (the scrapes are 2 s past every 5 s of the window).
         Assert.Equal(ScrapeSchedule.Default.PhaseSeconds + SurgeRule.CheckLagSeconds, early[0].Second % ScrapeSchedule.Default.IntervalSeconds);
     }
