@@ -131,7 +131,7 @@ public sealed class AdaptationDeciderTests
 
     /// <summary>
     /// Until a surge's added replicas have loaded, its excess misses the SLO: a surge decision weighs load time at least
-    /// <see cref="SurgeRule.LoadingWeight"/>. On the video sample (whose own weight is 0), the rise at 153 s of its five minutes
+    /// <see cref="SurgeRule.LoadingWeightPerSecond"/>. On the video sample (whose own weight is 0), the rise at 153 s of its five minutes
     /// with the rise: where a scheduled decision for the same load starts yolov5s detectors (8.6 s to load), a surge decision
     /// starts yolov5n (3.8 s).
     /// </summary>
@@ -148,15 +148,16 @@ public sealed class AdaptationDeciderTests
         var surge = AdaptationDecider.Decide(pipeline, 42, running, surge: true);
         Assert.True(scheduled.ScalesUp && surge.ScalesUp);
         Assert.Equal(0, scheduled.Problem.Weights.Loading);
-        Assert.Equal(SurgeRule.LoadingWeight, surge.Problem.Weights.Loading);
+        double surgeWeight = SurgeRule.LoadingWeightPerSecond * 45.64; // the slowest model, yolov5l, loads in 45.64 s
+        Assert.Equal(surgeWeight, surge.Problem.Weights.Loading, 1e-9);
         Assert.Equal(8.6, LoadTime(scheduled, "detect"));
         Assert.Equal(3.8, LoadTime(surge, "detect"));
-        Assert.Equal(scheduled.Problem.Weights with { Loading = SurgeRule.LoadingWeight }, surge.Problem.Weights); // only the loading weight differs
+        Assert.Equal(scheduled.Problem.Weights with { Loading = surge.Problem.Weights.Loading }, surge.Problem.Weights); // only the loading weight differs
         Assert.Equal(scheduled.Problem.ArrivalRate, surge.Problem.ArrivalRate);
 
         // A pipeline that weighs load time more keeps its weight.
-        pipeline.Spec.Objective.Weights.Loading = 2 * SurgeRule.LoadingWeight;
-        Assert.Equal(2 * SurgeRule.LoadingWeight, AdaptationDecider.Decide(pipeline, 42, running, surge: true).Problem.Weights.Loading);
+        pipeline.Spec.Objective.Weights.Loading = 2 * surgeWeight;
+        Assert.Equal(2 * surgeWeight, AdaptationDecider.Decide(pipeline, 42, running, surge: true).Problem.Weights.Loading);
     }
 
     /// <summary>
