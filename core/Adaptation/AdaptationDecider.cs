@@ -20,20 +20,18 @@ public static class AdaptationDecider
 {
     public const double MinimumLoadRps = 1;
 
-    /// <param name="surge">A surge called the decision: it weighs load time as <see cref="SurgeRule.ForSurge"/> says.</param>
-    public static AdaptationDecision Decide(InferencePipeline pipeline, double plannedRps, IReadOnlyList<RunningAllocation> current, bool surge = false)
+    /// <param name="excessShare">What a surge's rate outruns what runs by (<see cref="SurgeRule.ExcessShare"/>): the plan weighs load time (<see cref="SurgeRule.WeighLoadTime"/>).</param>
+    public static AdaptationDecision Decide(InferencePipeline pipeline, double plannedRps, IReadOnlyList<RunningAllocation> current, double excessShare = 0)
     {
-        var problem = Problem(pipeline, plannedRps, current, surge);
+        var problem = Problem(pipeline, plannedRps, current, excessShare);
         var result = new CpSatPlanner(new PlannerOptions(TimeSpan.FromSeconds(pipeline.Spec.Adaptation.PlannerTimeLimitSeconds))).Plan(PlanningProblem.Single(problem));
         return Of(problem, result, result.Pipelines[0].Stages, current);
     }
 
     /// <summary>The planner's problem for the pipeline at <paramref name="plannedRps"/> (at least the minimum load, over the target utilization).</summary>
-    public static PipelineProblem Problem(InferencePipeline pipeline, double plannedRps, IReadOnlyList<RunningAllocation> current, bool surge = false)
-    {
-        var problem = PlanningProblemBuilder.Build(pipeline, SizedForRps(plannedRps, pipeline.Spec.Adaptation.TargetUtilization), current);
-        return surge ? SurgeRule.ForSurge(problem) : problem;
-    }
+    public static PipelineProblem Problem(InferencePipeline pipeline, double plannedRps, IReadOnlyList<RunningAllocation> current, double excessShare = 0) =>
+        SurgeRule.WeighLoadTime(PlanningProblemBuilder.Build(pipeline, SizedForRps(plannedRps, pipeline.Spec.Adaptation.TargetUtilization), current),
+            excessShare, pipeline.Spec.Adaptation.IntervalSeconds);
 
     /// <summary>The rate replicas are sized for when a plan is made for <paramref name="plannedRps"/>: at least the minimum load, over the target utilization.</summary>
     public static double SizedForRps(double plannedRps, double targetUtilization) => Math.Max(plannedRps, MinimumLoadRps) / targetUtilization;

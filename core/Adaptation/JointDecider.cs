@@ -8,8 +8,8 @@ namespace Adaptive.Core.Adaptation;
 /// <param name="Pipeline">A pipeline with a hardware class in one of the pools.</param>
 /// <param name="PlannedRps">The load its decision plans for (<see cref="PlanningLoad.Rps"/>).</param>
 /// <param name="Current">What it runs now.</param>
-/// <param name="Surge">A surge called its decision (<see cref="SurgeRule.ForSurge"/>).</param>
-public sealed record PoolMember(InferencePipeline Pipeline, double PlannedRps, IReadOnlyList<RunningAllocation> Current, bool Surge = false);
+/// <param name="ExcessShare">What a surge's rate outruns what it runs by (<see cref="SurgeRule.ExcessShare"/>): its plan weighs load time.</param>
+public sealed record PoolMember(InferencePipeline Pipeline, double PlannedRps, IReadOnlyList<RunningAllocation> Current, double ExcessShare = 0);
 
 /// <param name="Decision">The member's decision, as <see cref="AdaptationDecider.Decide"/> gives one.</param>
 /// <param name="Pool">The pool it names.</param>
@@ -51,7 +51,7 @@ public static class JointDecider
         // Each solve runs on one thread (CP-SAT with one worker), so the members' menus are made on every core at once.
         // Refusals first, one by one, naming the pipeline and field; then the solves.
         var poolClasses = members.Select(m => PoolClass(m.Pipeline, pools)).ToList();
-        var problems = members.Select(m => AdaptationDecider.Problem(m.Pipeline, m.PlannedRps, m.Current, m.Surge)).ToList();
+        var problems = members.Select(m => AdaptationDecider.Problem(m.Pipeline, m.PlannedRps, m.Current, m.ExcessShare)).ToList();
         var keys = members.Select((m, i) => JointMenus.Key(problems[i], m.Pipeline.Spec.Objective.Priority, poolClasses[i], pools[poolClasses[i].Pool])).ToList();
         var reused = keys.Select(k => kept?.Find(k)).ToList();
         var made = Enumerable.Range(0, members.Count).Where(i => reused[i] is null).AsParallel().AsOrdered()
@@ -84,7 +84,7 @@ public static class JointDecider
     public static PlanningProblem WholeProblem(IReadOnlyDictionary<string, int> pools, IReadOnlyList<PoolMember> members) =>
         new("joint", [.. members.Select(m =>
         {
-            var problem = AdaptationDecider.Problem(m.Pipeline, m.PlannedRps, m.Current, m.Surge);
+            var problem = AdaptationDecider.Problem(m.Pipeline, m.PlannedRps, m.Current, m.ExcessShare);
             var pooled = m.Pipeline.Spec.HardwareClasses.Where(c => c.Pool is not null).ToDictionary(c => c.Name, c => $"pool/{c.Pool}");
             string Rename(string hardware) => pooled.GetValueOrDefault(hardware, hardware);
             double priority = m.Pipeline.Spec.Objective.Priority;

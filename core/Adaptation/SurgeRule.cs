@@ -54,17 +54,26 @@ public static class SurgeRule
     public const double MissedShareThreshold = 0.01;
 
     /// <summary>
-    /// What a surge decision counts each second its new replicas take to load their models, at least (in the objective's units,
-    /// as accuracy; the spec's <c>weights.loading</c> counts the slowest model's load time as 1): until they serve, the surge's
-    /// excess misses the SLO, about 1 % of an interval's requests a second where it is a third of the load, so capacity that
-    /// serves sooner is worth some accuracy until the next scheduled decision, which plans with the spec's weights and has the
-    /// time to load slower variants.
+    /// The share of a surge's rate (<see cref="PlanningLoad.SurgeRps"/>, before headroom) that the <paramref name="running"/>
+    /// configuration cannot serve within the SLO; 0 for a scheduled decision, or a surge called as the load only nears what runs
+    /// (<see cref="Threshold"/>).
     /// </summary>
-    public const double LoadingWeightPerSecond = 0.01;
+    public static double ExcessShare(InferencePipeline pipeline, IReadOnlyList<StagePlan>? running, PlanningLoad load) =>
+        load.SurgeRps is > 0 and var surge && running is { Count: > 0 } ? Math.Max(0, 1 - 1 / ShareOfSustainable(pipeline, running, surge)) : 0;
 
-    /// <summary>The problem a surge decision solves: <paramref name="problem"/> with each second of load time weighed at least <see cref="LoadingWeightPerSecond"/>.</summary>
-    public static PipelineProblem ForSurge(PipelineProblem problem) =>
-        problem with { Weights = problem.Weights with { Loading = Math.Max(problem.Weights.Loading, LoadingWeightPerSecond * problem.MaxLoadTimeS) } };
+    /// <summary>
+    /// The problem of a surge decision whose rate outruns what runs by <paramref name="excessShare"/>: until its new replicas
+    /// serve, that share of the requests misses the SLO, each second <paramref name="excessShare"/> / the interval of the requests
+    /// until the next scheduled decision (which plans with the spec's weights, and has the time to load slower variants). So each
+    /// second the new replicas take to load their models weighs at least that, as accuracy (the spec's <c>weights.loading</c>
+    /// counts the slowest model's load time as 1): capacity that serves sooner is worth some accuracy in proportion to what the
+    /// running configuration misses.
+    /// </summary>
+    public static PipelineProblem WeighLoadTime(PipelineProblem problem, double excessShare, int intervalSeconds)
+    {
+        double perSecond = problem.Weights.Accuracy * excessShare / intervalSeconds;
+        return perSecond <= 0 ? problem : problem with { Weights = problem.Weights with { Loading = Math.Max(problem.Weights.Loading, perSecond * problem.MaxLoadTimeS) } };
+    }
 
     /// <summary>
     /// The rate a surge decision plans for (before <see cref="PlanningLoad.SurgeHeadroom"/>): the latest rate, carried on by its
@@ -81,8 +90,13 @@ public static class SurgeRule
     public static bool Triggers(InferencePipeline pipeline, IReadOnlyList<StagePlan> running, double latestRps, double missedShare)
     {
         if (running.Count == 0 || !(latestRps > 0)) return false;
-        if (missedShare > MissedShareThreshold) return true;
-        var problem = PlanningProblemBuilder.Build(pipeline, Math.Max(latestRps, AdaptationDecider.MinimumLoadRps), []);
-        return latestRps / pipeline.Spec.Adaptation.TargetUtilization >= Threshold * PlanEvaluator.SustainableRps(problem, running);
+        return missedShare > MissedShareThreshold || ShareOfSustainable(pipeline, running, latestRps) >= Threshold;
+    }
+
+    /// <summary><paramref name="rps"/>, read over the target utilization as a plan reads the forecast, as a share of what <paramref name="running"/> sustains within the SLO.</summary>
+    static double ShareOfSustainable(InferencePipeline pipeline, IReadOnlyList<StagePlan> running, double rps)
+    {
+        var problem = PlanningProblemBuilder.Build(pipeline, Math.Max(rps, AdaptationDecider.MinimumLoadRps), []);
+        return rps / pipeline.Spec.Adaptation.TargetUtilization / PlanEvaluator.SustainableRps(problem, running);
     }
 }

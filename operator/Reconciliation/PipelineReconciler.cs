@@ -164,7 +164,7 @@ public sealed class PipelineReconciler(k8s.Kubernetes client, PipelineClient pip
         var (load, metricsFailed, keepRunning) = await decisions.EstimateLoad(pipeline, status, previous, now, cancellation);
         if (keepRunning) return (previous, true, null);
         var planned = load.Planned with { SurgeRps = surgeRps };
-        var decided = AdaptationDecider.Decide(pipeline, planned.Rps, current, surge: surgeRps is not null);
+        var decided = AdaptationDecider.Decide(pipeline, planned.Rps, current, SurgeRule.ExcessShare(pipeline, previous, planned));
         if (surgeRps is not null && !decided.ScalesUp) return (previous, metricsFailed, null);
         string? stabilizing = await decisions.Record(pipeline, status, previous, load, planned, decided, scheduled: surgeRps is null, now, cancellation);
         return (decided.Plan, metricsFailed, stabilizing);

@@ -122,7 +122,8 @@ public sealed class PoolReconciler(k8s.Kubernetes client, PipelineClient pipelin
         }
         var limit = TimeSpan.FromSeconds(members.Max(m => m.Pipeline.Spec.Adaptation.PlannerTimeLimitSeconds));
         var joint = JointDecider.Decide(new Dictionary<string, int> { [name] = plannable },
-            [.. members.Select((m, i) => new PoolMember(m.Pipeline, loads[i].Planned.Rps, PipelineClient.Current(m.Running), Surge: surges[i] is not null))], limit, menus.GetOrAdd(name, _ => new JointMenus()));
+            [.. members.Select((m, i) => new PoolMember(m.Pipeline, loads[i].Planned.Rps, PipelineClient.Current(m.Running),
+                SurgeRule.ExcessShare(m.Pipeline, PipelineClient.Recorded(m.Status), loads[i].Planned)))], limit, menus.GetOrAdd(name, _ => new JointMenus()));
         if (!due && !joint.Members.Where((_, i) => surges[i] is not null).Any(d => d.Decision.ScalesUp)) return;
 
         // Those that give up replicas first: their reconcilers start handing them back before the others' start taking them.

@@ -130,34 +130,43 @@ public sealed class AdaptationDeciderTests
     }
 
     /// <summary>
-    /// Until a surge's added replicas have loaded, its excess misses the SLO: a surge decision weighs load time at least
-    /// <see cref="SurgeRule.LoadingWeightPerSecond"/>. On the video sample (whose own weight is 0), the rise at 153 s of its five minutes
-    /// with the rise: where a scheduled decision for the same load starts yolov5s detectors (8.6 s to load), a surge decision
-    /// starts yolov5n (3.8 s).
+    /// Until a surge's added replicas have loaded, the share of its rate that the running configuration cannot serve misses the
+    /// SLO: a surge decision weighs each second of load time at least that share over the interval, as accuracy. On the video
+    /// sample (whose own loading weight is 0), the rise at 153 s of its five minutes with the rise: where a scheduled decision for
+    /// the same load starts yolov5s detectors (8.6 s to load), that surge decision starts yolov5n (3.8 s). A surge that only
+    /// nears what runs plans as a scheduled decision.
     /// </summary>
     [Fact]
-    public void A_surge_decision_adds_capacity_that_loads_sooner()
+    public void A_surge_that_outruns_what_runs_adds_capacity_that_loads_sooner()
     {
         var pipeline = Video(1);
-        RunningAllocation[] running = [new("detect", "yolov5s", "cpu", 4, 1), new("classify", "resnet101", "cpu", 2, 1)];
+        RunningAllocation[] current = [new("detect", "yolov5s", "cpu", 4, 1), new("classify", "resnet101", "cpu", 2, 1)];
+        StagePlan[] running = [new("detect", [new Allocation("yolov5s", "cpu", 4, 1, 1)]), new("classify", [new Allocation("resnet101", "cpu", 2, 1, 1)])];
+        double sustainable = PlanEvaluator.SustainableRps(PlanningProblemBuilder.Build(pipeline, 10, []), running);
+        Assert.InRange(sustainable, 10, 17); // four yolov5s sustain 17 requests/s back to back, less within the SLO
+        double excess = SurgeRule.ExcessShare(pipeline, running, new PlanningLoad(10, 0, SurgeRps: 28));
+        Assert.Equal(1 - sustainable / 28, excess, 1e-9);
+        Assert.Equal(0, SurgeRule.ExcessShare(pipeline, running, new PlanningLoad(10, 0, SurgeRps: 0.95 * sustainable)));
+        Assert.Equal(0, SurgeRule.ExcessShare(pipeline, running, new PlanningLoad(28, 0))); // a scheduled decision
+        Assert.Equal(0, SurgeRule.ExcessShare(pipeline, null, new PlanningLoad(10, 0, SurgeRps: 28))); // nothing runs yet
+
         double LoadTime(AdaptationDecision decision, string stage) =>
             pipeline.Spec.Stages.Single(s => s.Name == stage).Variants.Single(v => v.Name == decision.Plan.Single(p => p.Name == stage).Allocations.Single().Variant)
                 .Profiles.Single().LoadTimeSeconds;
-
-        var scheduled = AdaptationDecider.Decide(pipeline, 42, running);
-        var surge = AdaptationDecider.Decide(pipeline, 42, running, surge: true);
-        Assert.True(scheduled.ScalesUp && surge.ScalesUp);
+        var scheduled = AdaptationDecider.Decide(pipeline, 42, current);
+        var outrun = AdaptationDecider.Decide(pipeline, 42, current, excess);
+        Assert.True(scheduled.ScalesUp && outrun.ScalesUp);
         Assert.Equal(0, scheduled.Problem.Weights.Loading);
-        double surgeWeight = SurgeRule.LoadingWeightPerSecond * 45.64; // the slowest model, yolov5l, loads in 45.64 s
-        Assert.Equal(surgeWeight, surge.Problem.Weights.Loading, 1e-9);
+        // Each second weighs excess / 30 s, and the loading term counts the slowest model's load (yolov5l, 45.64 s) as 1.
+        double weight = excess / pipeline.Spec.Adaptation.IntervalSeconds * 45.64;
+        Assert.Equal(weight, outrun.Problem.Weights.Loading, 1e-9);
+        Assert.Equal(scheduled.Problem.Weights with { Loading = weight }, outrun.Problem.Weights); // only the loading weight differs
         Assert.Equal(8.6, LoadTime(scheduled, "detect"));
-        Assert.Equal(3.8, LoadTime(surge, "detect"));
-        Assert.Equal(scheduled.Problem.Weights with { Loading = surge.Problem.Weights.Loading }, surge.Problem.Weights); // only the loading weight differs
-        Assert.Equal(scheduled.Problem.ArrivalRate, surge.Problem.ArrivalRate);
+        Assert.Equal(3.8, LoadTime(outrun, "detect"));
 
         // A pipeline that weighs load time more keeps its weight.
-        pipeline.Spec.Objective.Weights.Loading = 2 * surgeWeight;
-        Assert.Equal(2 * surgeWeight, AdaptationDecider.Decide(pipeline, 42, running, surge: true).Problem.Weights.Loading);
+        pipeline.Spec.Objective.Weights.Loading = 2 * weight;
+        Assert.Equal(2 * weight, AdaptationDecider.Decide(pipeline, 42, current, excess).Problem.Weights.Loading);
     }
 
     /// <summary>

@@ -29,7 +29,7 @@ public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IRe
     public PolicyDecision? Decide(PolicyContext context)
     {
         if (Due(context) is not { } due) return null;
-        return Take(context, due, AdaptationDecider.Decide(pipeline, due.Load.Rps, Running(context.Running), surge: !due.Scheduled));
+        return Take(context, due, AdaptationDecider.Decide(pipeline, due.Load.Rps, Running(context.Running), SurgeRule.ExcessShare(pipeline, context.Running, due.Load)));
     }
 
     /// <summary>A decision this call calls for: the load to plan for, and whether its interval came (else a surge called it); null when none.</summary>

@@ -36,7 +36,8 @@ public sealed class JointPoolPolicy(IReadOnlyList<InferencePipeline> members, st
         var due = loops.Select((loop, i) => loop.Due(contexts[i])).ToList();
         if (due.All(d => d is null)) return new PolicyDecision?[members.Count];
         var joint = JointDecider.Decide(new Dictionary<string, int> { [pool] = capacity },
-            [.. members.Select((m, i) => new PoolMember(m, due[i]?.Load.Rps ?? loops[i].LastPlannedRps, PlannerPolicy.Running(contexts[i].Running), Surge: due[i] is { Scheduled: false }))], limit, kept);
+            [.. members.Select((m, i) => new PoolMember(m, due[i]?.Load.Rps ?? loops[i].LastPlannedRps, PlannerPolicy.Running(contexts[i].Running),
+                due[i] is { } load ? SurgeRule.ExcessShare(m, contexts[i].Running, load.Load) : 0))], limit, kept);
         bool scheduled = due.Any(d => d is { Scheduled: true });
         if (!scheduled && !joint.Members.Where((_, i) => due[i] is not null).Any(m => m.Decision.ScalesUp)) return new PolicyDecision?[members.Count];
         // Every member takes the round's plan, as the operator records it in every member's status: one that surged without its plan
