@@ -10,7 +10,8 @@ namespace Adaptive.Core.Adaptation;
 /// answered in that interval missed the SLO (the observed p99 is past it), a decision is made at once, for at
 /// least that rate, instead of at the end of the interval. On the Twitter trace's default window the load rose
 /// from 6 to 27 requests/s ten seconds after a decision, and the 30 s until the next one held nearly all of a
-/// policy's SLO violations. Such decisions only add capacity, leave the schedule of the others alone, and come no
+/// policy's SLO violations. Such decisions only add capacity, weigh the time it takes to load by what the running
+/// configuration cannot serve (<see cref="WeighLoadTime"/>), leave the schedule of the others alone, and come no
 /// sooner than <see cref="MinimumSecondsBetween"/> after the last added capacity, against flapping.
 /// The operator and the replay share it.
 /// </summary>
