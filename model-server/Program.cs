@@ -29,6 +29,7 @@ var intraThreads = Create("--intra-op-threads", "ONNX Runtime threads within an 
 var interThreads = Create("--inter-op-threads", "ONNX Runtime threads across operators", 1);
 var device = Create("--device", "auto (CUDA when present, else CPU), cpu, or cuda (exit when CUDA cannot run the model)", Device.Auto);
 var bodyBudget = Create("--max-inflight-body-bytes", "Most bytes of request bodies read at once, over all requests; more are refused with 429", ModelServerOptions.DefaultBodyBudgetBytes);
+var warmUp = Create("--warm-up", "Before listening, send the model two requests of zeros (JSON and binary) so that the first client's is not the slow first one", true);
 var pinThreads = Create("--pin-threads", "Give each intra-op thread a CPU of its own; only for a pod with exclusive CPUs (Guaranteed, whole CPUs, the kubelet's static CPU manager policy)", false);
 
 var fetchUri = Required("--uri", "https:// or s3:// URI of the model file (s3: AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)");
@@ -44,7 +45,7 @@ var maxInFlight = Create("--max-inflight", "Most pipeline requests in progress; 
 
 Option[] common = [host, port, grpcPort, maxBody, timeout, drainDelay, drainTimeout, bodyBudget];
 var serve = new Command("serve", "Serve one ONNX model variant over the Open Inference Protocol with dynamic batching");
-foreach (var option in common.Concat([modelPath, modelName, variant, maxBatch, maxDelay, queueCapacity, intraThreads, interThreads, device, pinThreads])) serve.Options.Add(option);
+foreach (var option in common.Concat([modelPath, modelName, variant, maxBatch, maxDelay, queueCapacity, intraThreads, interThreads, device, pinThreads, warmUp])) serve.Options.Add(option);
 var router = new Command("router", "Route pipeline requests through the stages, splitting each stage's load among its variants by weight");
 foreach (var option in common.Concat([config, pollInterval, maxInFlight])) router.Options.Add(option);
 
@@ -60,7 +61,7 @@ serve.SetAction(parse => Run(() =>
         parse.GetValue(variant) is { Length: > 0 } v ? v : name,
         new BatchingOptions(parse.GetValue(maxBatch), TimeSpan.FromMilliseconds(parse.GetValue(maxDelay)), parse.GetValue(queueCapacity)),
         new RuntimeOptions(parse.GetValue(intraThreads), parse.GetValue(interThreads), parse.GetValue(device), parse.GetValue(pinThreads)),
-        parse.GetValue(bodyBudget));
+        parse.GetValue(bodyBudget), parse.GetValue(warmUp));
     return ModelServerApp.Build(options);
 }));
 router.SetAction(parse => Run(() =>

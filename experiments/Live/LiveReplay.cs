@@ -197,9 +197,20 @@ public static class LiveReplay
         var records = await load;
         var result = Measured(records, decisions, stage, samples, replay.Workload.Seconds);
         double startup = cluster.StartupSeconds.Count == 0 ? 0 : cluster.StartupSeconds.Average();
-        int interval = settings.ScrapeSeconds;
-        int phase = (int)Math.Round((await cluster.Prometheus!.LastScrape() - started).TotalSeconds) % interval;
-        return (new PolicyRun(name, result, decisions), startup, (phase + interval) % interval);
+        return (new PolicyRun(name, result, decisions), startup, ScrapePhase(await cluster.Prometheus!.LastScrape() - started, settings.ScrapeSeconds));
+    }
+
+    /// <summary>
+    /// The whole second into each scrape interval at which the simulation scrapes, from a live scrape <paramref name="sinceStart"/>
+    /// after the window began: rounded up, since the live loop checks the load at whole seconds, a second or more after a scrape,
+    /// so a scrape at 158.4 s is acted on at 160 s, as the simulation's at 159 s is. Rounded to the nearest, the simulation
+    /// checked a second before the live run at half the phases: in the twelfth live run ipa's surge decision came at 159 s
+    /// simulated and 160 s live, and the live run missed 39 requests more in that second's ten.
+    /// </summary>
+    public static int ScrapePhase(TimeSpan sinceStart, int intervalSeconds)
+    {
+        int phase = (int)Math.Ceiling(sinceStart.TotalSeconds) % intervalSeconds;
+        return (phase + intervalSeconds) % intervalSeconds;
     }
 
     /// <summary>

@@ -42,6 +42,7 @@ public sealed class ModelMetrics
     public Gauge.Child QueueDepth { get; }
     public Gauge.Child InFlight { get; }
     public Gauge.Child LoadDuration { get; }
+    public Gauge.Child WarmUpDuration { get; }
 
     public ModelMetrics(CollectorRegistry registry, string model, string variant)
     {
@@ -61,6 +62,7 @@ public sealed class ModelMetrics
         QueueDepth = factory.CreateGauge("adaptive_model_queue_depth", "Requests waiting in the batching queue", labels).WithLabels(model, variant);
         InFlight = factory.CreateGauge("adaptive_model_inflight_requests", "Requests received and not yet answered", labels).WithLabels(model, variant);
         LoadDuration = factory.CreateGauge("adaptive_model_load_duration_seconds", "Time it took to load the model into ONNX Runtime", labels).WithLabels(model, variant);
+        WarmUpDuration = factory.CreateGauge("adaptive_model_warmup_duration_seconds", "Time the requests the server sent itself before listening took; 0 without a warm-up", labels).WithLabels(model, variant);
         foreach (var outcome in Enum.GetValues<Outcome>()) Count(outcome, 0); // export every series from the start
     }
 

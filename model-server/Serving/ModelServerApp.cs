@@ -16,8 +16,9 @@ namespace Adaptive.ModelServer.Serving;
 /// <param name="ModelName">The name clients call (<c>/v2/models/{name}</c>): the pipeline's stage.</param>
 /// <param name="Variant">Which variant of the stage this is, for the metrics' <c>variant</c> label.</param>
 /// <param name="BodyBudgetBytes">The most bytes of request bodies read at once, over all requests; beyond it requests get 429.</param>
+/// <param name="WarmUp">Whether the server sends itself <see cref="Warmup.Requests"/> before it listens.</param>
 public sealed record ModelServerOptions(HttpOptions Http, string ModelPath, string ModelName, string Variant, BatchingOptions Batching, RuntimeOptions Runtime,
-    long BodyBudgetBytes = ModelServerOptions.DefaultBodyBudgetBytes)
+    long BodyBudgetBytes = ModelServerOptions.DefaultBodyBudgetBytes, bool WarmUp = true)
 {
     public const long DefaultBodyBudgetBytes = 256L << 20;
 }
@@ -77,7 +78,47 @@ public static class ModelServerApp
             batcher.Dispose();
             if (loaded is null) model.Dispose();
         });
+        if (options.WarmUp && WarmUp(options, model, batching, services, log) is { } warmUp) metrics.WarmUpDuration.Set(warmUp.TotalSeconds);
         return new InferenceService(options, model, batching, batcher, services.GetRequiredService<TensorArrayPool>(), metrics);
+    }
+
+    /// <summary>
+    /// Runs <see cref="Warmup.Requests"/> through the REST handler, on a batcher and metrics of their own, so that they neither
+    /// show in the server's metrics nor wait behind anything. Returns how long it took; null where there was none, or it failed
+    /// (which is logged: the server then starts cold).
+    /// </summary>
+    static TimeSpan? WarmUp(ModelServerOptions options, OnnxModel model, BatchingOptions batching, IServiceProvider services, ILogger log)
+    {
+        var requests = Warmup.Requests(model.Inputs, model.SupportsBatching);
+        if (requests.Count == 0)
+        {
+            log.LogInformation("No warm-up: an input of {Model} has a dimension other than the batch one left open", options.ModelPath);
+            return null;
+        }
+        long started = Stopwatch.GetTimestamp();
+        var metrics = new ModelMetrics(Prometheus.Metrics.NewCustomRegistry(), options.ModelName, options.Variant);
+        using var batcher = new DynamicBatcher(new OnnxBackend(model), batching, metrics);
+        var rest = new RestEndpoints(new InferenceService(options, model, batching, batcher, services.GetRequiredService<TensorArrayPool>(), metrics), log);
+        foreach (var (body, headerLength) in requests)
+        {
+            var context = new DefaultHttpContext { RequestServices = services };
+            context.Request.Method = HttpMethods.Post;
+            context.Request.ContentType = headerLength is null ? "application/json" : "application/octet-stream";
+            if (headerLength is { } length) context.Request.Headers[InferRequestReader.HeaderLengthHeader] = length.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            context.Request.ContentLength = body.Length;
+            context.Request.Body = new MemoryStream(body);
+            var answer = new MemoryStream();
+            context.Response.Body = answer;
+            rest.Infer(context, options.ModelName, null).GetAwaiter().GetResult();
+            if (context.Response.StatusCode != StatusCodes.Status200OK)
+            {
+                log.LogWarning("Warm-up request failed ({Status}: {Answer}); serving cold", context.Response.StatusCode, System.Text.Encoding.UTF8.GetString(answer.ToArray()));
+                return null;
+            }
+        }
+        var took = Stopwatch.GetElapsedTime(started);
+        log.LogInformation("Warmed up with {Requests} requests in {WarmUpMs:F0} ms", requests.Count, took.TotalMilliseconds);
+        return took;
     }
 
     sealed class OnnxBackend(OnnxModel model) : IBatchBackend

@@ -1,3 +1,4 @@
+using Adaptive.Core.Adaptation;
 using Adaptive.Experiments.Live;
 using Adaptive.Tests.Support;
 
@@ -7,6 +8,22 @@ namespace Adaptive.Tests.Replay;
 [Collection("serving")]
 public sealed class LiveReplayTests
 {
+    /// <summary>
+    /// The live loop checks the load at whole seconds, at least <see cref="SurgeRule.CheckLagSeconds"/> after a scrape: one at
+    /// 158.4 s is acted on at 160 s. The simulation beside it scrapes at whole seconds, a second before its check: at 159 s.
+    /// </summary>
+    [Theory]
+    [InlineData(158.4, 4)]
+    [InlineData(157.6, 3)]
+    [InlineData(158.0, 3)]
+    [InlineData(4.2, 0)]
+    public void The_simulation_checks_the_load_at_the_second_the_live_loop_does(double liveScrapeSeconds, int phase)
+    {
+        Assert.Equal(phase, LiveReplay.ScrapePhase(TimeSpan.FromSeconds(liveScrapeSeconds), 5));
+        int liveCheck = (int)Math.Ceiling(liveScrapeSeconds + SurgeRule.CheckLagSeconds);
+        Assert.Equal(liveCheck % 5, (phase + SurgeRule.CheckLagSeconds) % 5);
+    }
+
     [Fact]
     public void A_live_run_serves_the_window_for_real_and_sets_the_simulator_beside_it()
     {

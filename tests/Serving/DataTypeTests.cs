@@ -47,6 +47,8 @@ public sealed class DataTypeTests : IDisposable
 
         var metadata = JsonNode.Parse(await server.Client.GetStringAsync("/v2/models/identity", Cancel))!;
         Assert.Equal(datatype, metadata["inputs"]![0]!["datatype"]!.GetValue<string>());
+        // Its warm-up requests, zeros (empty strings) as JSON and as binary data, were served.
+        Assert.True(await server.Metric("adaptive_model_warmup_duration_seconds{model=\"identity\",variant=\"resnet18\"}") > 0);
 
         string body = $"{{\"inputs\":[{{\"name\":\"x\",\"datatype\":\"{datatype}\",\"shape\":[1,3],\"data\":{values}}}]}}";
         var json = await server.Client.PostAsync("/v2/models/identity/infer", V2.Json(body), Cancel);

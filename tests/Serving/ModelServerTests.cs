@@ -27,6 +27,36 @@ public sealed class ModelServerTests(TestModels models)
     }
 
     /// <summary>
+    /// Before it listens the server sends itself a JSON and a binary request of zeros (so that its first client does not pay
+    /// for the first run), on a batcher and metrics of their own: its metrics count its clients only. A model with a dimension
+    /// besides the batch one left open has no request to make up, and starts cold, as a server told <c>--warm-up false</c> does.
+    /// </summary>
+    [Fact]
+    public async Task The_server_warms_up_before_it_listens_and_counts_only_its_clients()
+    {
+        const string Labels = "{model=\"classify\",variant=\"resnet18\"}";
+        await using (var server = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18)))
+        {
+            Assert.True(await server.Metric($"adaptive_model_warmup_duration_seconds{Labels}") > 0);
+            Assert.Equal(0, await server.Metric("adaptive_model_requests_total{model=\"classify\",variant=\"resnet18\",outcome=\"success\"}"));
+            Assert.Equal(0, await server.Metric($"adaptive_model_batch_size_count{Labels}"));
+            Assert.Equal(0, await server.Metric($"adaptive_model_request_duration_seconds_count{Labels}"));
+            var answer = await server.Client.PostAsync("/v2/models/classify/infer", V2.Json(V2.Request("input", ImageShape(1), models.Images(1, seed: 1))), Cancel);
+            Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+            Assert.Equal(1, await server.Metric("adaptive_model_requests_total{model=\"classify\",variant=\"resnet18\",outcome=\"success\"}"));
+            Assert.Equal(1, await server.Metric($"adaptive_model_batch_size_count{Labels}"));
+        }
+        await using (var cold = await RunningServer.StartModel(RunningServer.ModelOptions(models.ResNet18) with { WarmUp = false }))
+            Assert.Equal(0, await cold.Metric($"adaptive_model_warmup_duration_seconds{Labels}"));
+
+        string open = IdentityModels.Write(models.Directory, "open-length.onnx", IdentityModels.Float, "batch", "length");
+        await using var openServer = await RunningServer.StartModel(RunningServer.ModelOptions(open, name: "identity"));
+        Assert.Equal(0, await openServer.Metric("adaptive_model_warmup_duration_seconds{model=\"identity\",variant=\"resnet18\"}"));
+        var served = await openServer.Client.PostAsync("/v2/models/identity/infer", V2.Json("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,2],\"data\":[1,2]}]}"), Cancel);
+        Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+    }
+
+    /// <summary>
     /// Concurrent requests are stacked into batches (the histogram shows calls of several rows), and each
     /// request still gets exactly the outputs ONNX Runtime gives for its own input alone.
     /// </summary>
