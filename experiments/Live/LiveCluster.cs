@@ -38,12 +38,16 @@ public sealed class LiveCluster : IAsyncDisposable
 
     string RoutesPath => Path.Combine(directory, "routes.json");
 
-    /// <summary>Starts the initial configuration, then the router and Prometheus.</summary>
-    public async Task Start(StagePlan plan, CancellationToken cancellation)
+    /// <summary>
+    /// Starts the initial configuration and the router, sends <paramref name="warmUp"/> through it when given (before Prometheus
+    /// scrapes the router, so that no rate counts those requests), then starts Prometheus.
+    /// </summary>
+    public async Task Start(StagePlan plan, Func<Task>? warmUp, CancellationToken cancellation)
     {
         await Apply(plan, cancellation);
         router = await ServerProcess.Start(["router", "--config", RoutesPath, "--host", "127.0.0.1", "--port", "0", "--config-poll-ms", "200",
             "--request-timeout-ms", Invariant(3 * options.SloMs), "--drain-delay-ms", "0"]);
+        if (warmUp is not null) await warmUp();
         // Scraped as the replay's simulation scrapes it, so that the policies see what the simulation shows them.
         Prometheus = await PrometheusServer.Start(options.ScrapeInterval, RouterAddress);
     }
