@@ -29,6 +29,13 @@ public sealed record WorkloadSettings(string ModelServerImage, TimeSpan DrainDel
     public const string GpuResource = "nvidia.com/gpu";
 
     /// <summary>
+    /// How long a server may take to listen (loading its model, then warming up) before Kubernetes restarts it: the startup
+    /// probe's allowance, within which the liveness probe waits. Without it the liveness probe, 3 failures 10 s apart,
+    /// restarted a server still loading after 30 s, over and over: the video sample's yolov5l loads in 46 s on a CPU.
+    /// </summary>
+    public static readonly TimeSpan StartupAllowance = TimeSpan.FromMinutes(5);
+
+    /// <summary>
     /// The image a hardware class's model servers run: its own, else the GPU image for a class whose replicas
     /// request GPUs, else the model-server image.
     /// </summary>
@@ -213,7 +220,10 @@ public static class DesiredState
             Ports = [new V1ContainerPort { ContainerPort = WorkloadSettings.Port, Name = "http" }, new V1ContainerPort { ContainerPort = WorkloadSettings.GrpcPort, Name = "grpc" }],
             // A server that cannot start says why in one line on stderr: the pod's status shows it, and the operator reports it.
             TerminationMessagePolicy = "FallbackToLogsOnError",
-            ReadinessProbe = Probe("/v2/health/ready", periodSeconds: 2),
+            // Checked every second, so that a started replica gets traffic within about a second of its being ready, as
+            // with the readiness probe alone every 2 s before there was a startup probe (the readiness probe waits for it).
+            StartupProbe = Probe("/v2/health/live", periodSeconds: 1, failureThreshold: (int)WorkloadSettings.StartupAllowance.TotalSeconds),
+            ReadinessProbe = Probe("/v2/health/ready", periodSeconds: 1),
             LivenessProbe = Probe("/v2/health/live", periodSeconds: 10),
             Resources = resources is null ? null : new V1ResourceRequirements
             {
@@ -277,11 +287,11 @@ public static class DesiredState
         },
     };
 
-    static V1Probe Probe(string path, int periodSeconds) => new()
+    static V1Probe Probe(string path, int periodSeconds, int failureThreshold = 3) => new()
     {
         HttpGet = new V1HTTPGetAction { Path = path, Port = WorkloadSettings.Port },
         PeriodSeconds = periodSeconds,
-        FailureThreshold = 3,
+        FailureThreshold = failureThreshold,
     };
 
     static V1ObjectMeta Metadata(InferencePipeline pipeline, string name, Dictionary<string, string> labels) => new()

@@ -37,6 +37,30 @@ public sealed class GeneratedManifestTests : IDisposable
     }
 
     /// <summary>
+    /// A server still loading its model is not restarted: the startup probe allows it <see cref="WorkloadSettings.StartupAllowance"/>,
+    /// several times the slowest load in the samples (the video sample's yolov5l, 46 s on a CPU, where the liveness probe alone,
+    /// 3 failures 10 s apart, restarted it after 30 s), before the liveness probe takes over. Readiness is checked every second.
+    /// </summary>
+    [Fact]
+    public void A_server_loading_a_slow_model_has_time_to_start_before_its_liveness_counts()
+    {
+        var pipeline = ManifestReader.Parse(File.ReadAllText(RepoPaths.Of("samples", "video-pipeline.yaml")));
+        pipeline.Metadata.Namespace = "ml";
+        pipeline.Metadata.Uid = "6f1c1d52-4b7e-4a53-9a2e-0b7a4f0c2d11";
+        var plan = new PipelinePlan(pipeline.Metadata.Name, null,
+            [new StagePlan("detect", [new Allocation("yolov5l", "cpu", 1, 1, 10)]), new StagePlan("classify", [new Allocation("resnet18", "cpu", 1, 1, 10)])]);
+        var settings = new WorkloadSettings("registry/adaptive-server:1.0", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20));
+        var server = DesiredState.Allocations(pipeline, plan, settings).Single(a => a.Allocation.Variant == "yolov5l").Deployment.Spec.Template.Spec.Containers[0];
+        double slowestLoad = pipeline.Spec.Stages.SelectMany(s => s.Variants).SelectMany(v => v.Profiles).Max(p => p.LoadTimeSeconds);
+        Assert.InRange(slowestLoad, 40, 60);
+
+        Assert.Equal("/v2/health/live", server.StartupProbe.HttpGet.Path);
+        Assert.True(server.StartupProbe.PeriodSeconds * server.StartupProbe.FailureThreshold >= 3 * slowestLoad);
+        Assert.True(server.LivenessProbe.PeriodSeconds * server.LivenessProbe.FailureThreshold < slowestLoad); // why the startup probe is there
+        Assert.Equal(1, server.ReadinessProbe.PeriodSeconds);
+    }
+
+    /// <summary>
     /// A class whose replicas request <c>nvidia.com/gpu</c> runs the GPU image with <c>--device cuda</c> (the server
     /// exits rather than serve on the CPU); a CPU class the model-server image with <c>--device cpu</c>; a class's
     /// own image wins. The pipeline with a class image and the objects validate against the CRD and upstream schemas.
