@@ -17,9 +17,7 @@ public sealed class GeneratedManifestTests : IDisposable
     [InlineData("video-pipeline.yaml", 25)]
     public void Objects_built_for_a_sample_validate(string sample, double rate)
     {
-        var pipeline = ManifestReader.Parse(File.ReadAllText(RepoPaths.Of("samples", sample)));
-        pipeline.Metadata.Namespace = "ml";
-        pipeline.Metadata.Uid = "6f1c1d52-4b7e-4a53-9a2e-0b7a4f0c2d11";
+        var pipeline = Sample(sample);
         var plan = new CpSatPlanner().Plan(PlanningProblem.Single(PlanningProblemBuilder.Build(pipeline, rate, []))).Pipelines[0];
         var settings = new WorkloadSettings("ghcr.io/example/adaptive-server:1.0", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20));
         var allocations = DesiredState.Allocations(pipeline, plan, settings);
@@ -44,9 +42,7 @@ public sealed class GeneratedManifestTests : IDisposable
     [Fact]
     public void A_server_loading_a_slow_model_has_time_to_start_before_its_liveness_counts()
     {
-        var pipeline = ManifestReader.Parse(File.ReadAllText(RepoPaths.Of("samples", "video-pipeline.yaml")));
-        pipeline.Metadata.Namespace = "ml";
-        pipeline.Metadata.Uid = "6f1c1d52-4b7e-4a53-9a2e-0b7a4f0c2d11";
+        var pipeline = Sample("video-pipeline.yaml");
         var plan = new PipelinePlan(pipeline.Metadata.Name, null,
             [new StagePlan("detect", [new Allocation("yolov5l", "cpu", 1, 1, 10)]), new StagePlan("classify", [new Allocation("resnet18", "cpu", 1, 1, 10)])]);
         var settings = new WorkloadSettings("registry/adaptive-server:1.0", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20));
@@ -68,9 +64,7 @@ public sealed class GeneratedManifestTests : IDisposable
     [Fact]
     public void Each_hardware_class_runs_its_image_and_gpu_classes_require_cuda()
     {
-        var pipeline = ManifestReader.Parse(File.ReadAllText(RepoPaths.Of("samples", "resnet-mixed.yaml")));
-        pipeline.Metadata.Namespace = "ml";
-        pipeline.Metadata.Uid = "6f1c1d52-4b7e-4a53-9a2e-0b7a4f0c2d11";
+        var pipeline = Sample("resnet-mixed.yaml");
         var plan = new PipelinePlan(pipeline.Metadata.Name, null,
             [new StagePlan("classify", [new Allocation("resnet18", "cpu", 2, 1, 30), new Allocation("resnet50", "gpu", 1, 4, 30)])]);
         (string Image, string Device) Server(WorkloadSettings settings, string hardwareClass)
@@ -144,9 +138,7 @@ public sealed class GeneratedManifestTests : IDisposable
     [Fact]
     public void Models_on_a_claim_behind_https_or_in_s3_reach_the_server_before_it_starts()
     {
-        var pipeline = ManifestReader.Parse(File.ReadAllText(RepoPaths.Of("samples", "resnet-mixed.yaml")));
-        pipeline.Metadata.Namespace = "ml";
-        pipeline.Metadata.Uid = "6f1c1d52-4b7e-4a53-9a2e-0b7a4f0c2d11";
+        var pipeline = Sample("resnet-mixed.yaml");
         var variants = pipeline.Spec.Stages[0].Variants;
         variants.Single(v => v.Name == "resnet18").ModelUri = "pvc://model-store/zoo/resnet18.onnx";
         variants.Single(v => v.Name == "resnet34").ModelUri = "s3://model-bucket/zoo/resnet34.onnx";
@@ -205,6 +197,15 @@ public sealed class GeneratedManifestTests : IDisposable
         Refused("file:///models/resnet50.onnx", digest, $"{at}.sha256", "is checked on https:// and s3:// downloads only");
         Refused("pvc://model-store", null, $"{at}.modelUri", "names no file on the claim");
         Refused("pvc://Model_Store/resnet50.onnx", null, $"{at}.modelUri", "is not a PersistentVolumeClaim name");
+    }
+
+    /// <summary>A sample pipeline as the API server would hand it to the operator: in a namespace, with a uid for owner references.</summary>
+    static InferencePipeline Sample(string file)
+    {
+        var pipeline = ManifestReader.Parse(File.ReadAllText(RepoPaths.Of("samples", file)));
+        pipeline.Metadata.Namespace = "ml";
+        pipeline.Metadata.Uid = "6f1c1d52-4b7e-4a53-9a2e-0b7a4f0c2d11";
+        return pipeline;
     }
 
     public void Dispose() => Directory.Delete(directory, recursive: true);
