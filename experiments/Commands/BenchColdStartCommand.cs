@@ -14,8 +14,9 @@ namespace Adaptive.Experiments.Commands;
 /// <summary>
 /// <c>adaptive bench cold-start</c>: what a fresh <c>adaptive-server</c> process's first requests cost, with its warm-up and
 /// without (<c>--warm-up false</c>), the two taking turns in one run: the time from starting the process to its first ready
-/// answer (as a replica gets traffic once its readiness probe passes), then one request at a time, the first, the next nine, and the median of the hundred after them, the steady state the
-/// first ones are measured against. A replica added in a surge meets its first requests at full load.
+/// answer (as a replica gets traffic once its readiness probe passes), then one request at a time, the first, the next
+/// nine, and the median of the hundred after them, the steady state the first ones are measured against. A replica added
+/// in a surge meets its first requests at full load.
 /// </summary>
 public static class BenchColdStartCommand
 {
@@ -30,20 +31,21 @@ public static class BenchColdStartCommand
         var resolution = new Option<int>("--resolution") { Description = "Input height and width", DefaultValueFactory = _ => 96 };
         var starts = new Option<int>("--starts") { Description = "Server processes started in each mode", DefaultValueFactory = _ => 5 };
         var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads of each server", DefaultValueFactory = _ => 1 };
+        var batch = new Option<int>("--batch") { Description = "Images in each request (the warm-up runs batch 1: a larger one shows what its first run at another shape costs)", DefaultValueFactory = _ => 1 };
         var output = new Option<DirectoryInfo>("--out") { Description = "Where the CSV and markdown table go", DefaultValueFactory = _ => new DirectoryInfo("bench-results/cold-start") };
-        var command = new Command("cold-start", "A fresh model server's first requests, with its warm-up and without") { model, resolution, starts, threads, output };
-        command.SetAction(parse => Run(parse.GetValue(model), parse.GetValue(resolution), parse.GetValue(starts), parse.GetValue(threads), parse.GetValue(output)!));
+        var command = new Command("cold-start", "A fresh model server's first requests, with its warm-up and without") { model, resolution, starts, threads, batch, output };
+        command.SetAction(parse => Run(parse.GetValue(model), parse.GetValue(resolution), parse.GetValue(starts), parse.GetValue(threads), parse.GetValue(batch), parse.GetValue(output)!));
         return command;
     }
 
     /// <summary>One server's start: to its first ready answer, its first request, the mean of the next <see cref="Following"/>, the median of the <see cref="Steady"/> after them.</summary>
     sealed record Start(bool WarmUp, double ReadyMs, double FirstMs, double FollowingMs, double SteadyMs);
 
-    static int Run(FileInfo? modelFile, int resolution, int starts, int threads, DirectoryInfo output)
+    static int Run(FileInfo? modelFile, int resolution, int starts, int threads, int batch, DirectoryInfo output)
     {
-        if (starts < 1 || threads < 1 || resolution < 32)
+        if (starts < 1 || threads < 1 || batch < 1 || resolution < 32)
         {
-            Console.Error.WriteLine("adaptive bench cold-start: --starts and --threads must be positive, --resolution at least 32");
+            Console.Error.WriteLine("adaptive bench cold-start: --starts, --threads and --batch must be positive, --resolution at least 32");
             return ExitCodes.InvalidInput;
         }
         if (modelFile is { Exists: false })
@@ -63,11 +65,11 @@ public static class BenchColdStartCommand
                     foreach (bool warmUp in new[] { false, true })
                     {
                         status.Status($"start {round} of {starts}, warm-up {(warmUp ? "on" : "off")}");
-                        var start = Measure(path, resolution, threads, warmUp).GetAwaiter().GetResult();
+                        var start = Measure(path, resolution, threads, batch, warmUp).GetAwaiter().GetResult();
                         if (round > 0) measured.Add(start);
                     }
             });
-            Report(measured, path, threads, output);
+            Report(measured, path, threads, batch, output);
             return ExitCodes.Ok;
         }
         finally
@@ -76,17 +78,18 @@ public static class BenchColdStartCommand
         }
     }
 
-    static async Task<Start> Measure(string model, int resolution, int threads, bool warmUp)
+    static async Task<Start> Measure(string model, int resolution, int threads, int batch, bool warmUp)
     {
-        long[] shape = [1, 3, resolution, resolution];
-        var data = new float[3 * resolution * resolution];
+        long[] shape = [batch, 3, resolution, resolution];
+        var data = new float[batch * 3 * resolution * resolution];
         for (int i = 0; i < data.Length; i++) data[i] = i % 255 / 255f;
         byte[] body = V2Requests.Binary(ResNet.InputName, shape, data);
         string headerLength = V2Requests.BinaryHeader(ResNet.InputName, shape, data).Length.ToString(CultureInfo.InvariantCulture);
 
         var clock = Stopwatch.StartNew();
         using var server = await ServerProcess.Start(["serve", "--model", model, "--name", "bench", "--host", "127.0.0.1", "--port", "0", "--grpc-port", "-1",
-            "--intra-op-threads", threads.ToString(CultureInfo.InvariantCulture), "--warm-up", warmUp ? "true" : "false"]);
+            "--intra-op-threads", threads.ToString(CultureInfo.InvariantCulture), "--max-batch", Math.Max(batch, 8).ToString(CultureInfo.InvariantCulture),
+            "--warm-up", warmUp ? "true" : "false"]);
         // As a replica gets traffic: once its readiness probe has answered 200.
         while (!(await Client.GetAsync(new Uri(server.Address!, "/v2/health/ready"))).IsSuccessStatusCode) await Task.Delay(10);
         double readyMs = clock.Elapsed.TotalMilliseconds;
@@ -106,11 +109,11 @@ public static class BenchColdStartCommand
         return new Start(warmUp, readyMs, latencies[0], latencies.Skip(1).Take(Following).Average(), Percentiles.Of([.. latencies.Skip(1 + Following).Order()], 0.5));
     }
 
-    static void Report(List<Start> measured, string model, int threads, DirectoryInfo output)
+    static void Report(List<Start> measured, string model, int threads, int batch, DirectoryInfo output)
     {
         var table = new Table().AddColumns("warm-up", "starts", "to ready ms", "first request ms", $"next {Following} ms (mean)", $"steady ms (median of {Steady})", "first / steady");
         var markdown = new StringBuilder(FormattableString.Invariant(
-            $"Model {Path.GetFileName(model)}, {threads} intra-op thread(s), {Environment.ProcessorCount} cores; each server started afresh and sent requests once ready, one at a time (binary tensor data). Medians over the starts.\n\n"));
+            $"Model {Path.GetFileName(model)}, {threads} intra-op thread(s), {Environment.ProcessorCount} cores; each server started afresh and sent requests of {batch} image(s) once ready, one at a time (binary tensor data). Medians over the starts.\n\n"));
         markdown.AppendLine($"| warm-up | starts | to ready ms | first request ms | next {Following} ms (mean) | steady ms (median of {Steady}) | first / steady |");
         markdown.AppendLine("|---|---:|---:|---:|---:|---:|---:|");
         var csv = new StringBuilder("warm_up,ready_ms,first_ms,following_mean_ms,steady_median_ms\n");

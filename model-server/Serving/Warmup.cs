@@ -6,11 +6,12 @@ namespace Adaptive.ModelServer.Serving;
 /// <summary>
 /// The requests a server sends itself before it listens, as Triton's model warm-up does: one image of zeros in JSON and one
 /// with the binary tensor data extension, at batch 1. A fresh server's first request otherwise pays for .NET compiling the
-/// request path and for ONNX Runtime's first run: 58 ms against 13 ms later for a ResNet-18 at 96 px on one thread, which
-/// is what a replica added in a surge meets first. Only batch 1: on a CPU the first run at a larger batch costs a few
-/// milliseconds more than later ones (69 against 53 ms at batch 8), which a run at the max batch would move into every
-/// start at the cost of the whole batch (a second for a ResNet-152 at 224 px). A model whose inputs leave a dimension other
-/// than the batch one open has no request to make up: it starts cold.
+/// request path and for ONNX Runtime's first run, and a replica added in a surge meets its first requests at full load:
+/// for a ResNet-18 at 96 px on one thread, 55 ms cold and 18 ms warmed up, against 11 ms later (<c>adaptive bench
+/// cold-start</c>). Only batch 1: after it, a first request of 8 images took 36 ms against 26 ms later (70 ms cold;
+/// <c>bench cold-start --batch 8</c>), where a warm-up at the max batch would put the whole batch's time into every start
+/// (868 ms for a ResNet-152 at 224 px on a CPU). A model whose inputs leave a dimension other than the batch one open has
+/// no request to make up: it starts cold.
 /// </summary>
 public static class Warmup
 {
@@ -19,15 +20,16 @@ public static class Warmup
     {
         var shapes = inputs.Select(input => input.Shape.Select((d, i) => i == 0 && batchFirst ? 1 : d).ToArray()).ToList();
         if (shapes.Any(s => s.Any(d => d < 0))) return [];
-        byte[] json = Header(inputs, shapes, binary: false);
-        byte[] header = Header(inputs, shapes, binary: true);
+        byte[] json = Json(inputs, shapes, binary: false);
+        byte[] header = Json(inputs, shapes, binary: true);
         long dataBytes = inputs.Zip(shapes, (input, shape) => shape.Aggregate(1L, (a, b) => a * b) * BinaryElementSize(input.DataType)).Sum();
         var binary = new byte[header.Length + dataBytes]; // zeros after the header: every element 0, every string empty
         header.CopyTo(binary, 0);
         return [(json, null), (binary, header.Length)];
     }
 
-    static byte[] Header(IReadOnlyList<TensorSpec> inputs, IReadOnlyList<long[]> shapes, bool binary)
+    /// <summary>The request's JSON: the whole body, or with <paramref name="binary"/> the header the data follows.</summary>
+    static byte[] Json(IReadOnlyList<TensorSpec> inputs, IReadOnlyList<long[]> shapes, bool binary)
     {
         using var body = new MemoryStream();
         using (var json = new Utf8JsonWriter(body))
