@@ -31,7 +31,7 @@ public sealed record WorkloadSettings(string ModelServerImage, TimeSpan DrainDel
     /// <summary>
     /// How long a server may take to listen (loading its model, then warming up) before Kubernetes restarts it: the startup
     /// probe's allowance, within which the liveness probe waits. Without it the liveness probe, 3 failures 10 s apart,
-    /// restarted a server still loading after 30 s, over and over: the video sample's yolov5l loads in 46 s on a CPU.
+    /// would restart a server still loading after about 30 s, over and over: the video sample's yolov5l loads in 46 s on a CPU.
     /// </summary>
     public static readonly TimeSpan StartupAllowance = TimeSpan.FromMinutes(5);
 

@@ -37,7 +37,7 @@ public sealed class GeneratedManifestTests : IDisposable
     /// <summary>
     /// A server still loading its model is not restarted: the startup probe allows it <see cref="WorkloadSettings.StartupAllowance"/>,
     /// several times the slowest load in the samples (the video sample's yolov5l, 46 s on a CPU, where the liveness probe alone,
-    /// 3 failures 10 s apart, restarted it after 30 s), before the liveness probe takes over. Readiness is checked every second.
+    /// 3 failures 10 s apart, would restart it after about 30 s), before the liveness probe takes over. Readiness is checked every second.
     /// </summary>
     [Fact]
     public void A_server_loading_a_slow_model_has_time_to_start_before_its_liveness_counts()
