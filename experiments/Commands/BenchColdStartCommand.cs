@@ -91,7 +91,13 @@ public static class BenchColdStartCommand
             "--intra-op-threads", threads.ToString(CultureInfo.InvariantCulture), "--max-batch", Math.Max(batch, 8).ToString(CultureInfo.InvariantCulture),
             "--warm-up", warmUp ? "true" : "false"]);
         // As a replica gets traffic: once its readiness probe has answered 200.
-        while (!(await Client.GetAsync(new Uri(server.Address!, "/v2/health/ready"))).IsSuccessStatusCode) await Task.Delay(10);
+        while (true)
+        {
+            using (var ready = await Client.GetAsync(new Uri(server.Address!, "/v2/health/ready")))
+                if (ready.IsSuccessStatusCode) break;
+            if (clock.Elapsed > TimeSpan.FromSeconds(60)) throw new TimeoutException($"the server was not ready after 60 s:\n{server.Output}");
+            await Task.Delay(10);
+        }
         double readyMs = clock.Elapsed.TotalMilliseconds;
         var latencies = new List<double>();
         for (int i = 0; i < 1 + Following + Steady; i++)

@@ -22,7 +22,7 @@ public static class Warmup
         if (shapes.Any(s => s.Any(d => d < 0))) return [];
         byte[] json = Json(inputs, shapes, binary: false);
         byte[] header = Json(inputs, shapes, binary: true);
-        long dataBytes = inputs.Zip(shapes, (input, shape) => shape.Aggregate(1L, (a, b) => a * b) * BinaryElementSize(input.DataType)).Sum();
+        long dataBytes = inputs.Zip(shapes, (input, shape) => Tensor.ElementCount(shape) * BinaryElementSize(input.DataType)).Sum();
         var binary = new byte[header.Length + dataBytes]; // zeros after the header: every element 0, every string empty
         header.CopyTo(binary, 0);
         return [(json, null), (binary, header.Length)];
@@ -39,7 +39,7 @@ public static class Warmup
             json.WriteStartArray("inputs");
             for (int i = 0; i < inputs.Count; i++)
             {
-                long elements = shapes[i].Aggregate(1L, (a, b) => a * b);
+                long elements = Tensor.ElementCount(shapes[i]);
                 json.WriteStartObject();
                 json.WriteString("name", inputs[i].Name);
                 json.WriteString("datatype", inputs[i].DataType.ToProtocolName());
