@@ -106,7 +106,8 @@ public sealed class DecisionRecorder(LoadEstimator loads, PipelineClient pipelin
         metrics.SolveSeconds.Observe(result.SolveMs / 1000);
         metrics.ForecastRps.WithLabels(name).Set(planned.ForecastRps);
         metrics.ObservedRps.WithLabels(name).Set(load.ObservedRps);
-        if (decided.ScalesUp) (status.LastScaleUpTime, status.LastScaleUpLoadRps) = (now, Math.Round(planned.HeldAfterScaleUpRps, 3));
+        if (decided.ScalesUp)
+            (status.LastScaleUpTime, status.LastScaleUpLoadRps, status.LastScaleUpPlannedRps) = (now, Math.Round(planned.HeldAfterScaleUpRps, 3), Math.Round(planned.Rps, 3));
 
         bool feasible = result.Status != PlanStatus.Infeasible;
         Conditions.Set(status.Conditions, PipelineCondition.SloFeasible, feasible, feasible ? "PlanFound" : "Infeasible",

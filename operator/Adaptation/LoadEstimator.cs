@@ -40,7 +40,7 @@ public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeS
         int horizon = AdaptationDecider.ForecastHorizon(adaptation.IntervalSeconds, step.TotalSeconds);
         var (latest, _) = await LatestRates(prometheus, pipeline, now, scrape, cancellation);
         var planned = new PlanningLoad(forecaster.ForecastPeak(history, horizon),
-            PlanningLoad.RecentPeak(history, step.TotalSeconds, adaptation.ScaleDownStabilizationSeconds, LastScaleUp(pipeline.Status), now),
+            PlanningLoad.RecentPeak(history, step.TotalSeconds, adaptation.ScaleDownStabilizationSeconds, adaptation.IntervalSeconds, LastScaleUp(pipeline.Status), now),
             LatestRps: latest);
         return new LoadEstimate(planned, history[^1], forecaster.Name, interval);
     }
@@ -81,8 +81,9 @@ public sealed class LoadEstimator(HttpClient http, Uri? defaultPrometheus, TimeS
 
     ScrapeInterval Interval(RouterScrapes? scrapes) => scrapes is { Interval: { } measured } ? new(measured, true) : new(assumedScrapeInterval, false);
 
-    static (DateTimeOffset, double)? LastScaleUp(InferencePipelineStatus? status) =>
-        status is { LastScaleUpTime: { } time, LastScaleUpLoadRps: { } rps } ? (time, rps) : null;
+    /// <summary>The last scale-up the status records; a status written before it recorded the planned load holds the held one.</summary>
+    static ScaleUp? LastScaleUp(InferencePipelineStatus? status) =>
+        status is { LastScaleUpTime: { } time, LastScaleUpLoadRps: { } held } ? new ScaleUp(time, held, status.LastScaleUpPlannedRps ?? held) : null;
 
     PrometheusClient Prometheus(InferencePipeline pipeline)
     {

@@ -45,16 +45,21 @@ public sealed class AdaptationDeciderTests
     {
         // Five-second steps: 60 rps 200 s before the decision, 5 rps since.
         double[] history = [.. Enumerable.Range(0, 120).Select(i => i == 79 ? 60.0 : 5.0)];
-        Assert.Equal(60, PlanningLoad.RecentPeak(history, 5, 300, null, Now));
-        Assert.Equal(60, PlanningLoad.RecentPeak(history, 5, 200, null, Now));
-        Assert.Equal(5, PlanningLoad.RecentPeak(history, 5, 195, null, Now));
-        Assert.Equal(5, PlanningLoad.RecentPeak(history, 5, 0, null, Now));
-        Assert.Equal(60, PlanningLoad.RecentPeak(history, 5, 10_000, null, Now));
-        // A surge decision planned for 90 rps 100 s ago: held while it is in the window, not after.
-        var scaleUp = (Now - TimeSpan.FromSeconds(100), 90.0);
-        Assert.Equal(90, PlanningLoad.RecentPeak(history, 5, 300, scaleUp, Now));
-        Assert.Equal(90, PlanningLoad.RecentPeak(history, 5, 101, scaleUp, Now));
-        Assert.Equal(5, PlanningLoad.RecentPeak(history, 5, 100, scaleUp, Now));
+        Assert.Equal(60, PlanningLoad.RecentPeak(history, 5, 300, 30, null, Now));
+        Assert.Equal(60, PlanningLoad.RecentPeak(history, 5, 200, 30, null, Now));
+        Assert.Equal(5, PlanningLoad.RecentPeak(history, 5, 195, 30, null, Now));
+        Assert.Equal(5, PlanningLoad.RecentPeak(history, 5, 0, 30, null, Now));
+        Assert.Equal(60, PlanningLoad.RecentPeak(history, 5, 10_000, 30, null, Now));
+        // A surge decision at 90 rps planned for 135 rps 100 s ago: its rate held while it is in the window, not after.
+        var scaleUp = new ScaleUp(Now - TimeSpan.FromSeconds(100), 90, 135);
+        Assert.Equal(90, PlanningLoad.RecentPeak(history, 5, 300, 30, scaleUp, Now));
+        Assert.Equal(90, PlanningLoad.RecentPeak(history, 5, 101, 30, scaleUp, Now));
+        Assert.Equal(5, PlanningLoad.RecentPeak(history, 5, 100, 30, scaleUp, Now));
+        // Its headroom too for two decision intervals, within the window.
+        Assert.Equal(135, PlanningLoad.RecentPeak(history, 5, 300, 51, scaleUp, Now));
+        Assert.Equal(90, PlanningLoad.RecentPeak(history, 5, 300, 50, scaleUp, Now));
+        Assert.Equal(5, PlanningLoad.RecentPeak(history, 5, 100, 51, scaleUp, Now));
+        Assert.Equal(100, PlanningLoad.HeadroomHeldSeconds(intervalSeconds: 60, stabilizationSeconds: 100));
 
         var held = new PlanningLoad(6, 60);
         Assert.Equal(60, held.Rps);

@@ -202,7 +202,7 @@ public sealed class OperatorAdaptationTests(TestModels models)
             p => Capacity(p) > 20, "capacity for the surge before the next scheduled decision", seconds: 60);
         Assert.Equal(low.Status!.LastDecisionTime, surged.Status!.LastDecisionTime);
         Assert.True(surged.Status.PredictedLoadRps > 10, $"planned for {surged.Status.PredictedLoadRps} rps");
-        // What the surge added is held through the stabilization window at the surge's rate, without its headroom.
+        // What the surge added is held through the stabilization window at the surge's rate.
         var surges = harness.Api.List("events", OperatorHarness.Namespace)
             .Where(e => e["reason"]?.GetValue<string>() == "Reconfigured")
             .Select(e => System.Text.RegularExpressions.Regex.Match(e["message"]!.GetValue<string>(), @"a surge to ([\d.]+) rps"))
@@ -211,6 +211,8 @@ public sealed class OperatorAdaptationTests(TestModels models)
         double held = surged.Status.LastScaleUpLoadRps!.Value;
         Assert.Contains(surges, rate => Math.Abs(rate - held) < 0.06);
         Assert.True(held * PlanningLoad.SurgeHeadroom <= surged.Status.PredictedLoadRps + 0.01, $"held {held} rps of a plan for {surged.Status.PredictedLoadRps} rps");
+        // Its headroom, for two decision intervals.
+        Assert.InRange(surged.Status.LastScaleUpPlannedRps!.Value, held * PlanningLoad.SurgeHeadroom - 0.01, surged.Status.PredictedLoadRps!.Value + 0.01);
     }
 
     /// <summary>

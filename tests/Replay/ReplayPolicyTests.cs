@@ -129,6 +129,24 @@ public sealed class ReplayPolicyTests
         Assert.Equal(ScrapeSchedule.Default.PhaseSeconds + SurgeRule.CheckLagSeconds, early[0].Second % ScrapeSchedule.Default.IntervalSeconds);
     }
 
+    /// <summary>
+    /// The scheduled decisions within two intervals of a surge decision plan for at least what it planned, its headroom
+    /// included (<see cref="PlanningLoad.HeadroomHeldSeconds"/>): the next one comes seconds later and would otherwise take
+    /// back what the surge is starting.
+    /// </summary>
+    [Fact]
+    public void The_scheduled_decisions_after_a_surge_keep_its_headroom_for_two_intervals()
+    {
+        var run = Replay("ipa", "resnet", Rise);
+        var adaptation = ReplayPipeline.Load("resnet", 5).Spec.Spec.Adaptation;
+        int interval = adaptation.IntervalSeconds, held = PlanningLoad.HeadroomHeldSeconds(interval, adaptation.ScaleDownStabilizationSeconds);
+        var surge = run.Decisions.First(d => d.Second % interval != 0);
+        var after = run.Decisions.Where(d => d.Second % interval == 0 && d.Second > surge.Second && d.Second - surge.Second < held).ToList();
+        Assert.NotEmpty(after);
+        Assert.All(after, d => Assert.True(d.PredictedRps >= surge.PredictedRps - 1e-9,
+            $"at {d.Second} s planned for {d.PredictedRps:F1} rps, {d.Second - surge.Second} s after a surge decision planned for {surge.PredictedRps:F1}"));
+    }
+
     /// <summary>With the router scraped every 5 s (the default) rather than 15 (<c>replay --scrape-seconds 15</c>), the rise shows sooner and its surge decision comes sooner.</summary>
     [Fact]
     public void Faster_scrapes_show_a_surge_sooner()

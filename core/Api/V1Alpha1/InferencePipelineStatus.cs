@@ -31,6 +31,9 @@ public sealed class InferencePipelineStatus
 
     /// <summary>The load the last scale-up was for (a surge's rate, without its headroom): the scale-down stabilization window holds plans at it while that scale-up is in the window.</summary>
     [JsonPropertyName("lastScaleUpLoadRps")] public double? LastScaleUpLoadRps { get; set; }
+
+    /// <summary>The load the last scale-up planned for, a surge's headroom included: plans hold it for two decision intervals.</summary>
+    [JsonPropertyName("lastScaleUpPlannedRps")] public double? LastScaleUpPlannedRps { get; set; }
     [JsonPropertyName("solveTimeMs")] public double? SolveTimeMs { get; set; }
 
     /// <summary>For a pipeline with a class in an InferencePool: its share at the pool's last joint decision.</summary>

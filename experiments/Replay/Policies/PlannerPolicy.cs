@@ -17,7 +17,7 @@ public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IRe
 {
     static readonly DateTimeOffset Epoch = DateTimeOffset.UnixEpoch;
     readonly ILoadForecaster forecaster = LoadForecasters.Create(pipeline.Spec.Adaptation.Forecaster);
-    (DateTimeOffset Time, double HeldRps)? lastScaleUp;
+    ScaleUp? lastScaleUp;
     int lastScheduled;
     int nextCheck; // the second of the next surge check
 
@@ -52,7 +52,7 @@ public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IRe
         var history = context.Load.Rates(adaptation.Metrics.HistorySeconds, ArrivalHistory.OperatorStepSeconds, context.Load.RateSpanSeconds);
         var load = new PlanningLoad(
             forecaster.ForecastPeak(history, AdaptationDecider.ForecastHorizon(adaptation.IntervalSeconds, ArrivalHistory.OperatorStepSeconds)),
-            PlanningLoad.RecentPeak(history, ArrivalHistory.OperatorStepSeconds, adaptation.ScaleDownStabilizationSeconds, lastScaleUp, now),
+            PlanningLoad.RecentPeak(history, ArrivalHistory.OperatorStepSeconds, adaptation.ScaleDownStabilizationSeconds, adaptation.IntervalSeconds, lastScaleUp, now),
             surge ? SurgeRule.SurgeRps(previous, latest) : null, latest);
         return new DueDecision(load, scheduled);
     }
@@ -69,7 +69,7 @@ public sealed class PlannerPolicy(string name, InferencePipeline pipeline) : IRe
         var now = Epoch.AddSeconds(context.NowSeconds);
         if (due is { Scheduled: true }) lastScheduled = context.NowSeconds;
         double planned = due?.Load.Rps ?? LastPlannedRps;
-        if (decision.ScalesUp) lastScaleUp = (now, due?.Load.HeldAfterScaleUpRps ?? planned);
+        if (decision.ScalesUp) lastScaleUp = new ScaleUp(now, due?.Load.HeldAfterScaleUpRps ?? planned, planned);
         LastPlannedRps = planned;
         return new PolicyDecision(decision.Plan, planned, decision.Result.SolveMs);
     }
