@@ -15,23 +15,26 @@ public sealed class ReplayAcceptanceTests
     static readonly string[] Adaptive = ["ipa", "infadapter"];
 
     /// <summary>
-    /// Pipeline, first second of the trace, length, damping, and the Adaptive policies checked: IPA's window (the
+    /// Pipeline, first second of the trace, length, damping, the Adaptive policies checked, and the seed: IPA's window (the
     /// README's default) and its five minutes with the sharp rise, on both samples; on the video sample for ipa
-    /// (infadapter plans the video sample's two mixed stages in about 2 s a decision: two minutes a window).
+    /// (infadapter plans the video sample's two mixed stages in about 2 s a decision: two minutes a window). The video
+    /// sample's rise at seed 2 too: it missed 1.28 % while a scheduled decision took back, seconds after, the detector a
+    /// surge decision had added (PlanningLoad.HeadroomHeldSeconds).
     /// </summary>
-    public static TheoryData<string, int, int, double, string> Windows => new()
+    public static TheoryData<string, int, int, double, string, int> Windows => new()
     {
-        { "resnet", WorkloadPatterns.IpaWindowStart, WorkloadPatterns.IpaWindowSeconds, WorkloadPatterns.IpaDamping, "ipa,infadapter" },
-        { "resnet", WorkloadPatterns.IpaWindowStart + 240, 300, WorkloadPatterns.IpaDamping, "ipa,infadapter" },
-        { "video", WorkloadPatterns.IpaWindowStart, WorkloadPatterns.IpaWindowSeconds, WorkloadPatterns.IpaDamping, "ipa" },
-        { "video", WorkloadPatterns.IpaWindowStart + 240, 300, WorkloadPatterns.IpaDamping, "ipa" },
+        { "resnet", WorkloadPatterns.IpaWindowStart, WorkloadPatterns.IpaWindowSeconds, WorkloadPatterns.IpaDamping, "ipa,infadapter", 1 },
+        { "resnet", WorkloadPatterns.IpaWindowStart + 240, 300, WorkloadPatterns.IpaDamping, "ipa,infadapter", 1 },
+        { "video", WorkloadPatterns.IpaWindowStart, WorkloadPatterns.IpaWindowSeconds, WorkloadPatterns.IpaDamping, "ipa", 1 },
+        { "video", WorkloadPatterns.IpaWindowStart + 240, 300, WorkloadPatterns.IpaDamping, "ipa", 1 },
+        { "video", WorkloadPatterns.IpaWindowStart + 240, 300, WorkloadPatterns.IpaDamping, "ipa", 2 },
     };
 
     [Theory]
     [MemberData(nameof(Windows))]
-    public void Adaptive_misses_the_slo_no_more_than_the_best_baseline_and_no_baseline_dominates_it(string pipelineName, int start, int seconds, double damping, string checkedPolicies)
+    public void Adaptive_misses_the_slo_no_more_than_the_best_baseline_and_no_baseline_dominates_it(string pipelineName, int start, int seconds, double damping, string checkedPolicies,
+        int seed)
     {
-        const int seed = 1;
         var replay = ReplayWorkloads.Create("twitter", TwitterTrace.DefaultPath, start, seconds, damping, seed);
         var pipeline = ReplayPipeline.Load(pipelineName, podStartSeconds: 5);
         var options = pipeline.SimulationOptions(seed, ReplayPipeline.DefaultHopMs);
