@@ -222,7 +222,7 @@ public static class DesiredState
             TerminationMessagePolicy = "FallbackToLogsOnError",
             // Checked every second, so that a started replica gets traffic within about a second of its being ready, as
             // with the readiness probe alone every 2 s before there was a startup probe (the readiness probe waits for it).
-            StartupProbe = Probe("/v2/health/live", periodSeconds: 1, failureThreshold: (int)WorkloadSettings.StartupAllowance.TotalSeconds),
+            StartupProbe = Probe("/v2/health/live", StartupProbePeriodSeconds, failureThreshold: (int)(WorkloadSettings.StartupAllowance.TotalSeconds / StartupProbePeriodSeconds)),
             ReadinessProbe = Probe("/v2/health/ready", periodSeconds: 1),
             LivenessProbe = Probe("/v2/health/live", periodSeconds: 10),
             Resources = resources is null ? null : new V1ResourceRequirements
@@ -286,6 +286,9 @@ public static class DesiredState
             ],
         },
     };
+
+    /// <summary>How often the startup probe asks: its failures, this far apart, add up to <see cref="WorkloadSettings.StartupAllowance"/>.</summary>
+    const int StartupProbePeriodSeconds = 1;
 
     static V1Probe Probe(string path, int periodSeconds, int failureThreshold = 3) => new()
     {
