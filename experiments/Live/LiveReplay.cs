@@ -27,7 +27,7 @@ public sealed record LiveComparison(string Policy, PolicyRun Measured, PolicyRun
 
 /// <summary>
 /// <c>adaptive replay --live</c>: the replay's loop on this machine. The zoo's ResNet-18/34/50 are written and
-/// profiled through the model server's batching path; each policy then runs the window against real
+/// profiled through model servers over REST; each policy then runs the window against real
 /// model-server processes behind a real router, deciding every interval from the router's arrival rate in a
 /// real Prometheus, while an open-loop generator sends the load. The same window, policy and profiles then
 /// go through the simulator, with the measured start-up time, to say how far the simulator is from reality.
@@ -72,9 +72,11 @@ public static class LiveReplay
     }
 
     /// <summary>
-    /// Writes the zoo models and measures them into a one-stage pipeline of this machine's profiles: the
-    /// policies plan with each model measured alone; the simulation also gets each measured with 2, 3, …
-    /// copies busy at once, since the replicas share this machine's cores.
+    /// Writes the zoo models and measures them into a one-stage pipeline of this machine's profiles, each through model
+    /// servers on loopback over REST, as the router reaches the replicas, so that the throughput counts what HTTP costs a
+    /// replica's cores (two copies of resnet50 busy: 87–99 requests/s over REST, 91–107 in process; README, "Live"). The
+    /// policies plan with each model measured alone; the simulation also gets each measured with 2, 3, … copies busy at
+    /// once, since the replicas share this machine's cores.
     /// </summary>
     static ReplayPipeline Profile(string directory, LiveSettings settings, Action<string> log)
     {
@@ -84,7 +86,7 @@ public static class LiveReplay
         foreach (var model in zoo.Models)
         {
             var profiles = Enumerable.Range(1, settings.MaxReplicas).Select(replicas => Profiler.Profile(Path.Combine(directory, model.File),
-                new ProfileOptions(Batches, 1, Device.Cpu, TimeSpan.FromSeconds(settings.ProfileSeconds)) { Replicas = replicas }, log)).ToList();
+                new ProfileOptions(Batches, 1, Device.Cpu, TimeSpan.FromSeconds(settings.ProfileSeconds)) { Replicas = replicas, Transport = ProfileTransport.Rest }, log)).ToList();
             var profile = profiles[0];
             for (int busy = 1; busy <= profiles.Count; busy++)
                 log($"profiled {profile.Name} with {busy} busy: " + string.Join(", ", profiles[busy - 1].Batches.Select(b => $"batch {b.Batch} p99 {b.P99Ms:F1} ms {b.ThroughputRps:F0} rps")));
@@ -149,9 +151,16 @@ public static class LiveReplay
     const double HopMeasurementRps = 4;
 
     /// <summary>
-    /// What the request path adds to the model's time: one replica of the fastest variant at batch 1 behind the
-    /// router, 12 s at <see cref="HopMeasurementRps"/>, the median latency after the first 2 s less the
-    /// profile's mean time of one request.
+    /// Requests per second, for 4 s, that warm the request path up before the hop is measured. Until .NET's tiered JIT has
+    /// compiled the router's, the server's and the generator's code for speed, a request takes longer: measured cold, the hop
+    /// came to 6.3–7.8 ms; after this, 2.1–4.2 ms, as at 160 requests/s outside the replicas (p50 3.2–3.8 ms; README, "Live").
+    /// </summary>
+    const double HopWarmUpRps = 60;
+
+    /// <summary>
+    /// What the request path adds to the model's time: one replica of the fastest variant at batch 1 behind the router,
+    /// warmed up, then 12 s at <see cref="HopMeasurementRps"/>, the median latency after the first 2 s less the profile's
+    /// mean time of one request.
     /// </summary>
     static async Task<double> MeasureHop(ReplayPipeline pipeline, LiveSettings settings, CancellationToken cancellation)
     {
@@ -159,7 +168,9 @@ public static class LiveReplay
             .MinBy(v => v.Point.LatencyMs);
         await using var cluster = Cluster(pipeline, settings);
         await cluster.Start(new StagePlan(Stage, [new Allocation(fastest.Name, "cpu", 1, 1, HopMeasurementRps)]), warmUp: null, cancellation);
-        var records = await Generator(cluster, settings, maxInFlight: 16).Run(WorkloadPatterns.Steady(HopMeasurementRps, 12), settings.Seed, Stopwatch.StartNew(), cancellation);
+        var generator = Generator(cluster, settings, maxInFlight: 16);
+        await generator.Run(WorkloadPatterns.Steady(HopWarmUpRps, 4), settings.Seed + 1, Stopwatch.StartNew(), cancellation);
+        var records = await generator.Run(WorkloadPatterns.Steady(HopMeasurementRps, 12), settings.Seed, Stopwatch.StartNew(), cancellation);
         var latencies = records.Where(r => r.Served && r.ArrivalSeconds >= 2).Select(r => r.LatencyMs).Order().ToList();
         if (latencies.Count == 0) throw new InvalidOperationException("no request was served while measuring the router's hop");
         return Math.Max(0, Percentiles.Of(latencies, 0.5) - 1000 / fastest.Point.ThroughputRps);

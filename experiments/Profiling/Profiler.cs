@@ -7,6 +7,7 @@ using Adaptive.ModelServer.Protocol;
 using Adaptive.ModelServer.Scheduling;
 using Adaptive.ModelServer.Serving;
 using Grpc.Net.Client;
+using Microsoft.AspNetCore.Builder;
 
 namespace Adaptive.Experiments.Profiling;
 
@@ -28,8 +29,8 @@ public sealed record ProfileOptions(IReadOnlyList<int> Batches, int Threads, Dev
     public ProfileTransport Transport { get; init; } = ProfileTransport.InProcess;
 
     /// <summary>
-    /// Copies of the model measured at once, each with its own session and batcher, as replicas sharing one
-    /// machine run; the latencies are over all of them and the throughput is per copy. 1: the model alone.
+    /// Copies of the model measured at once, each with its own session and batcher (over a transport, its own server), as
+    /// replicas sharing one machine run; the latencies are over all of them and the throughput is per copy. 1: the model alone.
     /// </summary>
     public int Replicas { get; init; } = 1;
 }
@@ -48,8 +49,6 @@ public static class Profiler
 
     public static ModelProfile Profile(string modelPath, ProfileOptions options, Action<string> warn, Action<BatchMeasurement>? measured = null)
     {
-        if (options.Transport != ProfileTransport.InProcess && options.Replicas != 1)
-            throw new ArgumentException($"profiling {options.Replicas} copies at once runs in this process; over {options.Transport} the profiler measures one server", nameof(options));
         var models = new List<OnnxModel>();
         try
         {
@@ -70,7 +69,7 @@ public static class Profiler
         foreach (int batch in options.Batches)
         {
             var measurement = options.Transport == ProfileTransport.InProcess ? Measure(models, inputs, batch, options)
-                : MeasureServed(models[0], modelPath, batch, options).GetAwaiter().GetResult();
+                : MeasureServed(models, modelPath, batch, options).GetAwaiter().GetResult();
             results.Add(measurement);
             measured?.Invoke(measurement);
         }
@@ -126,34 +125,66 @@ public static class Profiler
         }
     }
 
-    /// <summary>Through a model server on loopback, whose batcher gets 2×batch single-row requests at a time over the transport.</summary>
-    static async Task<BatchMeasurement> MeasureServed(OnnxModel model, string path, int batch, ProfileOptions options)
+    /// <summary>
+    /// Through a model server on loopback for each copy, all at once, each batcher getting 2×batch single-row requests at a
+    /// time over the transport: the servers' and the callers' work shares the machine with the models', as a replica's does.
+    /// </summary>
+    static async Task<BatchMeasurement> MeasureServed(IReadOnlyList<OnnxModel> models, string path, int batch, ProfileOptions options)
     {
-        // Its logs on standard error: standard output is the profile's YAML.
-        var http = new HttpOptions("127.0.0.1", 0, 64L << 20, TimeSpan.FromMinutes(5), TimeSpan.Zero, TimeSpan.FromSeconds(10), GrpcPort: 0) { LogsToStandardError = true };
-        // A long queue delay and twice the batch outstanding: the batcher always finds a full batch.
-        var server = new ModelServerOptions(http, path, "profile", "profile", new BatchingOptions(batch, TimeSpan.FromSeconds(1), 4 * batch),
-            new RuntimeOptions(options.Threads, 1, options.Device));
-        var app = ModelServerApp.Build(server, model);
-        await app.StartAsync();
+        var copies = new List<ServedCopy>();
         try
         {
-            using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1024 }) { BaseAddress = new Uri(app.Urls.First()) };
-            using var channel = GrpcChannel.ForAddress(app.Urls.Skip(1).Single(), new GrpcChannelOptions { MaxReceiveMessageSize = 64 << 20, MaxSendMessageSize = 64 << 20 });
-            string encoding = options.Transport == ProfileTransport.Rest ? "binary" : "grpc";
-            var caller = InferenceCallers.For(client, channel.CreateCallInvoker(), "profile",
-                [options.Transport == ProfileTransport.Rest ? "rest" : "grpc"]).Single(c => c.Encoding == encoding);
-
-            await Callers(caller, 2 * batch, answered => answered >= options.WarmupCalls * batch);
+            foreach (var model in models) copies.Add(await ServedCopy.Start(model, path, batch, options));
+            await Task.WhenAll(copies.Select(c => Callers(c.Caller, 2 * batch, answered => answered >= options.WarmupCalls * batch)));
             long started = Stopwatch.GetTimestamp();
-            var inferenceMs = await Callers(caller, 2 * batch, answered => Stopwatch.GetElapsedTime(started) >= options.Duration && answered >= 2 * batch);
+            var perCopy = await Task.WhenAll(copies.Select(c => Callers(c.Caller, 2 * batch, answered => Stopwatch.GetElapsedTime(started) >= options.Duration && answered >= 2 * batch)));
             double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
-            inferenceMs.Sort();
+            var inferenceMs = perCopy.SelectMany(ms => ms).Order().ToList();
             return new BatchMeasurement(batch, Math.Round(Percentiles.Of(inferenceMs, 0.50), 3), Math.Round(Percentiles.Of(inferenceMs, 0.99), 3),
-                Math.Round(inferenceMs.Count / seconds, 3), inferenceMs.Count / batch);
+                Math.Round(inferenceMs.Count / seconds / copies.Count, 3), inferenceMs.Count / batch);
         }
         finally
         {
+            foreach (var copy in copies) await copy.DisposeAsync();
+        }
+    }
+
+    /// <summary>One model server on loopback and a caller of it over the profile's transport.</summary>
+    sealed class ServedCopy(WebApplication app, HttpClient client, GrpcChannel channel) : IAsyncDisposable
+    {
+        public IInferenceCaller Caller { get; private set; } = null!;
+
+        public static async Task<ServedCopy> Start(OnnxModel model, string path, int batch, ProfileOptions options)
+        {
+            // Its logs on standard error: standard output is the profile's YAML.
+            var http = new HttpOptions("127.0.0.1", 0, 64L << 20, TimeSpan.FromMinutes(5), TimeSpan.Zero, TimeSpan.FromSeconds(10), GrpcPort: 0) { LogsToStandardError = true };
+            // A long queue delay and twice the batch outstanding: the batcher always finds a full batch.
+            // No warm-up of its own (the profile's calls warm it up): its lone requests would each wait out the 1 s queue delay.
+            var server = new ModelServerOptions(http, path, "profile", "profile", new BatchingOptions(batch, TimeSpan.FromSeconds(1), 4 * batch),
+                new RuntimeOptions(options.Threads, 1, options.Device), WarmUp: false);
+            var app = ModelServerApp.Build(server, model);
+            await app.StartAsync();
+            var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1024 }) { BaseAddress = new Uri(app.Urls.First()) };
+            var channel = GrpcChannel.ForAddress(app.Urls.Skip(1).Single(), new GrpcChannelOptions { MaxReceiveMessageSize = 64 << 20, MaxSendMessageSize = 64 << 20 });
+            var copy = new ServedCopy(app, client, channel);
+            try
+            {
+                string encoding = options.Transport == ProfileTransport.Rest ? "binary" : "grpc";
+                copy.Caller = InferenceCallers.For(client, channel.CreateCallInvoker(), "profile",
+                    [options.Transport == ProfileTransport.Rest ? "rest" : "grpc"]).Single(c => c.Encoding == encoding);
+                return copy;
+            }
+            catch
+            {
+                await copy.DisposeAsync();
+                throw;
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            client.Dispose();
+            channel.Dispose();
             await app.StopAsync();
             await app.DisposeAsync();
         }
