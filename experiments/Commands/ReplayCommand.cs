@@ -162,6 +162,8 @@ public static class ReplayCommand
                 $"workload: {replay.Workload.Name}, {replay.Workload.Seconds} s, mean {replay.Workload.Mean:F1} rps, peak {replay.Workload.Peak:F1} rps",
                 $"measured replica start-up (process start to ready), used by the simulation: {string.Join(", ", comparisons.Select(c => $"{c.Policy} {c.StartupSeconds:F2} s"))}",
                 $"measured router hop, used by the simulation: {comparisons.FirstOrDefault()?.HopMs:F2} ms (the median latency at low load over the model's mean time)",
+                $"live replicas' own metrics (mean ONNX Runtime call, against the profile's for one copy alone; mean wait in the batching queue): " + string.Join("; ",
+                    comparisons.Select(c => $"{c.Policy}: " + string.Join(", ", c.Replicas.Select(r => $"{r.Group} {r.MeanCallMs:F1} ms ({r.ProfiledCallMs:F1} alone; {r.Calls:F0} calls), wait {r.MeanQueueWaitMs:F1} ms")))),
                 $"the replicas share this machine's cores: the simulation runs each batch at its model's profile (each copy behind a model server over REST) measured with as many copies busy at once as replicas are busy (1 to {live.MaxReplicas})",
             ]);
             Console.Out.WriteLine($"Report, CSVs and plots in {Path.GetFullPath(settings.Output)}");

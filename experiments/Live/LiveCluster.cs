@@ -10,6 +10,25 @@ namespace Adaptive.Experiments.Live;
 /// <param name="SloMs">The model servers' request deadline.</param>
 public sealed record LiveClusterOptions(string Pipeline, string Stage, IReadOnlyDictionary<string, string> Models, double SloMs, double MaxQueueDelayMs, TimeSpan ScrapeInterval);
 
+/// <summary>What a group of replicas measured themselves, from their metrics: ONNX Runtime calls and the requests' waits in the batching queue.</summary>
+public sealed record ReplicaTimes(double Calls, double CallSeconds, double Requests, double QueueWaitSeconds)
+{
+    public double MeanCallMs => Calls == 0 ? 0 : 1000 * CallSeconds / Calls;
+    public double MeanQueueWaitMs => Requests == 0 ? 0 : 1000 * QueueWaitSeconds / Requests;
+
+    public ReplicaTimes Plus(ReplicaTimes other) => new(Calls + other.Calls, CallSeconds + other.CallSeconds, Requests + other.Requests, QueueWaitSeconds + other.QueueWaitSeconds);
+
+    /// <summary>Sums each series over its labels in a model server's metrics (Prometheus text format).</summary>
+    public static ReplicaTimes Parse(string metrics)
+    {
+        var lines = metrics.Split('\n');
+        double Sum(string name) => lines.Where(l => l.StartsWith(name + "{", StringComparison.Ordinal) || l.StartsWith(name + " ", StringComparison.Ordinal))
+            .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture));
+        return new ReplicaTimes(Sum("adaptive_model_inference_duration_seconds_count"), Sum("adaptive_model_inference_duration_seconds_sum"),
+            Sum("adaptive_model_queue_wait_seconds_count"), Sum("adaptive_model_queue_wait_seconds_sum"));
+    }
+}
+
 /// <summary>
 /// A one-stage pipeline on this machine in place of a cluster: each replica an <c>adaptive-server serve</c>
 /// process, a router process in front reading a routes file, and a real Prometheus scraping the router.
@@ -25,6 +44,9 @@ public sealed class LiveCluster : IAsyncDisposable
     readonly List<Replica> serving = [];
     readonly List<ServerProcess> draining = [];
     readonly List<double> startupSeconds = [];
+    /// <summary>What the replicas measured themselves, by "variant/bN", read as each left (and, at the end, those still serving).</summary>
+    readonly Dictionary<string, ReplicaTimes> replicaTimes = [];
+    readonly HttpClient metricsClient = new() { Timeout = TimeSpan.FromSeconds(2) };
     readonly object gate = new();
     ServerProcess? router;
 
@@ -92,9 +114,12 @@ public sealed class LiveCluster : IAsyncDisposable
         await File.WriteAllTextAsync(RoutesPath + ".new", new RouterConfig(options.Pipeline, [new StageRoute(options.Stage, routes)], options.SloMs).Write(), cancellation);
         File.Move(RoutesPath + ".new", RoutesPath, overwrite: true);
         if (router != null) await Task.Delay(600, cancellation); // the router re-reads its file every 200 ms
+        List<Replica> leaving;
+        lock (gate) leaving = [.. serving.Where(r => !replicas.Contains(r))];
+        await Task.WhenAll(leaving.Select(Record));
         lock (gate)
         {
-            foreach (var gone in serving.Where(r => !replicas.Contains(r)))
+            foreach (var gone in leaving)
             {
                 gone.Process.Terminate();
                 draining.Add(gone.Process);
@@ -102,6 +127,35 @@ public sealed class LiveCluster : IAsyncDisposable
             serving.Clear();
             serving.AddRange(replicas);
         }
+    }
+
+    /// <summary>
+    /// What every replica measured itself, by "variant/bN": those that left (read as they were told to drain) and those
+    /// serving now. Call once, at the end.
+    /// </summary>
+    public async Task<IReadOnlyDictionary<string, ReplicaTimes>> CollectReplicaTimes()
+    {
+        List<Replica> now;
+        lock (gate) now = [.. serving];
+        await Task.WhenAll(now.Select(Record));
+        lock (gate) return new Dictionary<string, ReplicaTimes>(replicaTimes);
+    }
+
+    /// <summary>Adds a replica's own measurements to its group's; a replica that does not answer its metrics adds nothing.</summary>
+    async Task Record(Replica replica)
+    {
+        string metrics;
+        try
+        {
+            metrics = await metricsClient.GetStringAsync(new Uri(replica.Process.Address!, "/metrics"));
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+        {
+            return;
+        }
+        var times = ReplicaTimes.Parse(metrics);
+        string key = $"{replica.Variant}/b{replica.Batch}";
+        lock (gate) replicaTimes[key] = replicaTimes.TryGetValue(key, out var sum) ? sum.Plus(times) : times;
     }
 
     async Task<Replica> StartReplica(string variant, int batch)
@@ -125,6 +179,7 @@ public sealed class LiveCluster : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         if (Prometheus != null) await Prometheus.DisposeAsync();
+        metricsClient.Dispose();
         router?.Dispose();
         List<ServerProcess> all;
         lock (gate) all = [.. serving.Select(r => r.Process), .. draining];

@@ -23,7 +23,11 @@ public sealed record LiveSettings(int Resolution, double SloMs, int MaxReplicas,
 /// <summary>One policy run for real and in the simulator on the same pipeline, window and seed.</summary>
 /// <param name="StartupSeconds">Measured mean time from a replica's process start to its serving; the simulation uses it.</param>
 /// <param name="HopMs">What the router and HTTP add to a request at low load, measured; the simulation adds it at the stage.</param>
-public sealed record LiveComparison(string Policy, PolicyRun Measured, PolicyRun Simulated, double StartupSeconds, double HopMs);
+/// <param name="Replicas">What the live replicas measured themselves, by variant and batch: where the live run's time went.</param>
+public sealed record LiveComparison(string Policy, PolicyRun Measured, PolicyRun Simulated, double StartupSeconds, double HopMs, IReadOnlyList<LiveReplicaTimes> Replicas);
+
+/// <summary>A live group's mean ONNX Runtime call and queue wait, from its replicas' metrics, beside the profile's mean call for one copy alone.</summary>
+public sealed record LiveReplicaTimes(string Group, double Calls, double MeanCallMs, double ProfiledCallMs, double MeanQueueWaitMs);
 
 /// <summary>
 /// <c>adaptive replay --live</c>: the replay's loop on this machine. The zoo's ResNet-18/34/50 are written and
@@ -53,7 +57,7 @@ public static class LiveReplay
             foreach (string name in policies)
             {
                 log($"{name}: {replay.Workload.Seconds} s live");
-                var (measured, startup, scrapePhase) = await RunLive(pipeline, name, replay, settings, cancellation);
+                var (measured, startup, scrapePhase, replicas) = await RunLive(pipeline, name, replay, settings, cancellation);
                 var simulatedPipeline = new ReplayPipeline(pipeline.Spec, Math.Max(0, startup - pipeline.Spec.Spec.Stages[0].Variants.Average(v => v.Profiles[0].LoadTimeSeconds)))
                 {
                     SharedMachineProfiles = pipeline.SharedMachineProfiles,
@@ -61,7 +65,7 @@ public static class LiveReplay
                 var policy = ReplayPolicies.Create(name, simulatedPipeline, replay.Workload.Peak, replay.Workload.Mean);
                 var simulated = ReplayRunner.Run(simulatedPipeline, policy, replay.Workload, replay.PriorArrivals,
                     simulatedPipeline.SimulationOptions(settings.Seed, hopMs), scrapes: new ScrapeSchedule(settings.ScrapeSeconds, scrapePhase));
-                comparisons.Add(new LiveComparison(name, measured, simulated, startup, hopMs));
+                comparisons.Add(new LiveComparison(name, measured, simulated, startup, hopMs, Describe(pipeline, replicas)));
             }
             return comparisons;
         }
@@ -176,8 +180,11 @@ public static class LiveReplay
         return Math.Max(0, Percentiles.Of(latencies, 0.5) - 1000 / fastest.Point.ThroughputRps);
     }
 
-    /// <summary>The policy on real processes. Returns the run, the replicas' mean start-up time, and when in each scrape interval from the window's start Prometheus scraped.</summary>
-    static async Task<(PolicyRun Run, double StartupSeconds, int ScrapePhaseSeconds)> RunLive(ReplayPipeline pipeline, string name, ReplayWorkload replay, LiveSettings settings,
+    /// <summary>
+    /// The policy on real processes. Returns the run, the replicas' mean start-up time, when in each scrape interval from the
+    /// window's start Prometheus scraped, and what the replicas measured themselves.
+    /// </summary>
+    static async Task<(PolicyRun Run, double StartupSeconds, int ScrapePhaseSeconds, IReadOnlyDictionary<string, ReplicaTimes> Replicas)> RunLive(ReplayPipeline pipeline, string name, ReplayWorkload replay, LiveSettings settings,
         CancellationToken cancellation)
     {
         var policy = ReplayPolicies.Create(name, pipeline, replay.Workload.Peak, replay.Workload.Mean);
@@ -216,10 +223,21 @@ public static class LiveReplay
             decisions.Add(new DecisionRecord(second, decision.PredictedRps, decision.SolveMs, reconfigured, running));
         }
         var records = await load;
+        var replicaTimes = await cluster.CollectReplicaTimes();
         var result = Measured(records, decisions, stage, samples, replay.Workload.Seconds);
         double startup = cluster.StartupSeconds.Count == 0 ? 0 : cluster.StartupSeconds.Average();
-        return (new PolicyRun(name, result, decisions), startup, ScrapePhase(await cluster.Prometheus!.LastScrape() - started, settings.ScrapeSeconds));
+        return (new PolicyRun(name, result, decisions), startup, ScrapePhase(await cluster.Prometheus!.LastScrape() - started, settings.ScrapeSeconds), replicaTimes);
     }
+
+    /// <summary>Each live group's own times beside its profile's mean call alone (batch / throughput).</summary>
+    static IReadOnlyList<LiveReplicaTimes> Describe(ReplayPipeline pipeline, IReadOnlyDictionary<string, ReplicaTimes> replicas) =>
+        [.. replicas.OrderBy(r => r.Key, StringComparer.Ordinal).Select(r =>
+        {
+            string variant = r.Key[..r.Key.LastIndexOf("/b", StringComparison.Ordinal)];
+            int batch = int.Parse(r.Key[(r.Key.LastIndexOf("/b", StringComparison.Ordinal) + 2)..], System.Globalization.CultureInfo.InvariantCulture);
+            var point = pipeline.Spec.Spec.Stages[0].Variants.First(v => v.Name == variant).Profiles[0].Batches.First(b => b.Batch == batch);
+            return new LiveReplicaTimes(r.Key, r.Value.Calls, r.Value.MeanCallMs, 1000.0 * batch / point.ThroughputRps, r.Value.MeanQueueWaitMs);
+        })];
 
     /// <summary>
     /// The whole second into each scrape interval at which the simulation scrapes, from a live scrape <paramref name="sinceStart"/>

@@ -25,6 +25,24 @@ public sealed class LiveReplayTests
     }
 
     [Fact]
+    public void A_replicas_times_sum_its_metrics_over_their_labels()
+    {
+        var times = ReplicaTimes.Parse("""
+            # TYPE adaptive_model_inference_duration_seconds histogram
+            adaptive_model_inference_duration_seconds_sum{model="classify",variant="resnet50"} 1.5
+            adaptive_model_inference_duration_seconds_count{model="classify",variant="resnet50"} 150
+            adaptive_model_inference_duration_seconds_bucket{model="classify",variant="resnet50",le="0.01"} 100
+            adaptive_model_queue_wait_seconds_sum{model="classify",variant="resnet50"} 2
+            adaptive_model_queue_wait_seconds_sum{model="classify",variant="other"} 1
+            adaptive_model_queue_wait_seconds_count{model="classify",variant="resnet50"} 300
+            """);
+        Assert.Equal(150, times.Calls);
+        Assert.Equal(10, times.MeanCallMs, 9);
+        Assert.Equal(10, times.MeanQueueWaitMs, 9);
+        Assert.Equal(300 + 150, times.Plus(times with { Requests = 150 }).Requests);
+    }
+
+    [Fact]
     public void A_live_run_serves_the_window_for_real_and_sets_the_simulator_beside_it()
     {
         if (PrometheusServer.Binary is null) Assert.Skip("prometheus is not installed; ./test.sh installs it (apt-get install prometheus)");
@@ -48,6 +66,14 @@ public sealed class LiveReplayTests
         var hop = System.Text.RegularExpressions.Regex.Match(report, @"measured router hop, used by the simulation: (\d+\.\d\d) ms");
         Assert.True(hop.Success, report);
         Assert.InRange(double.Parse(hop.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0, 100);
+        // The replicas' own metrics, read as each left and at the end: their calls served at least every request the
+        // generator had answered (the warm-up's come on top), at most 4 to a call.
+        var groups = System.Text.RegularExpressions.Regex.Matches(report, @"resnet\d+/b(\d) (\d+\.\d) ms \((\d+\.\d) alone; (\d+) calls\)");
+        Assert.NotEmpty(groups);
+        double servedRows = groups.Sum(g => int.Parse(g.Groups[4].Value) * int.Parse(g.Groups[1].Value));
+        double answered = int.Parse(rows["ipa (live)"][1]) * (1 - liveViolations);
+        Assert.True(servedRows >= answered, $"{servedRows} rows in the replicas' calls, {answered} requests answered: {report}");
+        Assert.All(groups, g => Assert.InRange(double.Parse(g.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture), 0.1, 1000));
         Assert.True(File.Exists(Path.Combine(dir, "variants-ipa-live.png")));
     }
 }
