@@ -44,8 +44,8 @@ public sealed class LiveCluster : IAsyncDisposable
     readonly List<Replica> serving = [];
     readonly List<ServerProcess> draining = [];
     readonly List<double> startupSeconds = [];
-    /// <summary>What the replicas measured themselves, by "variant/bN", read as each left (and, at the end, those still serving).</summary>
-    readonly Dictionary<string, ReplicaTimes> replicaTimes = [];
+    /// <summary>What the replicas measured themselves, by variant and batch, read as each left (and, at the end, those still serving).</summary>
+    readonly Dictionary<(string Variant, int Batch), ReplicaTimes> replicaTimes = [];
     readonly HttpClient metricsClient = new() { Timeout = TimeSpan.FromSeconds(2) };
     readonly object gate = new();
     ServerProcess? router;
@@ -130,15 +130,15 @@ public sealed class LiveCluster : IAsyncDisposable
     }
 
     /// <summary>
-    /// What every replica measured itself, by "variant/bN": those that left (read as they were told to drain) and those
+    /// What every replica measured itself, by variant and batch: those that left (read as they were told to drain) and those
     /// serving now. Call once, at the end.
     /// </summary>
-    public async Task<IReadOnlyDictionary<string, ReplicaTimes>> CollectReplicaTimes()
+    public async Task<IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes>> CollectReplicaTimes()
     {
         List<Replica> now;
         lock (gate) now = [.. serving];
         await Task.WhenAll(now.Select(Record));
-        lock (gate) return new Dictionary<string, ReplicaTimes>(replicaTimes);
+        lock (gate) return new Dictionary<(string Variant, int Batch), ReplicaTimes>(replicaTimes);
     }
 
     /// <summary>Adds a replica's own measurements to its group's; a replica that does not answer its metrics adds nothing.</summary>
@@ -154,7 +154,7 @@ public sealed class LiveCluster : IAsyncDisposable
             return;
         }
         var times = ReplicaTimes.Parse(metrics);
-        string key = $"{replica.Variant}/b{replica.Batch}";
+        var key = (replica.Variant, replica.Batch);
         lock (gate) replicaTimes[key] = replicaTimes.TryGetValue(key, out var sum) ? sum.Plus(times) : times;
     }
 

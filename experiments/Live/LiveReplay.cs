@@ -184,7 +184,7 @@ public static class LiveReplay
     /// The policy on real processes. Returns the run, the replicas' mean start-up time, when in each scrape interval from the
     /// window's start Prometheus scraped, and what the replicas measured themselves.
     /// </summary>
-    static async Task<(PolicyRun Run, double StartupSeconds, int ScrapePhaseSeconds, IReadOnlyDictionary<string, ReplicaTimes> Replicas)> RunLive(ReplayPipeline pipeline, string name, ReplayWorkload replay, LiveSettings settings,
+    static async Task<(PolicyRun Run, double StartupSeconds, int ScrapePhaseSeconds, IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes> Replicas)> RunLive(ReplayPipeline pipeline, string name, ReplayWorkload replay, LiveSettings settings,
         CancellationToken cancellation)
     {
         var policy = ReplayPolicies.Create(name, pipeline, replay.Workload.Peak, replay.Workload.Mean);
@@ -230,13 +230,12 @@ public static class LiveReplay
     }
 
     /// <summary>Each live group's own times beside its profile's mean call alone (batch / throughput).</summary>
-    static IReadOnlyList<LiveReplicaTimes> Describe(ReplayPipeline pipeline, IReadOnlyDictionary<string, ReplicaTimes> replicas) =>
-        [.. replicas.OrderBy(r => r.Key, StringComparer.Ordinal).Select(r =>
+    static IReadOnlyList<LiveReplicaTimes> Describe(ReplayPipeline pipeline, IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes> replicas) =>
+        [.. replicas.OrderBy(r => r.Key.Variant, StringComparer.Ordinal).ThenBy(r => r.Key.Batch).Select(r =>
         {
-            string variant = r.Key[..r.Key.LastIndexOf("/b", StringComparison.Ordinal)];
-            int batch = int.Parse(r.Key[(r.Key.LastIndexOf("/b", StringComparison.Ordinal) + 2)..], System.Globalization.CultureInfo.InvariantCulture);
+            var (variant, batch) = r.Key;
             var point = pipeline.Spec.Spec.Stages[0].Variants.First(v => v.Name == variant).Profiles[0].Batches.First(b => b.Batch == batch);
-            return new LiveReplicaTimes(r.Key, r.Value.Calls, r.Value.MeanCallMs, 1000.0 * batch / point.ThroughputRps, r.Value.MeanQueueWaitMs);
+            return new LiveReplicaTimes($"{variant}/b{batch}", r.Value.Calls, r.Value.MeanCallMs, 1000.0 * batch / point.ThroughputRps, r.Value.MeanQueueWaitMs);
         })];
 
     /// <summary>
