@@ -26,7 +26,9 @@ public sealed record SimulatedGroup(string Variant, string Hardware, int Replica
     /// </summary>
     public IReadOnlyList<IReadOnlyList<ProfilePoint>>? ProfilesWhenBusy { get; init; }
 
-    public string Key => $"{Variant}@{Hardware}/b{Batch}";
+    public string Key => KeyOf(Variant, Hardware, Batch);
+
+    public static string KeyOf(string variant, string hardware, int batch) => $"{variant}@{hardware}/b{batch}";
 }
 
 public sealed record SimulatedStage(string Name, IReadOnlyList<SimulatedGroup> Groups);
@@ -86,12 +88,19 @@ public readonly record struct RequestRecord(double ArrivalSeconds, double Latenc
 /// <summary>The cluster at the start of one second: replicas (starting, serving or draining) per "stage/variant@hardware/bN", and their cost rate.</summary>
 public sealed record SecondSample(double CostPerSecond, IReadOnlyDictionary<string, int> Replicas);
 
+/// <summary>A group's batches run: how many, and their service time in all, as a model server's metrics count them.</summary>
+public sealed record GroupCalls(long Calls, double ServiceMs)
+{
+    public double MeanMs => Calls == 0 ? 0 : ServiceMs / Calls;
+}
+
 /// <summary>
 /// What happened to every request, one record each: on time, late, rejected or expired. The counts are
 /// derived from the records, so every request is counted exactly once by construction.
 /// </summary>
+/// <param name="calls">The batches each group ran, per "stage/variant@hardware/bN"; empty where they were not observed.</param>
 public sealed class SimulationResult(IReadOnlyList<RequestRecord> requests, double meanInSystem, double durationSeconds,
-    IReadOnlyList<int> arrivalsPerSecond, IReadOnlyList<SecondSample> seconds)
+    IReadOnlyList<int> arrivalsPerSecond, IReadOnlyList<SecondSample> seconds, IReadOnlyDictionary<string, GroupCalls>? calls = null)
 {
     public IReadOnlyList<RequestRecord> Requests { get; } = requests;
     /// <summary>Time-averaged requests in the pipeline (NaN where it was not observed).</summary>
@@ -99,6 +108,7 @@ public sealed class SimulationResult(IReadOnlyList<RequestRecord> requests, doub
     public double DurationSeconds { get; } = durationSeconds;
     public IReadOnlyList<int> ArrivalsPerSecond { get; } = arrivalsPerSecond;
     public IReadOnlyList<SecondSample> Seconds { get; } = seconds;
+    public IReadOnlyDictionary<string, GroupCalls> Calls { get; } = calls ?? new Dictionary<string, GroupCalls>();
 
     public int Arrived => Requests.Count;
     /// <summary>Answered, on time or late.</summary>
@@ -162,9 +172,25 @@ public sealed class ClusterSimulator
         public double AccuracyProduct { get; set; } = 1;
     }
 
-    sealed class Group(int stage, SimulatedGroup spec)
+    /// <summary>The batches run by the groups of one key, whichever group object ran them.</summary>
+    sealed class CallCounter(string name)
+    {
+        /// <summary>"stage/variant@hardware/bN".</summary>
+        public string Name { get; } = name;
+        public long Calls { get; private set; }
+        public double ServiceMs { get; private set; }
+
+        public void Add(double serviceMs)
+        {
+            Calls++;
+            ServiceMs += serviceMs;
+        }
+    }
+
+    sealed class Group(int stage, SimulatedGroup spec, CallCounter calls)
     {
         public int Stage { get; } = stage;
+        public CallCounter Calls { get; } = calls;
         public SimulatedGroup Spec { get; set; } = spec;
         public Queue<(Request Request, double Enqueued)> Queue { get; } = new();
         public List<Replica> Replicas { get; } = [];
@@ -202,6 +228,7 @@ public sealed class ClusterSimulator
     readonly int[] arrivalsPerSecond, answeredPerSecond, missedPerSecond;
     readonly StageDeadlines deadlines;
     readonly List<SecondSample> samples = [];
+    readonly Dictionary<string, CallCounter> calls = [];
 
     ClusterSimulator(IReadOnlyList<SimulatedStage> initial, Workload workload, SimulationOptions options)
     {
@@ -218,12 +245,19 @@ public sealed class ClusterSimulator
         {
             foreach (var spec in initial[i].Groups)
             {
-                var group = new Group(i, spec);
+                var group = NewGroup(i, spec);
                 for (int r = 0; r < spec.Replicas; r++) group.Replicas.Add(new Replica(ReplicaState.Idle));
                 stages[i].Groups.Add(group);
             }
             Route(stages[i], stages[i].Groups);
         }
+    }
+
+    Group NewGroup(int stage, SimulatedGroup spec)
+    {
+        string name = $"{stages[stage].Name}/{spec.Key}";
+        if (!calls.TryGetValue(name, out var counter)) calls[name] = counter = new CallCounter(name);
+        return new Group(stage, spec, counter);
     }
 
     void At(double time, Action action) => events.Enqueue(action, (time, sequence++));
@@ -246,7 +280,8 @@ public sealed class ClusterSimulator
             now = key.Item1;
             action();
         }
-        return new SimulationResult(records, now > 0 ? area / now : 0, now, arrivalsPerSecond, samples);
+        return new SimulationResult(records, now > 0 ? area / now : 0, now, arrivalsPerSecond, samples,
+            calls.Values.ToDictionary(c => c.Name, c => new GroupCalls(c.Calls, c.ServiceMs)));
     }
 
     /// <summary>A Poisson process whose rate changes every second.</summary>
@@ -285,7 +320,7 @@ public sealed class ClusterSimulator
             {
                 int count = group.Replicas.Count(r => r.State != ReplicaState.Gone);
                 if (count == 0) continue;
-                string key = $"{stage.Name}/{group.Spec.Key}";
+                string key = group.Calls.Name;
                 replicas[key] = replicas.GetValueOrDefault(key) + count;
                 cost += count * group.Spec.CostPerReplica;
             }
@@ -343,6 +378,7 @@ public sealed class ClusterSimulator
             var serviceTime = ServiceTimeOf(spec, batch.Count, BusyReplicas(spec));
             replica.ExpectedDone = now + serviceTime.MeanMs / 1000;
             double serviceMs = serviceTime.Sample(random);
+            group.Calls.Add(serviceMs);
             At(now + serviceMs / 1000, () =>
             {
                 replica.State = replica.Removing ? ReplicaState.Gone : ReplicaState.Idle;
@@ -436,7 +472,7 @@ public sealed class ClusterSimulator
                 var group = change.Recreate ? null : stage.Groups.FirstOrDefault(g => g.Spec.Key == spec.Key && !desired.Contains(g));
                 if (group == null)
                 {
-                    group = new Group(i, spec);
+                    group = NewGroup(i, spec);
                     stage.Groups.Add(group);
                 }
                 group.Spec = spec;

@@ -155,15 +155,21 @@ public static class ReplayCommand
             var comparisons = LiveReplay.Run(settings.Policies.Distinct().ToList(), replay, live, pipeline => Override(pipeline, settings),
                 line => console.MarkupLineInterpolated($"{line}"), CancellationToken.None).GetAwaiter().GetResult();
 
-            var runs = comparisons.SelectMany(c => new[] { c.Measured with { Policy = $"{c.Policy} (live)" }, c.Simulated with { Policy = $"{c.Policy} (simulated)" } }).ToList();
+            var runs = comparisons.SelectMany(c => new[]
+            {
+                c.Measured with { Policy = $"{c.Policy} (live)" },
+                c.Simulated with { Policy = $"{c.Policy} (simulated)" },
+                c.AtLiveServiceTimes with { Policy = $"{c.Policy} (simulated at live service times)" },
+            }).ToList();
             Write(settings.Output, runs, replay.Workload,
             [
                 $"live: zoo ResNet-18/34/50 at {live.Resolution} px as model-server processes (1 thread each, at most {live.MaxReplicas}), a router and Prometheus on {Environment.ProcessorCount} cores; SLO {live.SloMs} ms",
                 $"workload: {replay.Workload.Name}, {replay.Workload.Seconds} s, mean {replay.Workload.Mean:F1} rps, peak {replay.Workload.Peak:F1} rps",
                 $"measured replica start-up (process start to ready), used by the simulation: {string.Join(", ", comparisons.Select(c => $"{c.Policy} {c.StartupSeconds:F2} s"))}",
                 $"measured router hop, used by the simulation: {comparisons.FirstOrDefault()?.HopMs:F2} ms (the median latency at low load over the model's mean time)",
-                $"live replicas' own metrics (mean ONNX Runtime call, against the profile's for one copy alone; mean wait in the batching queue): " + string.Join("; ",
-                    comparisons.Select(c => $"{c.Policy}: " + string.Join(", ", c.Replicas.Select(r => $"{r.Group} {r.MeanCallMs:F1} ms ({r.ProfiledCallMs:F1} alone; {r.Calls:F0} calls), wait {r.MeanQueueWaitMs:F1} ms")))),
+                $"live replicas' own metrics (mean ONNX Runtime call live, simulated and profiled for one copy alone; the slowdown the simulation at live service times gave it; mean wait in the batching queue live): " + string.Join("; ",
+                    comparisons.Select(c => $"{c.Policy}: " + string.Join(", ", c.Replicas.Select(r =>
+                        $"{r.Group} {r.MeanCallMs:F1} ms ({(r.SimulatedCallMs is { } simulated ? $"{simulated:F1}" : "none")} simulated, {r.ProfiledCallMs:F1} alone; {r.Calls:F0} calls; ×{r.Slowdown:F2}), wait {r.MeanQueueWaitMs:F1} ms")))),
                 $"the replicas share this machine's cores: the simulation runs each batch at its model's profile (each copy behind a model server over REST) measured with as many copies busy at once as replicas are busy (1 to {live.MaxReplicas})",
             ]);
             Console.Out.WriteLine($"Report, CSVs and plots in {Path.GetFullPath(settings.Output)}");

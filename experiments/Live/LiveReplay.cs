@@ -24,10 +24,15 @@ public sealed record LiveSettings(int Resolution, double SloMs, int MaxReplicas,
 /// <param name="StartupSeconds">Measured mean time from a replica's process start to its serving; the simulation uses it.</param>
 /// <param name="HopMs">What the router and HTTP add to a request at low load, measured; the simulation adds it at the stage.</param>
 /// <param name="Replicas">What the live replicas measured themselves, by variant and batch: where the live run's time went.</param>
-public sealed record LiveComparison(string Policy, PolicyRun Measured, PolicyRun Simulated, double StartupSeconds, double HopMs, IReadOnlyList<LiveReplicaTimes> Replicas);
+/// <param name="AtLiveServiceTimes">The simulation at the service times the live replicas had (<see cref="LiveReplay.AtLiveServiceTimes"/>).</param>
+public sealed record LiveComparison(string Policy, PolicyRun Measured, PolicyRun Simulated, PolicyRun AtLiveServiceTimes, double StartupSeconds, double HopMs,
+    IReadOnlyList<LiveReplicaTimes> Replicas);
 
-/// <summary>A live group's mean ONNX Runtime call and queue wait, from its replicas' metrics, beside the profile's mean call for one copy alone.</summary>
-public sealed record LiveReplicaTimes(string Group, double Calls, double MeanCallMs, double ProfiledCallMs, double MeanQueueWaitMs);
+/// <summary>
+/// A live group's mean ONNX Runtime call and queue wait, from its replicas' metrics, beside its mean call in the simulation
+/// (null where it did not run there), the profile's for one copy alone, and the slowdown the simulation at live's service times gave it.
+/// </summary>
+public sealed record LiveReplicaTimes(string Group, double Calls, double MeanCallMs, double? SimulatedCallMs, double ProfiledCallMs, double MeanQueueWaitMs, double Slowdown);
 
 /// <summary>
 /// <c>adaptive replay --live</c>: the replay's loop on this machine. The zoo's ResNet-18/34/50 are written and
@@ -58,14 +63,21 @@ public static class LiveReplay
             {
                 log($"{name}: {replay.Workload.Seconds} s live");
                 var (measured, startup, scrapePhase, replicas) = await RunLive(pipeline, name, replay, settings, cancellation);
-                var simulatedPipeline = new ReplayPipeline(pipeline.Spec, Math.Max(0, startup - pipeline.Spec.Spec.Stages[0].Variants.Average(v => v.Profiles[0].LoadTimeSeconds)))
+                PolicyRun Simulate(IReadOnlyDictionary<(string Variant, int Batch), double>? slowdown)
                 {
-                    SharedMachineProfiles = pipeline.SharedMachineProfiles,
-                };
-                var policy = ReplayPolicies.Create(name, simulatedPipeline, replay.Workload.Peak, replay.Workload.Mean);
-                var simulated = ReplayRunner.Run(simulatedPipeline, policy, replay.Workload, replay.PriorArrivals,
-                    simulatedPipeline.SimulationOptions(settings.Seed, hopMs), scrapes: new ScrapeSchedule(settings.ScrapeSeconds, scrapePhase));
-                comparisons.Add(new LiveComparison(name, measured, simulated, startup, hopMs, Describe(pipeline, replicas)));
+                    var simulatedPipeline = new ReplayPipeline(pipeline.Spec, Math.Max(0, startup - pipeline.Spec.Spec.Stages[0].Variants.Average(v => v.Profiles[0].LoadTimeSeconds)))
+                    {
+                        SharedMachineProfiles = pipeline.SharedMachineProfiles,
+                        ServiceSlowdown = slowdown,
+                    };
+                    var policy = ReplayPolicies.Create(name, simulatedPipeline, replay.Workload.Peak, replay.Workload.Mean);
+                    return ReplayRunner.Run(simulatedPipeline, policy, replay.Workload, replay.PriorArrivals,
+                        simulatedPipeline.SimulationOptions(settings.Seed, hopMs), scrapes: new ScrapeSchedule(settings.ScrapeSeconds, scrapePhase));
+                }
+                var simulated = Simulate(null);
+                var liveCalls = replicas.Where(r => r.Value.Calls > 0).ToDictionary(r => r.Key, r => r.Value.MeanCallMs);
+                var (atLiveTimes, slowdown) = AtLiveServiceTimes(Simulate, simulated, liveCalls);
+                comparisons.Add(new LiveComparison(name, measured, simulated, atLiveTimes, startup, hopMs, Describe(pipeline, replicas, simulated, slowdown)));
             }
             return comparisons;
         }
@@ -229,14 +241,48 @@ public static class LiveReplay
         return (new PolicyRun(name, result, decisions), startup, ScrapePhase(await cluster.Prometheus!.LastScrape() - started, settings.ScrapeSeconds), replicaTimes);
     }
 
-    /// <summary>Each live group's own times beside its profile's mean call alone (batch / throughput).</summary>
-    static IReadOnlyList<LiveReplicaTimes> Describe(ReplayPipeline pipeline, IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes> replicas) =>
+    /// <summary>Each live group's own times beside its simulated mean call, its profile's mean call alone (batch / throughput) and the slowdown the simulation took from them.</summary>
+    static IReadOnlyList<LiveReplicaTimes> Describe(ReplayPipeline pipeline, IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes> replicas,
+        PolicyRun simulated, IReadOnlyDictionary<(string Variant, int Batch), double> slowdown) =>
         [.. replicas.OrderBy(r => r.Key.Variant, StringComparer.Ordinal).ThenBy(r => r.Key.Batch).Select(r =>
         {
             var (variant, batch) = r.Key;
             var point = pipeline.Spec.Spec.Stages[0].Variants.First(v => v.Name == variant).Profiles[0].Batches.First(b => b.Batch == batch);
-            return new LiveReplicaTimes($"{variant}/b{batch}", r.Value.Calls, r.Value.MeanCallMs, 1000.0 * batch / point.ThroughputRps, r.Value.MeanQueueWaitMs);
+            return new LiveReplicaTimes($"{variant}/b{batch}", r.Value.Calls, r.Value.MeanCallMs, SimulatedCalls(simulated, r.Key)?.MeanMs,
+                1000.0 * batch / point.ThroughputRps, r.Value.MeanQueueWaitMs, slowdown.GetValueOrDefault(r.Key, 1));
         })];
+
+    static GroupCalls? SimulatedCalls(PolicyRun run, (string Variant, int Batch) group) =>
+        run.Result.Calls.GetValueOrDefault($"{Stage}/{SimulatedGroup.KeyOf(group.Variant, "cpu", group.Batch)}") is { Calls: > 0 } calls ? calls : null;
+
+    /// <summary>Passes of <see cref="AtLiveServiceTimes"/> at most: each pass's slowdowns moved the simulated calls to within 1 % in tests.</summary>
+    const int ServiceTimePasses = 4;
+
+    /// <summary>
+    /// The simulation again, at the service times the live replicas had: each (variant, batch) group's batches slowed by its live
+    /// mean call over its simulated one. Slower batches overlap more and so run at the profile for more copies busy, so this
+    /// repeats, from the last pass's simulated calls, until every group's is within 1 % of live, at most
+    /// <see cref="ServiceTimePasses"/> times. A group that ran live and not simulated keeps its profiles. This tells the
+    /// simulator's queueing apart from its inputs: where it agrees with live at live's service times, what is left between
+    /// live and the simulation at the profiles is how much slower the replicas ran than profiled.
+    /// </summary>
+    /// <param name="simulate">The simulation with the given slowdowns.</param>
+    /// <param name="liveMeanCallMs">Each live group's mean ONNX Runtime call, from its replicas' metrics.</param>
+    public static (PolicyRun Run, IReadOnlyDictionary<(string Variant, int Batch), double> Slowdown) AtLiveServiceTimes(
+        Func<IReadOnlyDictionary<(string Variant, int Batch), double>, PolicyRun> simulate, PolicyRun simulated,
+        IReadOnlyDictionary<(string Variant, int Batch), double> liveMeanCallMs)
+    {
+        var slowdown = new Dictionary<(string Variant, int Batch), double>();
+        var run = simulated;
+        for (int pass = 0; pass < ServiceTimePasses; pass++)
+        {
+            var ratios = liveMeanCallMs.Select(live => (Group: live.Key, Ratio: SimulatedCalls(run, live.Key) is { } calls ? live.Value / calls.MeanMs : 1)).ToList();
+            if (ratios.All(r => Math.Abs(r.Ratio - 1) <= 0.01)) break;
+            foreach (var (group, ratio) in ratios) slowdown[group] = slowdown.GetValueOrDefault(group, 1) * ratio;
+            run = simulate(slowdown);
+        }
+        return (run, slowdown);
+    }
 
     /// <summary>
     /// The whole second into each scrape interval at which the simulation scrapes, from a live scrape <paramref name="sinceStart"/>

@@ -36,6 +36,13 @@ public sealed class ReplayPipeline
     /// </summary>
     public IReadOnlyDictionary<string, IReadOnlyList<IReadOnlyList<ProfilePoint>>>? SharedMachineProfiles { get; init; }
 
+    /// <summary>
+    /// Per (variant, batch), how many times longer its batches take in the simulation than its profiles say: the slowdown a
+    /// live run measured on its replicas (<c>replay --live</c>), so that the simulation can be run at the service times
+    /// they had. The policies still plan with the profiles. Null: every group runs at its profiles.
+    /// </summary>
+    public IReadOnlyDictionary<(string Variant, int Batch), double>? ServiceSlowdown { get; init; }
+
     public ReplayPipeline(InferencePipeline spec, double podStartSeconds)
     {
         InferencePipelineValidator.Validate(spec);
@@ -69,14 +76,17 @@ public sealed class ReplayPipeline
             var variant = pair.First.Variants.First(v => v.Name == a.Variant);
             var profile = variant.Profiles.First(p => p.HardwareClass == a.Hardware);
             var hardware = Spec.Spec.HardwareClasses.First(c => c.Name == a.Hardware);
+            double slowdown = ServiceSlowdown?.GetValueOrDefault((a.Variant, a.Batch), 1) ?? 1;
+            IReadOnlyList<ProfilePoint> Slowed(IEnumerable<ProfilePoint> points) =>
+                [.. points.Select(p => new ProfilePoint(p.Batch, p.LatencyMs * slowdown, p.Throughput / slowdown))];
             return new SimulatedGroup(a.Variant, a.Hardware, a.Replicas, a.Batch,
-                [.. profile.Batches.Select(b => new ProfilePoint(b.Batch, b.LatencyMs, b.ThroughputRps))], a.Share)
+                Slowed(profile.Batches.Select(b => new ProfilePoint(b.Batch, b.LatencyMs, b.ThroughputRps))), a.Share)
             {
                 Accuracy = variant.Accuracy,
                 CostPerReplica = profile.CostPerReplica ?? hardware.CostPerReplica,
                 StartupSeconds = PodStartSeconds + profile.LoadTimeSeconds,
                 MaxQueueDelayMs = pair.First.MaxQueueDelayMs,
-                ProfilesWhenBusy = SharedMachineProfiles?.GetValueOrDefault(a.Variant),
+                ProfilesWhenBusy = SharedMachineProfiles?.GetValueOrDefault(a.Variant) is { } shared ? [.. shared.Select(Slowed)] : null,
             };
         })]))];
 

@@ -1,4 +1,10 @@
 using Adaptive.Core.Adaptation;
+using Adaptive.Core.Planning;
+using Adaptive.Core.Simulation;
+using Adaptive.Core.Workloads;
+using Adaptive.Experiments.Replay;
+using Adaptive.Experiments.Replay.Policies;
+using Adaptive.Experiments.Workloads;
 using Adaptive.Experiments.Live;
 using Adaptive.Tests.Support;
 
@@ -42,6 +48,52 @@ public sealed class LiveReplayTests
         Assert.Equal(300 + 150, times.Plus(times with { Requests = 150 }).Requests);
     }
 
+    /// <summary>
+    /// Replicas sharing a machine: each variant measured with 1, 2 and 3 copies busy at once. A "live" run is the simulation with
+    /// every batch 25 % slower than that; from its mean calls alone, the simulation at live service times finds the 25 % again,
+    /// though slower batches overlap more and so run at the profiles for more copies busy.
+    /// </summary>
+    [Fact]
+    public void The_simulation_at_live_service_times_finds_how_much_slower_the_replicas_ran()
+    {
+        var sample = ReplayPipeline.Load("resnet", podStartSeconds: 5);
+        var spec = sample.Derive(s =>
+        {
+            s.HardwareClasses = [.. s.HardwareClasses.Where(c => c.Name == "cpu")];
+            foreach (var variant in s.Stages[0].Variants) variant.Profiles = [.. variant.Profiles.Where(p => p.HardwareClass == "cpu")];
+        });
+        var shared = spec.Spec.Stages[0].Variants.ToDictionary(v => v.Name, v => (IReadOnlyList<IReadOnlyList<ProfilePoint>>)[.. new[] { 1, 1.3, 1.6 }.Select(
+            slower => (IReadOnlyList<ProfilePoint>)[.. v.Profiles[0].Batches.Select(b => new ProfilePoint(b.Batch, b.LatencyMs * slower, b.ThroughputRps / slower))])]);
+        var replay = ReplayWorkloads.Create("twitter", TwitterTrace.DefaultPath, WorkloadPatterns.IpaWindowStart + 240, 300, WorkloadPatterns.IpaDamping, seed: 1);
+        PolicyRun Simulate(IReadOnlyDictionary<(string Variant, int Batch), double>? slowdown)
+        {
+            var pipeline = new ReplayPipeline(spec, podStartSeconds: 5) { SharedMachineProfiles = shared, ServiceSlowdown = slowdown };
+            var policy = ReplayPolicies.Create("hpa", pipeline, replay.Workload.Peak, replay.Workload.Mean);
+            return ReplayRunner.Run(pipeline, policy, replay.Workload, replay.PriorArrivals, pipeline.SimulationOptions(seed: 3, hopMs: 1));
+        }
+        var groups = spec.Spec.Stages[0].Variants.SelectMany(v => v.Profiles[0].Batches.Select(b => (v.Name, b.Batch))).ToList();
+        var live = Simulate(groups.ToDictionary(g => g, _ => 1.25));
+        static GroupCalls? CallsOf(PolicyRun run, (string Variant, int Batch) group) =>
+            run.Result.Calls.GetValueOrDefault($"classify/{SimulatedGroup.KeyOf(group.Variant, "cpu", group.Batch)}");
+        var liveCalls = groups.Where(g => CallsOf(live, g) is not null).ToDictionary(g => g, g => CallsOf(live, g)!.MeanMs);
+        Assert.NotEmpty(liveCalls);
+
+        var atProfiles = Simulate(null);
+        var (atLiveTimes, slowdown) = LiveReplay.AtLiveServiceTimes(Simulate, atProfiles, liveCalls);
+        foreach (var (group, liveMs) in liveCalls)
+        {
+            double profiledMs = CallsOf(atProfiles, group)!.MeanMs;
+            double calibratedMs = CallsOf(atLiveTimes, group)!.MeanMs;
+            Assert.True(liveMs > profiledMs * 1.15, $"{group}: {liveMs:F2} ms live, {profiledMs:F2} at the profiles");
+            Assert.InRange(calibratedMs / liveMs, 0.98, 1.02);
+            Assert.InRange(slowdown[group], 1.25 * 0.95, 1.25 * 1.05);
+        }
+        Assert.Equal(live.Result.Arrived, atLiveTimes.Result.Arrived);
+        double P99(PolicyRun run) => ReplayReport.Summarize(run).P99Ms;
+        Assert.True(Math.Abs(P99(atLiveTimes) / P99(live) - 1) < Math.Abs(P99(atProfiles) / P99(live) - 1),
+            $"p99 {P99(live):F1} ms live, {P99(atLiveTimes):F1} at live service times, {P99(atProfiles):F1} at the profiles");
+    }
+
     [Fact]
     public void A_live_run_serves_the_window_for_real_and_sets_the_simulator_beside_it()
     {
@@ -51,7 +103,7 @@ public sealed class LiveReplayTests
         Assert.True(run.ExitCode == 0, run.Stderr + run.Stdout);
 
         var rows = File.ReadAllLines(Path.Combine(dir, "report.csv")).Skip(1).Select(r => r.Split(',')).ToDictionary(r => r[0]);
-        Assert.Equal(["ipa (live)", "ipa (simulated)"], rows.Keys);
+        Assert.Equal(["ipa (live)", "ipa (simulated)", "ipa (simulated at live service times)"], rows.Keys);
         // The generator and the simulator draw the same Poisson arrivals from the same seed.
         Assert.Equal(rows["ipa (simulated)"][1], rows["ipa (live)"][1]);
         Assert.InRange(int.Parse(rows["ipa (live)"][1]), 150, 600);
@@ -68,9 +120,9 @@ public sealed class LiveReplayTests
         Assert.InRange(double.Parse(hop.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0, 100);
         // The replicas' own metrics, read as each left and at the end: their calls served at least every request the
         // generator had answered (the warm-up's come on top), at most 4 to a call.
-        var groups = System.Text.RegularExpressions.Regex.Matches(report, @"resnet\d+/b(\d) (\d+\.\d) ms \((\d+\.\d) alone; (\d+) calls\)");
+        var groups = System.Text.RegularExpressions.Regex.Matches(report, @"resnet\d+/b(\d) (\d+\.\d) ms \((\d+\.\d|none) simulated, (\d+\.\d) alone; (\d+) calls; ×(\d+\.\d\d)\)");
         Assert.NotEmpty(groups);
-        double servedRows = groups.Sum(g => int.Parse(g.Groups[4].Value) * int.Parse(g.Groups[1].Value));
+        double servedRows = groups.Sum(g => int.Parse(g.Groups[5].Value) * int.Parse(g.Groups[1].Value));
         double answered = int.Parse(rows["ipa (live)"][1]) * (1 - liveViolations);
         Assert.True(servedRows >= answered, $"{servedRows} rows in the replicas' calls, {answered} requests answered: {report}");
         Assert.All(groups, g => Assert.InRange(double.Parse(g.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture), 0.1, 1000));

@@ -115,6 +115,28 @@ public sealed class ClusterSimulatorTests
         Assert.Equal(shared.Arrived, shared.Served);
     }
 
+    /// <summary>What a model server's metrics count: each group's batches and their service time, by "stage/variant@hardware/bN".</summary>
+    [Fact]
+    public void Each_groups_batches_are_counted_with_their_service_time()
+    {
+        var stage = new SimulatedStage("s", [
+            new SimulatedGroup("one", "cpu", 1, 1, [new ProfilePoint(1, 15, 100)], 1),
+            new SimulatedGroup("four", "cpu", 1, 4, [new ProfilePoint(1, 15, 100), new ProfilePoint(4, 40, 200)], 1)]);
+        var result = ClusterSimulator.Run([stage], WorkloadPatterns.Steady(40, 300), Options(sloMs: 10_000));
+
+        Assert.Equal(["s/four@cpu/b4", "s/one@cpu/b1"], result.Calls.Keys.Order(StringComparer.Ordinal));
+        var one = result.Calls["s/one@cpu/b1"];
+        var four = result.Calls["s/four@cpu/b4"];
+        Assert.Equal(result.Arrived, result.Served);
+        // The split sends each group half the requests; batch 1 runs one to a call, at the profile's mean (batch / throughput).
+        Assert.InRange(one.Calls, result.Served * 0.45, result.Served * 0.55);
+        Assert.InRange(one.MeanMs, 10 * 0.97, 10 * 1.03);
+        // Batch 4 serves the other half in fewer calls, each at batch 1's time or batch 4's (20 ms).
+        long servedByFour = result.Served - one.Calls;
+        Assert.InRange(four.Calls, servedByFour / 4.0, servedByFour - 1);
+        Assert.InRange(four.MeanMs, 10, 20);
+    }
+
     [Fact]
     public void An_under_provisioned_configuration_violates_the_slo()
     {
