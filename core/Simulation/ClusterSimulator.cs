@@ -88,10 +88,14 @@ public readonly record struct RequestRecord(double ArrivalSeconds, double Latenc
 /// <summary>The cluster at the start of one second: replicas (starting, serving or draining) per "stage/variant@hardware/bN", and their cost rate.</summary>
 public sealed record SecondSample(double CostPerSecond, IReadOnlyDictionary<string, int> Replicas);
 
-/// <summary>A group's batches run: how many, and their service time in all, as a model server's metrics count them.</summary>
-public sealed record GroupCalls(long Calls, double ServiceMs)
+/// <summary>
+/// A group's batches, as a model server's metrics count them: how many, their service time in all, the requests they held
+/// and those requests' wait in the queue in all.
+/// </summary>
+public sealed record GroupCalls(long Calls, double ServiceMs, long Requests, double QueueWaitMs)
 {
     public double MeanMs => Calls == 0 ? 0 : ServiceMs / Calls;
+    public double MeanQueueWaitMs => Requests == 0 ? 0 : QueueWaitMs / Requests;
 }
 
 /// <summary>
@@ -179,11 +183,15 @@ public sealed class ClusterSimulator
         public string Name { get; } = name;
         public long Calls { get; private set; }
         public double ServiceMs { get; private set; }
+        public long Requests { get; private set; }
+        public double QueueWaitMs { get; private set; }
 
-        public void Add(double serviceMs)
+        public void Add(double serviceMs, int requests, double queueWaitMs)
         {
             Calls++;
             ServiceMs += serviceMs;
+            Requests += requests;
+            QueueWaitMs += queueWaitMs;
         }
     }
 
@@ -281,7 +289,7 @@ public sealed class ClusterSimulator
             action();
         }
         return new SimulationResult(records, now > 0 ? area / now : 0, now, arrivalsPerSecond, samples,
-            calls.Values.ToDictionary(c => c.Name, c => new GroupCalls(c.Calls, c.ServiceMs)));
+            calls.Values.ToDictionary(c => c.Name, c => new GroupCalls(c.Calls, c.ServiceMs, c.Requests, c.QueueWaitMs)));
     }
 
     /// <summary>A Poisson process whose rate changes every second.</summary>
@@ -372,13 +380,19 @@ public sealed class ClusterSimulator
                 return;
             }
             var batch = new List<Request>();
-            while (batch.Count < group.Spec.Batch && group.Queue.Count > 0) batch.Add(group.Queue.Dequeue().Request);
+            double queueWaitMs = 0;
+            while (batch.Count < group.Spec.Batch && group.Queue.Count > 0)
+            {
+                var (request, enqueued) = group.Queue.Dequeue();
+                batch.Add(request);
+                queueWaitMs += (now - enqueued) * 1000;
+            }
             replica.State = ReplicaState.Busy;
             var spec = group.Spec;
             var serviceTime = ServiceTimeOf(spec, batch.Count, BusyReplicas(spec));
             replica.ExpectedDone = now + serviceTime.MeanMs / 1000;
             double serviceMs = serviceTime.Sample(random);
-            group.Calls.Add(serviceMs);
+            group.Calls.Add(serviceMs, batch.Count, queueWaitMs);
             At(now + serviceMs / 1000, () =>
             {
                 replica.State = replica.Removing ? ReplicaState.Gone : ReplicaState.Idle;

@@ -167,9 +167,10 @@ public static class ReplayCommand
                 $"workload: {replay.Workload.Name}, {replay.Workload.Seconds} s, mean {replay.Workload.Mean:F1} rps, peak {replay.Workload.Peak:F1} rps",
                 $"measured replica start-up (process start to ready), used by the simulation: {string.Join(", ", comparisons.Select(c => $"{c.Policy} {c.StartupSeconds:F2} s"))}",
                 $"measured router hop, used by the simulation: {comparisons.FirstOrDefault()?.HopMs:F2} ms (the median latency at low load over the model's mean time)",
-                $"live replicas' own metrics (mean ONNX Runtime call live, simulated and profiled for one copy alone; the slowdown the simulation at live service times gave it; mean wait in the batching queue live): " + string.Join("; ",
+                $"live replicas' own metrics against the simulation's (mean ONNX Runtime call and mean wait in the batching queue: live, simulated, simulated at live service times; the slowdown that took; the profile's call for one copy alone): " + string.Join("; ",
                     comparisons.Select(c => $"{c.Policy}: " + string.Join(", ", c.Replicas.Select(r =>
-                        $"{r.Group} {r.MeanCallMs:F1} ms ({(r.SimulatedCallMs is { } simulated ? $"{simulated:F1}" : "none")} simulated, {r.ProfiledCallMs:F1} alone; {r.Calls:F0} calls; ×{r.Slowdown:F2}), wait {r.MeanQueueWaitMs:F1} ms")))),
+                        $"{r.Group} call {r.Live.MeanCallMs:F1} / {Ms(r.Simulated?.MeanMs)} / {Ms(r.AtLiveServiceTimes?.MeanMs)} ms (×{r.Slowdown:F2}; {r.ProfiledCallMs:F1} alone), " +
+                        $"wait {r.Live.MeanQueueWaitMs:F1} / {Ms(r.Simulated?.MeanQueueWaitMs)} / {Ms(r.AtLiveServiceTimes?.MeanQueueWaitMs)} ms, {r.Live.Calls:F0} calls live")))),
                 $"the replicas share this machine's cores: the simulation runs each batch at its model's profile (each copy behind a model server over REST) measured with as many copies busy at once as replicas are busy (1 to {live.MaxReplicas})",
             ]);
             Console.Out.WriteLine($"Report, CSVs and plots in {Path.GetFullPath(settings.Output)}");
@@ -194,6 +195,8 @@ public static class ReplayCommand
         ReplayPlots.Write(output, runs);
         PrintTable(summaries, workload);
     }
+
+    static string Ms(double? value) => value is { } ms ? ms.ToString("F1", System.Globalization.CultureInfo.InvariantCulture) : "none";
 
     static int Fail(PlanningInputException e)
     {

@@ -29,10 +29,11 @@ public sealed record LiveComparison(string Policy, PolicyRun Measured, PolicyRun
     IReadOnlyList<LiveReplicaTimes> Replicas);
 
 /// <summary>
-/// A live group's mean ONNX Runtime call and queue wait, from its replicas' metrics, beside its mean call in the simulation
-/// (null where it did not run there), the profile's for one copy alone, and the slowdown the simulation at live's service times gave it.
+/// A live group's ONNX Runtime calls and queue waits, from its replicas' metrics, beside the same group's in the simulation and in
+/// the simulation at live service times (null where it did not run there), its profile's mean call for one copy alone, and the
+/// slowdown the simulation at live service times gave it.
 /// </summary>
-public sealed record LiveReplicaTimes(string Group, double Calls, double MeanCallMs, double? SimulatedCallMs, double ProfiledCallMs, double MeanQueueWaitMs, double Slowdown);
+public sealed record LiveReplicaTimes(string Group, ReplicaTimes Live, GroupCalls? Simulated, GroupCalls? AtLiveServiceTimes, double ProfiledCallMs, double Slowdown);
 
 /// <summary>
 /// <c>adaptive replay --live</c>: the replay's loop on this machine. The zoo's ResNet-18/34/50 are written and
@@ -77,7 +78,7 @@ public static class LiveReplay
                 var simulated = Simulate(null);
                 var liveCalls = replicas.Where(r => r.Value.Calls > 0).ToDictionary(r => r.Key, r => r.Value.MeanCallMs);
                 var (atLiveTimes, slowdown) = AtLiveServiceTimes(Simulate, simulated, liveCalls);
-                comparisons.Add(new LiveComparison(name, measured, simulated, atLiveTimes, startup, hopMs, Describe(pipeline, replicas, simulated, slowdown)));
+                comparisons.Add(new LiveComparison(name, measured, simulated, atLiveTimes, startup, hopMs, Describe(pipeline, replicas, simulated, atLiveTimes, slowdown)));
             }
             return comparisons;
         }
@@ -241,15 +242,15 @@ public static class LiveReplay
         return (new PolicyRun(name, result, decisions), startup, ScrapePhase(await cluster.Prometheus!.LastScrape() - started, settings.ScrapeSeconds), replicaTimes);
     }
 
-    /// <summary>Each live group's own times beside its simulated mean call, its profile's mean call alone (batch / throughput) and the slowdown the simulation took from them.</summary>
+    /// <summary>Each live group's own times beside the simulations', its profile's mean call alone (batch / throughput) and its slowdown.</summary>
     static IReadOnlyList<LiveReplicaTimes> Describe(ReplayPipeline pipeline, IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes> replicas,
-        PolicyRun simulated, IReadOnlyDictionary<(string Variant, int Batch), double> slowdown) =>
+        PolicyRun simulated, PolicyRun atLiveServiceTimes, IReadOnlyDictionary<(string Variant, int Batch), double> slowdown) =>
         [.. replicas.OrderBy(r => r.Key.Variant, StringComparer.Ordinal).ThenBy(r => r.Key.Batch).Select(r =>
         {
             var (variant, batch) = r.Key;
             var point = pipeline.Spec.Spec.Stages[0].Variants.First(v => v.Name == variant).Profiles[0].Batches.First(b => b.Batch == batch);
-            return new LiveReplicaTimes($"{variant}/b{batch}", r.Value.Calls, r.Value.MeanCallMs, SimulatedCalls(simulated, r.Key)?.MeanMs,
-                1000.0 * batch / point.ThroughputRps, r.Value.MeanQueueWaitMs, slowdown.GetValueOrDefault(r.Key, 1));
+            return new LiveReplicaTimes($"{variant}/b{batch}", r.Value, SimulatedCalls(simulated, r.Key), SimulatedCalls(atLiveServiceTimes, r.Key),
+                1000.0 * batch / point.ThroughputRps, slowdown.GetValueOrDefault(r.Key, 1));
         })];
 
     static GroupCalls? SimulatedCalls(PolicyRun run, (string Variant, int Batch) group) =>

@@ -120,9 +120,9 @@ public sealed class LiveReplayTests
         Assert.InRange(double.Parse(hop.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0, 100);
         // The replicas' own metrics, read as each left and at the end: their calls served at least every request the
         // generator had answered (the warm-up's come on top), at most 4 to a call.
-        var groups = System.Text.RegularExpressions.Regex.Matches(report, @"resnet\d+/b(\d) (\d+\.\d) ms \((\d+\.\d|none) simulated, (\d+\.\d) alone; (\d+) calls; ×(\d+\.\d\d)\)");
+        var groups = System.Text.RegularExpressions.Regex.Matches(report, @"resnet\d+/b(\d) call (\d+\.\d) / (?:\d+\.\d|none) / (?:\d+\.\d|none) ms \(×\d+\.\d\d; \d+\.\d alone\), wait \d+\.\d / (?:\d+\.\d|none) / (?:\d+\.\d|none) ms, (\d+) calls live");
         Assert.NotEmpty(groups);
-        double servedRows = groups.Sum(g => int.Parse(g.Groups[5].Value) * int.Parse(g.Groups[1].Value));
+        double servedRows = groups.Sum(g => int.Parse(g.Groups[3].Value) * int.Parse(g.Groups[1].Value));
         double answered = int.Parse(rows["ipa (live)"][1]) * (1 - liveViolations);
         Assert.True(servedRows >= answered, $"{servedRows} rows in the replicas' calls, {answered} requests answered: {report}");
         Assert.All(groups, g => Assert.InRange(double.Parse(g.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture), 0.1, 1000));

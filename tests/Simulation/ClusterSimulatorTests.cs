@@ -1,4 +1,5 @@
 using Adaptive.Core.Planning;
+using Adaptive.Core.Queueing;
 using Adaptive.Core.Simulation;
 using Adaptive.Core.Workloads;
 
@@ -135,6 +136,14 @@ public sealed class ClusterSimulatorTests
         long servedByFour = result.Served - one.Calls;
         Assert.InRange(four.Calls, servedByFour / 4.0, servedByFour - 1);
         Assert.InRange(four.MeanMs, 10, 20);
+        Assert.Equal(one.Calls, one.Requests);
+        Assert.Equal(servedByFour, four.Requests);
+
+        // One replica alone at 40 rps: the mean wait is Pollaczek–Khinchine's λ·E[S²] / 2(1 − ρ), 3.44 ms for this profile's lognormal.
+        var alone = ClusterSimulator.Run([new SimulatedStage("s", [stage.Groups[0]])], WorkloadPatterns.Steady(40, 600), Options(sloMs: 10_000)).Calls["s/one@cpu/b1"];
+        var service = ServiceTime.Of(new ProfilePoint(1, 15, 100));
+        double expectedMs = 40 * service.MeanMs * service.MeanMs * (1 + service.SquaredVariation) / 1000 / (2 * (1 - 40 * service.MeanMs / 1000));
+        Assert.InRange(alone.MeanQueueWaitMs, expectedMs * 0.85, expectedMs * 1.15);
     }
 
     [Fact]
