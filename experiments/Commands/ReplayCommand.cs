@@ -159,7 +159,7 @@ public static class ReplayCommand
             {
                 c.Measured with { Policy = $"{c.Policy} (live)" },
                 c.Simulated with { Policy = $"{c.Policy} (simulated)" },
-                c.AtLiveServiceTimes with { Policy = $"{c.Policy} (simulated at live service times)" },
+                c.AtLiveTimes with { Policy = $"{c.Policy} (simulated at live times)" },
             }).ToList();
             Write(settings.Output, runs, replay.Workload,
             [
@@ -167,10 +167,11 @@ public static class ReplayCommand
                 $"workload: {replay.Workload.Name}, {replay.Workload.Seconds} s, mean {replay.Workload.Mean:F1} rps, peak {replay.Workload.Peak:F1} rps",
                 $"measured replica start-up (process start to ready), used by the simulation: {string.Join(", ", comparisons.Select(c => $"{c.Policy} {c.StartupSeconds:F2} s"))}",
                 $"measured router hop, used by the simulation: {comparisons.FirstOrDefault()?.HopMs:F2} ms (the median latency at low load over the model's mean time)",
-                $"live replicas' own metrics against the simulation's (mean ONNX Runtime call and mean wait in the batching queue: live, simulated, simulated at live service times; the slowdown that took; the profile's call for one copy alone): " + string.Join("; ",
+                $"measured request path under load (the live mean latency less the replicas' mean wait and call), used by the simulation at live times: {string.Join(", ", comparisons.Select(c => $"{c.Policy} {c.PathMs:F2} ms"))}",
+                $"live replicas' own metrics against the simulation's (mean ONNX Runtime call and mean wait in the batching queue: live, simulated, simulated at live times; the slowdown that took; the profile's call for one copy alone): " + string.Join("; ",
                     comparisons.Select(c => $"{c.Policy}: " + string.Join(", ", c.Replicas.Select(r =>
-                        $"{r.Group} call {r.Live.MeanCallMs:F1} / {Ms(r.Simulated?.MeanMs)} / {Ms(r.AtLiveServiceTimes?.MeanMs)} ms (×{r.Slowdown:F2}; {r.ProfiledCallMs:F1} alone), " +
-                        $"wait {r.Live.MeanQueueWaitMs:F1} / {Ms(r.Simulated?.MeanQueueWaitMs)} / {Ms(r.AtLiveServiceTimes?.MeanQueueWaitMs)} ms, {r.Live.Calls:F0} calls live")))),
+                        $"{r.Group} call {r.Live.MeanCallMs:F1} / {Ms(r.Simulated?.MeanMs)} / {Ms(r.AtLiveTimes?.MeanMs)} ms (×{r.Slowdown:F2}; {r.ProfiledCallMs:F1} alone), " +
+                        $"wait {r.Live.MeanQueueWaitMs:F1} / {Ms(r.Simulated?.MeanQueueWaitMs)} / {Ms(r.AtLiveTimes?.MeanQueueWaitMs)} ms, {r.Live.Calls:F0} calls live")))),
                 $"the replicas share this machine's cores: the simulation runs each batch at its model's profile (each copy behind a model server over REST) measured with as many copies busy at once as replicas are busy (1 to {live.MaxReplicas})",
             ]);
             Console.Out.WriteLine($"Report, CSVs and plots in {Path.GetFullPath(settings.Output)}");

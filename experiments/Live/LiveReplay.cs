@@ -24,16 +24,17 @@ public sealed record LiveSettings(int Resolution, double SloMs, int MaxReplicas,
 /// <param name="StartupSeconds">Measured mean time from a replica's process start to its serving; the simulation uses it.</param>
 /// <param name="HopMs">What the router and HTTP add to a request at low load, measured; the simulation adds it at the stage.</param>
 /// <param name="Replicas">What the live replicas measured themselves, by variant and batch: where the live run's time went.</param>
-/// <param name="AtLiveServiceTimes">The simulation at the service times the live replicas had (<see cref="LiveReplay.AtLiveServiceTimes"/>).</param>
-public sealed record LiveComparison(string Policy, PolicyRun Measured, PolicyRun Simulated, PolicyRun AtLiveServiceTimes, double StartupSeconds, double HopMs,
+/// <param name="AtLiveTimes">The simulation at the live run's own times: the replicas' calls and the request path's (<see cref="LiveReplay.AtLiveTimes"/>).</param>
+/// <param name="PathMs">What the request path took live outside the replicas' queues and calls (<see cref="LiveReplay.PathMs"/>); the simulation at live times adds it at the stage.</param>
+public sealed record LiveComparison(string Policy, PolicyRun Measured, PolicyRun Simulated, PolicyRun AtLiveTimes, double StartupSeconds, double HopMs, double PathMs,
     IReadOnlyList<LiveReplicaTimes> Replicas);
 
 /// <summary>
 /// A live group's ONNX Runtime calls and queue waits, from its replicas' metrics, beside the same group's in the simulation and in
-/// the simulation at live service times (null where it did not run there), its profile's mean call for one copy alone, and the
-/// slowdown the simulation at live service times gave it.
+/// the simulation at live times (null where it did not run there), its profile's mean call for one copy alone, and the
+/// slowdown the simulation at live times gave it.
 /// </summary>
-public sealed record LiveReplicaTimes(string Group, ReplicaTimes Live, GroupCalls? Simulated, GroupCalls? AtLiveServiceTimes, double ProfiledCallMs, double Slowdown);
+public sealed record LiveReplicaTimes(string Group, ReplicaTimes Live, GroupCalls? Simulated, GroupCalls? AtLiveTimes, double ProfiledCallMs, double Slowdown);
 
 /// <summary>
 /// <c>adaptive replay --live</c>: the replay's loop on this machine. The zoo's ResNet-18/34/50 are written and
@@ -64,7 +65,7 @@ public static class LiveReplay
             {
                 log($"{name}: {replay.Workload.Seconds} s live");
                 var (measured, startup, scrapePhase, replicas) = await RunLive(pipeline, name, replay, settings, cancellation);
-                PolicyRun Simulate(IReadOnlyDictionary<(string Variant, int Batch), double>? slowdown)
+                PolicyRun Simulate(IReadOnlyDictionary<(string Variant, int Batch), double>? slowdown, double hopMs)
                 {
                     var simulatedPipeline = new ReplayPipeline(pipeline.Spec, Math.Max(0, startup - pipeline.Spec.Spec.Stages[0].Variants.Average(v => v.Profiles[0].LoadTimeSeconds)))
                     {
@@ -75,10 +76,11 @@ public static class LiveReplay
                     return ReplayRunner.Run(simulatedPipeline, policy, replay.Workload, replay.PriorArrivals,
                         simulatedPipeline.SimulationOptions(settings.Seed, hopMs), scrapes: new ScrapeSchedule(settings.ScrapeSeconds, scrapePhase));
                 }
-                var simulated = Simulate(null);
+                var simulated = Simulate(null, hopMs);
+                double pathMs = PathMs(measured.Result, replicas.Values);
                 var liveCalls = replicas.Where(r => r.Value.Calls > 0).ToDictionary(r => r.Key, r => r.Value.MeanCallMs);
-                var (atLiveTimes, slowdown) = AtLiveServiceTimes(Simulate, simulated, liveCalls);
-                comparisons.Add(new LiveComparison(name, measured, simulated, atLiveTimes, startup, hopMs, Describe(pipeline, replicas, simulated, atLiveTimes, slowdown)));
+                var (atLiveTimes, slowdown) = AtLiveTimes(s => Simulate(s, pathMs), Simulate(null, pathMs), liveCalls);
+                comparisons.Add(new LiveComparison(name, measured, simulated, atLiveTimes, startup, hopMs, pathMs, Describe(pipeline, replicas, simulated, atLiveTimes, slowdown)));
             }
             return comparisons;
         }
@@ -244,32 +246,48 @@ public static class LiveReplay
 
     /// <summary>Each live group's own times beside the simulations', its profile's mean call alone (batch / throughput) and its slowdown.</summary>
     static IReadOnlyList<LiveReplicaTimes> Describe(ReplayPipeline pipeline, IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes> replicas,
-        PolicyRun simulated, PolicyRun atLiveServiceTimes, IReadOnlyDictionary<(string Variant, int Batch), double> slowdown) =>
+        PolicyRun simulated, PolicyRun atLiveTimes, IReadOnlyDictionary<(string Variant, int Batch), double> slowdown) =>
         [.. replicas.OrderBy(r => r.Key.Variant, StringComparer.Ordinal).ThenBy(r => r.Key.Batch).Select(r =>
         {
             var (variant, batch) = r.Key;
             var point = pipeline.Spec.Spec.Stages[0].Variants.First(v => v.Name == variant).Profiles[0].Batches.First(b => b.Batch == batch);
-            return new LiveReplicaTimes($"{variant}/b{batch}", r.Value, SimulatedCalls(simulated, r.Key), SimulatedCalls(atLiveServiceTimes, r.Key),
+            return new LiveReplicaTimes($"{variant}/b{batch}", r.Value, SimulatedCalls(simulated, r.Key), SimulatedCalls(atLiveTimes, r.Key),
                 1000.0 * batch / point.ThroughputRps, slowdown.GetValueOrDefault(r.Key, 1));
         })];
 
     static GroupCalls? SimulatedCalls(PolicyRun run, (string Variant, int Batch) group) =>
         run.Result.Calls.GetValueOrDefault($"{Stage}/{SimulatedGroup.KeyOf(group.Variant, "cpu", group.Batch)}") is { Calls: > 0 } calls ? calls : null;
 
-    /// <summary>Passes of <see cref="AtLiveServiceTimes"/> at most: each pass's slowdowns moved the simulated calls to within 1 % in tests.</summary>
+    /// <summary>Passes of <see cref="AtLiveTimes"/> at most: each pass's slowdowns moved the simulated calls to within 1 % in tests.</summary>
     const int ServiceTimePasses = 4;
 
     /// <summary>
-    /// The simulation again, at the service times the live replicas had: each (variant, batch) group's batches slowed by its live
-    /// mean call over its simulated one. Slower batches overlap more and so run at the profile for more copies busy, so this
-    /// repeats, from the last pass's simulated calls, until every group's is within 1 % of live, at most
-    /// <see cref="ServiceTimePasses"/> times. A group that ran live and not simulated keeps its profiles. This tells the
-    /// simulator's queueing apart from its inputs: where it agrees with live at live's service times, what is left between
-    /// live and the simulation at the profiles is how much slower the replicas ran than profiled.
+    /// What the request path took live outside the replicas, on average: the generator's mean latency of the answered requests
+    /// less the replicas' mean wait in the batching queue and mean call per request (their metrics; the call a request's batch
+    /// took is counted at the group's mean call). At load this is more than the hop measured at 4 requests/s, since the router,
+    /// the generator and the servers' HTTP then share the cores with busy replicas.
+    /// </summary>
+    public static double PathMs(SimulationResult measured, IEnumerable<ReplicaTimes> replicas)
+    {
+        var groups = replicas.Where(r => r.Requests > 0).ToList();
+        var served = measured.Requests.Where(r => r.Served).ToList();
+        if (groups.Count == 0 || served.Count == 0) return 0;
+        double inReplicasMs = groups.Sum(g => 1000 * g.QueueWaitSeconds + g.Requests * g.MeanCallMs) / groups.Sum(g => g.Requests);
+        return Math.Max(0, served.Average(r => r.LatencyMs) - inReplicasMs);
+    }
+
+    /// <summary>
+    /// The simulation again, at the times the live run had: given the request path's live time (in <paramref name="simulate"/>), each
+    /// (variant, batch) group's batches slowed by its live mean call over its simulated one. Slower batches overlap more and so
+    /// run at the profile for more copies busy, so this repeats, from the last pass's simulated calls, until every group's is
+    /// within 1 % of live, at most <see cref="ServiceTimePasses"/> times. A group that ran live and not simulated keeps its
+    /// profiles. This tells the simulator's queueing and control apart from its inputs: where it agrees with live at live's
+    /// times, what is left between live and the simulation at the profiles is how much slower the replicas and the path ran.
     /// </summary>
     /// <param name="simulate">The simulation with the given slowdowns.</param>
+    /// <param name="simulated">The simulation without slowdowns.</param>
     /// <param name="liveMeanCallMs">Each live group's mean ONNX Runtime call, from its replicas' metrics.</param>
-    public static (PolicyRun Run, IReadOnlyDictionary<(string Variant, int Batch), double> Slowdown) AtLiveServiceTimes(
+    public static (PolicyRun Run, IReadOnlyDictionary<(string Variant, int Batch), double> Slowdown) AtLiveTimes(
         Func<IReadOnlyDictionary<(string Variant, int Batch), double>, PolicyRun> simulate, PolicyRun simulated,
         IReadOnlyDictionary<(string Variant, int Batch), double> liveMeanCallMs)
     {

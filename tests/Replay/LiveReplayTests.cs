@@ -48,13 +48,24 @@ public sealed class LiveReplayTests
         Assert.Equal(300 + 150, times.Plus(times with { Requests = 150 }).Requests);
     }
 
+    [Fact]
+    public void The_request_paths_time_is_the_live_latency_less_what_the_replicas_took()
+    {
+        var measured = new SimulationResult([new RequestRecord(0.1, 30, 0, RequestOutcome.OnTime), new RequestRecord(0.2, 40, 0, RequestOutcome.Late),
+            new RequestRecord(0.3, 500, 0, RequestOutcome.Rejected)], double.NaN, 1, [3], []);
+        // 10 requests waited 10 ms each for 10 ms calls; 10 more waited 20 ms each, two to a 20 ms call: 30 ms a request in the replicas.
+        ReplicaTimes[] replicas = [new(Calls: 10, CallSeconds: 0.1, Requests: 10, QueueWaitSeconds: 0.1), new(Calls: 5, CallSeconds: 0.1, Requests: 10, QueueWaitSeconds: 0.2)];
+        Assert.Equal(35 - 30, LiveReplay.PathMs(measured, replicas), 9);
+        Assert.Equal(0, LiveReplay.PathMs(measured, []));
+    }
+
     /// <summary>
     /// Replicas sharing a machine: each variant measured with 1, 2 and 3 copies busy at once. A "live" run is the simulation with
-    /// every batch 25 % slower than that; from its mean calls alone, the simulation at live service times finds the 25 % again,
+    /// every batch 25 % slower than that; from its mean calls alone, the simulation at live times finds the 25 % again,
     /// though slower batches overlap more and so run at the profiles for more copies busy.
     /// </summary>
     [Fact]
-    public void The_simulation_at_live_service_times_finds_how_much_slower_the_replicas_ran()
+    public void The_simulation_at_live_times_finds_how_much_slower_the_replicas_ran()
     {
         var sample = ReplayPipeline.Load("resnet", podStartSeconds: 5);
         var spec = sample.Derive(s =>
@@ -79,7 +90,7 @@ public sealed class LiveReplayTests
         Assert.NotEmpty(liveCalls);
 
         var atProfiles = Simulate(null);
-        var (atLiveTimes, slowdown) = LiveReplay.AtLiveServiceTimes(Simulate, atProfiles, liveCalls);
+        var (atLiveTimes, slowdown) = LiveReplay.AtLiveTimes(Simulate, atProfiles, liveCalls);
         foreach (var (group, liveMs) in liveCalls)
         {
             double profiledMs = CallsOf(atProfiles, group)!.MeanMs;
@@ -91,7 +102,7 @@ public sealed class LiveReplayTests
         Assert.Equal(live.Result.Arrived, atLiveTimes.Result.Arrived);
         double P99(PolicyRun run) => ReplayReport.Summarize(run).P99Ms;
         Assert.True(Math.Abs(P99(atLiveTimes) / P99(live) - 1) < Math.Abs(P99(atProfiles) / P99(live) - 1),
-            $"p99 {P99(live):F1} ms live, {P99(atLiveTimes):F1} at live service times, {P99(atProfiles):F1} at the profiles");
+            $"p99 {P99(live):F1} ms live, {P99(atLiveTimes):F1} at live times, {P99(atProfiles):F1} at the profiles");
     }
 
     [Fact]
@@ -103,7 +114,7 @@ public sealed class LiveReplayTests
         Assert.True(run.ExitCode == 0, run.Stderr + run.Stdout);
 
         var rows = File.ReadAllLines(Path.Combine(dir, "report.csv")).Skip(1).Select(r => r.Split(',')).ToDictionary(r => r[0]);
-        Assert.Equal(["ipa (live)", "ipa (simulated)", "ipa (simulated at live service times)"], rows.Keys);
+        Assert.Equal(["ipa (live)", "ipa (simulated)", "ipa (simulated at live times)"], rows.Keys);
         // The generator and the simulator draw the same Poisson arrivals from the same seed.
         Assert.Equal(rows["ipa (simulated)"][1], rows["ipa (live)"][1]);
         Assert.InRange(int.Parse(rows["ipa (live)"][1]), 150, 600);
@@ -118,6 +129,10 @@ public sealed class LiveReplayTests
         var hop = System.Text.RegularExpressions.Regex.Match(report, @"measured router hop, used by the simulation: (\d+\.\d\d) ms");
         Assert.True(hop.Success, report);
         Assert.InRange(double.Parse(hop.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0, 100);
+        // And what it took under load, outside the replicas, for the simulation at live times.
+        var path = System.Text.RegularExpressions.Regex.Match(report, @"measured request path under load .*: ipa (\d+\.\d\d) ms");
+        Assert.True(path.Success, report);
+        Assert.InRange(double.Parse(path.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0, 1000);
         // The replicas' own metrics, read as each left and at the end: their calls served at least every request the
         // generator had answered (the warm-up's come on top), at most 4 to a call.
         var groups = System.Text.RegularExpressions.Regex.Matches(report, @"resnet\d+/b(\d) call (\d+\.\d) / (?:\d+\.\d|none) / (?:\d+\.\d|none) ms \(×\d+\.\d\d; \d+\.\d alone\), wait \d+\.\d / (?:\d+\.\d|none) / (?:\d+\.\d|none) ms, (\d+) calls live");
