@@ -18,6 +18,8 @@ public sealed record ReplicaTimes(double Calls, double CallSeconds, double Reque
 
     public ReplicaTimes Plus(ReplicaTimes other) => new(Calls + other.Calls, CallSeconds + other.CallSeconds, Requests + other.Requests, QueueWaitSeconds + other.QueueWaitSeconds);
 
+    public ReplicaTimes Minus(ReplicaTimes other) => new(Calls - other.Calls, CallSeconds - other.CallSeconds, Requests - other.Requests, QueueWaitSeconds - other.QueueWaitSeconds);
+
     /// <summary>Sums each series over its labels in a model server's metrics (Prometheus text format).</summary>
     public static ReplicaTimes Parse(string metrics)
     {
@@ -46,6 +48,8 @@ public sealed class LiveCluster : IAsyncDisposable
     readonly List<double> startupSeconds = [];
     /// <summary>What the replicas measured themselves, by variant and batch, read as each left (and, at the end, those still serving).</summary>
     readonly Dictionary<(string Variant, int Batch), ReplicaTimes> replicaTimes = [];
+    /// <summary>Each replica's measurements before it served the window: its own warm-up's, and the cluster's before the window.</summary>
+    readonly Dictionary<Replica, ReplicaTimes> beforeWindow = [];
     readonly HttpClient metricsClient = new() { Timeout = TimeSpan.FromSeconds(2) };
     readonly object gate = new();
     ServerProcess? router;
@@ -70,6 +74,9 @@ public sealed class LiveCluster : IAsyncDisposable
         router = await ServerProcess.Start(["router", "--config", RoutesPath, "--host", "127.0.0.1", "--port", "0", "--config-poll-ms", "200",
             "--request-timeout-ms", Invariant(3 * options.SloMs), "--drain-delay-ms", "0"]);
         if (warmUp is not null) await warmUp();
+        List<Replica> warmedUp;
+        lock (gate) warmedUp = [.. serving];
+        await Task.WhenAll(warmedUp.Select(BeforeWindow));
         // Scraped as the replay's simulation scrapes it, so that the policies see what the simulation shows them.
         Prometheus = await PrometheusServer.Start(options.ScrapeInterval, RouterAddress);
     }
@@ -130,8 +137,9 @@ public sealed class LiveCluster : IAsyncDisposable
     }
 
     /// <summary>
-    /// What every replica measured itself, by variant and batch: those that left (read as they were told to drain) and those
-    /// serving now. Call once, at the end.
+    /// What every replica measured itself over the window, by variant and batch: those that left (read as they were told to
+    /// drain) and those serving now, less what each had measured before (its own warm-up, and the cluster's before the window).
+    /// Call once, at the end.
     /// </summary>
     public async Task<IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes>> CollectReplicaTimes()
     {
@@ -141,21 +149,35 @@ public sealed class LiveCluster : IAsyncDisposable
         lock (gate) return new Dictionary<(string Variant, int Batch), ReplicaTimes>(replicaTimes);
     }
 
-    /// <summary>Adds a replica's own measurements to its group's; a replica that does not answer its metrics adds nothing.</summary>
+    /// <summary>Adds a replica's own measurements since <see cref="BeforeWindow"/> to its group's; a replica that does not answer its metrics adds nothing.</summary>
     async Task Record(Replica replica)
     {
-        string metrics;
+        if (await Measurements(replica) is not { } times) return;
+        var key = (replica.Variant, replica.Batch);
+        lock (gate)
+        {
+            if (beforeWindow.TryGetValue(replica, out var before)) times = times.Minus(before);
+            replicaTimes[key] = replicaTimes.TryGetValue(key, out var sum) ? sum.Plus(times) : times;
+        }
+    }
+
+    /// <summary>Notes what a replica has measured so far, so that <see cref="Record"/> counts only what comes after.</summary>
+    async Task BeforeWindow(Replica replica)
+    {
+        if (await Measurements(replica) is { } times)
+            lock (gate) beforeWindow[replica] = times;
+    }
+
+    async Task<ReplicaTimes?> Measurements(Replica replica)
+    {
         try
         {
-            metrics = await metricsClient.GetStringAsync(new Uri(replica.Process.Address!, "/metrics"));
+            return ReplicaTimes.Parse(await metricsClient.GetStringAsync(new Uri(replica.Process.Address!, "/metrics")));
         }
         catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
         {
-            return;
+            return null;
         }
-        var times = ReplicaTimes.Parse(metrics);
-        var key = (replica.Variant, replica.Batch);
-        lock (gate) replicaTimes[key] = replicaTimes.TryGetValue(key, out var sum) ? sum.Plus(times) : times;
     }
 
     async Task<Replica> StartReplica(string variant, int batch)
@@ -171,7 +193,9 @@ public sealed class LiveCluster : IAsyncDisposable
             await Task.Delay(50);
         }
         lock (gate) startupSeconds.Add(clock.Elapsed.TotalSeconds);
-        return new Replica(variant, batch, process);
+        var replica = new Replica(variant, batch, process);
+        await BeforeWindow(replica);
+        return replica;
     }
 
     static string Invariant(double value) => value.ToString(CultureInfo.InvariantCulture);
