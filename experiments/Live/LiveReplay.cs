@@ -41,7 +41,8 @@ public sealed record LiveReplicaTimes(string Group, ReplicaTimes Live, GroupCall
 /// profiled through model servers over REST; each policy then runs the window against real
 /// model-server processes behind a real router, deciding every interval from the router's arrival rate in a
 /// real Prometheus, while an open-loop generator sends the load. The same window, policy and profiles then
-/// go through the simulator, with the measured start-up time, to say how far the simulator is from reality.
+/// go through the simulator, with the measured start-up time, to say how far the simulator is from reality; and once more
+/// at the times the live run had (<see cref="AtLiveTimes"/>), to say how much of that is the simulator and how much its inputs.
 /// </summary>
 public static class LiveReplay
 {
