@@ -117,6 +117,7 @@ public sealed class LiveReplayTests
         Assert.Equal(["ipa (live)", "ipa (simulated)", "ipa (simulated at live times)"], rows.Keys);
         // The generator and the simulator draw the same Poisson arrivals from the same seed.
         Assert.Equal(rows["ipa (simulated)"][1], rows["ipa (live)"][1]);
+        Assert.Equal(rows["ipa (simulated at live times)"][1], rows["ipa (live)"][1]);
         Assert.InRange(int.Parse(rows["ipa (live)"][1]), 150, 600);
         double liveViolations = double.Parse(rows["ipa (live)"][2], System.Globalization.CultureInfo.InvariantCulture);
         Assert.InRange(liveViolations, 0, 0.2);
