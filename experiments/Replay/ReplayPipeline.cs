@@ -27,7 +27,12 @@ public sealed class ReplayPipeline
     /// <summary>Seconds from a replica's creation to its model loading: scheduling, image, container start.</summary>
     public double PodStartSeconds { get; }
 
-    /// <summary>What the router and HTTP add to a request at a stage, ms: <c>replay --live</c> measured 1.0 on the development machine (README).</summary>
+    /// <summary>
+    /// What the router and HTTP add to a request at a stage, ms, by default: an assumption for a cluster, where the router
+    /// and the replicas have cores of their own (<c>--hop-ms</c> sets a measured one). On the 2-core development machine,
+    /// sharing its cores with the load generator, <c>replay --live</c> measures 1.7–4.2 ms at 4 requests/s and 5–8 ms
+    /// under load (README, "Live").
+    /// </summary>
     public const double DefaultHopMs = 1.0;
 
     /// <summary>
