@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Adaptive.Core.Planning;
 using Adaptive.Core.Routing;
+using Adaptive.Core.Simulation;
 
 namespace Adaptive.Experiments.Live;
 
@@ -91,7 +92,7 @@ public sealed class LiveCluster : IAsyncDisposable
                 exited.Dispose();
                 draining.Remove(exited);
             }
-            var counts = serving.GroupBy(r => $"{options.Stage}/{r.Variant}@cpu/b{r.Batch}").ToDictionary(g => g.Key, g => g.Count());
+            var counts = serving.GroupBy(r => $"{options.Stage}/{SimulatedGroup.KeyOf(r.Variant, "cpu", r.Batch)}").ToDictionary(g => g.Key, g => g.Count());
             if (draining.Count > 0) counts["draining"] = draining.Count;
             return counts;
         }

@@ -173,7 +173,7 @@ public static class LiveReplay
     /// <summary>
     /// Requests per second, for 4 s, that warm the request path up before the hop is measured. Until .NET's tiered JIT has
     /// compiled the router's, the server's and the generator's code for speed, a request takes longer: measured cold, the hop
-    /// came to 6.3–7.8 ms; after this, 2.1–4.2 ms, as at 160 requests/s outside the replicas (p50 3.2–3.8 ms; README, "Live").
+    /// came to 6.3–7.8 ms; after this, 1.7–4.2 ms, as at 160 requests/s outside the replicas (p50 3.2–3.8 ms; README, "Live").
     /// </summary>
     const double HopWarmUpRps = 60;
 
