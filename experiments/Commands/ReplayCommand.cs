@@ -159,6 +159,7 @@ public static class ReplayCommand
             {
                 c.Measured with { Policy = $"{c.Policy} (live)" },
                 c.Simulated with { Policy = $"{c.Policy} (simulated)" },
+                c.Calibrated with { Policy = $"{c.Policy} (simulated at calibrated times)" },
                 c.AtLiveTimes with { Policy = $"{c.Policy} (simulated at live times)" },
             }).ToList();
             Write(settings.Output, runs, replay.Workload,
@@ -167,6 +168,8 @@ public static class ReplayCommand
                 $"workload: {replay.Workload.Name}, {replay.Workload.Seconds} s, mean {replay.Workload.Mean:F1} rps, peak {replay.Workload.Peak:F1} rps",
                 $"measured replica start-up (process start to ready), used by the simulation: {string.Join(", ", comparisons.Select(c => $"{c.Policy} {c.StartupSeconds:F2} s"))}",
                 $"measured router hop, used by the simulation: {comparisons.FirstOrDefault()?.HopMs:F2} ms (the median latency at low load over the model's mean time)",
+                $"calibrated at load before the window (the warm-up's last {LiveReplay.CalibrationSeconds} s at the window's first rate: the replicas' calls against the simulation's of that load, and the request path as below), used by the simulation at calibrated times: " +
+                    string.Join(", ", comparisons.Select(c => $"{c.Policy} calls ×{c.Calibration.CallSlowdown:F2}, path {c.Calibration.PathMs:F2} ms")),
                 $"measured request path under load (the live mean latency less the replicas' mean wait and call), used by the simulation at live times: {string.Join(", ", comparisons.Select(c => $"{c.Policy} {c.PathMs:F2} ms"))}",
                 $"live replicas' own metrics against the simulation's (mean ONNX Runtime call and mean wait in the batching queue: live, simulated, simulated at live times; the slowdown that took; the profile's call for one copy alone): " + string.Join("; ",
                     comparisons.Select(c => $"{c.Policy}: " + string.Join(", ", c.Replicas.Select(r =>

@@ -24,10 +24,19 @@ public sealed record LiveSettings(int Resolution, double SloMs, int MaxReplicas,
 /// <param name="StartupSeconds">Measured mean time from a replica's process start to its serving; the simulation uses it.</param>
 /// <param name="HopMs">What the router and HTTP add to a request at low load, measured; the simulation adds it at the stage.</param>
 /// <param name="Replicas">What the live replicas measured themselves, by variant and batch: where the live run's time went.</param>
+/// <param name="Calibrated">The simulation at the times the rig measured at load before the window (<see cref="Calibration"/>).</param>
 /// <param name="AtLiveTimes">The simulation at the live run's own times: the replicas' calls and the request path's (<see cref="LiveReplay.AtLiveTimes"/>).</param>
 /// <param name="PathMs">What the request path took live outside the replicas' queues and calls (<see cref="LiveReplay.PathMs"/>); the simulation at live times adds it at the stage.</param>
-public sealed record LiveComparison(string Policy, PolicyRun Measured, PolicyRun Simulated, PolicyRun AtLiveTimes, double StartupSeconds, double HopMs, double PathMs,
-    IReadOnlyList<LiveReplicaTimes> Replicas);
+public sealed record LiveComparison(string Policy, PolicyRun Measured, PolicyRun Simulated, PolicyRun Calibrated, PolicyRun AtLiveTimes, double StartupSeconds,
+    double HopMs, LoadCalibration Calibration, double PathMs, IReadOnlyList<LiveReplicaTimes> Replicas);
+
+/// <summary>
+/// What the rig measured at load before the window (<see cref="LiveReplay.Calibrate"/>), for a simulation that predicts the live
+/// run instead of fitting it: nothing from the window goes in.
+/// </summary>
+/// <param name="CallSlowdown">How many times longer the replicas' calls took than the simulation's of the same load: one number for the machine.</param>
+/// <param name="PathMs">What the request path took outside the replicas' queues and calls (<see cref="LiveReplay.PathMs"/>).</param>
+public sealed record LoadCalibration(double CallSlowdown, double PathMs);
 
 /// <summary>
 /// A live group's ONNX Runtime calls and queue waits, from its replicas' metrics, beside the same group's in the simulation and in
@@ -41,8 +50,10 @@ public sealed record LiveReplicaTimes(string Group, ReplicaTimes Live, GroupCall
 /// profiled through model servers over REST; each policy then runs the window against real
 /// model-server processes behind a real router, deciding every interval from the router's arrival rate in a
 /// real Prometheus, while an open-loop generator sends the load. The same window, policy and profiles then
-/// go through the simulator, with the measured start-up time, to say how far the simulator is from reality; and once more
-/// at the times the live run had (<see cref="AtLiveTimes"/>), to say how much of that is the simulator and how much its inputs.
+/// go through the simulator, with the measured start-up time, to say how far the simulator is from reality; again at the times
+/// the rig measured at load before the window (<see cref="Calibrate"/>), to say how far a simulation given a measurement at load
+/// gets; and once more at the times the live run had (<see cref="AtLiveTimes"/>), to say how much of what is left is the
+/// simulator and how much its inputs.
 /// </summary>
 public static class LiveReplay
 {
@@ -65,23 +76,33 @@ public static class LiveReplay
             foreach (string name in policies)
             {
                 log($"{name}: {replay.Workload.Seconds} s live");
-                var (measured, startup, scrapePhase, replicas) = await RunLive(pipeline, name, replay, settings, cancellation);
-                PolicyRun Simulate(IReadOnlyDictionary<(string Variant, int Batch), double>? slowdown, double hopMs)
-                {
-                    var simulatedPipeline = new ReplayPipeline(pipeline.Spec, Math.Max(0, startup - pipeline.Spec.Spec.Stages[0].Variants.Average(v => v.Profiles[0].LoadTimeSeconds)))
+                var (measured, startup, scrapePhase, replicas, warmUp) = await RunLive(pipeline, name, replay, settings, cancellation);
+                ReplayPipeline SimulatedPipeline(IReadOnlyDictionary<(string Variant, int Batch), double>? slowdown) =>
+                    new(pipeline.Spec, Math.Max(0, startup - pipeline.Spec.Spec.Stages[0].Variants.Average(v => v.Profiles[0].LoadTimeSeconds)))
                     {
                         SharedMachineProfiles = pipeline.SharedMachineProfiles,
                         ServiceSlowdown = slowdown,
                     };
+                PolicyRun Simulate(IReadOnlyDictionary<(string Variant, int Batch), double>? slowdown, double hopMs)
+                {
+                    var simulatedPipeline = SimulatedPipeline(slowdown);
                     var policy = ReplayPolicies.Create(name, simulatedPipeline, replay.Workload.Peak, replay.Workload.Mean);
                     return ReplayRunner.Run(simulatedPipeline, policy, replay.Workload, replay.PriorArrivals,
                         simulatedPipeline.SimulationOptions(settings.Seed, hopMs), scrapes: new ScrapeSchedule(settings.ScrapeSeconds, scrapePhase));
                 }
                 var simulated = Simulate(null, hopMs);
-                double pathMs = PathMs(measured.Result, replicas.Values);
+                var calibration = Calibrate(warmUp.Records, warmUp.Replicas, given =>
+                {
+                    var simulatedPipeline = SimulatedPipeline(given);
+                    return new PolicyRun(name, ClusterSimulator.Run(simulatedPipeline.Simulate(warmUp.Plan),
+                        WorkloadPatterns.Steady(warmUp.Rps, CalibrationSimulationSeconds), simulatedPipeline.SimulationOptions(settings.Seed, hopMs)), []);
+                });
+                var calibrated = Simulate(EveryGroup(pipeline, calibration.CallSlowdown), calibration.PathMs);
+                double pathMs = PathMs(measured.Result.Requests, replicas.Values);
                 var liveCalls = replicas.Where(r => r.Value.Calls > 0).ToDictionary(r => r.Key, r => r.Value.MeanCallMs);
                 var (atLiveTimes, slowdown) = AtLiveTimes(s => Simulate(s, pathMs), Simulate(null, pathMs), liveCalls);
-                comparisons.Add(new LiveComparison(name, measured, simulated, atLiveTimes, startup, hopMs, pathMs, Describe(pipeline, replicas, simulated, atLiveTimes, slowdown)));
+                comparisons.Add(new LiveComparison(name, measured, simulated, calibrated, atLiveTimes, startup, hopMs, calibration, pathMs,
+                    Describe(pipeline, replicas, simulated, atLiveTimes, slowdown)));
             }
             return comparisons;
         }
@@ -163,9 +184,18 @@ public static class LiveReplay
     /// <summary>
     /// How long the cluster serves the window's first rate before the window, as a warm-up. At a steady 160 requests/s on two
     /// replicas, 5 s left the processes slower in the window's first 10 s than after: 1.4–1.8 % of those requests missed live,
-    /// none simulated; after 15 s, none missed (README, "Live").
+    /// none simulated; after 15 s, none missed (README, "Live"). The last <see cref="CalibrationSeconds"/> of it calibrate the simulation.
     /// </summary>
-    const int ClusterWarmUpSeconds = 15;
+    const int ClusterWarmUpSeconds = 25;
+
+    /// <summary>The end of the cluster's warm-up, warm by then, over which the rig is measured at load (<see cref="Calibrate"/>).</summary>
+    public const int CalibrationSeconds = 10;
+
+    /// <summary>How long the simulation of the calibration's steady load runs: long enough that its mean call moves by under 1 % from seed to seed.</summary>
+    const int CalibrationSimulationSeconds = 120;
+
+    /// <summary>What the cluster's warm-up measured in its last <see cref="CalibrationSeconds"/>, on <paramref name="Plan"/> at <paramref name="Rps"/>.</summary>
+    sealed record WarmUp(IReadOnlyList<StagePlan> Plan, double Rps, IReadOnlyList<RequestRecord> Records, IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes> Replicas);
 
     /// <summary>Requests per second of the hop measurement: low enough that none waits for another.</summary>
     const double HopMeasurementRps = 4;
@@ -198,10 +228,10 @@ public static class LiveReplay
 
     /// <summary>
     /// The policy on real processes. Returns the run, the replicas' mean start-up time, when in each scrape interval from the
-    /// window's start Prometheus scraped, and what the replicas measured themselves.
+    /// window's start Prometheus scraped, what the replicas measured themselves, and what the warm-up measured.
     /// </summary>
-    static async Task<(PolicyRun Run, double StartupSeconds, int ScrapePhaseSeconds, IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes> Replicas)> RunLive(ReplayPipeline pipeline, string name, ReplayWorkload replay, LiveSettings settings,
-        CancellationToken cancellation)
+    static async Task<(PolicyRun Run, double StartupSeconds, int ScrapePhaseSeconds, IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes> Replicas, WarmUp WarmUp)> RunLive(
+        ReplayPipeline pipeline, string name, ReplayWorkload replay, LiveSettings settings, CancellationToken cancellation)
     {
         var policy = ReplayPolicies.Create(name, pipeline, replay.Workload.Peak, replay.Workload.Mean);
         var stage = pipeline.Spec.Spec.Stages[0];
@@ -210,8 +240,8 @@ public static class LiveReplay
         var running = first.Plan!;
         // A cluster in the middle of its life has served before the window: its router and replicas are past their first requests,
         // as the simulation's are. Without it, both policies missed 0.3–1.3 % of the window's first 10 s live (none simulated).
-        await cluster.Start(running[0], () => Generator(cluster, settings, maxInFlight: 64)
-            .Run(WorkloadPatterns.Steady(replay.Workload.RatePerSecond[0], ClusterWarmUpSeconds), settings.Seed + 1, Stopwatch.StartNew(), cancellation), cancellation);
+        WarmUp? warmUp = null;
+        await cluster.Start(running[0], async () => warmUp = await WarmUpCluster(cluster, running, replay.Workload.RatePerSecond[0], settings, cancellation), cancellation);
         var decisions = new List<DecisionRecord> { new(0, first.PredictedRps, first.SolveMs, false, running) };
         var generator = Generator(cluster, settings, maxInFlight: 512);
 
@@ -242,8 +272,42 @@ public static class LiveReplay
         var replicaTimes = await cluster.CollectReplicaTimes();
         var result = Measured(records, decisions, stage, samples, replay.Workload.Seconds);
         double startup = cluster.StartupSeconds.Count == 0 ? 0 : cluster.StartupSeconds.Average();
-        return (new PolicyRun(name, result, decisions), startup, ScrapePhase(await cluster.Prometheus!.LastScrape() - started, settings.ScrapeSeconds), replicaTimes);
+        return (new PolicyRun(name, result, decisions), startup, ScrapePhase(await cluster.Prometheus!.LastScrape() - started, settings.ScrapeSeconds), replicaTimes, warmUp!);
     }
+
+    /// <summary>Serves <paramref name="rps"/> for <see cref="ClusterWarmUpSeconds"/>, measuring the requests and the replicas over the last <see cref="CalibrationSeconds"/>.</summary>
+    static async Task<WarmUp> WarmUpCluster(LiveCluster cluster, IReadOnlyList<StagePlan> plan, double rps, LiveSettings settings, CancellationToken cancellation)
+    {
+        const int coldSeconds = ClusterWarmUpSeconds - CalibrationSeconds;
+        var clock = Stopwatch.StartNew();
+        var load = Generator(cluster, settings, maxInFlight: 64).Run(WorkloadPatterns.Steady(rps, ClusterWarmUpSeconds), settings.Seed + 1, clock, cancellation);
+        await Task.Delay(TimeSpan.FromSeconds(coldSeconds) - clock.Elapsed, cancellation);
+        var before = await cluster.ServingTimes();
+        var records = await load;
+        var after = await cluster.ServingTimes();
+        return new WarmUp(plan, rps, [.. records.Where(r => r.ArrivalSeconds >= coldSeconds)],
+            after.ToDictionary(a => a.Key, a => before.TryGetValue(a.Key, out var cold) ? a.Value.Minus(cold) : a.Value));
+    }
+
+    /// <summary>
+    /// The rig at load, from a steady load's requests and what the replicas measured over it: how many times longer their calls
+    /// took than in the simulation of that load (<paramref name="simulate"/>, with given slowdowns), found per group as
+    /// <see cref="AtLiveTimes"/> does and weighted by their calls into one number for the machine, since the window runs groups
+    /// this load did not; and what the request path took outside the replicas (<see cref="PathMs"/>).
+    /// </summary>
+    public static LoadCalibration Calibrate(IReadOnlyList<RequestRecord> records, IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes> replicas,
+        Func<IReadOnlyDictionary<(string Variant, int Batch), double>, PolicyRun> simulate)
+    {
+        var measured = replicas.Where(r => r.Value.Calls > 0).ToDictionary(r => r.Key, r => r.Value);
+        var (_, slowdown) = AtLiveTimes(simulate, simulate(new Dictionary<(string Variant, int Batch), double>()), measured.ToDictionary(m => m.Key, m => m.Value.MeanCallMs));
+        double calls = measured.Values.Sum(m => m.Calls);
+        double machine = calls == 0 ? 1 : measured.Sum(m => m.Value.Calls * slowdown.GetValueOrDefault(m.Key, 1)) / calls;
+        return new LoadCalibration(machine, PathMs(records, replicas.Values));
+    }
+
+    /// <summary>Every (variant, batch) of the pipeline's stage at <paramref name="slowdown"/>.</summary>
+    static Dictionary<(string Variant, int Batch), double> EveryGroup(ReplayPipeline pipeline, double slowdown) =>
+        pipeline.Spec.Spec.Stages[0].Variants.SelectMany(v => v.Profiles[0].Batches.Select(b => (v.Name, b.Batch))).ToDictionary(g => g, _ => slowdown);
 
     /// <summary>Each live group's own times beside the simulations', its profile's mean call alone (batch / throughput) and its slowdown.</summary>
     static IReadOnlyList<LiveReplicaTimes> Describe(ReplayPipeline pipeline, IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes> replicas,
@@ -268,10 +332,10 @@ public static class LiveReplay
     /// took is counted at the group's mean call). At load this is more than the hop measured at 4 requests/s, since the router,
     /// the generator and the servers' HTTP then share the cores with busy replicas.
     /// </summary>
-    public static double PathMs(SimulationResult measured, IEnumerable<ReplicaTimes> replicas)
+    public static double PathMs(IEnumerable<RequestRecord> requests, IEnumerable<ReplicaTimes> replicas)
     {
         var groups = replicas.Where(r => r.Requests > 0).ToList();
-        var served = measured.Requests.Where(r => r.Served).ToList();
+        var served = requests.Where(r => r.Served).ToList();
         if (groups.Count == 0 || served.Count == 0) return 0;
         double inReplicasMs = groups.Sum(g => 1000 * g.QueueWaitSeconds + g.Requests * g.MeanCallMs) / groups.Sum(g => g.Requests);
         return Math.Max(0, served.Average(r => r.LatencyMs) - inReplicasMs);

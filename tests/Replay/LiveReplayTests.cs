@@ -1,4 +1,5 @@
 using Adaptive.Core.Adaptation;
+using Adaptive.Core.Api.V1Alpha1;
 using Adaptive.Core.Planning;
 using Adaptive.Core.Simulation;
 using Adaptive.Core.Workloads;
@@ -51,8 +52,7 @@ public sealed class LiveReplayTests
     [Fact]
     public void The_request_paths_time_is_the_live_latency_less_what_the_replicas_took()
     {
-        var measured = new SimulationResult([new RequestRecord(0.1, 30, 0, RequestOutcome.OnTime), new RequestRecord(0.2, 40, 0, RequestOutcome.Late),
-            new RequestRecord(0.3, 500, 0, RequestOutcome.Rejected)], double.NaN, 1, [3], []);
+        RequestRecord[] measured = [new(0.1, 30, 0, RequestOutcome.OnTime), new(0.2, 40, 0, RequestOutcome.Late), new(0.3, 500, 0, RequestOutcome.Rejected)];
         // 10 requests waited 10 ms each for 10 ms calls; 10 more waited 20 ms each, two to a 20 ms call: 30 ms a request in the replicas.
         ReplicaTimes[] replicas = [new(Calls: 10, CallSeconds: 0.1, Requests: 10, QueueWaitSeconds: 0.1), new(Calls: 5, CallSeconds: 0.1, Requests: 10, QueueWaitSeconds: 0.2)];
         Assert.Equal(35 - 30, LiveReplay.PathMs(measured, replicas), 9);
@@ -64,17 +64,52 @@ public sealed class LiveReplayTests
     /// every batch 25 % slower than that; from its mean calls alone, the simulation at live times finds the 25 % again,
     /// though slower batches overlap more and so run at the profiles for more copies busy.
     /// </summary>
-    [Fact]
-    public void The_simulation_at_live_times_finds_how_much_slower_the_replicas_ran()
+    /// <summary>The resnet sample on CPU alone, each variant measured with 1, 2 and 3 copies busy at once, as on one shared machine.</summary>
+    static (InferencePipeline Spec, Dictionary<string, IReadOnlyList<IReadOnlyList<ProfilePoint>>> Shared) SharedMachinePipeline()
     {
-        var sample = ReplayPipeline.Load("resnet", podStartSeconds: 5);
-        var spec = sample.Derive(s =>
+        var spec = ReplayPipeline.Load("resnet", podStartSeconds: 5).Derive(s =>
         {
             s.HardwareClasses = [.. s.HardwareClasses.Where(c => c.Name == "cpu")];
             foreach (var variant in s.Stages[0].Variants) variant.Profiles = [.. variant.Profiles.Where(p => p.HardwareClass == "cpu")];
         });
         var shared = spec.Spec.Stages[0].Variants.ToDictionary(v => v.Name, v => (IReadOnlyList<IReadOnlyList<ProfilePoint>>)[.. new[] { 1, 1.3, 1.6 }.Select(
             slower => (IReadOnlyList<ProfilePoint>)[.. v.Profiles[0].Batches.Select(b => new ProfilePoint(b.Batch, b.LatencyMs * slower, b.ThroughputRps / slower))])]);
+        return (spec, shared);
+    }
+
+    /// <summary>
+    /// Before the window, the rig serves a steady load: here a simulation of two replicas at 60 % of what they sustain with their
+    /// calls 20 % slower than the profiles and 6 ms on the path. From its requests and the replicas' metrics, the calibration
+    /// finds both again (the simulation it compares with draws other arrivals).
+    /// </summary>
+    [Fact]
+    public void The_calibration_at_load_finds_how_much_slower_the_replicas_ran_and_what_the_path_took()
+    {
+        var (spec, shared) = SharedMachinePipeline();
+        var variant = spec.Spec.Stages[0].Variants[1];
+        double rps = 0.6 * 2 * variant.Profiles[0].Batches.First(b => b.Batch == 1).ThroughputRps / 1.3;
+        IReadOnlyList<StagePlan> plan = [new StagePlan("classify", [new Allocation(variant.Name, "cpu", 2, 1, 1)])];
+        SimulationResult Steady(IReadOnlyDictionary<(string Variant, int Batch), double> slowdown, double hopMs, int seed)
+        {
+            var pipeline = new ReplayPipeline(spec, podStartSeconds: 5) { SharedMachineProfiles = shared, ServiceSlowdown = slowdown };
+            return ClusterSimulator.Run(pipeline.Simulate(plan), WorkloadPatterns.Steady(rps, 120), pipeline.SimulationOptions(seed, hopMs));
+        }
+        var live = Steady(new Dictionary<(string Variant, int Batch), double> { [(variant.Name, 1)] = 1.2 }, hopMs: 6, seed: 5);
+        var calls = Assert.Single(live.Calls).Value;
+        var replicas = new Dictionary<(string Variant, int Batch), ReplicaTimes>
+        {
+            [(variant.Name, 1)] = new(calls.Calls, calls.ServiceMs / 1000, calls.Requests, calls.QueueWaitMs / 1000),
+        };
+
+        var calibration = LiveReplay.Calibrate(live.Requests, replicas, slowdown => new PolicyRun("static", Steady(slowdown, hopMs: 1, seed: 3), []));
+        Assert.InRange(calibration.CallSlowdown, 1.2 * 0.97, 1.2 * 1.03);
+        Assert.InRange(calibration.PathMs, 6 * 0.95, 6 * 1.05);
+    }
+
+    [Fact]
+    public void The_simulation_at_live_times_finds_how_much_slower_the_replicas_ran()
+    {
+        var (spec, shared) = SharedMachinePipeline();
         var replay = ReplayWorkloads.Create("twitter", TwitterTrace.DefaultPath, WorkloadPatterns.IpaWindowStart + 240, 300, WorkloadPatterns.IpaDamping, seed: 1);
         PolicyRun Simulate(IReadOnlyDictionary<(string Variant, int Batch), double>? slowdown)
         {
@@ -114,9 +149,10 @@ public sealed class LiveReplayTests
         Assert.True(run.ExitCode == 0, run.Stderr + run.Stdout);
 
         var rows = File.ReadAllLines(Path.Combine(dir, "report.csv")).Skip(1).Select(r => r.Split(',')).ToDictionary(r => r[0]);
-        Assert.Equal(["ipa (live)", "ipa (simulated)", "ipa (simulated at live times)"], rows.Keys);
+        Assert.Equal(["ipa (live)", "ipa (simulated)", "ipa (simulated at calibrated times)", "ipa (simulated at live times)"], rows.Keys);
         // The generator and the simulator draw the same Poisson arrivals from the same seed.
         Assert.Equal(rows["ipa (simulated)"][1], rows["ipa (live)"][1]);
+        Assert.Equal(rows["ipa (simulated at calibrated times)"][1], rows["ipa (live)"][1]);
         Assert.Equal(rows["ipa (simulated at live times)"][1], rows["ipa (live)"][1]);
         Assert.InRange(int.Parse(rows["ipa (live)"][1]), 150, 600);
         double liveViolations = double.Parse(rows["ipa (live)"][2], System.Globalization.CultureInfo.InvariantCulture);
@@ -130,6 +166,11 @@ public sealed class LiveReplayTests
         var hop = System.Text.RegularExpressions.Regex.Match(report, @"measured router hop, used by the simulation: (\d+\.\d\d) ms");
         Assert.True(hop.Success, report);
         Assert.InRange(double.Parse(hop.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0, 100);
+        // The rig measured at load in the warm-up, for the simulation at calibrated times.
+        var calibration = System.Text.RegularExpressions.Regex.Match(report, @"calibrated at load before the window .*: ipa calls ×(\d+\.\d\d), path (\d+\.\d\d) ms");
+        Assert.True(calibration.Success, report);
+        Assert.InRange(double.Parse(calibration.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0.2, 5);
+        Assert.InRange(double.Parse(calibration.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture), 0, 1000);
         // And what it took under load, outside the replicas, for the simulation at live times.
         var path = System.Text.RegularExpressions.Regex.Match(report, @"measured request path under load .*: ipa (\d+\.\d\d) ms");
         Assert.True(path.Success, report);
