@@ -168,8 +168,9 @@ public static class ReplayCommand
                 $"workload: {replay.Workload.Name}, {replay.Workload.Seconds} s, mean {replay.Workload.Mean:F1} rps, peak {replay.Workload.Peak:F1} rps",
                 $"measured replica start-up (process start to ready), used by the simulation: {string.Join(", ", comparisons.Select(c => $"{c.Policy} {c.StartupSeconds:F2} s"))}",
                 $"measured router hop, used by the simulation: {comparisons.FirstOrDefault()?.HopMs:F2} ms (the median latency at low load over the model's mean time)",
-                $"calibrated at load before the window (the warm-up's last {LiveReplay.CalibrationSeconds} s at the window's first rate: the replicas' calls against the simulation's of that load, and the request path as below), used by the simulation at calibrated times: " +
-                    string.Join(", ", comparisons.Select(c => $"{c.Policy} calls ×{c.Calibration.CallSlowdown:F2}, path {c.Calibration.PathMs:F2} ms")),
+                comparisons.FirstOrDefault()?.Calibration is { } calibration
+                    ? $"calibrated at load before the policies ({calibration.Setup}), used by the simulation at calibrated times: the replicas' calls ×{calibration.CallSlowdown:F2} the simulation's of that load, the request path {calibration.PathMs:F2} ms (the live latency less the replicas' wait and call)"
+                    : "no calibration at load",
                 $"measured request path under load (the live mean latency less the replicas' mean wait and call), used by the simulation at live times: {string.Join(", ", comparisons.Select(c => $"{c.Policy} {c.PathMs:F2} ms"))}",
                 $"live replicas' own metrics against the simulation's (mean ONNX Runtime call and mean wait in the batching queue: live, simulated, simulated at live times; the slowdown that took; the profile's call for one copy alone): " + string.Join("; ",
                     comparisons.Select(c => $"{c.Policy}: " + string.Join(", ", c.Replicas.Select(r =>

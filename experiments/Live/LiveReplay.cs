@@ -36,7 +36,11 @@ public sealed record LiveComparison(string Policy, PolicyRun Measured, PolicyRun
 /// </summary>
 /// <param name="CallSlowdown">How many times longer the replicas' calls took than the simulation's of the same load: one number for the machine.</param>
 /// <param name="PathMs">What the request path took outside the replicas' queues and calls (<see cref="LiveReplay.PathMs"/>).</param>
-public sealed record LoadCalibration(double CallSlowdown, double PathMs);
+public sealed record LoadCalibration(double CallSlowdown, double PathMs)
+{
+    /// <summary>What was served to measure it, in words.</summary>
+    public string Setup { get; init; } = "";
+}
 
 /// <summary>
 /// A live group's ONNX Runtime calls and queue waits, from its replicas' metrics, beside the same group's in the simulation and in
@@ -72,31 +76,21 @@ public static class LiveReplay
             var pipeline = configure(Profile(models, settings, log));
             double hopMs = await MeasureHop(pipeline, settings, cancellation);
             log($"the router and HTTP add {hopMs:F2} ms to a request at low load");
+            var calibration = await CalibrateAtLoad(pipeline, replay.Workload.Mean, settings, cancellation);
+            log($"at {replay.Workload.Mean:F0} requests/s the replicas' calls took ×{calibration.CallSlowdown:F2} the simulation's and the request path {calibration.PathMs:F2} ms");
             var comparisons = new List<LiveComparison>();
             foreach (string name in policies)
             {
                 log($"{name}: {replay.Workload.Seconds} s live");
-                var (measured, startup, scrapePhase, replicas, warmUp) = await RunLive(pipeline, name, replay, settings, cancellation);
-                ReplayPipeline SimulatedPipeline(IReadOnlyDictionary<(string Variant, int Batch), double>? slowdown) =>
-                    new(pipeline.Spec, Math.Max(0, startup - pipeline.Spec.Spec.Stages[0].Variants.Average(v => v.Profiles[0].LoadTimeSeconds)))
-                    {
-                        SharedMachineProfiles = pipeline.SharedMachineProfiles,
-                        ServiceSlowdown = slowdown,
-                    };
+                var (measured, startup, scrapePhase, replicas) = await RunLive(pipeline, name, replay, settings, cancellation);
                 PolicyRun Simulate(IReadOnlyDictionary<(string Variant, int Batch), double>? slowdown, double hopMs)
                 {
-                    var simulatedPipeline = SimulatedPipeline(slowdown);
+                    var simulatedPipeline = Slowed(pipeline, slowdown, Math.Max(0, startup - pipeline.Spec.Spec.Stages[0].Variants.Average(v => v.Profiles[0].LoadTimeSeconds)));
                     var policy = ReplayPolicies.Create(name, simulatedPipeline, replay.Workload.Peak, replay.Workload.Mean);
                     return ReplayRunner.Run(simulatedPipeline, policy, replay.Workload, replay.PriorArrivals,
                         simulatedPipeline.SimulationOptions(settings.Seed, hopMs), scrapes: new ScrapeSchedule(settings.ScrapeSeconds, scrapePhase));
                 }
                 var simulated = Simulate(null, hopMs);
-                var calibration = Calibrate(warmUp.Records, warmUp.Replicas, given =>
-                {
-                    var simulatedPipeline = SimulatedPipeline(given);
-                    return new PolicyRun(name, ClusterSimulator.Run(simulatedPipeline.Simulate(warmUp.Plan),
-                        WorkloadPatterns.Steady(warmUp.Rps, CalibrationSimulationSeconds), simulatedPipeline.SimulationOptions(settings.Seed, hopMs)), []);
-                });
                 var calibrated = Simulate(EveryGroup(pipeline, calibration.CallSlowdown), calibration.PathMs);
                 double pathMs = PathMs(measured.Result.Requests, replicas.Values);
                 var liveCalls = replicas.Where(r => r.Value.Calls > 0).ToDictionary(r => r.Key, r => r.Value.MeanCallMs);
@@ -184,18 +178,21 @@ public static class LiveReplay
     /// <summary>
     /// How long the cluster serves the window's first rate before the window, as a warm-up. At a steady 160 requests/s on two
     /// replicas, 5 s left the processes slower in the window's first 10 s than after: 1.4–1.8 % of those requests missed live,
-    /// none simulated; after 15 s, none missed (README, "Live"). The last <see cref="CalibrationSeconds"/> of it calibrate the simulation.
+    /// none simulated; after 15 s, none missed (README, "Live").
     /// </summary>
-    const int ClusterWarmUpSeconds = 25;
+    const int ClusterWarmUpSeconds = 15;
 
-    /// <summary>The end of the cluster's warm-up, warm by then, over which the rig is measured at load (<see cref="Calibrate"/>).</summary>
-    public const int CalibrationSeconds = 10;
+    /// <summary>How long the calibration at load measures (<see cref="CalibrateAtLoad"/>), after serving its rate for <see cref="ClusterWarmUpSeconds"/>.</summary>
+    const int CalibrationSeconds = 10;
 
     /// <summary>How long the simulation of the calibration's steady load runs: long enough that its mean call moves by under 1 % from seed to seed.</summary>
     const int CalibrationSimulationSeconds = 120;
 
-    /// <summary>What the cluster's warm-up measured in its last <see cref="CalibrationSeconds"/>, on <paramref name="Plan"/> at <paramref name="Rps"/>.</summary>
-    sealed record WarmUp(IReadOnlyList<StagePlan> Plan, double Rps, IReadOnlyList<RequestRecord> Records, IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes> Replicas);
+    /// <summary>
+    /// How busy the calibration's replicas are at its rate alone: about as busy as the window's are on average, where the
+    /// policies plan for the window's rate, with room for its Poisson bursts.
+    /// </summary>
+    const double CalibrationUtilization = 0.7;
 
     /// <summary>Requests per second of the hop measurement: low enough that none waits for another.</summary>
     const double HopMeasurementRps = 4;
@@ -228,9 +225,9 @@ public static class LiveReplay
 
     /// <summary>
     /// The policy on real processes. Returns the run, the replicas' mean start-up time, when in each scrape interval from the
-    /// window's start Prometheus scraped, what the replicas measured themselves, and what the warm-up measured.
+    /// window's start Prometheus scraped, and what the replicas measured themselves.
     /// </summary>
-    static async Task<(PolicyRun Run, double StartupSeconds, int ScrapePhaseSeconds, IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes> Replicas, WarmUp WarmUp)> RunLive(
+    static async Task<(PolicyRun Run, double StartupSeconds, int ScrapePhaseSeconds, IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes> Replicas)> RunLive(
         ReplayPipeline pipeline, string name, ReplayWorkload replay, LiveSettings settings, CancellationToken cancellation)
     {
         var policy = ReplayPolicies.Create(name, pipeline, replay.Workload.Peak, replay.Workload.Mean);
@@ -240,8 +237,8 @@ public static class LiveReplay
         var running = first.Plan!;
         // A cluster in the middle of its life has served before the window: its router and replicas are past their first requests,
         // as the simulation's are. Without it, both policies missed 0.3–1.3 % of the window's first 10 s live (none simulated).
-        WarmUp? warmUp = null;
-        await cluster.Start(running[0], async () => warmUp = await WarmUpCluster(cluster, running, replay.Workload.RatePerSecond[0], settings, cancellation), cancellation);
+        await cluster.Start(running[0], () => Generator(cluster, settings, maxInFlight: 64)
+            .Run(WorkloadPatterns.Steady(replay.Workload.RatePerSecond[0], ClusterWarmUpSeconds), settings.Seed + 1, Stopwatch.StartNew(), cancellation), cancellation);
         var decisions = new List<DecisionRecord> { new(0, first.PredictedRps, first.SolveMs, false, running) };
         var generator = Generator(cluster, settings, maxInFlight: 512);
 
@@ -272,22 +269,46 @@ public static class LiveReplay
         var replicaTimes = await cluster.CollectReplicaTimes();
         var result = Measured(records, decisions, stage, samples, replay.Workload.Seconds);
         double startup = cluster.StartupSeconds.Count == 0 ? 0 : cluster.StartupSeconds.Average();
-        return (new PolicyRun(name, result, decisions), startup, ScrapePhase(await cluster.Prometheus!.LastScrape() - started, settings.ScrapeSeconds), replicaTimes, warmUp!);
+        return (new PolicyRun(name, result, decisions), startup, ScrapePhase(await cluster.Prometheus!.LastScrape() - started, settings.ScrapeSeconds), replicaTimes);
     }
 
-    /// <summary>Serves <paramref name="rps"/> for <see cref="ClusterWarmUpSeconds"/>, measuring the requests and the replicas over the last <see cref="CalibrationSeconds"/>.</summary>
-    static async Task<WarmUp> WarmUpCluster(LiveCluster cluster, IReadOnlyList<StagePlan> plan, double rps, LiveSettings settings, CancellationToken cancellation)
+    /// <summary>
+    /// The rig at the window's mean rate, before the policies run (<see cref="Calibrate"/>): the fixed-variant baselines' variant
+    /// at batch 1 on as many replicas as keep each <see cref="CalibrationUtilization"/> busy by its profile alone, served
+    /// <paramref name="rps"/> for <see cref="ClusterWarmUpSeconds"/>, then measured for <see cref="CalibrationSeconds"/>. At the
+    /// window's first rate instead (the cluster's warm-up, 31 requests/s on one replica), the request path took 3.1–3.3 ms,
+    /// against 5.5–8.3 ms over the window: the path's time grows with how busy the cores are.
+    /// </summary>
+    static async Task<LoadCalibration> CalibrateAtLoad(ReplayPipeline pipeline, double rps, LiveSettings settings, CancellationToken cancellation)
     {
-        const int coldSeconds = ClusterWarmUpSeconds - CalibrationSeconds;
+        var variant = ReplayPipeline.FixedVariant(pipeline.Spec.Spec.Stages[0]);
+        double alone = variant.Profiles[0].Batches.First(b => b.Batch == 1).ThroughputRps;
+        int replicas = Math.Clamp((int)Math.Ceiling(rps / (CalibrationUtilization * alone)), 1, settings.MaxReplicas);
+        IReadOnlyList<StagePlan> plan = [new StagePlan(Stage, [new Allocation(variant.Name, "cpu", replicas, 1, 1)])];
+        await using var cluster = Cluster(pipeline, settings);
+        await cluster.Start(plan[0], warmUp: null, cancellation);
         var clock = Stopwatch.StartNew();
-        var load = Generator(cluster, settings, maxInFlight: 64).Run(WorkloadPatterns.Steady(rps, ClusterWarmUpSeconds), settings.Seed + 1, clock, cancellation);
-        await Task.Delay(TimeSpan.FromSeconds(coldSeconds) - clock.Elapsed, cancellation);
+        var load = Generator(cluster, settings, maxInFlight: 64).Run(WorkloadPatterns.Steady(rps, ClusterWarmUpSeconds + CalibrationSeconds), settings.Seed + 2, clock, cancellation);
+        await Task.Delay(TimeSpan.FromSeconds(ClusterWarmUpSeconds) - clock.Elapsed, cancellation);
         var before = await cluster.ServingTimes();
         var records = await load;
         var after = await cluster.ServingTimes();
-        return new WarmUp(plan, rps, [.. records.Where(r => r.ArrivalSeconds >= coldSeconds)],
-            after.ToDictionary(a => a.Key, a => before.TryGetValue(a.Key, out var cold) ? a.Value.Minus(cold) : a.Value));
+        var calibration = Calibrate([.. records.Where(r => r.ArrivalSeconds >= ClusterWarmUpSeconds)],
+            after.ToDictionary(a => a.Key, a => before.TryGetValue(a.Key, out var warm) ? a.Value.Minus(warm) : a.Value), slowdown =>
+            {
+                var simulated = Slowed(pipeline, slowdown, podStartSeconds: 0);
+                return new PolicyRun("calibration", ClusterSimulator.Run(simulated.Simulate(plan), WorkloadPatterns.Steady(rps, CalibrationSimulationSeconds),
+                    simulated.SimulationOptions(settings.Seed, hopMs: 0)), []);
+            });
+        return calibration with
+        {
+            Setup = $"{rps:F1} requests/s on {replicas} {variant.Name} at batch 1 ({CalibrationUtilization:P0} busy by the profile alone), measured for {CalibrationSeconds} s after {ClusterWarmUpSeconds} s",
+        };
     }
+
+    /// <summary>The profiled pipeline as the simulation runs it: on this machine's shared-core profiles, its batches slowed by <paramref name="slowdown"/>.</summary>
+    static ReplayPipeline Slowed(ReplayPipeline pipeline, IReadOnlyDictionary<(string Variant, int Batch), double>? slowdown, double podStartSeconds) =>
+        new(pipeline.Spec, podStartSeconds) { SharedMachineProfiles = pipeline.SharedMachineProfiles, ServiceSlowdown = slowdown };
 
     /// <summary>
     /// The rig at load, from a steady load's requests and what the replicas measured over it: how many times longer their calls

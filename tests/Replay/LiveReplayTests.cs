@@ -166,8 +166,8 @@ public sealed class LiveReplayTests
         var hop = System.Text.RegularExpressions.Regex.Match(report, @"measured router hop, used by the simulation: (\d+\.\d\d) ms");
         Assert.True(hop.Success, report);
         Assert.InRange(double.Parse(hop.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0, 100);
-        // The rig measured at load in the warm-up, for the simulation at calibrated times.
-        var calibration = System.Text.RegularExpressions.Regex.Match(report, @"calibrated at load before the window .*: ipa calls ×(\d+\.\d\d), path (\d+\.\d\d) ms");
+        // The rig measured at the window's mean rate before the policies, for the simulation at calibrated times.
+        var calibration = System.Text.RegularExpressions.Regex.Match(report, @"calibrated at load before the policies .*: the replicas' calls ×(\d+\.\d\d) the simulation's of that load, the request path (\d+\.\d\d) ms");
         Assert.True(calibration.Success, report);
         Assert.InRange(double.Parse(calibration.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0.2, 5);
         Assert.InRange(double.Parse(calibration.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture), 0, 1000);
