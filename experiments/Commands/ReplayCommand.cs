@@ -42,13 +42,14 @@ public static class ReplayCommand
         var sloMs = new Option<double>("--slo-ms") { Description = "With --live: the pipeline's latency SLO", DefaultValueFactory = _ => 150 };
         var maxReplicas = new Option<int>("--max-replicas") { Description = "With --live: most replica processes at once", DefaultValueFactory = _ => 3 };
         var profileSeconds = new Option<double>("--profile-seconds") { Description = "With --live: how long each model is profiled at each batch size and number of busy copies", DefaultValueFactory = _ => 2 };
+        var calibrationSeconds = new Option<int>("--calibration-seconds") { Description = "With --live: how long each load of the calibration at load is measured, after serving it half as long again", DefaultValueFactory = _ => 10 };
         var poolStarts = new Option<int[]>("--pool-starts") { Description = $"Replay copies of the pipeline, one on each of these windows of the trace, sharing a pool (policies {string.Join(", ", ReplayPoolCommand.Policies)})", AllowMultipleArgumentsPerToken = true };
         var poolGpus = new Option<int>("--pool-gpus") { Description = "With --pool-starts: the replicas of --pool-class the pipelines share", DefaultValueFactory = _ => 2 };
         var poolClass = new Option<string>("--pool-class") { Description = "With --pool-starts: the hardware class whose replicas the pool holds", DefaultValueFactory = _ => "gpu" };
         var command = new Command("replay", "Replay a load window on a simulated cluster under Adaptive's policies and the baselines, and report")
         {
             pipeline, policies, workload, trace, start, seconds, damping, forecaster, utilization, seed, podStart, hopMs, scrapeSeconds, output, hpaTarget, isoCost, live, resolution, sloMs, maxReplicas, profileSeconds,
-            poolStarts, poolGpus, poolClass,
+            calibrationSeconds, poolStarts, poolGpus, poolClass,
         };
         command.SetAction(parse =>
         {
@@ -63,7 +64,7 @@ public static class ReplayCommand
                 parse.GetValue(forecaster), parse.GetValue(utilization), parse.GetValue(seed), parse.GetValue(podStart), parse.GetValue(output)!, parse.GetValue(isoCost), parse.GetValue(hpaTarget), parse.GetValue(hopMs), parse.GetValue(scrapeSeconds));
             if (isLive && parse.GetResult(pipeline) is { Implicit: false })
                 return Fail(new PlanningInputException("--pipeline", "--live serves the zoo's ResNets, profiled on this machine; it takes no pipeline"));
-            return isLive ? RunLive(settings, new LiveSettings(parse.GetValue(resolution), parse.GetValue(sloMs), parse.GetValue(maxReplicas), 30, settings.Seed, parse.GetValue(profileSeconds), settings.ScrapeSeconds)) : Run(settings);
+            return isLive ? RunLive(settings, new LiveSettings(parse.GetValue(resolution), parse.GetValue(sloMs), parse.GetValue(maxReplicas), 30, settings.Seed, parse.GetValue(profileSeconds), settings.ScrapeSeconds, parse.GetValue(calibrationSeconds))) : Run(settings);
         });
         return command;
     }
@@ -146,6 +147,7 @@ public static class ReplayCommand
             if (!(live.SloMs > 0)) throw new PlanningInputException("--slo-ms", $"must be greater than 0, got {live.SloMs}");
             if (live.MaxReplicas < 1) throw new PlanningInputException("--max-replicas", $"must be at least 1, got {live.MaxReplicas}");
             if (!(live.ProfileSeconds is > 0 and <= 600)) throw new PlanningInputException("--profile-seconds", $"must be greater than 0 and at most 600, got {live.ProfileSeconds}");
+            if (!(live.CalibrationSeconds is >= 1 and <= 600)) throw new PlanningInputException("--calibration-seconds", $"must be between 1 and 600, got {live.CalibrationSeconds}");
             if (settings.Policies.FirstOrDefault(p => !ReplayPolicies.Names.Contains(p)) is { } unknown)
                 throw new PlanningInputException("--policies", $"unknown policy '{unknown}'; use {string.Join(", ", ReplayPolicies.Names)}");
             if (PrometheusServer.Binary is null) throw new PlanningInputException("--live", "needs Prometheus: apt-get install prometheus");
@@ -169,7 +171,7 @@ public static class ReplayCommand
                 $"measured replica start-up (process start to ready), used by the simulation: {string.Join(", ", comparisons.Select(c => $"{c.Policy} {c.StartupSeconds:F2} s"))}",
                 $"measured router hop, used by the simulation: {comparisons.FirstOrDefault()?.HopMs:F2} ms (the median latency at low load over the model's mean time)",
                 comparisons.FirstOrDefault()?.Calibration is { } calibration
-                    ? $"calibrated at load before the policies ({calibration.Setup}), used by the simulation at calibrated times: the replicas' calls ×{calibration.CallSlowdown:F2} the simulation's of that load, the request path {calibration.PathMs:F2} ms (the live latency less the replicas' wait and call)"
+                    ? $"calibrated at load before the policies ({calibration.Setup}), used by the simulation at calibrated times: the replicas' calls {LiveReplay.Describe(calibration.SlowdownWhenBusy)} the simulation's of that load, the request path {calibration.PathMs:F2} ms (the live latency less the replicas' wait and call)"
                     : "no calibration at load",
                 $"measured request path under load (the live mean latency less the replicas' mean wait and call), used by the simulation at live times: {string.Join(", ", comparisons.Select(c => $"{c.Policy} {c.PathMs:F2} ms"))}",
                 $"live replicas' own metrics against the simulation's (mean ONNX Runtime call and mean wait in the batching queue: live, simulated, simulated at live times; the slowdown that took; the profile's call for one copy alone): " + string.Join("; ",

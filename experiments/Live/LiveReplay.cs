@@ -18,7 +18,9 @@ namespace Adaptive.Experiments.Live;
 /// <param name="MaxReplicas">Most replica processes at once: this machine's cores bound it.</param>
 /// <param name="ProfileSeconds">How long each model is profiled at each batch size and number of busy copies.</param>
 /// <param name="ScrapeSeconds">How often the live Prometheus scrapes the router (<c>--scrape-seconds</c>).</param>
-public sealed record LiveSettings(int Resolution, double SloMs, int MaxReplicas, int IntervalSeconds, int Seed, double ProfileSeconds, int ScrapeSeconds);
+/// <param name="CalibrationSeconds">How long each load of the calibration at load is measured, after serving it for half as long again (<c>--calibration-seconds</c>).</param>
+public sealed record LiveSettings(int Resolution, double SloMs, int MaxReplicas, int IntervalSeconds, int Seed, double ProfileSeconds, int ScrapeSeconds,
+    int CalibrationSeconds);
 
 /// <summary>One policy run for real and in the simulator on the same pipeline, window and seed.</summary>
 /// <param name="StartupSeconds">Measured mean time from a replica's process start to its serving; the simulation uses it.</param>
@@ -34,13 +36,16 @@ public sealed record LiveComparison(string Policy, PolicyRun Measured, PolicyRun
 /// What the rig measured at load before the window (<see cref="LiveReplay.Calibrate"/>), for a simulation that predicts the live
 /// run instead of fitting it: nothing from the window goes in.
 /// </summary>
-/// <param name="CallSlowdown">How many times longer the replicas' calls took than the simulation's of the same load: one number for the machine.</param>
+/// <param name="SlowdownWhenBusy">Per number of copies busy (1, 2, …), how many times longer the replicas' calls took than the simulation's of the same load (<see cref="ReplayPipeline.SlowdownWhenBusy"/>).</param>
 /// <param name="PathMs">What the request path took outside the replicas' queues and calls (<see cref="LiveReplay.PathMs"/>).</param>
-public sealed record LoadCalibration(double CallSlowdown, double PathMs)
+public sealed record LoadCalibration(IReadOnlyList<double> SlowdownWhenBusy, double PathMs)
 {
     /// <summary>What was served to measure it, in words.</summary>
     public string Setup { get; init; } = "";
 }
+
+/// <summary>One steady load of the calibration: its requests and what its replicas, all of one group, measured themselves over it.</summary>
+public sealed record CalibrationPhase(IReadOnlyList<RequestRecord> Records, ReplicaTimes Replicas);
 
 /// <summary>
 /// A live group's ONNX Runtime calls and queue waits, from its replicas' metrics, beside the same group's in the simulation and in
@@ -76,22 +81,22 @@ public static class LiveReplay
             var pipeline = configure(Profile(models, settings, log));
             double hopMs = await MeasureHop(pipeline, settings, cancellation);
             log($"the router and HTTP add {hopMs:F2} ms to a request at low load");
-            var calibration = await CalibrateAtLoad(pipeline, replay.Workload.Mean, settings, cancellation);
-            log($"at {replay.Workload.Mean:F0} requests/s the replicas' calls took ×{calibration.CallSlowdown:F2} the simulation's and the request path {calibration.PathMs:F2} ms");
+            var calibration = await CalibrateAtLoad(pipeline, settings, cancellation);
+            log($"at load the replicas' calls took {Describe(calibration.SlowdownWhenBusy)} the simulation's and the request path {calibration.PathMs:F2} ms");
             var comparisons = new List<LiveComparison>();
             foreach (string name in policies)
             {
                 log($"{name}: {replay.Workload.Seconds} s live");
                 var (measured, startup, scrapePhase, replicas) = await RunLive(pipeline, name, replay, settings, cancellation);
-                PolicyRun Simulate(IReadOnlyDictionary<(string Variant, int Batch), double>? slowdown, double hopMs)
+                PolicyRun Simulate(IReadOnlyDictionary<(string Variant, int Batch), double>? slowdown, double hopMs, IReadOnlyList<double>? slowdownWhenBusy = null)
                 {
-                    var simulatedPipeline = Slowed(pipeline, slowdown, Math.Max(0, startup - pipeline.Spec.Spec.Stages[0].Variants.Average(v => v.Profiles[0].LoadTimeSeconds)));
+                    var simulatedPipeline = Slowed(pipeline, Math.Max(0, startup - pipeline.Spec.Spec.Stages[0].Variants.Average(v => v.Profiles[0].LoadTimeSeconds)), slowdown, slowdownWhenBusy);
                     var policy = ReplayPolicies.Create(name, simulatedPipeline, replay.Workload.Peak, replay.Workload.Mean);
                     return ReplayRunner.Run(simulatedPipeline, policy, replay.Workload, replay.PriorArrivals,
                         simulatedPipeline.SimulationOptions(settings.Seed, hopMs), scrapes: new ScrapeSchedule(settings.ScrapeSeconds, scrapePhase));
                 }
                 var simulated = Simulate(null, hopMs);
-                var calibrated = Simulate(EveryGroup(pipeline, calibration.CallSlowdown), calibration.PathMs);
+                var calibrated = Simulate(null, calibration.PathMs, calibration.SlowdownWhenBusy);
                 double pathMs = PathMs(measured.Result.Requests, replicas.Values);
                 var liveCalls = replicas.Where(r => r.Value.Calls > 0).ToDictionary(r => r.Key, r => r.Value.MeanCallMs);
                 var (atLiveTimes, slowdown) = AtLiveTimes(s => Simulate(s, pathMs), Simulate(null, pathMs), liveCalls);
@@ -182,9 +187,6 @@ public static class LiveReplay
     /// </summary>
     const int ClusterWarmUpSeconds = 15;
 
-    /// <summary>How long the calibration at load measures (<see cref="CalibrateAtLoad"/>), after serving its rate for <see cref="ClusterWarmUpSeconds"/>.</summary>
-    const int CalibrationSeconds = 10;
-
     /// <summary>How long the simulation of the calibration's steady load runs: long enough that its mean call moves by under 1 % from seed to seed.</summary>
     const int CalibrationSimulationSeconds = 120;
 
@@ -273,62 +275,85 @@ public static class LiveReplay
     }
 
     /// <summary>
-    /// The rig at the window's mean rate, before the policies run (<see cref="Calibrate"/>): the fixed-variant baselines' variant
-    /// at batch 1 on as many replicas as keep each <see cref="CalibrationUtilization"/> busy by its profile alone, served
-    /// <paramref name="rps"/> for <see cref="ClusterWarmUpSeconds"/>, then measured for <see cref="CalibrationSeconds"/>. At the
-    /// window's first rate instead (the cluster's warm-up, 31 requests/s on one replica), the request path took 3.1–3.3 ms,
-    /// against 5.5–8.3 ms over the window: the path's time grows with how busy the cores are.
+    /// The rig at load, before the policies run (<see cref="Calibrate"/>): the fixed-variant baselines' variant at batch 1 on 1,
+    /// then 2, … replicas (as many as cores), each phase at <see cref="CalibrationUtilization"/> of what that many copies busy
+    /// sustain by the profiles, served for 1.5 × <see cref="LiveSettings.CalibrationSeconds"/>, rounded down (by default the cluster's
+    /// <see cref="ClusterWarmUpSeconds"/>) and then measured for <see cref="LiveSettings.CalibrationSeconds"/>.
+    /// Measured first at the window's first rate (31 requests/s on one replica), the request path took 3.1–3.3 ms against
+    /// 5.5–8.3 ms over the window, and one slowdown for every number of copies busy made hpa's lone replica at 150–170 s miss
+    /// twice what it did live: the path's time and its CPU's toll on the replicas grow with how busy the cores are.
     /// </summary>
-    static async Task<LoadCalibration> CalibrateAtLoad(ReplayPipeline pipeline, double rps, LiveSettings settings, CancellationToken cancellation)
+    static async Task<LoadCalibration> CalibrateAtLoad(ReplayPipeline pipeline, LiveSettings settings, CancellationToken cancellation)
     {
         var variant = ReplayPipeline.FixedVariant(pipeline.Spec.Spec.Stages[0]);
-        double alone = variant.Profiles[0].Batches.First(b => b.Batch == 1).ThroughputRps;
-        int replicas = Math.Clamp((int)Math.Ceiling(rps / (CalibrationUtilization * alone)), 1, settings.MaxReplicas);
-        IReadOnlyList<StagePlan> plan = [new StagePlan(Stage, [new Allocation(variant.Name, "cpu", replicas, 1, 1)])];
-        await using var cluster = Cluster(pipeline, settings);
-        await cluster.Start(plan[0], warmUp: null, cancellation);
-        var clock = Stopwatch.StartNew();
-        var load = Generator(cluster, settings, maxInFlight: 64).Run(WorkloadPatterns.Steady(rps, ClusterWarmUpSeconds + CalibrationSeconds), settings.Seed + 2, clock, cancellation);
-        await Task.Delay(TimeSpan.FromSeconds(ClusterWarmUpSeconds) - clock.Elapsed, cancellation);
-        var before = await cluster.ServingTimes();
-        var records = await load;
-        var after = await cluster.ServingTimes();
-        var calibration = Calibrate([.. records.Where(r => r.ArrivalSeconds >= ClusterWarmUpSeconds)],
-            after.ToDictionary(a => a.Key, a => before.TryGetValue(a.Key, out var warm) ? a.Value.Minus(warm) : a.Value), slowdown =>
-            {
-                var simulated = Slowed(pipeline, slowdown, podStartSeconds: 0);
-                return new PolicyRun("calibration", ClusterSimulator.Run(simulated.Simulate(plan), WorkloadPatterns.Steady(rps, CalibrationSimulationSeconds),
-                    simulated.SimulationOptions(settings.Seed, hopMs: 0)), []);
-            });
+        var whenBusy = pipeline.SharedMachineProfiles![variant.Name];
+        var loads = Enumerable.Range(1, Math.Min(Environment.ProcessorCount, whenBusy.Count)).Select(replicas => (
+            Plan: (IReadOnlyList<StagePlan>)[new StagePlan(Stage, [new Allocation(variant.Name, "cpu", replicas, 1, 1)])],
+            Rps: CalibrationUtilization * replicas * whenBusy[replicas - 1].First(b => b.Batch == 1).Throughput)).ToList();
+        var phases = new List<CalibrationPhase>();
+        foreach (var (plan, rps) in loads) phases.Add(await MeasureAtLoad(pipeline, plan[0], rps, settings, cancellation));
+        var calibration = Calibrate(phases, (slowdownWhenBusy, phase) =>
+        {
+            var simulated = Slowed(pipeline, podStartSeconds: 0, slowdown: null, slowdownWhenBusy);
+            return ClusterSimulator.Run(simulated.Simulate(loads[phase].Plan), WorkloadPatterns.Steady(loads[phase].Rps, CalibrationSimulationSeconds),
+                simulated.SimulationOptions(settings.Seed, hopMs: 0)).Calls.Values.SingleOrDefault();
+        });
         return calibration with
         {
-            Setup = $"{rps:F1} requests/s on {replicas} {variant.Name} at batch 1 ({CalibrationUtilization:P0} busy by the profile alone), measured for {CalibrationSeconds} s after {ClusterWarmUpSeconds} s",
+            Setup = $"{variant.Name} at batch 1 on " + string.Join(", then ", loads.Select(l => $"{l.Plan[0].Allocations[0].Replicas} at {l.Rps:F0} requests/s")) +
+                $" ({CalibrationUtilization:P0} busy by the profiles), each measured for {settings.CalibrationSeconds} s after {3 * settings.CalibrationSeconds / 2} s",
         };
     }
 
-    /// <summary>The profiled pipeline as the simulation runs it: on this machine's shared-core profiles, its batches slowed by <paramref name="slowdown"/>.</summary>
-    static ReplayPipeline Slowed(ReplayPipeline pipeline, IReadOnlyDictionary<(string Variant, int Batch), double>? slowdown, double podStartSeconds) =>
-        new(pipeline.Spec, podStartSeconds) { SharedMachineProfiles = pipeline.SharedMachineProfiles, ServiceSlowdown = slowdown };
-
-    /// <summary>
-    /// The rig at load, from a steady load's requests and what the replicas measured over it: how many times longer their calls
-    /// took than in the simulation of that load (<paramref name="simulate"/>, with given slowdowns), found per group as
-    /// <see cref="AtLiveTimes"/> does and weighted by their calls into one number for the machine, since the window runs groups
-    /// this load did not; and what the request path took outside the replicas (<see cref="PathMs"/>).
-    /// </summary>
-    public static LoadCalibration Calibrate(IReadOnlyList<RequestRecord> records, IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes> replicas,
-        Func<IReadOnlyDictionary<(string Variant, int Batch), double>, PolicyRun> simulate)
+    /// <summary><paramref name="plan"/> served <paramref name="rps"/> for 1.5 × <see cref="LiveSettings.CalibrationSeconds"/>, then measured for as long as that setting.</summary>
+    static async Task<CalibrationPhase> MeasureAtLoad(ReplayPipeline pipeline, StagePlan plan, double rps, LiveSettings settings, CancellationToken cancellation)
     {
-        var measured = replicas.Where(r => r.Value.Calls > 0).ToDictionary(r => r.Key, r => r.Value);
-        var (_, slowdown) = AtLiveTimes(simulate, simulate(new Dictionary<(string Variant, int Batch), double>()), measured.ToDictionary(m => m.Key, m => m.Value.MeanCallMs));
-        double calls = measured.Values.Sum(m => m.Calls);
-        double machine = calls == 0 ? 1 : measured.Sum(m => m.Value.Calls * slowdown.GetValueOrDefault(m.Key, 1)) / calls;
-        return new LoadCalibration(machine, PathMs(records, replicas.Values));
+        await using var cluster = Cluster(pipeline, settings);
+        await cluster.Start(plan, warmUp: null, cancellation);
+        int warmUpSeconds = 3 * settings.CalibrationSeconds / 2;
+        var clock = Stopwatch.StartNew();
+        var load = Generator(cluster, settings, maxInFlight: 64).Run(WorkloadPatterns.Steady(rps, warmUpSeconds + settings.CalibrationSeconds), settings.Seed + 2, clock, cancellation);
+        await Task.Delay(TimeSpan.FromSeconds(warmUpSeconds) - clock.Elapsed, cancellation);
+        var before = await cluster.ServingTimes();
+        var records = await load;
+        var after = await cluster.ServingTimes();
+        var group = (plan.Allocations[0].Variant, plan.Allocations[0].Batch);
+        var (end, warm) = (after.GetValueOrDefault(group), before.GetValueOrDefault(group));
+        var times = end is null ? new ReplicaTimes(0, 0, 0, 0) : warm is null ? end : end.Minus(warm);
+        return new CalibrationPhase([.. records.Where(r => r.ArrivalSeconds >= warmUpSeconds)], times);
     }
 
-    /// <summary>Every (variant, batch) of the pipeline's stage at <paramref name="slowdown"/>.</summary>
-    static Dictionary<(string Variant, int Batch), double> EveryGroup(ReplayPipeline pipeline, double slowdown) =>
-        pipeline.Spec.Spec.Stages[0].Variants.SelectMany(v => v.Profiles[0].Batches.Select(b => (v.Name, b.Batch))).ToDictionary(g => g, _ => slowdown);
+    /// <summary>The profiled pipeline as the simulation runs it: on this machine's shared-core profiles, its batches slowed by group and by copies busy.</summary>
+    static ReplayPipeline Slowed(ReplayPipeline pipeline, double podStartSeconds, IReadOnlyDictionary<(string Variant, int Batch), double>? slowdown,
+        IReadOnlyList<double>? slowdownWhenBusy) =>
+        new(pipeline.Spec, podStartSeconds) { SharedMachineProfiles = pipeline.SharedMachineProfiles, ServiceSlowdown = slowdown, SlowdownWhenBusy = slowdownWhenBusy };
+
+    /// <summary>
+    /// The rig at load, phase by phase: phase i ran i + 1 replicas of one group, busy enough that i + 1 are often busy at once.
+    /// Phase 1's mean call gives how much slower one copy busy ran than the simulation of that load (<paramref name="simulate"/>,
+    /// given the slowdowns by copies busy and the phase, returns its group's calls); phase 2's, given that, two copies busy; and
+    /// so on, each repeated until the simulated call is within 1 % of the measured, at most <see cref="ServiceTimePasses"/>
+    /// times. The request path is the last phase's, the busiest (<see cref="PathMs"/>).
+    /// </summary>
+    public static LoadCalibration Calibrate(IReadOnlyList<CalibrationPhase> phases, Func<IReadOnlyList<double>, int, GroupCalls?> simulate)
+    {
+        var slowdowns = new List<double>();
+        for (int phase = 0; phase < phases.Count; phase++)
+        {
+            slowdowns.Add(1);
+            for (int pass = 0; pass < ServiceTimePasses && phases[phase].Replicas.Calls > 0; pass++)
+            {
+                double ratio = simulate(slowdowns, phase) is { Calls: > 0 } calls ? phases[phase].Replicas.MeanCallMs / calls.MeanMs : 1;
+                if (Math.Abs(ratio - 1) <= 0.01) break;
+                slowdowns[phase] *= ratio;
+            }
+        }
+        return new LoadCalibration(slowdowns, phases.Count == 0 ? 0 : PathMs(phases[^1].Records, [phases[^1].Replicas]));
+    }
+
+    /// <summary>Slowdowns by copies busy in words: "×1.02 with 1 busy, ×1.09 with 2".</summary>
+    public static string Describe(IReadOnlyList<double> slowdownWhenBusy) =>
+        string.Join(", ", slowdownWhenBusy.Select((slowdown, index) => $"×{slowdown:F2} with {index + 1}" + (index == 0 ? " busy" : "")));
 
     /// <summary>Each live group's own times beside the simulations', its profile's mean call alone (batch / throughput) and its slowdown.</summary>
     static IReadOnlyList<LiveReplicaTimes> Describe(ReplayPipeline pipeline, IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes> replicas,
@@ -344,7 +369,7 @@ public static class LiveReplay
     static GroupCalls? SimulatedCalls(PolicyRun run, (string Variant, int Batch) group) =>
         run.Result.Calls.GetValueOrDefault($"{Stage}/{SimulatedGroup.KeyOf(group.Variant, "cpu", group.Batch)}") is { Calls: > 0 } calls ? calls : null;
 
-    /// <summary>Passes of <see cref="AtLiveTimes"/> at most: each pass's slowdowns moved the simulated calls to within 1 % in tests.</summary>
+    /// <summary>Passes of <see cref="AtLiveTimes"/> and <see cref="Calibrate"/> at most: each pass's slowdowns moved the simulated calls to within 1 % in tests.</summary>
     const int ServiceTimePasses = 4;
 
     /// <summary>

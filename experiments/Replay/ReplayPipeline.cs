@@ -48,6 +48,13 @@ public sealed class ReplayPipeline
     /// </summary>
     public IReadOnlyDictionary<(string Variant, int Batch), double>? ServiceSlowdown { get; init; }
 
+    /// <summary>
+    /// Where every replica runs on one machine: per number of copies busy (1, 2, …; the last for more), how many times longer
+    /// batches take than <see cref="SharedMachineProfiles"/> say, measured at load beside the router, the generator and
+    /// Prometheus (<c>replay --live</c>), whose CPU comes out of the replicas' more as more of them are busy. Null: as profiled.
+    /// </summary>
+    public IReadOnlyList<double>? SlowdownWhenBusy { get; init; }
+
     public ReplayPipeline(InferencePipeline spec, double podStartSeconds)
     {
         InferencePipelineValidator.Validate(spec);
@@ -82,16 +89,18 @@ public sealed class ReplayPipeline
             var profile = variant.Profiles.First(p => p.HardwareClass == a.Hardware);
             var hardware = Spec.Spec.HardwareClasses.First(c => c.Name == a.Hardware);
             double slowdown = ServiceSlowdown?.GetValueOrDefault((a.Variant, a.Batch), 1) ?? 1;
-            IReadOnlyList<ProfilePoint> Slowed(IEnumerable<ProfilePoint> points) =>
-                [.. points.Select(p => new ProfilePoint(p.Batch, p.LatencyMs * slowdown, p.Throughput / slowdown))];
+            double WhenBusy(int busy) => SlowdownWhenBusy is { Count: > 0 } measured ? measured[Math.Min(busy, measured.Count) - 1] : 1;
+            static IReadOnlyList<ProfilePoint> Slowed(IEnumerable<ProfilePoint> points, double factor) =>
+                [.. points.Select(p => new ProfilePoint(p.Batch, p.LatencyMs * factor, p.Throughput / factor))];
             return new SimulatedGroup(a.Variant, a.Hardware, a.Replicas, a.Batch,
-                Slowed(profile.Batches.Select(b => new ProfilePoint(b.Batch, b.LatencyMs, b.ThroughputRps))), a.Share)
+                Slowed(profile.Batches.Select(b => new ProfilePoint(b.Batch, b.LatencyMs, b.ThroughputRps)), slowdown), a.Share)
             {
                 Accuracy = variant.Accuracy,
                 CostPerReplica = profile.CostPerReplica ?? hardware.CostPerReplica,
                 StartupSeconds = PodStartSeconds + profile.LoadTimeSeconds,
                 MaxQueueDelayMs = pair.First.MaxQueueDelayMs,
-                ProfilesWhenBusy = SharedMachineProfiles?.GetValueOrDefault(a.Variant) is { } shared ? [.. shared.Select(Slowed)] : null,
+                ProfilesWhenBusy = SharedMachineProfiles?.GetValueOrDefault(a.Variant) is { } shared
+                    ? [.. shared.Select((points, index) => Slowed(points, slowdown * WhenBusy(index + 1)))] : null,
             };
         })]))];
 

@@ -78,32 +78,38 @@ public sealed class LiveReplayTests
     }
 
     /// <summary>
-    /// Before the window, the rig serves a steady load: here a simulation of two replicas at 60 % of what they sustain with their
-    /// calls 20 % slower than the profiles and 6 ms on the path. From its requests and the replicas' metrics, the calibration
-    /// finds both again (the simulation it compares with draws other arrivals).
+    /// Before the window, the rig serves steady loads: here simulations of one replica, then two, each at 70 % of what they
+    /// sustain, with calls 5 % slower than the profiles while one copy is busy and 20 % while two are, and 6 ms on the path.
+    /// From their requests and the replicas' metrics, the calibration finds all three again (the simulation it compares with
+    /// draws other arrivals).
     /// </summary>
     [Fact]
-    public void The_calibration_at_load_finds_how_much_slower_the_replicas_ran_and_what_the_path_took()
+    public void The_calibration_at_load_finds_how_much_slower_the_replicas_ran_by_copies_busy_and_what_the_path_took()
     {
         var (spec, shared) = SharedMachinePipeline();
         var variant = spec.Spec.Stages[0].Variants[1];
-        double rps = 0.6 * 2 * variant.Profiles[0].Batches.First(b => b.Batch == 1).ThroughputRps / 1.3;
-        IReadOnlyList<StagePlan> plan = [new StagePlan("classify", [new Allocation(variant.Name, "cpu", 2, 1, 1)])];
-        SimulationResult Steady(IReadOnlyDictionary<(string Variant, int Batch), double> slowdown, double hopMs, int seed)
+        var loads = new[] { 1, 2 }.Select(replicas => (Plan: (IReadOnlyList<StagePlan>)[new StagePlan("classify", [new Allocation(variant.Name, "cpu", replicas, 1, 1)])],
+            Rps: 0.7 * replicas * shared[variant.Name][replicas - 1].First(b => b.Batch == 1).Throughput)).ToList();
+        GroupCalls? Steady(IReadOnlyList<double> slowdownWhenBusy, int phase, double hopMs, int seed, Action<SimulationResult>? result = null)
         {
-            var pipeline = new ReplayPipeline(spec, podStartSeconds: 5) { SharedMachineProfiles = shared, ServiceSlowdown = slowdown };
-            return ClusterSimulator.Run(pipeline.Simulate(plan), WorkloadPatterns.Steady(rps, 120), pipeline.SimulationOptions(seed, hopMs));
+            var pipeline = new ReplayPipeline(spec, podStartSeconds: 5) { SharedMachineProfiles = shared, SlowdownWhenBusy = slowdownWhenBusy };
+            var run = ClusterSimulator.Run(pipeline.Simulate(loads[phase].Plan), WorkloadPatterns.Steady(loads[phase].Rps, 120), pipeline.SimulationOptions(seed, hopMs));
+            result?.Invoke(run);
+            return Assert.Single(run.Calls).Value;
         }
-        var live = Steady(new Dictionary<(string Variant, int Batch), double> { [(variant.Name, 1)] = 1.2 }, hopMs: 6, seed: 5);
-        var calls = Assert.Single(live.Calls).Value;
-        var replicas = new Dictionary<(string Variant, int Batch), ReplicaTimes>
+        var phases = loads.Select((_, phase) =>
         {
-            [(variant.Name, 1)] = new(calls.Calls, calls.ServiceMs / 1000, calls.Requests, calls.QueueWaitMs / 1000),
-        };
+            IReadOnlyList<RequestRecord> records = [];
+            var calls = Steady([1.05, 1.2], phase, hopMs: 6, seed: 5, run => records = run.Requests)!;
+            return new CalibrationPhase(records, new ReplicaTimes(calls.Calls, calls.ServiceMs / 1000, calls.Requests, calls.QueueWaitMs / 1000));
+        }).ToList();
 
-        var calibration = LiveReplay.Calibrate(live.Requests, replicas, slowdown => new PolicyRun("static", Steady(slowdown, hopMs: 1, seed: 3), []));
-        Assert.InRange(calibration.CallSlowdown, 1.2 * 0.97, 1.2 * 1.03);
+        var calibration = LiveReplay.Calibrate(phases, (slowdownWhenBusy, phase) => Steady(slowdownWhenBusy, phase, hopMs: 1, seed: 3));
+        Assert.Equal(2, calibration.SlowdownWhenBusy.Count);
+        Assert.InRange(calibration.SlowdownWhenBusy[0], 1.05 * 0.98, 1.05 * 1.02);
+        Assert.InRange(calibration.SlowdownWhenBusy[1], 1.2 * 0.96, 1.2 * 1.04);
         Assert.InRange(calibration.PathMs, 6 * 0.95, 6 * 1.05);
+        Assert.Equal("×1.05 with 1 busy, ×1.20 with 2", LiveReplay.Describe([1.05, 1.2]));
     }
 
     [Fact]
@@ -145,7 +151,7 @@ public sealed class LiveReplayTests
     {
         if (PrometheusServer.Binary is null) Assert.Skip("prometheus is not installed; ./test.sh installs it (apt-get install prometheus)");
         string dir = Directory.CreateTempSubdirectory("adaptive-live-test-").FullName;
-        var run = AdaptiveCli.Run("replay", "--live", "--seconds", "45", "--resolution", "32", "--profile-seconds", "0.5", "--out", dir);
+        var run = AdaptiveCli.Run("replay", "--live", "--seconds", "45", "--resolution", "32", "--profile-seconds", "0.5", "--calibration-seconds", "2", "--out", dir);
         Assert.True(run.ExitCode == 0, run.Stderr + run.Stdout);
 
         var rows = File.ReadAllLines(Path.Combine(dir, "report.csv")).Skip(1).Select(r => r.Split(',')).ToDictionary(r => r[0]);
@@ -167,7 +173,7 @@ public sealed class LiveReplayTests
         Assert.True(hop.Success, report);
         Assert.InRange(double.Parse(hop.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0, 100);
         // The rig measured at the window's mean rate before the policies, for the simulation at calibrated times.
-        var calibration = System.Text.RegularExpressions.Regex.Match(report, @"calibrated at load before the policies .*: the replicas' calls ×(\d+\.\d\d) the simulation's of that load, the request path (\d+\.\d\d) ms");
+        var calibration = System.Text.RegularExpressions.Regex.Match(report, @"calibrated at load before the policies .*: the replicas' calls ×(\d+\.\d\d) with 1 busy, .* the simulation's of that load, the request path (\d+\.\d\d) ms");
         Assert.True(calibration.Success, report);
         Assert.InRange(double.Parse(calibration.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0.2, 5);
         Assert.InRange(double.Parse(calibration.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture), 0, 1000);

@@ -74,6 +74,7 @@ public sealed class ReplayCommandTests
     [Theory]
     [InlineData("--pipeline=video", "--pipeline: --live serves the zoo's ResNets")]
     [InlineData("--profile-seconds=0", "--profile-seconds: must be greater than 0 and at most 600, got 0")]
+    [InlineData("--calibration-seconds=0", "--calibration-seconds: must be between 1 and 600, got 0")]
     public void A_live_run_refuses_what_it_would_not_use_before_starting_anything(string argument, string message)
     {
         var run = AdaptiveCli.Run("replay", "--live", argument, "--out", TempDir());
