@@ -171,7 +171,7 @@ public static class ReplayCommand
                 $"measured replica start-up (process start to ready), used by the simulation: {string.Join(", ", comparisons.Select(c => $"{c.Policy} {c.StartupSeconds:F2} s"))}",
                 $"measured router hop, used by the simulation: {comparisons.FirstOrDefault()?.HopMs:F2} ms (the median latency at low load over the model's mean time)",
                 comparisons.FirstOrDefault()?.Calibration is { } calibration
-                    ? $"calibrated at load before the policies ({calibration.Setup}), used by the simulation at calibrated times: the replicas' calls {LiveReplay.Describe(calibration.SlowdownWhenBusy)} the simulation's of that load, the request path {calibration.PathMs:F2} ms (the live latency less the replicas' wait and call)"
+                    ? $"calibrated at load before the policies ({calibration.Setup}), used by the simulation at calibrated times: the replicas' calls {LiveReplay.DescribeSlowdowns(calibration.SlowdownWhenBusy)} the simulation's of that load, the request path {calibration.PathMs:F2} ms at the window's mean rate (the live latency less the replicas' wait and call, on a line through the loads')"
                     : "no calibration at load",
                 $"measured request path under load (the live mean latency less the replicas' mean wait and call), used by the simulation at live times: {string.Join(", ", comparisons.Select(c => $"{c.Policy} {c.PathMs:F2} ms"))}",
                 $"live replicas' own metrics against the simulation's (mean ONNX Runtime call and mean wait in the batching queue: live, simulated, simulated at live times; the slowdown that took; the profile's call for one copy alone): " + string.Join("; ",

@@ -37,15 +37,15 @@ public sealed record LiveComparison(string Policy, PolicyRun Measured, PolicyRun
 /// run instead of fitting it: nothing from the window goes in.
 /// </summary>
 /// <param name="SlowdownWhenBusy">Per number of copies busy (1, 2, …), how many times longer the replicas' calls took than the simulation's of the same load (<see cref="ReplayPipeline.SlowdownWhenBusy"/>).</param>
-/// <param name="PathMs">What the request path took outside the replicas' queues and calls (<see cref="LiveReplay.PathMs"/>).</param>
+/// <param name="PathMs">What the request path took outside the replicas' queues and calls (<see cref="LiveReplay.PathMs"/>) at the window's mean rate.</param>
 public sealed record LoadCalibration(IReadOnlyList<double> SlowdownWhenBusy, double PathMs)
 {
     /// <summary>What was served to measure it, in words.</summary>
     public string Setup { get; init; } = "";
 }
 
-/// <summary>One steady load of the calibration: its requests and what its replicas, all of one group, measured themselves over it.</summary>
-public sealed record CalibrationPhase(IReadOnlyList<RequestRecord> Records, ReplicaTimes Replicas);
+/// <summary>One steady load of the calibration: its rate, its requests and what its replicas, all of one group, measured themselves over it.</summary>
+public sealed record CalibrationPhase(double Rps, IReadOnlyList<RequestRecord> Records, ReplicaTimes Replicas);
 
 /// <summary>
 /// A live group's ONNX Runtime calls and queue waits, from its replicas' metrics, beside the same group's in the simulation and in
@@ -81,8 +81,8 @@ public static class LiveReplay
             var pipeline = configure(Profile(models, settings, log));
             double hopMs = await MeasureHop(pipeline, settings, cancellation);
             log($"the router and HTTP add {hopMs:F2} ms to a request at low load");
-            var calibration = await CalibrateAtLoad(pipeline, settings, cancellation);
-            log($"at load the replicas' calls took {Describe(calibration.SlowdownWhenBusy)} the simulation's and the request path {calibration.PathMs:F2} ms");
+            var calibration = await CalibrateAtLoad(pipeline, replay.Workload.Mean, settings, cancellation);
+            log($"at load the replicas' calls took {DescribeSlowdowns(calibration.SlowdownWhenBusy)} the simulation's and the request path {calibration.PathMs:F2} ms");
             var comparisons = new List<LiveComparison>();
             foreach (string name in policies)
             {
@@ -191,8 +191,8 @@ public static class LiveReplay
     const int CalibrationSimulationSeconds = 120;
 
     /// <summary>
-    /// How busy the calibration's replicas are at its rate alone: about as busy as the window's are on average, where the
-    /// policies plan for the window's rate, with room for its Poisson bursts.
+    /// How busy each phase of the calibration keeps its replicas, by the profile for that many copies busy: busy enough that
+    /// they are often busy at once, with room for the Poisson bursts of a steady load.
     /// </summary>
     const double CalibrationUtilization = 0.7;
 
@@ -281,9 +281,10 @@ public static class LiveReplay
     /// <see cref="ClusterWarmUpSeconds"/>) and then measured for <see cref="LiveSettings.CalibrationSeconds"/>.
     /// Measured first at the window's first rate (31 requests/s on one replica), the request path took 3.1–3.3 ms against
     /// 5.5–8.3 ms over the window, and one slowdown for every number of copies busy made hpa's lone replica at 150–170 s miss
-    /// twice what it did live: the path's time and its CPU's toll on the replicas grow with how busy the cores are.
+    /// about twice what it did live (one copy busy measured ×1.00 since, two ×1.08): the path's time and its CPU's toll on the
+    /// replicas grow with how busy the cores are. The path is taken at <paramref name="meanRps"/>, the window's mean rate.
     /// </summary>
-    static async Task<LoadCalibration> CalibrateAtLoad(ReplayPipeline pipeline, LiveSettings settings, CancellationToken cancellation)
+    static async Task<LoadCalibration> CalibrateAtLoad(ReplayPipeline pipeline, double meanRps, LiveSettings settings, CancellationToken cancellation)
     {
         var variant = ReplayPipeline.FixedVariant(pipeline.Spec.Spec.Stages[0]);
         var whenBusy = pipeline.SharedMachineProfiles![variant.Name];
@@ -292,7 +293,7 @@ public static class LiveReplay
             Rps: CalibrationUtilization * replicas * whenBusy[replicas - 1].First(b => b.Batch == 1).Throughput)).ToList();
         var phases = new List<CalibrationPhase>();
         foreach (var (plan, rps) in loads) phases.Add(await MeasureAtLoad(pipeline, plan[0], rps, settings, cancellation));
-        var calibration = Calibrate(phases, (slowdownWhenBusy, phase) =>
+        var calibration = Calibrate(phases, meanRps, (slowdownWhenBusy, phase) =>
         {
             var simulated = Slowed(pipeline, podStartSeconds: 0, slowdown: null, slowdownWhenBusy);
             return ClusterSimulator.Run(simulated.Simulate(loads[phase].Plan), WorkloadPatterns.Steady(loads[phase].Rps, CalibrationSimulationSeconds),
@@ -320,7 +321,7 @@ public static class LiveReplay
         var group = (plan.Allocations[0].Variant, plan.Allocations[0].Batch);
         var (end, warm) = (after.GetValueOrDefault(group), before.GetValueOrDefault(group));
         var times = end is null ? new ReplicaTimes(0, 0, 0, 0) : warm is null ? end : end.Minus(warm);
-        return new CalibrationPhase([.. records.Where(r => r.ArrivalSeconds >= warmUpSeconds)], times);
+        return new CalibrationPhase(rps, [.. records.Where(r => r.ArrivalSeconds >= warmUpSeconds)], times);
     }
 
     /// <summary>The profiled pipeline as the simulation runs it: on this machine's shared-core profiles, its batches slowed by group and by copies busy.</summary>
@@ -333,9 +334,10 @@ public static class LiveReplay
     /// Phase 1's mean call gives how much slower one copy busy ran than the simulation of that load (<paramref name="simulate"/>,
     /// given the slowdowns by copies busy and the phase, returns its group's calls); phase 2's, given that, two copies busy; and
     /// so on, each repeated until the simulated call is within 1 % of the measured, at most <see cref="ServiceTimePasses"/>
-    /// times. The request path is the last phase's, the busiest (<see cref="PathMs"/>).
+    /// times. The request path (<see cref="PathMs"/>) grows with the load: it is taken at <paramref name="pathRps"/> on the
+    /// least-squares line through the phases' paths by rate (one phase: its path).
     /// </summary>
-    public static LoadCalibration Calibrate(IReadOnlyList<CalibrationPhase> phases, Func<IReadOnlyList<double>, int, GroupCalls?> simulate)
+    public static LoadCalibration Calibrate(IReadOnlyList<CalibrationPhase> phases, double pathRps, Func<IReadOnlyList<double>, int, GroupCalls?> simulate)
     {
         var slowdowns = new List<double>();
         for (int phase = 0; phase < phases.Count; phase++)
@@ -348,11 +350,20 @@ public static class LiveReplay
                 slowdowns[phase] *= ratio;
             }
         }
-        return new LoadCalibration(slowdowns, phases.Count == 0 ? 0 : PathMs(phases[^1].Records, [phases[^1].Replicas]));
+        var paths = phases.Select(p => (p.Rps, Ms: PathMs(p.Records, [p.Replicas]))).ToList();
+        return new LoadCalibration(slowdowns, paths.Count == 0 ? 0 : Math.Max(0, OnLine(paths, pathRps)));
+    }
+
+    /// <summary>The least-squares line through <paramref name="points"/> at <paramref name="x"/>; their mean where they share one x.</summary>
+    static double OnLine(IReadOnlyList<(double X, double Y)> points, double x)
+    {
+        double meanX = points.Average(p => p.X), meanY = points.Average(p => p.Y);
+        double spread = points.Sum(p => (p.X - meanX) * (p.X - meanX));
+        return spread == 0 ? meanY : meanY + (x - meanX) * points.Sum(p => (p.X - meanX) * (p.Y - meanY)) / spread;
     }
 
     /// <summary>Slowdowns by copies busy in words: "×1.02 with 1 busy, ×1.09 with 2".</summary>
-    public static string Describe(IReadOnlyList<double> slowdownWhenBusy) =>
+    public static string DescribeSlowdowns(IReadOnlyList<double> slowdownWhenBusy) =>
         string.Join(", ", slowdownWhenBusy.Select((slowdown, index) => $"×{slowdown:F2} with {index + 1}" + (index == 0 ? " busy" : "")));
 
     /// <summary>Each live group's own times beside the simulations', its profile's mean call alone (batch / throughput) and its slowdown.</summary>

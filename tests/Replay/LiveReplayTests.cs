@@ -79,9 +79,9 @@ public sealed class LiveReplayTests
 
     /// <summary>
     /// Before the window, the rig serves steady loads: here simulations of one replica, then two, each at 70 % of what they
-    /// sustain, with calls 5 % slower than the profiles while one copy is busy and 20 % while two are, and 6 ms on the path.
-    /// From their requests and the replicas' metrics, the calibration finds all three again (the simulation it compares with
-    /// draws other arrivals).
+    /// sustain, with calls 5 % slower than the profiles while one copy is busy and 20 % while two are, and 4 ms on the path at
+    /// the first load, 6 ms at the second. From their requests and the replicas' metrics, the calibration finds both slowdowns
+    /// again (the simulation it compares with draws other arrivals), and the path on the line between at the rate asked for.
     /// </summary>
     [Fact]
     public void The_calibration_at_load_finds_how_much_slower_the_replicas_ran_by_copies_busy_and_what_the_path_took()
@@ -100,16 +100,17 @@ public sealed class LiveReplayTests
         var phases = loads.Select((_, phase) =>
         {
             IReadOnlyList<RequestRecord> records = [];
-            var calls = Steady([1.05, 1.2], phase, hopMs: 6, seed: 5, run => records = run.Requests)!;
-            return new CalibrationPhase(records, new ReplicaTimes(calls.Calls, calls.ServiceMs / 1000, calls.Requests, calls.QueueWaitMs / 1000));
+            var calls = Steady([1.05, 1.2], phase, hopMs: 4 + 2 * phase, seed: 5, run => records = run.Requests)!;
+            return new CalibrationPhase(loads[phase].Rps, records, new ReplicaTimes(calls.Calls, calls.ServiceMs / 1000, calls.Requests, calls.QueueWaitMs / 1000));
         }).ToList();
 
-        var calibration = LiveReplay.Calibrate(phases, (slowdownWhenBusy, phase) => Steady(slowdownWhenBusy, phase, hopMs: 1, seed: 3));
+        double between = (loads[0].Rps + 3 * loads[1].Rps) / 4;
+        var calibration = LiveReplay.Calibrate(phases, between, (slowdownWhenBusy, phase) => Steady(slowdownWhenBusy, phase, hopMs: 1, seed: 3));
         Assert.Equal(2, calibration.SlowdownWhenBusy.Count);
         Assert.InRange(calibration.SlowdownWhenBusy[0], 1.05 * 0.98, 1.05 * 1.02);
         Assert.InRange(calibration.SlowdownWhenBusy[1], 1.2 * 0.96, 1.2 * 1.04);
-        Assert.InRange(calibration.PathMs, 6 * 0.95, 6 * 1.05);
-        Assert.Equal("×1.05 with 1 busy, ×1.20 with 2", LiveReplay.Describe([1.05, 1.2]));
+        Assert.InRange(calibration.PathMs, 5.5 * 0.95, 5.5 * 1.05);
+        Assert.Equal("×1.05 with 1 busy, ×1.20 with 2", LiveReplay.DescribeSlowdowns([1.05, 1.2]));
     }
 
     [Fact]
