@@ -59,11 +59,6 @@ public sealed class LiveReplayTests
         Assert.Equal(0, LiveReplay.PathMs(measured, []));
     }
 
-    /// <summary>
-    /// Replicas sharing a machine: each variant measured with 1, 2 and 3 copies busy at once. A "live" run is the simulation with
-    /// every batch 25 % slower than that; from its mean calls alone, the simulation at live times finds the 25 % again,
-    /// though slower batches overlap more and so run at the profiles for more copies busy.
-    /// </summary>
     /// <summary>The resnet sample on CPU alone, each variant measured with 1, 2 and 3 copies busy at once, as on one shared machine.</summary>
     static (InferencePipeline Spec, Dictionary<string, IReadOnlyList<IReadOnlyList<ProfilePoint>>> Shared) SharedMachinePipeline()
     {
@@ -113,6 +108,11 @@ public sealed class LiveReplayTests
         Assert.Equal("×1.05 with 1 busy, ×1.20 with 2", LiveReplay.DescribeSlowdowns([1.05, 1.2]));
     }
 
+    /// <summary>
+    /// Replicas sharing a machine: each variant measured with 1, 2 and 3 copies busy at once. A "live" run is the simulation with
+    /// every batch 25 % slower than that; from its mean calls alone, the simulation at live times finds the 25 % again,
+    /// though slower batches overlap more and so run at the profiles for more copies busy.
+    /// </summary>
     [Fact]
     public void The_simulation_at_live_times_finds_how_much_slower_the_replicas_ran()
     {
@@ -173,7 +173,7 @@ public sealed class LiveReplayTests
         var hop = System.Text.RegularExpressions.Regex.Match(report, @"measured router hop, used by the simulation: (\d+\.\d\d) ms");
         Assert.True(hop.Success, report);
         Assert.InRange(double.Parse(hop.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0, 100);
-        // The rig measured at the window's mean rate before the policies, for the simulation at calibrated times.
+        // The rig measured at load before the policies, for the simulation at calibrated times.
         var calibration = System.Text.RegularExpressions.Regex.Match(report, @"calibrated at load before the policies .*: the replicas' calls ×(\d+\.\d\d) with 1 busy, .* the simulation's of that load, the request path (\d+\.\d\d) ms");
         Assert.True(calibration.Success, report);
         Assert.InRange(double.Parse(calibration.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0.2, 5);
