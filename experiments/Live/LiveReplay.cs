@@ -187,7 +187,7 @@ public static class LiveReplay
     /// </summary>
     const int ClusterWarmUpSeconds = 15;
 
-    /// <summary>How long the simulation of the calibration's steady load runs: long enough that its mean call moves by under 1 % from seed to seed.</summary>
+    /// <summary>How long the simulation of each of the calibration's steady loads runs: at their 77–136 requests/s here, 9,000–16,000 calls.</summary>
     const int CalibrationSimulationSeconds = 120;
 
     /// <summary>
@@ -335,7 +335,8 @@ public static class LiveReplay
     /// given the slowdowns by copies busy and the phase, returns its group's calls); phase 2's, given that, two copies busy; and
     /// so on, each repeated until the simulated call is within 1 % of the measured, at most <see cref="ServiceTimePasses"/>
     /// times. The request path (<see cref="PathMs"/>) grows with the load: it is taken at <paramref name="pathRps"/> on the
-    /// least-squares line through the phases' paths by rate (one phase: its path).
+    /// least-squares line through the phases' paths by rate (one phase: its path; a phase whose replicas did not answer their
+    /// metrics counts for neither).
     /// </summary>
     public static LoadCalibration Calibrate(IReadOnlyList<CalibrationPhase> phases, double pathRps, Func<IReadOnlyList<double>, int, GroupCalls?> simulate)
     {
@@ -350,7 +351,7 @@ public static class LiveReplay
                 slowdowns[phase] *= ratio;
             }
         }
-        var paths = phases.Select(p => (p.Rps, Ms: PathMs(p.Records, [p.Replicas]))).ToList();
+        var paths = phases.Where(p => p.Replicas.Requests > 0).Select(p => (p.Rps, Ms: PathMs(p.Records, [p.Replicas]))).ToList();
         return new LoadCalibration(slowdowns, paths.Count == 0 ? 0 : Math.Max(0, OnLine(paths, pathRps)));
     }
 
