@@ -150,16 +150,6 @@ public sealed class LiveCluster : IAsyncDisposable
         lock (gate) return new Dictionary<(string Variant, int Batch), ReplicaTimes>(replicaTimes);
     }
 
-    /// <summary>What the serving replicas have measured themselves so far, by variant and batch; a replica that does not answer its metrics adds nothing.</summary>
-    public async Task<IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes>> ServingTimes()
-    {
-        List<Replica> now;
-        lock (gate) now = [.. serving];
-        var measured = await Task.WhenAll(now.Select(async replica => (Group: (replica.Variant, replica.Batch), Times: await Measurements(replica))));
-        return measured.Where(m => m.Times is not null).GroupBy(m => m.Group)
-            .ToDictionary(g => g.Key, g => g.Select(m => m.Times!).Aggregate((sum, times) => sum.Plus(times)));
-    }
-
     /// <summary>Adds a replica's own measurements since <see cref="BeforeWindow"/> to its group's; a replica that does not answer its metrics adds nothing.</summary>
     async Task Record(Replica replica)
     {

@@ -310,18 +310,13 @@ public static class LiveReplay
     static async Task<CalibrationPhase> MeasureAtLoad(ReplayPipeline pipeline, StagePlan plan, double rps, LiveSettings settings, CancellationToken cancellation)
     {
         await using var cluster = Cluster(pipeline, settings);
-        await cluster.Start(plan, warmUp: null, cancellation);
-        int warmUpSeconds = 3 * settings.CalibrationSeconds / 2;
-        var clock = Stopwatch.StartNew();
-        var load = Generator(cluster, settings, maxInFlight: 64).Run(WorkloadPatterns.Steady(rps, warmUpSeconds + settings.CalibrationSeconds), settings.Seed + 2, clock, cancellation);
-        await Task.Delay(TimeSpan.FromSeconds(warmUpSeconds) - clock.Elapsed, cancellation);
-        var before = await cluster.ServingTimes();
-        var records = await load;
-        var after = await cluster.ServingTimes();
-        var group = (plan.Allocations[0].Variant, plan.Allocations[0].Batch);
-        var (end, warm) = (after.GetValueOrDefault(group), before.GetValueOrDefault(group));
-        var times = end is null ? new ReplicaTimes(0, 0, 0, 0) : warm is null ? end : end.Minus(warm);
-        return new CalibrationPhase(rps, [.. records.Where(r => r.ArrivalSeconds >= warmUpSeconds)], times);
+        // The cluster counts the replicas' own times from the end of its warm-up, as for the window.
+        await cluster.Start(plan, () => Generator(cluster, settings, maxInFlight: 64)
+            .Run(WorkloadPatterns.Steady(rps, 3 * settings.CalibrationSeconds / 2), settings.Seed + 2, Stopwatch.StartNew(), cancellation), cancellation);
+        var records = await Generator(cluster, settings, maxInFlight: 64)
+            .Run(WorkloadPatterns.Steady(rps, settings.CalibrationSeconds), settings.Seed + 3, Stopwatch.StartNew(), cancellation);
+        var times = await cluster.CollectReplicaTimes();
+        return new CalibrationPhase(rps, records, times.GetValueOrDefault((plan.Allocations[0].Variant, plan.Allocations[0].Batch)) ?? new ReplicaTimes(0, 0, 0, 0));
     }
 
     /// <summary>The profiled pipeline as the simulation runs it: on this machine's shared-core profiles, its batches slowed by group and by copies busy.</summary>
