@@ -39,6 +39,7 @@ public static class PlanningProblemBuilder
             Current: current)
         {
             LatencyModel = spec.Adaptation.LatencyModel == "batch-fill" ? LatencyModel.BatchFill : LatencyModel.Queueing,
+            LoadingModel = LoadingModel.Replicas,
         };
     }
 }
