@@ -66,10 +66,9 @@ public static class SurgeRule
     /// The problem of a surge decision whose rate outruns what runs by <paramref name="excessShare"/>: until its new replicas
     /// serve, that share of the requests misses the SLO, each second <paramref name="excessShare"/> / the interval of the requests
     /// until the next scheduled decision (which plans with the spec's weights, and has the time to load slower variants). So each
-    /// second a starting replica takes to load its model weighs at least that, as accuracy (the spec's <c>weights.loading</c>
-    /// counts one start of the slowest model as 1): capacity that serves sooner is worth some accuracy in proportion to what the
-    /// running configuration misses, and a surge answered by replacing every running replica (at a new batch size) weighs as
-    /// many starts as it replaces, against one for an added replica.
+    /// second the new replicas take to load their models weighs at least that, as accuracy (the spec's <c>weights.loading</c>
+    /// counts the slowest model's load time as 1): capacity that serves sooner is worth some accuracy in proportion to what the
+    /// running configuration misses.
     /// </summary>
     public static PipelineProblem WeighLoadTime(PipelineProblem problem, double excessShare, int intervalSeconds)
     {

@@ -91,14 +91,14 @@ public static class PlanEvaluator
         ?? throw new ArgumentException($"stage '{stage.Name}': {a.Variant} on {a.Hardware} has no profile at batch {a.Batch}");
 
     /// <summary>
-    /// The load times of the models a configuration loads, relative to the largest load time in the pipeline: the largest of
-    /// them (a model loads when its replicas grow against the running configuration, or its batch size changes), or the sum
-    /// over every replica that starts (<see cref="LoadingModel"/>); 0 without a running configuration.
+    /// The largest load time among the (stage, variant, hardware) that load their model (replicas grow against
+    /// the running configuration, or its batch size changes), relative to the largest load time in the
+    /// pipeline; 0 without a running configuration.
     /// </summary>
     static double LoadingTerm(PipelineProblem pipeline, IReadOnlyList<StagePlan> stages)
     {
         if (pipeline.Current.Count == 0 || pipeline.MaxLoadTimeS <= 0) return 0;
-        double largest = 0, sum = 0;
+        double largest = 0;
         foreach (var (stage, plan) in pipeline.Stages.Zip(stages))
         {
             foreach (var a in plan.Allocations)
@@ -106,9 +106,8 @@ public static class PlanEvaluator
                 if (!pipeline.LoadsModel(stage.Name, a.Variant, a.Hardware, a.Batch, a.Replicas)) continue;
                 var hardware = stage.Variants.First(v => v.Name == a.Variant).Hardware.First(h => h.Class == a.Hardware);
                 largest = Math.Max(largest, hardware.LoadTimeS);
-                sum += hardware.LoadTimeS * pipeline.StartingReplicas(stage.Name, a.Variant, a.Hardware, a.Batch, a.Replicas);
             }
         }
-        return (pipeline.LoadingModel == LoadingModel.Largest ? largest : sum) / pipeline.MaxLoadTimeS;
+        return largest / pipeline.MaxLoadTimeS;
     }
 }

@@ -271,9 +271,8 @@ sealed class PlanningModel
     /// A single stage's option is dropped when another is at least as good in everything the objective and
     /// the constraints see and better in something, or equal and listed first. The optimum is unchanged; the
     /// model gets smaller. What they see: the option's own part of the objective (accuracy, where it adds up
-    /// across stages, less cost, batch and the replicas it starts), its latency, and apart where they do not add
-    /// up: accuracy under a product, cost under a budget, model loading where the term is a maximum, replicas on a
-    /// limited class.
+    /// across stages, less cost and batch), its latency, and apart where they do not add up: accuracy under a
+    /// product, cost under a budget, model loading (the term is a maximum), replicas on a limited class.
     /// Options are taken by latency, each checked against those kept, so the work grows with the options
     /// times the frontier, not with the options squared (queueing gives every (variant, hardware, batch)
     /// several replica counts).
@@ -283,18 +282,16 @@ sealed class PlanningModel
         var w = pipeline.Weights;
         bool additiveAccuracy = pipeline.AccuracyMethod != AccuracyMethod.Product;
         double accuracyWeight = pipeline.AccuracyMethod == AccuracyMethod.Average ? w.Accuracy / pipeline.Stages.Count : w.Accuracy;
-        bool loading = w.Loading > 0 && pipeline.Current.Count > 0 && pipeline.MaxLoadTimeS > 0;
-        bool largestLoading = loading && pipeline.LoadingModel == LoadingModel.Largest;
+        bool loading = w.Loading > 0 && pipeline.Current.Count > 0;
         var keys = candidates.Select(c =>
         {
             double cost = c.FixedReplicas * c.Hardware.CostPerReplica;
-            double startingLoad = loading && !largestLoading ? StartingLoad(pipeline, stage, c) : 0;
             return new DominanceKey(
-                Objective: (additiveAccuracy ? accuracyWeight * c.Variant.Accuracy : 0) - (pipeline.Budget is null ? w.Cost * cost : 0) - w.Batch * c.Point.Batch - w.Loading * startingLoad,
+                Objective: (additiveAccuracy ? accuracyWeight * c.Variant.Accuracy : 0) - (pipeline.Budget is null ? w.Cost * cost : 0) - w.Batch * c.Point.Batch,
                 Latency: c.LatencyMs,
                 Accuracy: additiveAccuracy ? 0 : c.Variant.Accuracy,
                 Cost: pipeline.Budget is null ? 0 : cost,
-                Loading: largestLoading && pipeline.LoadsModel(stage.Name, c.Variant.Name, c.Hardware.Class, c.Point.Batch, c.FixedReplicas) ? c.Hardware.LoadTimeS : 0,
+                Loading: loading && pipeline.LoadsModel(stage.Name, c.Variant.Name, c.Hardware.Class, c.Point.Batch, c.FixedReplicas) ? c.Hardware.LoadTimeS : 0,
                 // Replicas count only on a class with a limit (their cost is in the objective or the budget).
                 LimitedClass: limitedClasses.Contains(c.Hardware.Class) ? c.Hardware.Class : null,
                 Replicas: c.FixedReplicas);
@@ -318,10 +315,6 @@ sealed class PlanningModel
         kept.Sort();
         return [.. kept.Select(i => candidates[i])];
     }
-
-    /// <summary>A fixed option's part of the loading term by <see cref="LoadingModel.Replicas"/>: the load time of the replicas it starts, in units of the largest.</summary>
-    internal static double StartingLoad(PipelineProblem pipeline, StageProblem stage, Candidate c) =>
-        c.Hardware.LoadTimeS * pipeline.StartingReplicas(stage.Name, c.Variant.Name, c.Hardware.Class, c.Point.Batch, c.FixedReplicas) / pipeline.MaxLoadTimeS;
 
     /// <summary>What of a single stage's option the objective and the constraints see, for <see cref="WithoutDominated"/>.</summary>
     readonly record struct DominanceKey(double Objective, double Latency, double Accuracy, double Cost, double Loading, string? LimitedClass, int Replicas)
@@ -518,11 +511,6 @@ sealed class PlanningModel
     /// </summary>
     void AddLoadingTerm(PipelineProblem pipeline, IReadOnlyList<StageVariables> stages)
     {
-        if (pipeline.LoadingModel == LoadingModel.Replicas)
-        {
-            AddStartingReplicasTerm(pipeline, stages);
-            return;
-        }
         long Ms(double s) => (long)Math.Round(s * 1000);
         var loading = model.NewIntVar(0, Ms(pipeline.MaxLoadTimeS), $"{pipeline.Name}/loading");
         foreach (var stage in stages)
@@ -539,29 +527,6 @@ sealed class PlanningModel
             model.Add(loading >= Ms(hardware.LoadTimeS) * loads);
         }
         objectiveTerms.Add((loading, -pipeline.Weights.Loading / Ms(pipeline.MaxLoadTimeS)));
-    }
-
-    /// <summary>
-    /// δ · Σ (replicas that start) · load time / (largest load time overall): an option starts the replicas beyond those that
-    /// run now at its batch size; maximisation keeps each count at that.
-    /// </summary>
-    void AddStartingReplicasTerm(PipelineProblem pipeline, IReadOnlyList<StageVariables> stages)
-    {
-        foreach (var stage in stages)
-        foreach (var o in stage.Options)
-        {
-            double weight = -pipeline.Weights.Loading * o.Hardware.LoadTimeS / pipeline.MaxLoadTimeS;
-            if (weight == 0) continue;
-            int running = pipeline.RunningReplicasAt(stage.Stage.Name, o.Variant.Name, o.Hardware.Class, o.Point.Batch);
-            if (running == 0)
-            {
-                objectiveTerms.Add((o.Replicas, weight));
-                continue;
-            }
-            var starting = model.NewIntVar(0, stage.Stage.MaxReplicas, $"{stage.Stage.Name}/{o.Variant.Name}/{o.Hardware.Class}/b{o.Point.Batch}/starting");
-            model.Add(starting >= o.Replicas - running);
-            objectiveTerms.Add((starting, weight));
-        }
     }
 
     /// <summary>
@@ -622,8 +587,7 @@ sealed class PlanningModel
                 smallestProduct = Math.Min(smallestProduct, w.Accuracy * accuracy);
             double cost = p.Stages.Sum(s => s.MaxReplicas * s.Variants.SelectMany(v => v.Hardware).Select(h => h.CostPerReplica).DefaultIfEmpty(0).Max());
             double batch = p.Stages.Sum(s => s.BatchSizes.DefaultIfEmpty(1).Max());
-            double loading = p.LoadingModel == LoadingModel.Largest ? 1 : p.Stages.Sum(s => s.MaxReplicas);
-            bound += w.Accuracy * accuracy + w.Cost * cost + w.Batch * batch + w.Loading * loading;
+            bound += w.Accuracy * accuracy + w.Cost * cost + w.Batch * batch + w.Loading;
         }
         // A product's coefficient multiplies a variable of ProductScale units; keep it well above 1.
         double scale = resolution / Math.Max(bound, 1e-9);

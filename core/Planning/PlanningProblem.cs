@@ -28,9 +28,6 @@ public sealed record PipelineProblem(
     /// <summary>How a stage's latency is modelled: the papers' batch latency plus fill time, or with queueing.</summary>
     public LatencyModel LatencyModel { get; init; } = LatencyModel.BatchFill;
 
-    /// <summary>How the loading term counts the models a configuration loads: the slowest of them, or every replica that starts.</summary>
-    public LoadingModel LoadingModel { get; init; } = LoadingModel.Largest;
-
     /// <summary>The largest model load time in the pipeline: the loading term's unit.</summary>
     public double MaxLoadTimeS => Stages.SelectMany(s => s.Variants).SelectMany(v => v.Hardware)
         .Select(h => h.LoadTimeS).DefaultIfEmpty(0).Max();
@@ -46,17 +43,6 @@ public sealed record PipelineProblem(
     /// </summary>
     public bool LoadsModel(string stage, string variant, string hardware, int batch, int replicas) =>
         replicas > RunningReplicas(stage, variant, hardware) || replicas > 0 && RunsAtOtherBatch(stage, variant, hardware, batch);
-
-    /// <summary>
-    /// How many of <paramref name="replicas"/> of (stage, variant, hardware) at <paramref name="batch"/> start and load the model:
-    /// those beyond the replicas that run now at that batch size (at another, every one is replaced).
-    /// </summary>
-    public int StartingReplicas(string stage, string variant, string hardware, int batch, int replicas) =>
-        Math.Max(0, replicas - RunningReplicasAt(stage, variant, hardware, batch));
-
-    /// <summary>Replicas of (stage, variant, hardware) running now at <paramref name="batch"/>.</summary>
-    public int RunningReplicasAt(string stage, string variant, string hardware, int batch) =>
-        Current.Where(c => c.Stage == stage && c.Variant == variant && c.Hardware == hardware && c.Batch == batch).Sum(c => c.Replicas);
 
     /// <summary>Whether replicas of (stage, variant, hardware) run now at a batch size other than <paramref name="batch"/>.</summary>
     public bool RunsAtOtherBatch(string stage, string variant, string hardware, int batch) =>
@@ -79,19 +65,6 @@ public enum LatencyModel
     /// replicas are sized so that the p99, not the mean, stays within the SLO.
     /// </summary>
     Queueing,
-}
-
-/// <summary>What the loading term counts (docs/planning-format.md, <c>loadingModel</c>), in units of the problem's largest load time.</summary>
-public enum LoadingModel
-{
-    /// <summary>The largest load time among the models that load (the published format's term): how long until all new capacity serves.</summary>
-    Largest,
-
-    /// <summary>
-    /// Every replica that starts, times its model's load time. A change of batch size replaces every replica of its group while
-    /// the old ones still serve, so it weighs as many loads as the group has replicas, not as one added replica.
-    /// </summary>
-    Replicas,
 }
 
 public enum StageMode

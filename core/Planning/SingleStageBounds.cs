@@ -10,9 +10,8 @@ namespace Adaptive.Core.Planning;
 /// drop lowers the others' bounds). On the few options left the bound is then exact: the best configuration
 /// within the SLO through each option, from the Pareto fronts of the stages before and after it; the best of
 /// them all becomes the configuration when it keeps every rule. Budget and hardware limits are left out of the
-/// bounds (which only loosens them); the loading term, where it is a maximum over stages, counts exactly in the
-/// configuration and as 0 in the bounds (counted by the replicas that start, it adds up by stage, in each option's
-/// value). With queueing a stage has 30–50 options (one per useful replica
+/// bounds (which only loosens them); the loading term, a maximum over stages, counts exactly in the
+/// configuration and as 0 in the bounds. With queueing a stage has 30–50 options (one per useful replica
 /// count); this leaves about one, and CP-SAT proves the optimum several times faster. Pipelines that multiply
 /// accuracies are left whole: their objective does not add up by stage.
 /// </summary>
@@ -139,11 +138,8 @@ static class SingleStageBounds
         {
             var w = pipeline.Weights;
             double accuracyWeight = pipeline.AccuracyMethod == AccuracyMethod.Average ? w.Accuracy / pipeline.Stages.Count : w.Accuracy;
-            bool loads = w.Loading > 0 && pipeline.Current.Count > 0 && pipeline.MaxLoadTimeS > 0;
-            bool startsCount = loads && pipeline.LoadingModel == LoadingModel.Replicas;
-            Values = [.. candidates.Select((stage, s) => stage.Select(c =>
-                accuracyWeight * c.Variant.Accuracy - w.Cost * c.FixedReplicas * c.Hardware.CostPerReplica - w.Batch * c.Point.Batch
-                - (startsCount ? w.Loading * PlanningModel.StartingLoad(pipeline, pipeline.Stages[s], c) : 0)).ToArray())];
+            Values = [.. candidates.Select(stage => stage.Select(c =>
+                accuracyWeight * c.Variant.Accuracy - w.Cost * c.FixedReplicas * c.Hardware.CostPerReplica - w.Batch * c.Point.Batch).ToArray())];
             SloNs = FixedPoint.SloNs(pipeline.SloMs);
             LatencyNs = [.. candidates.Select(stage => stage.Select(c => FixedPoint.LatencyNs(c.LatencyMs)).ToArray())];
             budgetUnits = pipeline.Budget is { } budget ? FixedPoint.BudgetUnits(budget) : long.MaxValue;
@@ -155,7 +151,7 @@ static class SingleStageBounds
             limits = [.. classes.Select(c => limited[c])];
             limitedClass = [.. candidates.Select(stage => stage.Select(c => classes.IndexOf(c.Hardware.Class)).ToArray())];
             replicas = [.. candidates.Select(stage => stage.Select(c => c.FixedReplicas).ToArray())];
-            loadingWeight = loads && !startsCount ? w.Loading / pipeline.MaxLoadTimeS : 0;
+            loadingWeight = w.Loading > 0 && pipeline.Current.Count > 0 && pipeline.MaxLoadTimeS > 0 ? w.Loading / pipeline.MaxLoadTimeS : 0;
             loading = [.. candidates.Select((stage, s) => stage.Select(c =>
                 pipeline.LoadsModel(pipeline.Stages[s].Name, c.Variant.Name, c.Hardware.Class, c.Point.Batch, c.FixedReplicas)
                     ? c.Hardware.LoadTimeS : 0).ToArray())];

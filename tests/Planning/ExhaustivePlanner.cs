@@ -146,7 +146,7 @@ static class ExhaustivePlanner
         };
         if (accuracy == null) return null;
 
-        double largestLoad = p.MaxLoadTimeS, growing = 0, starting = 0;
+        double largestLoad = p.MaxLoadTimeS, growing = 0;
         if (p.Current.Count > 0 && largestLoad > 0)
         {
             for (int s = 0; s < configs.Count; s++)
@@ -155,10 +155,9 @@ static class ExhaustivePlanner
                 var same = p.Current.Where(c => c.Stage == p.Stages[s].Name && c.Variant == a.Variant.Name && c.Hardware == a.Hardware.Class).ToList();
                 bool otherBatch = same.Any(c => c.Replicas > 0 && c.Batch != a.Point.Batch);
                 if (a.Replicas > same.Sum(c => c.Replicas) || otherBatch) growing = Math.Max(growing, a.Hardware.LoadTimeS);
-                starting += Math.Max(0, a.Replicas - same.Where(c => c.Batch == a.Point.Batch).Sum(c => c.Replicas)) * a.Hardware.LoadTimeS;
             }
         }
-        double loading = largestLoad <= 0 ? 0 : (p.LoadingModel == LoadingModel.Largest ? growing : starting) / largestLoad;
+        double loading = largestLoad > 0 ? growing / largestLoad : 0;
         var w = p.Weights;
         return w.Accuracy * accuracy.Value - w.Cost * cost - w.Batch * configs.Sum(c => c.Max(a => a.Point.Batch)) - w.Loading * loading;
     }

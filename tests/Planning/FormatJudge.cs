@@ -48,7 +48,7 @@ static class FormatJudge
         var stageAccuracies = new List<double>();
         double largestLoad = stages.SelectMany(s => s!["variants"]!.AsArray()).SelectMany(v => v!["hardware"]!.AsArray())
             .Max(h => (double)h!["loadTimeS"]!);
-        double growingLoad = 0, startingLoad = 0;
+        double growingLoad = 0;
         for (int s = 0; s < stages.Count; s++)
         {
             var stage = stages[s]!;
@@ -90,7 +90,6 @@ static class FormatJudge
                 replicas += n;
                 largestBatch = Math.Max(largestBatch, b);
                 if (n > RunningReplicas(p, name, variantName, hardwareName) || RunsAtOtherBatch(p, name, variantName, hardwareName, b)) growingLoad = Math.Max(growingLoad, (double)hardware["loadTimeS"]!);
-                startingLoad += Math.Max(0, n - RunningReplicas(p, name, variantName, hardwareName, b)) * (double)hardware["loadTimeS"]!;
             }
             if (Math.Abs(shares - lambda) > 1e-6 * lambda) violations.Add($"{name}: shares add up to {shares}, load is {lambda}");
             if (replicas > (int)stage["maxReplicas"]!) violations.Add($"{name}: {replicas} replicas over maxReplicas {stage["maxReplicas"]}");
@@ -109,19 +108,16 @@ static class FormatJudge
             _ => stageAccuracies.Aggregate(1.0, (x, a) => x * a),
         };
         bool hasCurrent = p["current"] is JsonArray { Count: > 0 };
-        double loading = !hasCurrent || largestLoad <= 0 ? 0
-            : ((string?)p["loadingModel"] ?? "largest") == "replicas" ? startingLoad / largestLoad : growingLoad / largestLoad;
+        double loading = hasCurrent && largestLoad > 0 ? growingLoad / largestLoad : 0;
         var w = p["weights"]!;
         double objective = (double)w["accuracy"]! * pipelineAccuracy - (double)w["cost"]! * cost
                            - (double)w["batch"]! * batchTerm - (double)w["loading"]! * loading;
         return new Verdict(violations, objective);
     }
 
-    /// <summary>Replicas of (stage, variant, hardware) in <c>current</c>, at <paramref name="batch"/> or at any batch size.</summary>
-    static int RunningReplicas(JsonNode p, string stage, string variant, string hardware, int? batch = null) =>
+    static int RunningReplicas(JsonNode p, string stage, string variant, string hardware) =>
         p["current"] is JsonArray current
-            ? current.Where(c => (string)c!["stage"]! == stage && (string)c["variant"]! == variant && (string)c["hardware"]! == hardware
-                                 && (batch is null || (int)c["batch"]! == batch))
+            ? current.Where(c => (string)c!["stage"]! == stage && (string)c["variant"]! == variant && (string)c["hardware"]! == hardware)
                 .Sum(c => (int)c!["replicas"]!)
             : 0;
 

@@ -10,7 +10,7 @@ namespace Adaptive.Tests.Planning;
 
 /// <summary>
 /// On random small problems (single and mixed stages, batching, one or two hardware classes with limits,
-/// budgets, every accuracy method, loading cost of either model, one or two pipelines sharing hardware) the planner reaches
+/// budgets, every accuracy method, loading cost, one or two pipelines sharing hardware) the planner reaches
 /// the optimum the exhaustive oracle finds, with an answer that meets every rule of docs/planning-format.md,
 /// in the papers' batch-fill latency model and in the queueing one.
 /// </summary>
@@ -220,7 +220,6 @@ static class RandomProblems
             pipeline["latencyModel"] = "queueing";
             foreach (var stage in stages) stage!["maxQueueDelayMs"] = Pick(random, 0.0, 5.0, 20.0);
         }
-        if (pipeline["current"] is not null && random.NextDouble() < 0.5) pipeline["loadingModel"] = "replicas";
         return pipeline;
     }
 

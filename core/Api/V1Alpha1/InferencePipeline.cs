@@ -95,11 +95,6 @@ public sealed class WeightsSpec
     [JsonPropertyName("accuracy")] public double Accuracy { get; set; } = 1;
     [JsonPropertyName("cost")] public double Cost { get; set; }
     [JsonPropertyName("batch")] public double Batch { get; set; }
-
-    /// <summary>
-    /// Per replica that starts (beyond those running at its batch size; a change of batch size replaces them all), times its
-    /// model's load time over the pipeline's slowest: δ = 0.05 makes a start of the slowest model cost 0.05 of accuracy.
-    /// </summary>
     [JsonPropertyName("loading")] public double Loading { get; set; }
 }
 

@@ -39,7 +39,6 @@ public static class PlanningProblemBuilder
             Current: current)
         {
             LatencyModel = spec.Adaptation.LatencyModel == "batch-fill" ? LatencyModel.BatchFill : LatencyModel.Queueing,
-            LoadingModel = LoadingModel.Replicas,
         };
     }
 }

@@ -22,8 +22,6 @@ public static class ExchangeFormat
 
     static readonly Dictionary<string, LatencyModel> LatencyModels = new() { ["batch-fill"] = LatencyModel.BatchFill, ["queueing"] = LatencyModel.Queueing };
 
-    static readonly Dictionary<string, LoadingModel> LoadingModels = new() { ["largest"] = LoadingModel.Largest, ["replicas"] = LoadingModel.Replicas };
-
     public static ExchangeDocument Parse(string json)
     {
         JsonDocument document;
@@ -67,7 +65,6 @@ public static class ExchangeFormat
             Current: [])
         {
             LatencyModel = p.Optional("latencyModel")?.Choice(LatencyModels) ?? LatencyModel.BatchFill,
-            LoadingModel = p.Optional("loadingModel")?.Choice(LoadingModels) ?? LoadingModel.Largest,
         };
         return pipeline with { Current = ReadCurrent(p, stages) };
     }
