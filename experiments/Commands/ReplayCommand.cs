@@ -178,6 +178,7 @@ public static class ReplayCommand
                     comparisons.Select(c => $"{c.Policy}: " + string.Join(", ", c.Replicas.Select(r =>
                         $"{r.Group} call {r.Live.MeanCallMs:F1} / {Ms(r.Simulated?.MeanMs)} / {Ms(r.AtLiveTimes?.MeanMs)} ms (×{r.Slowdown:F2}; {r.ProfiledCallMs:F1} alone), " +
                         $"wait {r.Live.MeanQueueWaitMs:F1} / {Ms(r.Simulated?.MeanQueueWaitMs)} / {Ms(r.AtLiveTimes?.MeanQueueWaitMs)} ms, {r.Live.Calls:F0} calls live")))),
+                $"the load generator's own delay (how long after its due time each request left; the live latency counts it): {string.Join(", ", comparisons.Select(c => $"{c.Policy} p99 {c.SendLag.P99Ms:F1} ms, at most {c.SendLag.MaxMs:F1} ms"))}",
                 $"the replicas share this machine's cores: the simulation runs each batch at its model's profile (each copy behind a model server over REST) measured with as many copies busy at once as replicas are busy (1 to {live.MaxReplicas})",
             ]);
             Console.Out.WriteLine($"Report, CSVs and plots in {Path.GetFullPath(settings.Output)}");

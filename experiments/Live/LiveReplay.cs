@@ -29,8 +29,19 @@ public sealed record LiveSettings(int Resolution, double SloMs, int MaxReplicas,
 /// <param name="Calibrated">The simulation at the times the rig measured at load before the window (<see cref="Calibration"/>).</param>
 /// <param name="AtLiveTimes">The simulation at the live run's own times: the replicas' calls and the request path's (<see cref="LiveReplay.AtLiveTimes"/>).</param>
 /// <param name="PathMs">What the request path took live outside the replicas' queues and calls (<see cref="LiveReplay.PathMs"/>); the simulation at live times adds it at the stage.</param>
+/// <param name="SendLag">How late the load generator sent the window's requests: its own delay, which the live latency counts.</param>
 public sealed record LiveComparison(string Policy, PolicyRun Measured, PolicyRun Simulated, PolicyRun Calibrated, PolicyRun AtLiveTimes, double StartupSeconds,
-    double HopMs, LoadCalibration Calibration, double PathMs, IReadOnlyList<LiveReplicaTimes> Replicas);
+    double HopMs, LoadCalibration Calibration, double PathMs, IReadOnlyList<LiveReplicaTimes> Replicas, SendLag SendLag);
+
+/// <summary>The 99th percentile and the largest of how long after its due time the load generator sent each request, ms.</summary>
+public sealed record SendLag(double P99Ms, double MaxMs)
+{
+    public static SendLag Of(IReadOnlyList<double> lagsMs)
+    {
+        var sorted = lagsMs.Order().ToList();
+        return new SendLag(Percentiles.Of(sorted, 0.99), sorted.Count == 0 ? double.NaN : sorted[^1]);
+    }
+}
 
 /// <summary>
 /// What the rig measured at load before the window (<see cref="LiveReplay.Calibrate"/>), for a simulation that predicts the live
@@ -87,7 +98,7 @@ public static class LiveReplay
             foreach (string name in policies)
             {
                 log($"{name}: {replay.Workload.Seconds} s live");
-                var (measured, startup, scrapePhase, replicas) = await RunLive(pipeline, name, replay, settings, cancellation);
+                var (measured, startup, scrapePhase, replicas, sendLag) = await RunLive(pipeline, name, replay, settings, cancellation);
                 PolicyRun Simulate(IReadOnlyDictionary<(string Variant, int Batch), double>? slowdown, double hopMs, IReadOnlyList<double>? slowdownWhenBusy = null)
                 {
                     var simulatedPipeline = Slowed(pipeline, Math.Max(0, startup - pipeline.Spec.Spec.Stages[0].Variants.Average(v => v.Profiles[0].LoadTimeSeconds)), slowdown, slowdownWhenBusy);
@@ -101,7 +112,7 @@ public static class LiveReplay
                 var liveCalls = replicas.Where(r => r.Value.Calls > 0).ToDictionary(r => r.Key, r => r.Value.MeanCallMs);
                 var (atLiveTimes, slowdown) = AtLiveTimes(s => Simulate(s, pathMs), Simulate(null, pathMs), liveCalls);
                 comparisons.Add(new LiveComparison(name, measured, simulated, calibrated, atLiveTimes, startup, hopMs, calibration, pathMs,
-                    Describe(pipeline, replicas, simulated, atLiveTimes, slowdown)));
+                    Describe(pipeline, replicas, simulated, atLiveTimes, slowdown), sendLag));
             }
             return comparisons;
         }
@@ -227,9 +238,9 @@ public static class LiveReplay
 
     /// <summary>
     /// The policy on real processes. Returns the run, the replicas' mean start-up time, when in each scrape interval from the
-    /// window's start Prometheus scraped, and what the replicas measured themselves.
+    /// window's start Prometheus scraped, what the replicas measured themselves, and how late the generator sent.
     /// </summary>
-    static async Task<(PolicyRun Run, double StartupSeconds, int ScrapePhaseSeconds, IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes> Replicas)> RunLive(
+    static async Task<(PolicyRun Run, double StartupSeconds, int ScrapePhaseSeconds, IReadOnlyDictionary<(string Variant, int Batch), ReplicaTimes> Replicas, SendLag SendLag)> RunLive(
         ReplayPipeline pipeline, string name, ReplayWorkload replay, LiveSettings settings, CancellationToken cancellation)
     {
         var policy = ReplayPolicies.Create(name, pipeline, replay.Workload.Peak, replay.Workload.Mean);
@@ -271,7 +282,8 @@ public static class LiveReplay
         var replicaTimes = await cluster.CollectReplicaTimes();
         var result = Measured(records, decisions, stage, samples, replay.Workload.Seconds);
         double startup = cluster.StartupSeconds.Count == 0 ? 0 : cluster.StartupSeconds.Average();
-        return (new PolicyRun(name, result, decisions), startup, ScrapePhase(await cluster.Prometheus!.LastScrape() - started, settings.ScrapeSeconds), replicaTimes);
+        return (new PolicyRun(name, result, decisions), startup, ScrapePhase(await cluster.Prometheus!.LastScrape() - started, settings.ScrapeSeconds), replicaTimes,
+            SendLag.Of(generator.SendLagsMs));
     }
 
     /// <summary>

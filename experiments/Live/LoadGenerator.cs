@@ -9,12 +9,22 @@ namespace Adaptive.Experiments.Live;
 /// <summary>
 /// An open-loop load generator: Poisson arrivals at the workload's per-second rate, each request sent when
 /// it is due whether or not earlier ones have been answered, so that a slow server meets the load it would
-/// meet in production instead of slowing the generator down. Latency counts from the request's due time.
+/// meet in production instead of slowing the generator down. Latency counts from the request's due time, so a
+/// generator that falls behind would count its own delay as the servers'; <see cref="SendLagsMs"/> says how far it did.
 /// </summary>
 public sealed class LoadGenerator(Uri router, string pipeline, byte[] body, int headerLength, double sloMs, int maxInFlight)
 {
+    readonly List<double> sendLagsMs = [];
+
+    /// <summary>For each request of the last <see cref="Run"/> that was sent, how long after its due time it started, ms.</summary>
+    public IReadOnlyList<double> SendLagsMs
+    {
+        get { lock (sendLagsMs) return [.. sendLagsMs]; }
+    }
+
     public async Task<IReadOnlyList<RequestRecord>> Run(Workload workload, int seed, Stopwatch clock, CancellationToken cancellation)
     {
+        lock (sendLagsMs) sendLagsMs.Clear();
         using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = maxInFlight, PooledConnectionLifetime = TimeSpan.FromMinutes(10) })
         {
             BaseAddress = router,
@@ -46,6 +56,7 @@ public sealed class LoadGenerator(Uri router, string pipeline, byte[] body, int 
 
     async Task Send(HttpClient http, double due, Stopwatch clock, List<RequestRecord> records, SemaphoreSlim inFlight)
     {
+        lock (sendLagsMs) sendLagsMs.Add((clock.Elapsed.TotalSeconds - due) * 1000);
         RequestOutcome outcome;
         try
         {

@@ -192,5 +192,11 @@ public sealed class LiveReplayTests
         Assert.InRange(groups.Sum(g => int.Parse(g.Groups[3].Value)), 1, int.Parse(rows["ipa (live)"][1]));
         Assert.All(groups, g => Assert.InRange(double.Parse(g.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture), 0.1, 1000));
         Assert.True(File.Exists(Path.Combine(dir, "variants-ipa-live.png")));
+        // The generator kept to its schedule: what it counts as latency is the servers', not its own delay.
+        var lag = System.Text.RegularExpressions.Regex.Match(report, @"the load generator's own delay .*: ipa p99 (\d+\.\d) ms, at most (\d+\.\d) ms");
+        Assert.True(lag.Success, report);
+        double lagP99 = double.Parse(lag.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(lagP99, 0, 150);
+        Assert.InRange(double.Parse(lag.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture), lagP99, 10_000);
     }
 }
