@@ -16,7 +16,7 @@ public sealed class LoadGenerator(Uri router, string pipeline, byte[] body, int 
 {
     readonly List<double> sendLagsMs = [];
 
-    /// <summary>For each request of the last <see cref="Run"/> that was sent, how long after its due time it started, ms.</summary>
+    /// <summary>For each request of the last <see cref="Run"/> that was sent, how long after its due time it started, ms (below 0 for the up to 1 ms early that is not slept).</summary>
     public IReadOnlyList<double> SendLagsMs
     {
         get { lock (sendLagsMs) return [.. sendLagsMs]; }
